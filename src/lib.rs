@@ -1,0 +1,2 @@
+//! k3splan: a declarative plan/apply reconciler for k3s HA clusters.
+pub mod config;

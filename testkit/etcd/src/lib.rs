@@ -1,0 +1,1 @@
+//! k3splan test harness: real etcd clusters with TLS on loopback.

@@ -1,0 +1,1 @@
+//! k3splan test harness: real OpenSSH sshd hosts with their own address and filesystem view.
