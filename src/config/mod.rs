@@ -1,1 +1,4 @@
+//! The topology language: HCL files → validated [`Topology`].
+pub mod model;
 
+pub use model::*;

@@ -1,0 +1,402 @@
+//! The validated topology: what the operator declared, with defaults applied.
+//!
+//! Values here are plain data: no I/O, no HCL. [`crate::config::load`] builds a
+//! [`Topology`] from HCL files after validation; tests build them by hand.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+/// Default k3s data directory.
+pub const DEFAULT_DATA_DIR: &str = "/var/lib/rancher/k3s";
+/// Default path of the keepalived static pod manifest.
+pub const DEFAULT_VIP_MANIFEST: &str = "/var/lib/rancher/k3s/agent/pod-manifests/keepalived.yaml";
+/// keepalived priority of the primary node unless `vip_priority` overrides it.
+pub const PRIMARY_PRIORITY: u8 = 100;
+/// keepalived priority of the other servers unless `vip_priority` overrides it.
+pub const BACKUP_PRIORITY: u8 = 90;
+/// The add-ons k3s ships that k3splan watches by default.
+pub const DEFAULT_ADDONS: [&str; 3] = ["coredns", "metrics-server", "local-path-provisioner"];
+
+/// The whole declared topology.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Topology {
+    pub cluster: Cluster,
+    /// Nodes in declaration order.
+    pub nodes: Vec<Node>,
+    pub storage: Vec<StorageBinding>,
+    pub addons: Vec<Addon>,
+    /// Where the state lives; `None` = local file.
+    pub backend: Option<Backend>,
+}
+
+impl Topology {
+    /// The node with this name, if declared.
+    pub fn node(&self, name: &str) -> Option<&Node> {
+        self.nodes.iter().find(|n| n.name == name)
+    }
+
+    /// Nodes that run an etcd member, in declaration order.
+    pub fn etcd_nodes(&self) -> impl Iterator<Item = &Node> {
+        self.nodes.iter().filter(|n| n.roles.runs_etcd())
+    }
+
+    /// Nodes that run a k3s server (etcd and/or control plane), in declaration order.
+    pub fn server_nodes(&self) -> impl Iterator<Item = &Node> {
+        self.nodes.iter().filter(|n| n.roles.is_server())
+    }
+
+    /// The node marked `primary = true`, if any.
+    pub fn primary(&self) -> Option<&Node> {
+        self.nodes.iter().find(|n| n.primary)
+    }
+
+    /// keepalived priority this node should have, when a VIP is declared and the node is a
+    /// server: `vip_priority` if set, else 100 for the primary and 90 for the others.
+    pub fn vip_priority(&self, node: &Node) -> Option<u8> {
+        self.cluster.vip.as_ref()?;
+        if !node.roles.is_server() {
+            return None;
+        }
+        Some(node.vip_priority.unwrap_or(if node.primary {
+            PRIMARY_PRIORITY
+        } else {
+            BACKUP_PRIORITY
+        }))
+    }
+}
+
+/// The `cluster "NAME" { … }` block.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Cluster {
+    pub name: String,
+    /// k3s version to install on new nodes, e.g. `v1.28.5+k3s1`.
+    pub k3s_version: Option<String>,
+    /// Join token (from `env()` / `file()`).
+    pub token: Option<Secret>,
+    /// The URL new nodes join through and clients use (the VIP, usually).
+    pub api_endpoint: Option<String>,
+    pub kubeconfig: Option<PathBuf>,
+    pub kube_context: Option<String>,
+    /// k3s `--data-dir` on every node (default `/var/lib/rancher/k3s`).
+    pub data_dir: String,
+    /// Command that installs k3s on a host (default: the official install script).
+    pub install_command: Option<String>,
+    pub etcd: EtcdSettings,
+    pub vip: Option<Vip>,
+    /// SSH defaults for every node.
+    pub ssh: SshSettings,
+}
+
+/// The `etcd { … }` block.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EtcdSettings {
+    pub ca_file: Option<PathBuf>,
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+    /// Client endpoints; empty = `https://ADDRESS:2379` of every etcd node.
+    pub endpoints: Vec<String>,
+    /// Take an etcd snapshot before the first destructive step (default true).
+    pub snapshot_before_apply: bool,
+}
+
+impl Default for EtcdSettings {
+    fn default() -> Self {
+        Self {
+            ca_file: None,
+            cert_file: None,
+            key_file: None,
+            endpoints: Vec::new(),
+            snapshot_before_apply: true,
+        }
+    }
+}
+
+/// The `vip { … }` block: a keepalived VIP run as a static pod on the servers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Vip {
+    pub address: IpAddr,
+    pub interface: String,
+    /// VRRP virtual router id, 1–255.
+    pub router_id: u8,
+    pub password: Option<Secret>,
+    pub manifest_path: String,
+}
+
+/// SSH settings (cluster defaults, or a node's effective settings after merging overrides).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SshSettings {
+    pub user: String,
+    pub port: u16,
+    pub private_key_file: Option<PathBuf>,
+    pub known_hosts_file: PathBuf,
+}
+
+impl Default for SshSettings {
+    fn default() -> Self {
+        Self {
+            user: "root".into(),
+            port: 22,
+            private_key_file: None,
+            known_hosts_file: PathBuf::from("~/.ssh/known_hosts"),
+        }
+    }
+}
+
+/// A `node "NAME" { … }` block.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Node {
+    pub name: String,
+    pub address: IpAddr,
+    pub roles: Roles,
+    /// Holds the VIP by default (keepalived priority 100).
+    pub primary: bool,
+    /// Explicit keepalived priority.
+    pub vip_priority: Option<u8>,
+    /// Effective SSH settings (cluster defaults merged with the node's `ssh` block).
+    pub ssh: SshSettings,
+    pub labels: BTreeMap<String, String>,
+    pub taints: Vec<Taint>,
+    /// The operator asks for this node to be rebuilt.
+    pub replace: bool,
+}
+
+/// A node role as written in HCL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Role {
+    /// A full k3s server: etcd member and control plane.
+    Server,
+    /// An etcd member (alone: a k3s server with the control plane disabled).
+    Etcd,
+    /// Control plane (alone: a k3s server with etcd disabled).
+    ControlPlane,
+    /// A k3s agent (worker).
+    Agent,
+}
+
+impl Role {
+    pub const ALL: [Role; 4] = [Role::Server, Role::Etcd, Role::ControlPlane, Role::Agent];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Server => "server",
+            Role::Etcd => "etcd",
+            Role::ControlPlane => "control-plane",
+            Role::Agent => "agent",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Role> {
+        Role::ALL.into_iter().find(|r| r.as_str() == s)
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The set of roles of one node.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Roles(pub BTreeSet<Role>);
+
+impl Roles {
+    pub fn new(roles: impl IntoIterator<Item = Role>) -> Self {
+        Roles(roles.into_iter().collect())
+    }
+    pub fn contains(&self, r: Role) -> bool {
+        self.0.contains(&r)
+    }
+    /// Runs an etcd member: `server` or `etcd`.
+    pub fn runs_etcd(&self) -> bool {
+        self.contains(Role::Server) || self.contains(Role::Etcd)
+    }
+    /// Runs the control plane (API server…): `server` or `control-plane`.
+    pub fn runs_control_plane(&self) -> bool {
+        self.contains(Role::Server) || self.contains(Role::ControlPlane)
+    }
+    /// Runs `k3s server` (any of server / etcd / control-plane).
+    pub fn is_server(&self) -> bool {
+        self.runs_etcd() || self.runs_control_plane()
+    }
+    /// Runs `k3s agent` only.
+    pub fn is_agent(&self) -> bool {
+        self.contains(Role::Agent) && !self.is_server()
+    }
+}
+
+/// A node taint `key=value:Effect`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Taint {
+    pub key: String,
+    pub value: Option<String>,
+    pub effect: TaintEffect,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TaintEffect {
+    NoSchedule,
+    PreferNoSchedule,
+    NoExecute,
+}
+
+impl fmt::Display for Taint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.value {
+            Some(v) => write!(f, "{}={}:{:?}", self.key, v, self.effect),
+            None => write!(f, "{}:{:?}", self.key, self.effect),
+        }
+    }
+}
+
+/// A `storage "NAMESPACE/NAME" { … }` block: what to do with a workload's local-path
+/// volumes when the node holding them is lost.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StorageBinding {
+    pub namespace: String,
+    /// Workload (StatefulSet / Deployment) name.
+    pub name: String,
+    pub kind: WorkloadKind,
+    pub on_node_loss: OnNodeLoss,
+    /// Nodes the rebound volume should land on, in order of preference.
+    pub prefer_nodes: Vec<String>,
+}
+
+impl StorageBinding {
+    /// `NAMESPACE/NAME`.
+    pub fn key(&self) -> String {
+        format!("{}/{}", self.namespace, self.name)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum WorkloadKind {
+    StatefulSet,
+    Deployment,
+}
+
+/// Policy for local volumes of a lost node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnNodeLoss {
+    /// Delete PVC + pod; the StatefulSet controller recreates both on another node.
+    Rebind,
+    /// Delete PVC + Deployment; its operator recreates them.
+    Recreate,
+    /// Leave the volume alone (the operator restores it by hand).
+    Keep,
+}
+
+/// An `addon "NAME" { … }` block.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Addon {
+    /// Deployment name.
+    pub name: String,
+    pub namespace: String,
+    pub replicas: u32,
+    /// Topology key the replicas are spread over (`kubernetes.io/hostname`), if any.
+    pub spread: Option<String>,
+}
+
+/// The `backend "KIND" { … }` block.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Backend {
+    Local {
+        path: Option<PathBuf>,
+    },
+    Etcd {
+        endpoints: Vec<String>,
+        prefix: String,
+        ca_file: Option<PathBuf>,
+        cert_file: Option<PathBuf>,
+        key_file: Option<PathBuf>,
+    },
+}
+
+/// A secret value (join token, VRRP password). Its `Debug` and `Display` print
+/// `(sensitive)`, and it serializes as its source (`env:NAME` / `file:PATH`), never its value.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret {
+    /// Where the value comes from, e.g. `env("K3S_TOKEN")`.
+    source: String,
+    value: Option<String>,
+}
+
+impl Secret {
+    /// A secret read from `source`; `value` is `None` when it is not available yet
+    /// (an unset environment variable at validation time).
+    pub fn new(source: impl Into<String>, value: Option<String>) -> Self {
+        Secret {
+            source: source.into(),
+            value,
+        }
+    }
+    /// Where the value comes from, safe to print.
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+    /// The clear value. Never log it.
+    pub fn expose(&self) -> Option<&str> {
+        self.value.as_deref()
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Secret({}, (sensitive))", self.source)
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("(sensitive)")
+    }
+}
+
+impl Serialize for Secret {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.source)
+    }
+}
+
+impl<'de> Deserialize<'de> for Secret {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let source = String::deserialize(d)?;
+        Ok(Secret {
+            source,
+            value: None,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secret_never_prints_its_value() {
+        let s = Secret::new("env(\"K3S_TOKEN\")", Some("hunter2".into()));
+        assert!(!format!("{s:?}").contains("hunter2"));
+        assert!(!format!("{s}").contains("hunter2"));
+        assert!(!serde_json::to_string(&s).unwrap().contains("hunter2"));
+        assert_eq!(s.expose(), Some("hunter2"));
+    }
+
+    #[test]
+    fn role_semantics() {
+        let full = Roles::new([Role::Server, Role::Etcd]);
+        assert!(full.runs_etcd() && full.runs_control_plane() && full.is_server());
+        let etcd_only = Roles::new([Role::Etcd]);
+        assert!(etcd_only.runs_etcd() && !etcd_only.runs_control_plane());
+        let cp_only = Roles::new([Role::ControlPlane]);
+        assert!(!cp_only.runs_etcd() && cp_only.runs_control_plane());
+        let agent = Roles::new([Role::Agent]);
+        assert!(agent.is_agent() && !agent.is_server());
+    }
+}
