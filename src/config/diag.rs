@@ -1,0 +1,281 @@
+//! Compiler-style diagnostics for the topology language.
+//!
+//! Every diagnostic names a file, a 1-based line and column, a message, and shows the
+//! offending source line with a caret under the column:
+//!
+//! ```text
+//! topology.hcl:12:3: error: unknown attribute "adress" in block "node"; did you mean "address"?
+//!    12 |   adress = "10.0.0.1"
+//!       |   ^^^^^^
+//! ```
+
+use std::fmt;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+/// How bad a diagnostic is. Errors make the configuration invalid; warnings do not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Severity {
+    Error,
+    Warning,
+}
+
+impl fmt::Display for Severity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Severity::Error => "error",
+            Severity::Warning => "warning",
+        })
+    }
+}
+
+/// One source file of the topology, kept for positions and source lines.
+#[derive(Debug, Clone)]
+pub struct SourceFile {
+    pub path: PathBuf,
+    pub text: String,
+    line_starts: Vec<usize>,
+}
+
+impl SourceFile {
+    pub fn new(path: impl Into<PathBuf>, text: impl Into<String>) -> Self {
+        let text = text.into();
+        let mut line_starts = vec![0];
+        line_starts.extend(text.match_indices('\n').map(|(i, _)| i + 1));
+        SourceFile {
+            path: path.into(),
+            text,
+            line_starts,
+        }
+    }
+
+    /// 1-based (line, column) of a byte offset; the column counts characters.
+    pub fn line_col(&self, offset: usize) -> (usize, usize) {
+        let offset = offset.min(self.text.len());
+        let line = match self.line_starts.binary_search(&offset) {
+            Ok(i) => i,
+            Err(i) => i - 1,
+        };
+        let start = self.line_starts[line];
+        let col = self.text[start..offset].chars().count() + 1;
+        (line + 1, col)
+    }
+
+    /// The text of a 1-based line, without its newline.
+    pub fn line_text(&self, line: usize) -> &str {
+        let start = self.line_starts.get(line - 1).copied().unwrap_or(self.text.len());
+        let end = self
+            .line_starts
+            .get(line)
+            .map(|e| e - 1)
+            .unwrap_or(self.text.len());
+        self.text[start..end.max(start)].trim_end_matches('\r')
+    }
+}
+
+/// A diagnostic with its position resolved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Diagnostic {
+    pub severity: Severity,
+    pub path: PathBuf,
+    /// 1-based; 0 when the diagnostic is about the configuration as a whole.
+    pub line: usize,
+    pub col: usize,
+    /// Width of the caret underline, in characters (at least 1).
+    pub width: usize,
+    pub message: String,
+    /// The source line the diagnostic points at.
+    pub source_line: String,
+    /// Extra notes ("first declared at …").
+    pub notes: Vec<String>,
+}
+
+impl Diagnostic {
+    /// A diagnostic pointing at a byte range of a file.
+    pub fn at(
+        severity: Severity,
+        file: &SourceFile,
+        span: Range<usize>,
+        message: impl Into<String>,
+    ) -> Self {
+        let (line, col) = file.line_col(span.start);
+        let source_line = file.line_text(line).to_string();
+        let rest = source_line.chars().count().saturating_sub(col - 1).max(1);
+        let width = file.text[span.start.min(file.text.len())..span.end.min(file.text.len())]
+            .split('\n')
+            .next()
+            .map(|s| s.chars().count())
+            .unwrap_or(1)
+            .clamp(1, rest);
+        Diagnostic {
+            severity,
+            path: file.path.clone(),
+            line,
+            col,
+            width,
+            message: message.into(),
+            source_line,
+            notes: Vec::new(),
+        }
+    }
+
+    /// A diagnostic about a file (or the configuration) as a whole.
+    pub fn global(severity: Severity, path: &Path, message: impl Into<String>) -> Self {
+        Diagnostic {
+            severity,
+            path: path.to_path_buf(),
+            line: 0,
+            col: 0,
+            width: 0,
+            message: message.into(),
+            source_line: String::new(),
+            notes: Vec::new(),
+        }
+    }
+
+    pub fn with_note(mut self, note: impl Into<String>) -> Self {
+        self.notes.push(note.into());
+        self
+    }
+
+    pub fn is_error(&self) -> bool {
+        self.severity == Severity::Error
+    }
+
+    /// `path:line:col` (or just the path for global diagnostics).
+    pub fn location(&self) -> String {
+        if self.line == 0 {
+            self.path.display().to_string()
+        } else {
+            format!("{}:{}:{}", self.path.display(), self.line, self.col)
+        }
+    }
+
+    /// Renders the diagnostic, optionally with ANSI colours.
+    pub fn render(&self, color: bool) -> String {
+        let (sev, bold, reset) = if color {
+            let c = match self.severity {
+                Severity::Error => "\x1b[1;31m",
+                Severity::Warning => "\x1b[1;33m",
+            };
+            (format!("{c}{}\x1b[0m", self.severity), "\x1b[1m", "\x1b[0m")
+        } else {
+            (self.severity.to_string(), "", "")
+        };
+        let mut out = format!("{bold}{}{reset}: {sev}: {}\n", self.location(), self.message);
+        if self.line > 0 {
+            let num = self.line.to_string();
+            let pad = " ".repeat(num.len().max(4));
+            out.push_str(&format!("{num:>4} | {}\n", self.source_line));
+            let indent: String = self
+                .source_line
+                .chars()
+                .take(self.col - 1)
+                .map(|c| if c == '\t' { '\t' } else { ' ' })
+                .collect();
+            out.push_str(&format!(
+                "{pad} | {indent}{}\n",
+                "^".repeat(self.width.max(1))
+            ));
+        }
+        for n in &self.notes {
+            out.push_str(&format!("  = note: {n}\n"));
+        }
+        out
+    }
+}
+
+impl fmt::Display for Diagnostic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.render(false))
+    }
+}
+
+/// All diagnostics of one load, in source order (file, line, column).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Diagnostics(pub Vec<Diagnostic>);
+
+impl Diagnostics {
+    pub fn push(&mut self, d: Diagnostic) {
+        self.0.push(d);
+    }
+    pub fn has_errors(&self) -> bool {
+        self.0.iter().any(Diagnostic::is_error)
+    }
+    pub fn errors(&self) -> usize {
+        self.0.iter().filter(|d| d.is_error()).count()
+    }
+    pub fn warnings(&self) -> usize {
+        self.0.len() - self.errors()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+    pub fn iter(&self) -> impl Iterator<Item = &Diagnostic> {
+        self.0.iter()
+    }
+    /// Sorts by file, line, column, keeping the order of diagnostics at the same place.
+    pub fn sort(&mut self) {
+        self.0
+            .sort_by(|a, b| (&a.path, a.line, a.col).cmp(&(&b.path, b.line, b.col)));
+        self.0.dedup();
+    }
+    /// Renders every diagnostic, then a summary line when there is anything to report.
+    pub fn render(&self, color: bool) -> String {
+        let mut out = String::new();
+        for d in &self.0 {
+            out.push_str(&d.render(color));
+        }
+        out
+    }
+}
+
+impl fmt::Display for Diagnostics {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.render(false))
+    }
+}
+
+impl std::error::Error for Diagnostics {}
+
+/// The closest candidate to `name` among `candidates`, if it is close enough to suggest.
+pub fn did_you_mean<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    candidates
+        .into_iter()
+        .map(|c| (strsim::jaro_winkler(name, c), c))
+        .filter(|(score, _)| *score >= 0.8)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, c)| c)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn positions_are_one_based_and_count_characters() {
+        let f = SourceFile::new("t.hcl", "a = 1\nnode \"é\" {\n  x = 2\n}\n");
+        assert_eq!(f.line_col(0), (1, 1));
+        assert_eq!(f.line_col(6), (2, 1));
+        let x = f.text.find('x').unwrap();
+        assert_eq!(f.line_col(x), (3, 3));
+        assert_eq!(f.line_text(3), "  x = 2");
+    }
+
+    #[test]
+    fn renders_location_message_and_caret() {
+        let f = SourceFile::new("t.hcl", "node \"a\" {\n  adress = \"x\"\n}\n");
+        let start = f.text.find("adress").unwrap();
+        let d = Diagnostic::at(Severity::Error, &f, start..start + 6, "unknown attribute");
+        assert_eq!(
+            d.render(false),
+            "t.hcl:2:3: error: unknown attribute\n   2 |   adress = \"x\"\n     |   ^^^^^^\n"
+        );
+    }
+
+    #[test]
+    fn suggests_close_names_only() {
+        assert_eq!(did_you_mean("adress", ["address", "roles"]), Some("address"));
+        assert_eq!(did_you_mean("zzz", ["address", "roles"]), None);
+    }
+}

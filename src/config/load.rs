@@ -1,0 +1,1604 @@
+//! Loading a topology: HCL source → parse → schema checks → evaluation → semantic rules →
+//! [`Topology`].
+//!
+//! Loading does no network access. It reads the configuration files, the files named by
+//! `file("…")`, and the environment variables named by `env("…")` and `K3SPLAN_VAR_<name>`.
+//! Every problem found is reported at once, in source order.
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use hcl::eval::{Context, Evaluate, FuncArgs, FuncDef, ParamType};
+use hcl::{Expression, Value};
+use hcl_edit::Span;
+use hcl_edit::structure::{Block, Body, Structure};
+
+use super::diag::{Diagnostic, Diagnostics, Severity, SourceFile, did_you_mean};
+use super::model::*;
+use super::schema::{self, BlockSchema, Ty};
+
+/// Where `env("…")` and `K3SPLAN_VAR_*` values come from.
+#[derive(Debug, Clone, Default)]
+pub enum EnvSource {
+    /// The process environment.
+    #[default]
+    Process,
+    /// A fixed map (tests).
+    Map(BTreeMap<String, String>),
+}
+
+impl EnvSource {
+    fn get(&self, name: &str) -> Option<String> {
+        match self {
+            EnvSource::Process => std::env::var(name).ok(),
+            EnvSource::Map(m) => m.get(name).cloned(),
+        }
+    }
+}
+
+/// Options of one load.
+#[derive(Debug, Clone, Default)]
+pub struct LoadOptions {
+    /// Directory `file("…")` paths are relative to (default: the directory of the files).
+    pub base_dir: Option<PathBuf>,
+    pub env: EnvSource,
+}
+
+/// The result of a load: the topology when there was no error, and every diagnostic.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    pub topology: Option<Topology>,
+    pub diagnostics: Diagnostics,
+    pub files: Vec<SourceFile>,
+}
+
+/// Failure to find or read the configuration files themselves.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("{path}: cannot read configuration: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: no *.hcl files in this directory")]
+    NoFiles { path: PathBuf },
+}
+
+/// The `*.hcl` files a `-c PATH` designates: the file itself, or the directory's `*.hcl`
+/// files sorted by name.
+pub fn config_files(path: &Path) -> Result<Vec<PathBuf>, LoadError> {
+    let meta = std::fs::metadata(path).map_err(|source| LoadError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    if meta.is_file() {
+        return Ok(vec![path.to_path_buf()]);
+    }
+    let mut files = Vec::new();
+    let rd = std::fs::read_dir(path).map_err(|source| LoadError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    for entry in rd {
+        let entry = entry.map_err(|source| LoadError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let p = entry.path();
+        if p.extension().is_some_and(|e| e == "hcl") && p.is_file() {
+            files.push(p);
+        }
+    }
+    files.sort();
+    if files.is_empty() {
+        return Err(LoadError::NoFiles {
+            path: path.to_path_buf(),
+        });
+    }
+    Ok(files)
+}
+
+/// Loads the topology at `path` (a file or a directory of `*.hcl`).
+pub fn load_path(path: &Path, env: EnvSource) -> Result<Loaded, LoadError> {
+    let files = config_files(path)?;
+    let mut sources = Vec::new();
+    for f in &files {
+        let text = std::fs::read_to_string(f).map_err(|source| LoadError::Read {
+            path: f.clone(),
+            source,
+        })?;
+        sources.push(SourceFile::new(f.clone(), text));
+    }
+    let base_dir = if path.is_dir() {
+        path.to_path_buf()
+    } else {
+        path.parent().map(Path::to_path_buf).unwrap_or_default()
+    };
+    Ok(load_sources(
+        sources,
+        &LoadOptions {
+            base_dir: Some(base_dir),
+            env,
+        },
+    ))
+}
+
+/// Loads one in-memory file (tests, `fmt`).
+pub fn load_str(name: &str, src: &str) -> Loaded {
+    load_sources(vec![SourceFile::new(name, src)], &LoadOptions::default())
+}
+
+/// Loads already-read files.
+pub fn load_sources(files: Vec<SourceFile>, opts: &LoadOptions) -> Loaded {
+    let mut cx = Loader {
+        files: &files,
+        diags: Diagnostics::default(),
+        opts,
+    };
+    let topology = cx.run();
+    let mut diagnostics = cx.diags;
+    diagnostics.sort();
+    let topology = if diagnostics.has_errors() {
+        None
+    } else {
+        topology
+    };
+    Loaded {
+        topology,
+        diagnostics,
+        files,
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Raw structure with spans, after schema checks.
+
+#[derive(Debug, Clone)]
+struct RawAttr {
+    file: usize,
+    name: String,
+    key_span: Range<usize>,
+    expr: hcl_edit::expr::Expression,
+    expr_span: Range<usize>,
+}
+
+#[derive(Debug, Clone)]
+struct RawBlock {
+    schema: &'static BlockSchema,
+    file: usize,
+    ident_span: Range<usize>,
+    labels: Vec<(String, Range<usize>)>,
+    attrs: Vec<RawAttr>,
+    blocks: Vec<RawBlock>,
+}
+
+impl RawBlock {
+    fn label(&self) -> &str {
+        self.labels.first().map(|l| l.0.as_str()).unwrap_or("")
+    }
+    fn label_span(&self) -> Range<usize> {
+        self.labels
+            .first()
+            .map(|l| l.1.clone())
+            .unwrap_or(self.ident_span.clone())
+    }
+    fn child(&self, ident: &str) -> Option<&RawBlock> {
+        self.blocks.iter().find(|b| b.schema.ident == ident)
+    }
+}
+
+/// An evaluated, type-checked attribute.
+#[derive(Debug, Clone)]
+struct Val {
+    value: Value,
+    attr: RawAttr,
+}
+
+type Evaluated = HashMap<String, Val>;
+
+fn span_of(s: &impl Span) -> Range<usize> {
+    s.span().unwrap_or(0..0)
+}
+
+// ---------------------------------------------------------------------------------------
+// Functions available to expressions.
+
+struct FnEnv {
+    base_dir: PathBuf,
+    env: EnvSource,
+}
+
+thread_local! {
+    static FN_ENV: RefCell<Option<FnEnv>> = const { RefCell::new(None) };
+}
+
+fn fn_env(args: FuncArgs) -> Result<Value, String> {
+    let name = args[0].as_str().unwrap_or_default().to_string();
+    FN_ENV.with(|e| {
+        let e = e.borrow();
+        let e = e.as_ref().ok_or("no environment")?;
+        e.env
+            .get(&name)
+            .map(Value::from)
+            .ok_or_else(|| format!("environment variable {name} is not set"))
+    })
+}
+
+fn fn_file(args: FuncArgs) -> Result<Value, String> {
+    let name = args[0].as_str().unwrap_or_default().to_string();
+    FN_ENV.with(|e| {
+        let e = e.borrow();
+        let e = e.as_ref().ok_or("no environment")?;
+        let path = resolve_path(&e.base_dir, &name);
+        std::fs::read_to_string(&path)
+            .map(|s| Value::from(s.trim_end_matches(['\n', '\r']).to_string()))
+            .map_err(|err| format!("cannot read {}: {err}", path.display()))
+    })
+}
+
+fn resolve_path(base: &Path, name: &str) -> PathBuf {
+    let p = Path::new(name);
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else if let Some(rest) = name.strip_prefix("~/") {
+        std::env::var_os("HOME")
+            .map(|h| PathBuf::from(h).join(rest))
+            .unwrap_or_else(|| p.to_path_buf())
+    } else {
+        base.join(p)
+    }
+}
+
+fn base_context() -> Context<'static> {
+    let mut ctx = Context::new();
+    ctx.declare_func(
+        "env",
+        FuncDef::builder().param(ParamType::String).build(fn_env),
+    );
+    ctx.declare_func(
+        "file",
+        FuncDef::builder().param(ParamType::String).build(fn_file),
+    );
+    ctx
+}
+
+// ---------------------------------------------------------------------------------------
+
+struct Loader<'a> {
+    files: &'a [SourceFile],
+    diags: Diagnostics,
+    opts: &'a LoadOptions,
+}
+
+impl Loader<'_> {
+    fn err(&mut self, file: usize, span: Range<usize>, msg: impl Into<String>) {
+        self.diags.push(Diagnostic::at(
+            Severity::Error,
+            &self.files[file],
+            span,
+            msg,
+        ));
+    }
+
+    fn warn(&mut self, file: usize, span: Range<usize>, msg: impl Into<String>) {
+        self.diags.push(Diagnostic::at(
+            Severity::Warning,
+            &self.files[file],
+            span,
+            msg,
+        ));
+    }
+
+    fn note_at(&self, file: usize, span: &Range<usize>) -> String {
+        let f = &self.files[file];
+        let (l, c) = f.line_col(span.start);
+        format!("{}:{l}:{c}", f.path.display())
+    }
+
+    fn run(&mut self) -> Option<Topology> {
+        // 1. Parse and check against the schema.
+        let mut top: Vec<RawBlock> = Vec::new();
+        let mut parse_ok = true;
+        for (i, f) in self.files.iter().enumerate() {
+            match hcl_edit::parser::parse_body(&f.text) {
+                Ok(body) => top.extend(self.walk_body(i, &body, &schema::ROOT)),
+                Err(e) => {
+                    parse_ok = false;
+                    let loc = e.location();
+                    let offset = offset_of(f, loc.line(), loc.column());
+                    let msg = syntax_message(e.message());
+                    self.err(i, offset..offset + 1, format!("syntax error: {msg}"));
+                }
+            }
+        }
+        if !parse_ok && top.is_empty() {
+            return None;
+        }
+        // Non-repeatable top-level blocks across all files.
+        for ident in ["cluster", "backend"] {
+            let found: Vec<&RawBlock> = top.iter().filter(|b| b.schema.ident == ident).collect();
+            if found.len() > 1 {
+                let first = self.note_at(found[0].file, &found[0].ident_span);
+                let dups: Vec<(usize, Range<usize>)> = found[1..]
+                    .iter()
+                    .map(|b| (b.file, b.ident_span.clone()))
+                    .collect();
+                for (file, span) in dups {
+                    let d = Diagnostic::at(
+                        Severity::Error,
+                        &self.files[file],
+                        span,
+                        format!("duplicate `{ident}` block: a topology has exactly one"),
+                    )
+                    .with_note(format!("first `{ident}` block at {first}"));
+                    self.diags.push(d);
+                }
+            }
+        }
+
+        // 2. Variables and locals.
+        FN_ENV.with(|e| {
+            *e.borrow_mut() = Some(FnEnv {
+                base_dir: self.opts.base_dir.clone().unwrap_or_default(),
+                env: self.opts.env.clone(),
+            })
+        });
+        let ctx = self.variables_and_locals(&top);
+
+        // 3. Evaluate everything else and build the model.
+        let topo = self.build(&top, &ctx);
+        FN_ENV.with(|e| *e.borrow_mut() = None);
+        if parse_ok { topo } else { None }
+    }
+
+    fn walk_body(&mut self, file: usize, body: &Body, schema: &'static BlockSchema) -> Vec<RawBlock> {
+        let mut out = Vec::new();
+        let mut seen_attrs: HashMap<String, Range<usize>> = HashMap::new();
+        let mut seen_blocks: HashMap<&'static str, Range<usize>> = HashMap::new();
+        for st in body.iter() {
+            match st {
+                Structure::Attribute(attr) => {
+                    let name = attr.key.as_str().to_string();
+                    let key_span = span_of(&attr.key);
+                    if !schema.any_attrs && schema.attr(&name).is_none() {
+                        let mut msg = if schema.ident == "(top level)" {
+                            format!("unexpected attribute `{name}` at the top level: only blocks are allowed here")
+                        } else {
+                            format!("unknown attribute `{name}` in `{}` block", schema.ident)
+                        };
+                        if let Some(s) = did_you_mean(&name, schema.attrs.iter().map(|a| a.name)) {
+                            msg.push_str(&format!("; did you mean `{s}`?"));
+                        }
+                        self.err(file, key_span, msg);
+                        continue;
+                    }
+                    if let Some(first) = seen_attrs.get(&name) {
+                        let note = self.note_at(file, first);
+                        let d = Diagnostic::at(
+                            Severity::Error,
+                            &self.files[file],
+                            key_span,
+                            format!("attribute `{name}` is set twice in `{}` block", schema.ident),
+                        )
+                        .with_note(format!("first set at {note}"));
+                        self.diags.push(d);
+                        continue;
+                    }
+                    seen_attrs.insert(name.clone(), key_span.clone());
+                    out.push(RawBlock {
+                        // Attributes are carried in a pseudo-block and collected by the parent.
+                        schema: &ATTR_CARRIER,
+                        file,
+                        ident_span: key_span.clone(),
+                        labels: Vec::new(),
+                        attrs: vec![RawAttr {
+                            file,
+                            name,
+                            key_span,
+                            expr_span: span_of(&attr.value),
+                            expr: attr.value.clone(),
+                        }],
+                        blocks: Vec::new(),
+                    });
+                }
+                Structure::Block(block) => {
+                    if let Some(b) = self.walk_block(file, block, schema, &mut seen_blocks) {
+                        out.push(b);
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    fn walk_block(
+        &mut self,
+        file: usize,
+        block: &Block,
+        parent: &'static BlockSchema,
+        seen: &mut HashMap<&'static str, Range<usize>>,
+    ) -> Option<RawBlock> {
+        let ident = block.ident.as_str();
+        let ident_span = span_of(&block.ident);
+        let Some(schema) = parent.block(ident) else {
+            let mut msg = if parent.ident == "(top level)" {
+                format!("unknown block type `{ident}`")
+            } else {
+                format!("unknown block `{ident}` in `{}` block", parent.ident)
+            };
+            let candidates = parent
+                .blocks
+                .iter()
+                .map(|b| b.ident)
+                .chain(parent.attrs.iter().map(|a| a.name));
+            if let Some(s) = did_you_mean(ident, candidates) {
+                msg.push_str(&format!("; did you mean `{s}`?"));
+            } else if parent.ident == "(top level)" {
+                msg.push_str(
+                    "; expected one of `cluster`, `node`, `storage`, `addon`, `variable`, `locals`, `backend`",
+                );
+            }
+            self.err(file, ident_span, msg);
+            return None;
+        };
+        if parent.attr(ident).is_some() {
+            // unreachable with the current schema; kept for clarity
+            return None;
+        }
+        if !schema.repeatable && parent.ident != "(top level)" {
+            if let Some(first) = seen.get(schema.ident) {
+                let note = self.note_at(file, first);
+                let d = Diagnostic::at(
+                    Severity::Error,
+                    &self.files[file],
+                    ident_span,
+                    format!("duplicate `{ident}` block in `{}` block", parent.ident),
+                )
+                .with_note(format!("first `{ident}` block at {note}"));
+                self.diags.push(d);
+                return None;
+            }
+            seen.insert(schema.ident, ident_span.clone());
+        }
+        let labels: Vec<(String, Range<usize>)> = block
+            .labels
+            .iter()
+            .map(|l| (l.as_str().to_string(), span_of(l)))
+            .collect();
+        if labels.len() != schema.labels.len() {
+            let msg = match schema.labels.len() {
+                0 => format!("`{ident}` block takes no label"),
+                1 => format!(
+                    "`{ident}` block needs exactly one label, its {}: {ident} \"…\" {{ … }}",
+                    schema.labels[0]
+                ),
+                n => format!("`{ident}` block needs {n} labels"),
+            };
+            let span = labels.get(schema.labels.len()).map(|l| l.1.clone()).unwrap_or(ident_span.clone());
+            self.err(file, span, msg);
+            return None;
+        }
+        for (l, span) in &labels {
+            if l.is_empty() {
+                self.err(file, span.clone(), format!("`{ident}` block label must not be empty"));
+                return None;
+            }
+        }
+        let children = self.walk_body(file, &block.body, schema);
+        let mut attrs = Vec::new();
+        let mut blocks = Vec::new();
+        for c in children {
+            if std::ptr::eq(c.schema, &ATTR_CARRIER) {
+                attrs.extend(c.attrs);
+            } else {
+                blocks.push(c);
+            }
+        }
+        let raw = RawBlock {
+            schema,
+            file,
+            ident_span: ident_span.clone(),
+            labels,
+            attrs,
+            blocks,
+        };
+        for a in schema.attrs.iter().filter(|a| a.required) {
+            if !raw.attrs.iter().any(|x| x.name == a.name) {
+                let what = if raw.labels.is_empty() {
+                    format!("`{ident}` block")
+                } else {
+                    format!("`{ident} \"{}\"`", raw.label())
+                };
+                self.err(
+                    file,
+                    ident_span.clone(),
+                    format!("{what} is missing the required attribute `{}` ({})", a.name, a.ty.describe()),
+                );
+            }
+        }
+        Some(raw)
+    }
+
+    // -- variables and locals ------------------------------------------------------------
+
+    fn variables_and_locals(&mut self, top: &[RawBlock]) -> Context<'static> {
+        let base = base_context();
+        let mut vars = hcl::Map::new();
+        for b in top.iter().filter(|b| b.schema.ident == "variable") {
+            let name = b.label().to_string();
+            if vars.contains_key(&name) {
+                self.err(b.file, b.label_span(), format!("variable `{name}` is declared twice"));
+                continue;
+            }
+            let env_name = format!("K3SPLAN_VAR_{name}");
+            let value = if let Some(v) = self.opts.env.get(&env_name) {
+                Value::from(v)
+            } else if let Some(def) = b.attrs.iter().find(|a| a.name == "default") {
+                match self.eval_expr(def, &base) {
+                    Some(v) => v,
+                    None => continue,
+                }
+            } else {
+                self.err(
+                    b.file,
+                    b.label_span(),
+                    format!("variable `{name}` has no value: give it a `default` or set {env_name}"),
+                );
+                Value::Null
+            };
+            vars.insert(name, value);
+        }
+        let mut ctx = base_context();
+        ctx.declare_var("var", Value::Object(vars.clone()));
+
+        // Locals may refer to each other: evaluate until nothing more resolves.
+        let mut pending: Vec<RawAttr> = top
+            .iter()
+            .filter(|b| b.schema.ident == "locals")
+            .flat_map(|b| b.attrs.iter().cloned())
+            .collect();
+        let mut locals = hcl::Map::new();
+        loop {
+            let mut lctx = base_context();
+            lctx.declare_var("var", Value::Object(vars.clone()));
+            lctx.declare_var("local", Value::Object(locals.clone()));
+            let before = pending.len();
+            let mut still = Vec::new();
+            for a in pending {
+                let expr: Expression = a.expr.clone().into();
+                match expr.evaluate(&lctx) {
+                    Ok(v) => {
+                        if locals.contains_key(&a.name) {
+                            self.err(a.file, a.key_span.clone(), format!("local `{}` is defined twice", a.name));
+                        } else {
+                            locals.insert(a.name.clone(), v);
+                        }
+                    }
+                    Err(_) => still.push(a),
+                }
+            }
+            pending = still;
+            if pending.is_empty() || pending.len() == before {
+                break;
+            }
+        }
+        for a in &pending {
+            // Report the real error (undefined variable, cycle…).
+            let mut lctx = base_context();
+            lctx.declare_var("var", Value::Object(vars.clone()));
+            lctx.declare_var("local", Value::Object(locals.clone()));
+            self.eval_expr(a, &lctx);
+        }
+        ctx.declare_var("local", Value::Object(locals));
+        ctx
+    }
+
+    fn eval_expr(&mut self, a: &RawAttr, ctx: &Context) -> Option<Value> {
+        let expr: Expression = a.expr.clone().into();
+        match expr.evaluate(ctx) {
+            Ok(v) => Some(v),
+            Err(e) => {
+                let msg = match e.kind() {
+                    hcl::eval::ErrorKind::UndefinedVar(v) => format!(
+                        "undefined variable `{v}` in `{}`; variables are `var.NAME` and `local.NAME`",
+                        a.name
+                    ),
+                    hcl::eval::ErrorKind::NoSuchKey(k) => {
+                        let src = &self.files[a.file].text[a.expr_span.clone()];
+                        if src.contains(&format!("var.{k}")) {
+                            format!("undefined variable `var.{k}`: there is no `variable \"{k}\"` block")
+                        } else if src.contains(&format!("local.{k}")) {
+                            format!("undefined local `local.{k}`: no `locals` block defines `{k}`")
+                        } else {
+                            format!("no such key `{k}` in `{}`", a.name)
+                        }
+                    }
+                    hcl::eval::ErrorKind::UndefinedFunc(f) => {
+                        format!("unknown function `{f}` in `{}`; available: env(), file()", a.name)
+                    }
+                    hcl::eval::ErrorKind::FuncCall(f, m) => format!("{f}(): {m}"),
+                    other => format!("cannot evaluate `{}`: {other}", a.name),
+                };
+                self.err(a.file, a.expr_span.clone(), msg);
+                None
+            }
+        }
+    }
+
+    /// Evaluates and type-checks every attribute of a block.
+    fn eval_block(&mut self, b: &RawBlock, ctx: &Context) -> Evaluated {
+        let mut out = HashMap::new();
+        for a in &b.attrs {
+            let Some(sch) = b.schema.attr(&a.name) else {
+                continue;
+            };
+            if sch.ty == Ty::Secret {
+                if let Some(v) = self.eval_secret(a, ctx) {
+                    out.insert(a.name.clone(), v);
+                }
+                continue;
+            }
+            let Some(value) = self.eval_expr(a, ctx) else {
+                continue;
+            };
+            if let Some(value) = self.check_type(a, value, sch.ty) {
+                out.insert(
+                    a.name.clone(),
+                    Val {
+                        value,
+                        attr: a.clone(),
+                    },
+                );
+            }
+        }
+        out
+    }
+
+    /// Secrets: `env("X")` may be unset at validation time; `file("…")` must be readable;
+    /// a literal is accepted with a warning.
+    fn eval_secret(&mut self, a: &RawAttr, ctx: &Context) -> Option<Val> {
+        let expr: Expression = a.expr.clone().into();
+        let (source, value) = match &expr {
+            Expression::FuncCall(call) if call.args.len() == 1 => {
+                let fname = call.name.name.as_str();
+                match (fname, &call.args[0]) {
+                    ("env", Expression::String(var)) => {
+                        (format!("env(\"{var}\")"), self.opts.env.get(var))
+                    }
+                    _ => {
+                        let v = self.eval_expr(a, ctx)?;
+                        let v = self.check_type(a, v, Ty::String)?;
+                        (format!("{fname}(…)"), v.as_str().map(str::to_string))
+                    }
+                }
+            }
+            Expression::String(s) => {
+                let what = a.name.as_str();
+                let hint = if what == "token" { "K3S_TOKEN" } else { "VRRP_PASSWORD" };
+                self.warn(
+                    a.file,
+                    a.expr_span.clone(),
+                    format!(
+                        "`{what}` is written as a literal: it will end up in version control; use env(\"{hint}\") or file(\"…\")"
+                    ),
+                );
+                ("literal".to_string(), Some(s.clone()))
+            }
+            _ => {
+                let v = self.eval_expr(a, ctx)?;
+                let v = self.check_type(a, v, Ty::String)?;
+                ("expression".to_string(), v.as_str().map(str::to_string))
+            }
+        };
+        // Carry the secret through a Value: source and value joined by NUL; decoded in build.
+        let packed = match &value {
+            Some(v) => format!("{source}\u{0}{v}"),
+            None => source,
+        };
+        Some(Val {
+            value: Value::from(packed),
+            attr: a.clone(),
+        })
+    }
+
+    fn check_type(&mut self, a: &RawAttr, value: Value, ty: Ty) -> Option<Value> {
+        let found = value_kind(&value);
+        let bad = |me: &mut Self, span: Range<usize>, what: &str, found: &str| {
+            me.err(
+                a.file,
+                span,
+                format!("`{}` must be {what}, found {found}", a.name),
+            );
+        };
+        match ty {
+            Ty::Any | Ty::Secret => Some(value),
+            Ty::String => match value {
+                Value::String(_) => Some(value),
+                _ => {
+                    bad(self, a.expr_span.clone(), &ty.describe(), found);
+                    None
+                }
+            },
+            Ty::Bool => match value {
+                Value::Bool(_) => Some(value),
+                Value::String(ref s) if s == "true" || s == "false" => Some(Value::Bool(s == "true")),
+                _ => {
+                    bad(self, a.expr_span.clone(), &ty.describe(), found);
+                    None
+                }
+            },
+            Ty::Int(lo, hi) => {
+                let n = match &value {
+                    Value::Number(n) => n.as_i64().or_else(|| {
+                        n.as_f64()
+                            .filter(|f| f.fract() == 0.0)
+                            .map(|f| f as i64)
+                    }),
+                    Value::String(s) => s.parse::<i64>().ok(),
+                    _ => None,
+                };
+                match n {
+                    Some(n) if (lo..=hi).contains(&n) => Some(Value::from(n)),
+                    Some(n) => {
+                        self.err(
+                            a.file,
+                            a.expr_span.clone(),
+                            format!("`{}` must be from {lo} to {hi}, found {n}", a.name),
+                        );
+                        None
+                    }
+                    None => {
+                        bad(self, a.expr_span.clone(), &ty.describe(), found);
+                        None
+                    }
+                }
+            }
+            Ty::StringList => match value {
+                Value::Array(ref items) => {
+                    let mut ok = true;
+                    for (i, it) in items.iter().enumerate() {
+                        if !matches!(it, Value::String(_)) {
+                            ok = false;
+                            let span = elem_span(&a.expr, i).unwrap_or(a.expr_span.clone());
+                            self.err(
+                                a.file,
+                                span,
+                                format!(
+                                    "`{}` must be a list of strings, element {} is {}",
+                                    a.name,
+                                    i + 1,
+                                    value_kind(it)
+                                ),
+                            );
+                        }
+                    }
+                    ok.then_some(value)
+                }
+                Value::String(_) => {
+                    bad(
+                        self,
+                        a.expr_span.clone(),
+                        "a list of strings (write it in brackets: [\"…\"])",
+                        found,
+                    );
+                    None
+                }
+                _ => {
+                    bad(self, a.expr_span.clone(), &ty.describe(), found);
+                    None
+                }
+            },
+            Ty::StringMap => match value {
+                Value::Object(ref m) => {
+                    if let Some((k, v)) = m.iter().find(|(_, v)| !matches!(v, Value::String(_))) {
+                        self.err(
+                            a.file,
+                            a.expr_span.clone(),
+                            format!("`{}` must be a map of strings, `{k}` is {}", a.name, value_kind(v)),
+                        );
+                        None
+                    } else {
+                        Some(value)
+                    }
+                }
+                _ => {
+                    bad(self, a.expr_span.clone(), &ty.describe(), found);
+                    None
+                }
+            },
+        }
+    }
+
+    // -- building the model ---------------------------------------------------------------
+
+    fn build(&mut self, top: &[RawBlock], ctx: &Context) -> Option<Topology> {
+        let clusters: Vec<&RawBlock> = top.iter().filter(|b| b.schema.ident == "cluster").collect();
+        let cluster_block = match clusters.first() {
+            Some(c) => Some(*c),
+            None => {
+                let path = self
+                    .files
+                    .first()
+                    .map(|f| f.path.clone())
+                    .unwrap_or_default();
+                self.diags.push(Diagnostic::global(
+                    Severity::Error,
+                    &path,
+                    "no `cluster` block: a topology needs exactly one `cluster \"NAME\" { … }`",
+                ));
+                None
+            }
+        };
+        let cluster = cluster_block.and_then(|b| self.build_cluster(b, ctx));
+
+        // Nodes.
+        let node_block_count = top.iter().filter(|b| b.schema.ident == "node").count();
+        let mut nodes = Vec::new();
+        let mut node_blocks = Vec::new();
+        let mut names: HashMap<String, (usize, Range<usize>)> = HashMap::new();
+        let mut addrs: HashMap<IpAddr, (usize, Range<usize>, String)> = HashMap::new();
+        for b in top.iter().filter(|b| b.schema.ident == "node") {
+            let name = b.label().to_string();
+            if let Some((f, s)) = names.get(&name) {
+                let note = self.note_at(*f, s);
+                let d = Diagnostic::at(
+                    Severity::Error,
+                    &self.files[b.file],
+                    b.label_span(),
+                    format!("duplicate node name \"{name}\""),
+                )
+                .with_note(format!("first declared at {note}"));
+                self.diags.push(d);
+                continue;
+            }
+            names.insert(name.clone(), (b.file, b.label_span()));
+            if !is_dns_name(&name) {
+                self.err(
+                    b.file,
+                    b.label_span(),
+                    format!("node name \"{name}\" is not a valid Kubernetes node name (lowercase letters, digits, '-' and '.')"),
+                );
+            }
+            let ssh_default = cluster.as_ref().map(|c| c.ssh.clone()).unwrap_or_default();
+            if let Some(node) = self.build_node(b, ctx, &ssh_default) {
+                if let Some((f, s, other)) = addrs.get(&node.address) {
+                    let note = self.note_at(*f, s);
+                    let span = b
+                        .attrs
+                        .iter()
+                        .find(|a| a.name == "address")
+                        .map(|a| a.expr_span.clone())
+                        .unwrap_or(b.label_span());
+                    let d = Diagnostic::at(
+                        Severity::Error,
+                        &self.files[b.file],
+                        span,
+                        format!("address {} is already used by node \"{other}\"", node.address),
+                    )
+                    .with_note(format!("\"{other}\" declared at {note}"));
+                    self.diags.push(d);
+                } else {
+                    let span = b
+                        .attrs
+                        .iter()
+                        .find(|a| a.name == "address")
+                        .map(|a| a.expr_span.clone())
+                        .unwrap_or(b.label_span());
+                    addrs.insert(node.address, (b.file, span, node.name.clone()));
+                }
+                nodes.push(node);
+                node_blocks.push(b);
+            }
+        }
+
+        // Storage.
+        let mut storage = Vec::new();
+        let mut seen_storage: HashMap<String, (usize, Range<usize>)> = HashMap::new();
+        for b in top.iter().filter(|b| b.schema.ident == "storage") {
+            let key = b.label().to_string();
+            if let Some((f, s)) = seen_storage.get(&key) {
+                let note = self.note_at(*f, s);
+                let d = Diagnostic::at(
+                    Severity::Error,
+                    &self.files[b.file],
+                    b.label_span(),
+                    format!("duplicate storage binding \"{key}\""),
+                )
+                .with_note(format!("first declared at {note}"));
+                self.diags.push(d);
+                continue;
+            }
+            seen_storage.insert(key, (b.file, b.label_span()));
+            if let Some(s) = self.build_storage(b, ctx, &nodes) {
+                storage.push(s);
+            }
+        }
+
+        // Add-ons.
+        let mut addons = Vec::new();
+        let mut seen_addons: HashMap<String, (usize, Range<usize>)> = HashMap::new();
+        for b in top.iter().filter(|b| b.schema.ident == "addon") {
+            let v = self.eval_block(b, ctx);
+            let namespace = str_of(&v, "namespace").unwrap_or_else(|| "kube-system".into());
+            let key = format!("{namespace}/{}", b.label());
+            if let Some((f, s)) = seen_addons.get(&key) {
+                let note = self.note_at(*f, s);
+                let d = Diagnostic::at(
+                    Severity::Error,
+                    &self.files[b.file],
+                    b.label_span(),
+                    format!("duplicate addon \"{}\" in namespace {namespace}", b.label()),
+                )
+                .with_note(format!("first declared at {note}"));
+                self.diags.push(d);
+                continue;
+            }
+            seen_addons.insert(key, (b.file, b.label_span()));
+            let spread = str_of(&v, "spread");
+            if let (Some(s), Some(val)) = (&spread, v.get("spread")) {
+                if s.is_empty() || s.contains(char::is_whitespace) {
+                    self.err(
+                        b.file,
+                        val.attr.expr_span.clone(),
+                        format!("`spread` must be a node label key such as \"kubernetes.io/hostname\", found \"{s}\""),
+                    );
+                }
+            }
+            let Some(replicas) = int_of(&v, "replicas") else {
+                continue;
+            };
+            addons.push(Addon {
+                name: b.label().to_string(),
+                namespace,
+                replicas: replicas as u32,
+                spread,
+            });
+        }
+
+        let backend = top
+            .iter()
+            .find(|b| b.schema.ident == "backend")
+            .and_then(|b| self.build_backend(b, ctx));
+
+        // Whole-topology rules.
+        if let (Some(cb), Some(cluster)) = (cluster_block, cluster.as_ref()) {
+            let complete = nodes.len() == node_block_count;
+            self.topology_rules(cb, cluster, &nodes, &node_blocks, complete);
+        }
+
+        let cluster = cluster?;
+        Some(Topology {
+            cluster,
+            nodes,
+            storage,
+            addons,
+            backend,
+        })
+    }
+
+    fn build_ssh(&mut self, b: Option<&RawBlock>, ctx: &Context, base: &SshSettings) -> SshSettings {
+        let mut ssh = base.clone();
+        if let Some(b) = b {
+            let v = self.eval_block(b, ctx);
+            if let Some(u) = str_of(&v, "user") {
+                if u.is_empty() {
+                    self.err(b.file, v["user"].attr.expr_span.clone(), "`user` must not be empty");
+                }
+                ssh.user = u;
+            }
+            if let Some(p) = int_of(&v, "port") {
+                ssh.port = p as u16;
+            }
+            if let Some(k) = str_of(&v, "private_key_file") {
+                ssh.private_key_file = Some(PathBuf::from(k));
+            }
+            if let Some(k) = str_of(&v, "known_hosts_file") {
+                ssh.known_hosts_file = PathBuf::from(k);
+            }
+        }
+        ssh
+    }
+
+    fn build_cluster(&mut self, b: &RawBlock, ctx: &Context) -> Option<Cluster> {
+        let v = self.eval_block(b, ctx);
+        let data_dir = str_of(&v, "data_dir").unwrap_or_else(|| DEFAULT_DATA_DIR.into());
+        if let Some(val) = v.get("data_dir") {
+            if !data_dir.starts_with('/') {
+                self.err(b.file, val.attr.expr_span.clone(), format!("`data_dir` must be an absolute path, found \"{data_dir}\""));
+            }
+        }
+        let api_endpoint = str_of(&v, "api_endpoint");
+        if let (Some(ep), Some(val)) = (&api_endpoint, v.get("api_endpoint")) {
+            if let Err(why) = check_https_url(ep) {
+                self.err(b.file, val.attr.expr_span.clone(), format!("`api_endpoint` {why}"));
+            }
+        }
+        if let (Some(ver), Some(val)) = (str_of(&v, "k3s_version"), v.get("k3s_version")) {
+            if !is_k3s_version(&ver) {
+                self.err(
+                    b.file,
+                    val.attr.expr_span.clone(),
+                    format!("`k3s_version` must look like \"v1.28.5+k3s1\", found \"{ver}\""),
+                );
+            }
+        }
+        let ssh = self.build_ssh(b.child("ssh"), ctx, &SshSettings::default());
+
+        let mut etcd = EtcdSettings::default();
+        if let Some(eb) = b.child("etcd") {
+            let ev = self.eval_block(eb, ctx);
+            etcd.ca_file = str_of(&ev, "ca_file").map(PathBuf::from);
+            etcd.cert_file = str_of(&ev, "cert_file").map(PathBuf::from);
+            etcd.key_file = str_of(&ev, "key_file").map(PathBuf::from);
+            if etcd.cert_file.is_some() != etcd.key_file.is_some() {
+                self.err(
+                    eb.file,
+                    eb.ident_span.clone(),
+                    "`cert_file` and `key_file` go together: set both or neither",
+                );
+            }
+            if let Some(list) = list_of(&ev, "endpoints") {
+                for (i, ep) in list.iter().enumerate() {
+                    if let Err(why) = check_https_url(ep) {
+                        let a = &ev["endpoints"].attr;
+                        let span = elem_span(&a.expr, i).unwrap_or(a.expr_span.clone());
+                        self.err(eb.file, span, format!("etcd endpoint {why}"));
+                    }
+                }
+                etcd.endpoints = list;
+            }
+            if let Some(s) = bool_of(&ev, "snapshot_before_apply") {
+                etcd.snapshot_before_apply = s;
+            }
+        }
+
+        let vip = b.child("vip").and_then(|vb| {
+            let vv = self.eval_block(vb, ctx);
+            let addr_s = str_of(&vv, "address")?;
+            let address = match addr_s.parse::<IpAddr>() {
+                Ok(a) => a,
+                Err(_) => {
+                    self.err(
+                        vb.file,
+                        vv["address"].attr.expr_span.clone(),
+                        format!("invalid IP address \"{addr_s}\" for the VIP"),
+                    );
+                    return None;
+                }
+            };
+            let interface = str_of(&vv, "interface")?;
+            if interface.is_empty() || interface.len() > 15 || interface.contains(['/', ' ']) {
+                self.err(
+                    vb.file,
+                    vv["interface"].attr.expr_span.clone(),
+                    format!("invalid network interface name \"{interface}\""),
+                );
+            }
+            let router_id = int_of(&vv, "router_id")? as u8;
+            let manifest_path = str_of(&vv, "manifest_path").unwrap_or_else(|| DEFAULT_VIP_MANIFEST.into());
+            if !manifest_path.starts_with('/') {
+                self.err(
+                    vb.file,
+                    vv["manifest_path"].attr.expr_span.clone(),
+                    "`manifest_path` must be an absolute path",
+                );
+            }
+            Some(Vip {
+                address,
+                interface,
+                router_id,
+                password: secret_of(&vv, "password"),
+                manifest_path,
+            })
+        });
+
+        Some(Cluster {
+            name: b.label().to_string(),
+            k3s_version: str_of(&v, "k3s_version"),
+            token: secret_of(&v, "token"),
+            api_endpoint,
+            kubeconfig: str_of(&v, "kubeconfig").map(PathBuf::from),
+            kube_context: str_of(&v, "kube_context"),
+            data_dir,
+            install_command: str_of(&v, "install_command"),
+            etcd,
+            vip,
+            ssh,
+        })
+    }
+
+    fn build_node(&mut self, b: &RawBlock, ctx: &Context, ssh_default: &SshSettings) -> Option<Node> {
+        let v = self.eval_block(b, ctx);
+        let name = b.label().to_string();
+        let address = match str_of(&v, "address") {
+            Some(s) => match s.parse::<IpAddr>() {
+                Ok(a) if a.is_unspecified() => {
+                    self.err(b.file, v["address"].attr.expr_span.clone(), format!("node \"{name}\": {s} is not a usable address"));
+                    None
+                }
+                Ok(a) => Some(a),
+                Err(_) => {
+                    self.err(
+                        b.file,
+                        v["address"].attr.expr_span.clone(),
+                        format!("node \"{name}\": invalid IP address \"{s}\""),
+                    );
+                    None
+                }
+            },
+            None => None,
+        };
+        let mut roles = Roles::default();
+        let mut roles_ok = true;
+        if let Some(list) = list_of(&v, "roles") {
+            let a = v["roles"].attr.clone();
+            if list.is_empty() {
+                self.err(b.file, a.expr_span.clone(), format!("node \"{name}\" has no role: give it at least one of \"server\", \"etcd\", \"control-plane\", \"agent\""));
+                roles_ok = false;
+            }
+            for (i, r) in list.iter().enumerate() {
+                let span = elem_span(&a.expr, i).unwrap_or(a.expr_span.clone());
+                match Role::parse(r) {
+                    Some(role) => {
+                        if !roles.0.insert(role) {
+                            self.warn(b.file, span, format!("role \"{r}\" is listed twice"));
+                        }
+                    }
+                    None => {
+                        roles_ok = false;
+                        let mut msg = format!("unknown role \"{r}\"; roles are \"server\", \"etcd\", \"control-plane\", \"agent\"");
+                        if let Some(s) = did_you_mean(r, Role::ALL.iter().map(|r| r.as_str())) {
+                            msg = format!("unknown role \"{r}\"; did you mean \"{s}\"?");
+                        } else if r == "master" {
+                            msg = format!("unknown role \"{r}\"; did you mean \"server\"?");
+                        }
+                        self.err(b.file, span, msg);
+                    }
+                }
+            }
+            if roles.contains(Role::Agent) && roles.is_server() {
+                let other = roles
+                    .0
+                    .iter()
+                    .find(|r| **r != Role::Agent)
+                    .map(|r| r.as_str())
+                    .unwrap_or("server");
+                self.err(
+                    b.file,
+                    a.expr_span.clone(),
+                    format!(
+                        "node \"{name}\" cannot be both \"agent\" and \"{other}\": an agent runs no k3s server, so no etcd member and no control plane"
+                    ),
+                );
+                roles_ok = false;
+            }
+        } else {
+            roles_ok = false;
+        }
+        let primary = bool_of(&v, "primary").unwrap_or(false);
+        if primary && roles_ok && !roles.is_server() {
+            self.err(
+                b.file,
+                v["primary"].attr.key_span.clone(),
+                format!("node \"{name}\" is an agent and cannot be the VIP primary: keepalived runs on servers"),
+            );
+        }
+        let mut taints = Vec::new();
+        if let Some(list) = list_of(&v, "taints") {
+            let a = v["taints"].attr.clone();
+            for (i, t) in list.iter().enumerate() {
+                match parse_taint(t) {
+                    Ok(t) => taints.push(t),
+                    Err(why) => {
+                        let span = elem_span(&a.expr, i).unwrap_or(a.expr_span.clone());
+                        self.err(b.file, span, format!("invalid taint \"{t}\": {why}"));
+                    }
+                }
+            }
+        }
+        let labels = v
+            .get("labels")
+            .and_then(|x| x.value.as_object())
+            .map(|m| {
+                m.iter()
+                    .filter_map(|(k, v)| v.as_str().map(|s| (k.clone(), s.to_string())))
+                    .collect::<BTreeMap<_, _>>()
+            })
+            .unwrap_or_default();
+        let ssh = self.build_ssh(b.child("ssh"), ctx, ssh_default);
+        Some(Node {
+            name,
+            address: address?,
+            roles: if roles_ok { roles } else { return None },
+            primary,
+            vip_priority: int_of(&v, "vip_priority").map(|p| p as u8),
+            ssh,
+            labels,
+            taints,
+            replace: bool_of(&v, "replace").unwrap_or(false),
+        })
+    }
+
+    fn build_storage(&mut self, b: &RawBlock, ctx: &Context, nodes: &[Node]) -> Option<StorageBinding> {
+        let v = self.eval_block(b, ctx);
+        let key = b.label();
+        let (namespace, name) = match key.split_once('/') {
+            Some((ns, n)) if is_dns_label(ns) && is_dns_name(n) && !n.contains('/') => (ns.to_string(), n.to_string()),
+            _ => {
+                self.err(
+                    b.file,
+                    b.label_span(),
+                    format!("storage label must be \"NAMESPACE/NAME\" (a workload's namespace and name), found \"{key}\""),
+                );
+                return None;
+            }
+        };
+        let kind = match str_of(&v, "kind").as_deref() {
+            Some("StatefulSet") => WorkloadKind::StatefulSet,
+            Some("Deployment") => WorkloadKind::Deployment,
+            Some(other) => {
+                let mut msg = format!("unknown workload kind \"{other}\"; expected \"StatefulSet\" or \"Deployment\"");
+                if let Some(s) = did_you_mean(other, ["StatefulSet", "Deployment"]) {
+                    msg = format!("unknown workload kind \"{other}\"; did you mean \"{s}\"?");
+                }
+                self.err(b.file, v["kind"].attr.expr_span.clone(), msg);
+                return None;
+            }
+            None => return None,
+        };
+        let on_node_loss = match str_of(&v, "on_node_loss").as_deref() {
+            None => OnNodeLoss::Keep,
+            Some("rebind") => OnNodeLoss::Rebind,
+            Some("recreate") => OnNodeLoss::Recreate,
+            Some("keep") => OnNodeLoss::Keep,
+            Some(other) => {
+                let mut msg = format!("unknown on_node_loss policy \"{other}\"; expected \"rebind\", \"recreate\" or \"keep\"");
+                if let Some(s) = did_you_mean(other, ["rebind", "recreate", "keep"]) {
+                    msg = format!("unknown on_node_loss policy \"{other}\"; did you mean \"{s}\"?");
+                }
+                self.err(b.file, v["on_node_loss"].attr.expr_span.clone(), msg);
+                return None;
+            }
+        };
+        if on_node_loss == OnNodeLoss::Rebind && kind == WorkloadKind::Deployment {
+            self.err(
+                b.file,
+                v["on_node_loss"].attr.expr_span.clone(),
+                "on_node_loss = \"rebind\" needs kind = \"StatefulSet\": a Deployment does not recreate a deleted PVC; use \"recreate\" (delete PVC and Deployment, its operator recreates both) or \"keep\"",
+            );
+        }
+        let mut prefer_nodes = Vec::new();
+        if let Some(list) = list_of(&v, "prefer_nodes") {
+            let a = v["prefer_nodes"].attr.clone();
+            for (i, n) in list.iter().enumerate() {
+                match nodes.iter().find(|x| &x.name == n) {
+                    Some(node) if node.roles.is_agent() || node.roles.is_server() => {}
+                    _ => {
+                        let span = elem_span(&a.expr, i).unwrap_or(a.expr_span.clone());
+                        let mut msg = format!("storage \"{key}\" prefers node \"{n}\", which is not declared");
+                        if let Some(s) = did_you_mean(n, nodes.iter().map(|x| x.name.as_str())) {
+                            msg.push_str(&format!("; did you mean \"{s}\"?"));
+                        }
+                        self.err(b.file, span, msg);
+                    }
+                }
+                prefer_nodes.push(n.clone());
+            }
+        }
+        Some(StorageBinding {
+            namespace,
+            name,
+            kind,
+            on_node_loss,
+            prefer_nodes,
+        })
+    }
+
+    fn build_backend(&mut self, b: &RawBlock, ctx: &Context) -> Option<Backend> {
+        let v = self.eval_block(b, ctx);
+        match b.label() {
+            "local" => {
+                for k in ["endpoints", "prefix", "ca_file", "cert_file", "key_file"] {
+                    if let Some(x) = v.get(k) {
+                        self.err(b.file, x.attr.key_span.clone(), format!("`{k}` is not an attribute of the local backend (only `path`)"));
+                    }
+                }
+                Some(Backend::Local {
+                    path: str_of(&v, "path").map(PathBuf::from),
+                })
+            }
+            "etcd" => {
+                if let Some(x) = v.get("path") {
+                    self.err(b.file, x.attr.key_span.clone(), "`path` is not an attribute of the etcd backend");
+                }
+                let endpoints = list_of(&v, "endpoints").unwrap_or_default();
+                if endpoints.is_empty() {
+                    self.err(b.file, b.ident_span.clone(), "the etcd backend needs `endpoints`");
+                }
+                Some(Backend::Etcd {
+                    endpoints,
+                    prefix: str_of(&v, "prefix").unwrap_or_else(|| "k3splan/".into()),
+                    ca_file: str_of(&v, "ca_file").map(PathBuf::from),
+                    cert_file: str_of(&v, "cert_file").map(PathBuf::from),
+                    key_file: str_of(&v, "key_file").map(PathBuf::from),
+                })
+            }
+            other => {
+                let mut msg = format!("unknown backend \"{other}\"; expected \"local\" or \"etcd\"");
+                if let Some(s) = did_you_mean(other, ["local", "etcd"]) {
+                    msg = format!("unknown backend \"{other}\"; did you mean \"{s}\"?");
+                }
+                self.err(b.file, b.label_span(), msg);
+                None
+            }
+        }
+    }
+
+    /// Rules about the topology as a whole. `complete` is false when some node blocks had
+    /// errors of their own: counting rules are skipped then, to avoid follow-on noise.
+    fn topology_rules(
+        &mut self,
+        cb: &RawBlock,
+        cluster: &Cluster,
+        nodes: &[Node],
+        blocks: &[&RawBlock],
+        complete: bool,
+    ) {
+        let voters = nodes.iter().filter(|n| n.roles.runs_etcd()).count();
+        if !complete {
+        } else if voters == 0 && !nodes.is_empty() {
+            self.err(
+                cb.file,
+                cb.ident_span.clone(),
+                "no node runs etcd: give at least one node the role \"server\" or \"etcd\"",
+            );
+        } else if voters == 0 {
+            self.err(cb.file, cb.ident_span.clone(), "no nodes: declare at least one `node` with the role \"server\"");
+        } else if voters % 2 == 0 {
+            self.warn(
+                cb.file,
+                cb.ident_span.clone(),
+                format!(
+                    "{voters} etcd members: an even number tolerates no more failures than {} (quorum is {}); use an odd number",
+                    voters - 1,
+                    voters / 2 + 1
+                ),
+            );
+        }
+        if !complete || nodes.iter().any(|n| n.roles.runs_control_plane()) || voters == 0 {
+        } else {
+            self.err(
+                cb.file,
+                cb.ident_span.clone(),
+                "no node runs the control plane: give at least one node the role \"server\" or \"control-plane\"",
+            );
+        }
+        let primaries: Vec<(&Node, &&RawBlock)> =
+            nodes.iter().zip(blocks.iter()).filter(|(n, _)| n.primary).collect();
+        match &cluster.vip {
+            Some(vip) => {
+                if primaries.is_empty() && complete {
+                    let span = cb.child("vip").map(|v| v.ident_span.clone()).unwrap_or(cb.ident_span.clone());
+                    self.err(
+                        cb.file,
+                        span,
+                        "a `vip` is declared but no node has `primary = true`: mark the server that should hold the VIP",
+                    );
+                }
+                if primaries.len() > 1 {
+                    let (first, fb) = primaries[0];
+                    let first_span = fb.attrs.iter().find(|a| a.name == "primary").map(|a| a.key_span.clone()).unwrap_or(fb.label_span());
+                    let note = self.note_at(fb.file, &first_span);
+                    for (n, b) in &primaries[1..] {
+                        let span = b.attrs.iter().find(|a| a.name == "primary").map(|a| a.key_span.clone()).unwrap_or(b.label_span());
+                        let d = Diagnostic::at(
+                            Severity::Error,
+                            &self.files[b.file],
+                            span,
+                            format!("node \"{}\" is a second VIP primary: only one node may have `primary = true`", n.name),
+                        )
+                        .with_note(format!("\"{}\" is primary at {note}", first.name));
+                        self.diags.push(d);
+                    }
+                }
+                if let Some((n, b)) = nodes.iter().zip(blocks.iter()).find(|(n, _)| n.address == vip.address) {
+                    let vb = cb.child("vip").unwrap_or(cb);
+                    let span = vb.attrs.iter().find(|a| a.name == "address").map(|a| a.expr_span.clone()).unwrap_or(vb.ident_span.clone());
+                    let nspan = b.attrs.iter().find(|a| a.name == "address").map(|a| a.expr_span.clone()).unwrap_or(b.label_span());
+                    let note = self.note_at(b.file, &nspan);
+                    let d = Diagnostic::at(
+                        Severity::Error,
+                        &self.files[vb.file],
+                        span,
+                        format!("the VIP {} is the address of node \"{}\": the VIP must be a free address", vip.address, n.name),
+                    )
+                    .with_note(format!("\"{}\" has that address at {note}", n.name));
+                    self.diags.push(d);
+                }
+                let mut prios: BTreeMap<u8, &str> = BTreeMap::new();
+                for (n, b) in nodes.iter().zip(blocks.iter()) {
+                    if n.vip_priority.is_some() || n.roles.is_server() {
+                        let p = n.vip_priority.unwrap_or(if n.primary { PRIMARY_PRIORITY } else { BACKUP_PRIORITY });
+                        if n.primary {
+                            if let Some(other) = prios.iter().find(|(q, _)| **q >= p).map(|(_, m)| *m) {
+                                let span = b.attrs.iter().find(|a| a.name == "vip_priority").map(|a| a.expr_span.clone()).unwrap_or(b.label_span());
+                                self.err(b.file, span, format!("the primary \"{}\" must have the highest VIP priority, but \"{other}\" has {p} or more", n.name));
+                            }
+                        }
+                        prios.entry(p).or_insert(&n.name);
+                    }
+                }
+            }
+            None => {
+                for (n, b) in nodes.iter().zip(blocks.iter()) {
+                    if n.primary {
+                        let span = b.attrs.iter().find(|a| a.name == "primary").map(|a| a.key_span.clone()).unwrap_or(b.label_span());
+                        self.warn(b.file, span, format!("node \"{}\" is `primary`, but the cluster declares no `vip`: it has no effect", n.name));
+                    }
+                    if n.vip_priority.is_some() {
+                        let span = b.attrs.iter().find(|a| a.name == "vip_priority").map(|a| a.key_span.clone()).unwrap_or(b.label_span());
+                        self.warn(b.file, span, format!("node \"{}\" sets `vip_priority`, but the cluster declares no `vip`: it has no effect", n.name));
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Pseudo-schema carrying attributes up from `walk_body` (never matched by name).
+static ATTR_CARRIER: BlockSchema = BlockSchema {
+    ident: "",
+    labels: &[],
+    repeatable: true,
+    attrs: &[],
+    blocks: &[],
+    any_attrs: true,
+};
+
+// ---------------------------------------------------------------------------------------
+// Helpers.
+
+fn offset_of(f: &SourceFile, line: usize, col: usize) -> usize {
+    let mut off = 0;
+    for (i, l) in f.text.split_inclusive('\n').enumerate() {
+        if i + 1 == line {
+            return off + l.char_indices().nth(col.saturating_sub(1)).map(|(o, _)| o).unwrap_or(l.trim_end_matches('\n').len());
+        }
+        off += l.len();
+    }
+    f.text.len()
+}
+
+fn syntax_message(raw: &str) -> String {
+    let m = raw.trim();
+    if m.is_empty() {
+        "invalid HCL".to_string()
+    } else {
+        m.to_string()
+    }
+}
+
+fn elem_span(expr: &hcl_edit::expr::Expression, i: usize) -> Option<Range<usize>> {
+    match expr {
+        hcl_edit::expr::Expression::Array(arr) => arr.iter().nth(i).and_then(|e| e.span()),
+        _ => None,
+    }
+}
+
+fn value_kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a bool",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "an object",
+    }
+}
+
+fn str_of(v: &Evaluated, k: &str) -> Option<String> {
+    v.get(k).and_then(|x| x.value.as_str().map(str::to_string))
+}
+
+fn bool_of(v: &Evaluated, k: &str) -> Option<bool> {
+    v.get(k).and_then(|x| x.value.as_bool())
+}
+
+fn int_of(v: &Evaluated, k: &str) -> Option<i64> {
+    v.get(k).and_then(|x| x.value.as_i64())
+}
+
+fn list_of(v: &Evaluated, k: &str) -> Option<Vec<String>> {
+    v.get(k).and_then(|x| {
+        x.value
+            .as_array()
+            .map(|a| a.iter().filter_map(|e| e.as_str().map(str::to_string)).collect())
+    })
+}
+
+fn secret_of(v: &Evaluated, k: &str) -> Option<Secret> {
+    let packed = str_of(v, k)?;
+    Some(match packed.split_once('\u{0}') {
+        Some((src, val)) => Secret::new(src, Some(val.to_string())),
+        None => Secret::new(packed, None),
+    })
+}
+
+fn is_dns_label(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+}
+
+fn is_dns_name(s: &str) -> bool {
+    s.len() <= 253 && s.split('.').all(is_dns_label)
+}
+
+fn is_k3s_version(s: &str) -> bool {
+    let Some(rest) = s.strip_prefix('v') else {
+        return false;
+    };
+    let (core, _suffix) = rest.split_once('+').unwrap_or((rest, ""));
+    let parts: Vec<&str> = core.split('.').collect();
+    parts.len() == 3 && parts.iter().all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+}
+
+fn check_https_url(s: &str) -> Result<(), String> {
+    let Some(rest) = s.strip_prefix("https://") else {
+        return Err(format!("must be an https:// URL, found \"{s}\""));
+    };
+    let host_port = rest.split('/').next().unwrap_or("");
+    if host_port.is_empty() {
+        return Err(format!("has no host: \"{s}\""));
+    }
+    let (host, port) = if let Some(h) = host_port.strip_prefix('[') {
+        match h.split_once(']') {
+            Some((h, p)) => (h, p.strip_prefix(':')),
+            None => return Err(format!("has an unclosed IPv6 bracket: \"{s}\"")),
+        }
+    } else {
+        match host_port.rsplit_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (host_port, None),
+        }
+    };
+    if host.is_empty() {
+        return Err(format!("has no host: \"{s}\""));
+    }
+    if let Some(p) = port {
+        if p.parse::<u16>().map(|p| p == 0).unwrap_or(true) {
+            return Err(format!("has an invalid port \"{p}\": \"{s}\""));
+        }
+    }
+    Ok(())
+}
+
+fn parse_taint(s: &str) -> Result<Taint, String> {
+    let (kv, effect) = s
+        .rsplit_once(':')
+        .ok_or("expected KEY[=VALUE]:EFFECT, e.g. \"node-role.kubernetes.io/control-plane:NoSchedule\"")?;
+    let effect = match effect {
+        "NoSchedule" => TaintEffect::NoSchedule,
+        "PreferNoSchedule" => TaintEffect::PreferNoSchedule,
+        "NoExecute" => TaintEffect::NoExecute,
+        other => return Err(format!("unknown effect \"{other}\" (NoSchedule, PreferNoSchedule, NoExecute)")),
+    };
+    let (key, value) = match kv.split_once('=') {
+        Some((k, v)) => (k, Some(v.to_string())),
+        None => (kv, None),
+    };
+    if key.is_empty() {
+        return Err("empty key".into());
+    }
+    Ok(Taint {
+        key: key.to_string(),
+        value,
+        effect,
+    })
+}
