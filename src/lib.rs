@@ -1,2 +1,3 @@
 //! k3splan: a declarative plan/apply reconciler for k3s HA clusters.
+pub mod cli;
 pub mod config;

@@ -138,6 +138,8 @@ pub fn load_sources(files: Vec<SourceFile>, opts: &LoadOptions) -> Loaded {
         files: &files,
         diags: Diagnostics::default(),
         opts,
+        seen_idents: HashMap::new(),
+        bad_vars: Vec::new(),
     };
     let topology = cx.run();
     let mut diagnostics = cx.diags;
@@ -236,7 +238,7 @@ fn fn_file(args: FuncArgs) -> Result<Value, String> {
         let path = resolve_path(&e.base_dir, &name);
         std::fs::read_to_string(&path)
             .map(|s| Value::from(s.trim_end_matches(['\n', '\r']).to_string()))
-            .map_err(|err| format!("cannot read {}: {err}", path.display()))
+            .map_err(|err| format!("cannot read \"{name}\" (relative to the configuration directory): {err}"))
     })
 }
 
@@ -272,6 +274,11 @@ struct Loader<'a> {
     files: &'a [SourceFile],
     diags: Diagnostics,
     opts: &'a LoadOptions,
+    /// Block idents seen, including blocks rejected for their own errors (to avoid
+    /// follow-on diagnostics such as "no cluster block").
+    seen_idents: HashMap<String, usize>,
+    /// Variables that have no value (already reported).
+    bad_vars: Vec<String>,
 }
 
 impl Loader<'_> {
@@ -310,8 +317,8 @@ impl Loader<'_> {
                     parse_ok = false;
                     let loc = e.location();
                     let offset = offset_of(f, loc.line(), loc.column());
-                    let msg = syntax_message(e.message());
-                    self.err(i, offset..offset + 1, format!("syntax error: {msg}"));
+                    let (span, msg) = explain_syntax_error(&f.text, offset, e.message());
+                    self.err(i, span, format!("syntax error: {msg}"));
                 }
             }
         }
@@ -424,6 +431,11 @@ impl Loader<'_> {
     ) -> Option<RawBlock> {
         let ident = block.ident.as_str();
         let ident_span = span_of(&block.ident);
+        if std::ptr::eq(parent, &schema::ROOT) {
+            *self.seen_idents.entry(ident.to_string()).or_default() += 1;
+        } else if std::ptr::eq(parent, &schema::CLUSTER) {
+            *self.seen_idents.entry(format!("cluster.{ident}")).or_default() += 1;
+        }
         let Some(schema) = parent.block(ident) else {
             let mut msg = if parent.ident == "(top level)" {
                 format!("unknown block type `{ident}`")
@@ -548,6 +560,7 @@ impl Loader<'_> {
                     b.label_span(),
                     format!("variable `{name}` has no value: give it a `default` or set {env_name}"),
                 );
+                self.bad_vars.push(name.clone());
                 Value::Null
             };
             vars.insert(name, value);
@@ -707,6 +720,12 @@ impl Loader<'_> {
 
     fn check_type(&mut self, a: &RawAttr, value: Value, ty: Ty) -> Option<Value> {
         let found = value_kind(&value);
+        if value.is_null() {
+            let src = &self.files[a.file].text[a.expr_span.clone()];
+            if self.bad_vars.iter().any(|v| src.contains(&format!("var.{v}"))) {
+                return None; // already reported at the variable
+            }
+        }
         let bad = |me: &mut Self, span: Range<usize>, what: &str, found: &str| {
             me.err(
                 a.file,
@@ -819,6 +838,7 @@ impl Loader<'_> {
         let clusters: Vec<&RawBlock> = top.iter().filter(|b| b.schema.ident == "cluster").collect();
         let cluster_block = match clusters.first() {
             Some(c) => Some(*c),
+            None if self.seen_idents.contains_key("cluster") => None,
             None => {
                 let path = self
                     .files
@@ -836,7 +856,7 @@ impl Loader<'_> {
         let cluster = cluster_block.and_then(|b| self.build_cluster(b, ctx));
 
         // Nodes.
-        let node_block_count = top.iter().filter(|b| b.schema.ident == "node").count();
+        let node_block_count = self.seen_idents.get("node").copied().unwrap_or(0);
         let mut nodes = Vec::new();
         let mut node_blocks = Vec::new();
         let mut names: HashMap<String, (usize, Range<usize>)> = HashMap::new();
@@ -1377,8 +1397,11 @@ impl Loader<'_> {
                 "no node runs the control plane: give at least one node the role \"server\" or \"control-plane\"",
             );
         }
-        let primaries: Vec<(&Node, &&RawBlock)> =
-            nodes.iter().zip(blocks.iter()).filter(|(n, _)| n.primary).collect();
+        let primaries: Vec<(&Node, &&RawBlock)> = nodes
+            .iter()
+            .zip(blocks.iter())
+            .filter(|(n, _)| n.primary && n.roles.is_server())
+            .collect();
         match &cluster.vip {
             Some(vip) => {
                 if primaries.is_empty() && complete {
@@ -1423,7 +1446,7 @@ impl Loader<'_> {
                 for (n, b) in nodes.iter().zip(blocks.iter()) {
                     if n.vip_priority.is_some() || n.roles.is_server() {
                         let p = n.vip_priority.unwrap_or(if n.primary { PRIMARY_PRIORITY } else { BACKUP_PRIORITY });
-                        if n.primary {
+                        if n.primary && primaries.len() == 1 {
                             if let Some(other) = prios.iter().find(|(q, _)| **q >= p).map(|(_, m)| *m) {
                                 let span = b.attrs.iter().find(|a| a.name == "vip_priority").map(|a| a.expr_span.clone()).unwrap_or(b.label_span());
                                 self.err(b.file, span, format!("the primary \"{}\" must have the highest VIP priority, but \"{other}\" has {p} or more", n.name));
@@ -1433,6 +1456,7 @@ impl Loader<'_> {
                     }
                 }
             }
+            None if self.seen_idents.contains_key("cluster.vip") => {}
             None => {
                 for (n, b) in nodes.iter().zip(blocks.iter()) {
                     if n.primary {
@@ -1473,13 +1497,108 @@ fn offset_of(f: &SourceFile, line: usize, col: usize) -> usize {
     f.text.len()
 }
 
-fn syntax_message(raw: &str) -> String {
+/// Turns the parser's error into something an operator can act on: an unterminated string or
+/// an unclosed block is reported where it starts, not where the parser gave up.
+fn explain_syntax_error(text: &str, offset: usize, raw: &str) -> (Range<usize>, String) {
+    let mut stack: Vec<(usize, u8)> = Vec::new();
+    let mut line_start = 0;
+    let b = text.as_bytes();
+    let mut i = 0;
+    let mut heredoc: Option<String> = None;
+    while i < b.len() {
+        if let Some(tag) = &heredoc {
+            let end = text[i..].find('\n').map(|e| i + e).unwrap_or(b.len());
+            if text[i..end].trim() == tag {
+                heredoc = None;
+            }
+            i = end + 1;
+            line_start = i;
+            continue;
+        }
+        match b[i] {
+            b'\n' => line_start = i + 1,
+            b'#' => {
+                i = text[i..].find('\n').map(|e| i + e).unwrap_or(b.len());
+                continue;
+            }
+            b'/' if b.get(i + 1) == Some(&b'/') => {
+                i = text[i..].find('\n').map(|e| i + e).unwrap_or(b.len());
+                continue;
+            }
+            b'/' if b.get(i + 1) == Some(&b'*') => {
+                i = text[i + 2..].find("*/").map(|e| i + 2 + e + 2).unwrap_or(b.len());
+                continue;
+            }
+            b'<' if b.get(i + 1) == Some(&b'<') => {
+                let rest = text[i + 2..].trim_start_matches('-');
+                let tag: String = rest
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .collect();
+                if !tag.is_empty() {
+                    heredoc = Some(tag);
+                    i = text[i..].find('\n').map(|e| i + e + 1).unwrap_or(b.len());
+                    line_start = i;
+                    continue;
+                }
+            }
+            b'"' => {
+                let start = i;
+                i += 1;
+                let mut interp = 0usize;
+                loop {
+                    match b.get(i) {
+                        None | Some(b'\n') => {
+                            if start <= offset || offset >= line_start {
+                                return (
+                                    start..start + 1,
+                                    "unterminated string: a quoted string must end on the same line".into(),
+                                );
+                            }
+                            break;
+                        }
+                        Some(b'\\') => i += 1,
+                        Some(b'$') | Some(b'%') if b.get(i + 1) == Some(&b'{') => {
+                            interp += 1;
+                            i += 1;
+                        }
+                        Some(b'}') if interp > 0 => interp -= 1,
+                        Some(b'"') if interp == 0 => break,
+                        _ => {}
+                    }
+                    i += 1;
+                }
+            }
+            c @ (b'{' | b'[' | b'(') => stack.push((i, c)),
+            b'}' | b']' | b')' => {
+                stack.pop();
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    if offset >= text.trim_end().len() {
+        if let Some((pos, c)) = stack.first() {
+            let close = match c {
+                b'{' => '}',
+                b'[' => ']',
+                _ => ')',
+            };
+            return (
+                *pos..pos + 1,
+                format!("`{}` is never closed: the file ends before its `{close}`", *c as char),
+            );
+        }
+    }
     let m = raw.trim();
-    if m.is_empty() {
+    let msg = if m.contains("redefined attribute") {
+        "this attribute is already set in this block".to_string()
+    } else if m.is_empty() {
         "invalid HCL".to_string()
     } else {
         m.to_string()
-    }
+    };
+    (offset..offset + 1, msg)
 }
 
 fn elem_span(expr: &hcl_edit::expr::Expression, i: usize) -> Option<Range<usize>> {

@@ -1,0 +1,190 @@
+//! The `k3splan` binary as an operator runs it: exit codes, output streams, files touched.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+fn k3splan() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_k3splan"));
+    c.env_remove("K3SPLAN_CONFIG").env_remove("K3SPLAN_STATE").env_remove("K3S_TOKEN");
+    c
+}
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn run(args: &[&str]) -> Output {
+    k3splan().args(args).output().unwrap()
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+#[test]
+fn validate_accepts_every_example() {
+    for e in std::fs::read_dir(root().join("examples")).unwrap() {
+        let dir = e.unwrap().path();
+        if !dir.is_dir() {
+            continue;
+        }
+        let o = run(&["validate", "-c", dir.to_str().unwrap()]);
+        assert!(o.status.success(), "{}: {}", dir.display(), text(&o.stderr));
+        assert!(text(&o.stdout).starts_with("Success! The configuration is valid"));
+        assert_eq!(text(&o.stderr), "", "no warning on the examples");
+    }
+}
+
+#[test]
+fn validate_reports_every_error_with_location_and_exits_1() {
+    let f = root().join("tests/fixtures/invalid/many_errors_at_once.hcl");
+    let o = run(&["validate", "-c", f.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = text(&o.stderr);
+    let loc = format!("{}:", f.display());
+    let errors = err.lines().filter(|l| l.starts_with(&loc) && l.contains(": error: ")).count();
+    assert_eq!(errors, 5, "{err}");
+    assert!(err.contains(":6:3: error: unknown attribute `adress` in `node` block; did you mean `address`?"), "{err}");
+    assert!(err.ends_with("Error: the configuration is invalid: 5 error(s), 1 warning(s)\n"), "{err}");
+    assert!(!err.contains('\x1b'), "no colour when stderr is not a terminal");
+    assert_eq!(text(&o.stdout), "");
+}
+
+#[test]
+fn validate_json_is_machine_readable() {
+    let f = root().join("tests/fixtures/invalid/duplicate_node_name.hcl");
+    let o = run(&["validate", "--json", "-c", f.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["valid"], false);
+    assert_eq!(v["error_count"], 1);
+    assert_eq!(v["diagnostics"][0]["line"], 20);
+    assert_eq!(v["diagnostics"][0]["column"], 6);
+    assert_eq!(v["diagnostics"][0]["message"], "duplicate node name \"s2\"");
+}
+
+#[test]
+fn a_missing_config_path_is_a_clear_error() {
+    let o = run(&["validate", "-c", "/nonexistent/topology"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(text(&o.stderr).contains("/nonexistent/topology: cannot read configuration"));
+    let empty = tempfile::tempdir().unwrap();
+    let o = run(&["validate", "-c", empty.path().to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(text(&o.stderr).contains("no *.hcl files in this directory"));
+}
+
+#[test]
+fn config_directory_reads_all_hcl_files_together() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("cluster.hcl"), "cluster \"c\" {\n  token = env(\"K3S_TOKEN\")\n}\n").unwrap();
+    std::fs::write(
+        dir.path().join("nodes.hcl"),
+        "node \"a\" {\n  address = \"10.1.0.1\"\n  roles   = [\"server\"]\n}\n",
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("README.md"), "not hcl").unwrap();
+    let o = run(&["validate", "-c", dir.path().to_str().unwrap()]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert!(text(&o.stdout).contains("1 node(s), 1 etcd member(s)"));
+}
+
+fn copy_to_temp(src: &Path) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let dst = dir.path().join("main.hcl");
+    std::fs::copy(src, &dst).unwrap();
+    (dir, dst)
+}
+
+#[test]
+fn fmt_check_passes_on_examples_and_changes_nothing() {
+    let o = run(&["fmt", "--check", "-c", root().join("examples").to_str().unwrap()]);
+    assert!(o.status.success(), "{}{}", text(&o.stdout), text(&o.stderr));
+    assert_eq!(text(&o.stdout), "");
+}
+
+#[test]
+fn fmt_check_flags_unformatted_files_then_fmt_fixes_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("t.hcl");
+    let messy = "cluster \"c\"{\ntoken=env(\"K3S_TOKEN\")\n}\nnode \"a\" {\n    address = \"10.1.0.1\" # first\n roles=[\"server\"]\n}\n\n\n";
+    std::fs::write(&f, messy).unwrap();
+    let o = run(&["fmt", "--check", "-c", f.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(text(&o.stdout).contains("t.hcl"));
+    assert_eq!(std::fs::read_to_string(&f).unwrap(), messy, "--check changes nothing");
+
+    let o = run(&["fmt", "-c", f.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let fixed = std::fs::read_to_string(&f).unwrap();
+    assert_eq!(
+        fixed,
+        "cluster \"c\" {\n  token = env(\"K3S_TOKEN\")\n}\nnode \"a\" {\n  address = \"10.1.0.1\" # first\n  roles   = [\"server\"]\n}\n"
+    );
+    let o = run(&["fmt", "--check", "-c", f.to_str().unwrap()]);
+    assert!(o.status.success());
+}
+
+#[test]
+fn fmt_refuses_a_file_with_a_syntax_error_and_leaves_it() {
+    let (_d, f) = copy_to_temp(&root().join("tests/fixtures/invalid/syntax_bad_expression.hcl"));
+    let before = std::fs::read_to_string(&f).unwrap();
+    let o = run(&["fmt", "-c", f.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(text(&o.stderr).contains("syntax error"), "{}", text(&o.stderr));
+    assert_eq!(std::fs::read_to_string(&f).unwrap(), before);
+}
+
+#[test]
+fn version_and_completions() {
+    let o = run(&["version"]);
+    assert!(o.status.success());
+    assert_eq!(text(&o.stdout), format!("k3splan v{}\n", env!("CARGO_PKG_VERSION")));
+    let o = run(&["completions", "bash"]);
+    assert!(o.status.success());
+    assert!(text(&o.stdout).contains("_k3splan()"));
+    assert!(text(&o.stdout).contains("validate"));
+    let o = run(&["completions", "tcsh"]);
+    assert_eq!(o.status.code(), Some(2), "clap usage errors exit 2");
+}
+
+#[test]
+fn commands_not_built_yet_say_so_and_exit_1() {
+    let ex = root().join("examples/seed004-vip-minio");
+    for args in [
+        vec!["plan", "-c", ex.to_str().unwrap()],
+        vec!["apply", "-c", ex.to_str().unwrap()],
+        vec!["show"],
+        vec!["state", "list"],
+        vec!["force-unlock", "abc"],
+        vec!["import"],
+    ] {
+        let o = run(&args);
+        assert_eq!(o.status.code(), Some(1), "{args:?}");
+        assert!(text(&o.stderr).contains("is not implemented yet"), "{args:?}: {}", text(&o.stderr));
+    }
+}
+
+#[test]
+fn plan_on_an_invalid_topology_reports_the_diagnostics_first() {
+    let f = root().join("tests/fixtures/invalid/two_primaries.hcl");
+    let o = run(&["plan", "-c", f.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = text(&o.stderr);
+    assert!(err.contains("is a second VIP primary"), "{err}");
+    assert!(!err.contains("not implemented"), "{err}");
+}
+
+#[test]
+fn a_closed_stdout_is_not_an_error() {
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let status = k3splan()
+        .args(["completions", "bash"])
+        .stdout(Stdio::from(writer))
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    assert_eq!(status.status.code(), Some(0), "{}", text(&status.stderr));
+    assert_eq!(text(&status.stderr), "");
+}
