@@ -63,7 +63,11 @@ impl SourceFile {
 
     /// The text of a 1-based line, without its newline.
     pub fn line_text(&self, line: usize) -> &str {
-        let start = self.line_starts.get(line - 1).copied().unwrap_or(self.text.len());
+        let start = self
+            .line_starts
+            .get(line - 1)
+            .copied()
+            .unwrap_or(self.text.len());
         let end = self
             .line_starts
             .get(line)
@@ -162,7 +166,11 @@ impl Diagnostic {
         } else {
             (self.severity.to_string(), "", "")
         };
-        let mut out = format!("{bold}{}{reset}: {sev}: {}\n", self.location(), self.message);
+        let mut out = format!(
+            "{bold}{}{reset}: {sev}: {}\n",
+            self.location(),
+            self.message
+        );
         if self.line > 0 {
             let num = self.line.to_string();
             let pad = " ".repeat(num.len().max(4));
@@ -239,7 +247,10 @@ impl fmt::Display for Diagnostics {
 impl std::error::Error for Diagnostics {}
 
 /// The closest candidate to `name` among `candidates`, if it is close enough to suggest.
-pub fn did_you_mean<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+pub fn did_you_mean<'a>(
+    name: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<&'a str> {
     candidates
         .into_iter()
         .map(|c| (strsim::jaro_winkler(name, c), c))
@@ -275,7 +286,10 @@ mod tests {
 
     #[test]
     fn suggests_close_names_only() {
-        assert_eq!(did_you_mean("adress", ["address", "roles"]), Some("address"));
+        assert_eq!(
+            did_you_mean("adress", ["address", "roles"]),
+            Some("address")
+        );
         assert_eq!(did_you_mean("zzz", ["address", "roles"]), None);
     }
 }

@@ -21,7 +21,9 @@ pub enum FmtError {
         col: usize,
         message: String,
     },
-    #[error("formatting would change the meaning of the file (a k3splan bug); the file was left as it is")]
+    #[error(
+        "formatting would change the meaning of the file (a k3splan bug); the file was left as it is"
+    )]
     Changed,
 }
 
@@ -143,7 +145,11 @@ fn format_lines(src: &str) -> String {
                 break;
             }
         }
-        let width = lines[i..j].iter().filter_map(|l| l.attr_key).max().unwrap_or(0);
+        let width = lines[i..j]
+            .iter()
+            .filter_map(|l| l.attr_key)
+            .max()
+            .unwrap_or(0);
         for l in &mut lines[i..j] {
             if let Some(k) = l.attr_key {
                 let (key, rest) = l.text.split_at(k);
@@ -216,15 +222,13 @@ fn scan(t: &str) -> Scan {
             }
             b'#' => break,
             b'/' if b.get(i + 1) == Some(&b'/') => break,
-            b'/' if b.get(i + 1) == Some(&b'*') => {
-                match t[i + 2..].find("*/") {
-                    Some(end) => i += 2 + end + 1,
-                    None => {
-                        s.block_comment_open = true;
-                        break;
-                    }
+            b'/' if b.get(i + 1) == Some(&b'*') => match t[i + 2..].find("*/") {
+                Some(end) => i += 2 + end + 1,
+                None => {
+                    s.block_comment_open = true;
+                    break;
                 }
-            }
+            },
             b'<' if b.get(i + 1) == Some(&b'<') => {
                 let rest = t[i + 2..].trim_start_matches('-');
                 let tag: String = rest
@@ -315,7 +319,11 @@ mod tests {
             out,
             "# head\nnode \"a\" {\n  address = \"10.0.0.1\" # ip\n  roles   = [\"server\"]\n\n  primary = true\n}\n"
         );
-        assert_eq!(format_source(&out).unwrap(), out, "formatting is idempotent");
+        assert_eq!(
+            format_source(&out).unwrap(),
+            out,
+            "formatting is idempotent"
+        );
     }
 
     #[test]

@@ -238,7 +238,9 @@ fn fn_file(args: FuncArgs) -> Result<Value, String> {
         let path = resolve_path(&e.base_dir, &name);
         std::fs::read_to_string(&path)
             .map(|s| Value::from(s.trim_end_matches(['\n', '\r']).to_string()))
-            .map_err(|err| format!("cannot read \"{name}\" (relative to the configuration directory): {err}"))
+            .map_err(|err| {
+                format!("cannot read \"{name}\" (relative to the configuration directory): {err}")
+            })
     })
 }
 
@@ -362,7 +364,12 @@ impl Loader<'_> {
         if parse_ok { topo } else { None }
     }
 
-    fn walk_body(&mut self, file: usize, body: &Body, schema: &'static BlockSchema) -> Vec<RawBlock> {
+    fn walk_body(
+        &mut self,
+        file: usize,
+        body: &Body,
+        schema: &'static BlockSchema,
+    ) -> Vec<RawBlock> {
         let mut out = Vec::new();
         let mut seen_attrs: HashMap<String, Range<usize>> = HashMap::new();
         let mut seen_blocks: HashMap<&'static str, Range<usize>> = HashMap::new();
@@ -373,7 +380,9 @@ impl Loader<'_> {
                     let key_span = span_of(&attr.key);
                     if !schema.any_attrs && schema.attr(&name).is_none() {
                         let mut msg = if schema.ident == "(top level)" {
-                            format!("unexpected attribute `{name}` at the top level: only blocks are allowed here")
+                            format!(
+                                "unexpected attribute `{name}` at the top level: only blocks are allowed here"
+                            )
                         } else {
                             format!("unknown attribute `{name}` in `{}` block", schema.ident)
                         };
@@ -389,7 +398,10 @@ impl Loader<'_> {
                             Severity::Error,
                             &self.files[file],
                             key_span,
-                            format!("attribute `{name}` is set twice in `{}` block", schema.ident),
+                            format!(
+                                "attribute `{name}` is set twice in `{}` block",
+                                schema.ident
+                            ),
                         )
                         .with_note(format!("first set at {note}"));
                         self.diags.push(d);
@@ -434,7 +446,10 @@ impl Loader<'_> {
         if std::ptr::eq(parent, &schema::ROOT) {
             *self.seen_idents.entry(ident.to_string()).or_default() += 1;
         } else if std::ptr::eq(parent, &schema::CLUSTER) {
-            *self.seen_idents.entry(format!("cluster.{ident}")).or_default() += 1;
+            *self
+                .seen_idents
+                .entry(format!("cluster.{ident}"))
+                .or_default() += 1;
         }
         let Some(schema) = parent.block(ident) else {
             let mut msg = if parent.ident == "(top level)" {
@@ -490,13 +505,20 @@ impl Loader<'_> {
                 ),
                 n => format!("`{ident}` block needs {n} labels"),
             };
-            let span = labels.get(schema.labels.len()).map(|l| l.1.clone()).unwrap_or(ident_span.clone());
+            let span = labels
+                .get(schema.labels.len())
+                .map(|l| l.1.clone())
+                .unwrap_or(ident_span.clone());
             self.err(file, span, msg);
             return None;
         }
         for (l, span) in &labels {
             if l.is_empty() {
-                self.err(file, span.clone(), format!("`{ident}` block label must not be empty"));
+                self.err(
+                    file,
+                    span.clone(),
+                    format!("`{ident}` block label must not be empty"),
+                );
                 return None;
             }
         }
@@ -528,7 +550,11 @@ impl Loader<'_> {
                 self.err(
                     file,
                     ident_span.clone(),
-                    format!("{what} is missing the required attribute `{}` ({})", a.name, a.ty.describe()),
+                    format!(
+                        "{what} is missing the required attribute `{}` ({})",
+                        a.name,
+                        a.ty.describe()
+                    ),
                 );
             }
         }
@@ -543,7 +569,11 @@ impl Loader<'_> {
         for b in top.iter().filter(|b| b.schema.ident == "variable") {
             let name = b.label().to_string();
             if vars.contains_key(&name) {
-                self.err(b.file, b.label_span(), format!("variable `{name}` is declared twice"));
+                self.err(
+                    b.file,
+                    b.label_span(),
+                    format!("variable `{name}` is declared twice"),
+                );
                 continue;
             }
             let env_name = format!("K3SPLAN_VAR_{name}");
@@ -558,7 +588,9 @@ impl Loader<'_> {
                 self.err(
                     b.file,
                     b.label_span(),
-                    format!("variable `{name}` has no value: give it a `default` or set {env_name}"),
+                    format!(
+                        "variable `{name}` has no value: give it a `default` or set {env_name}"
+                    ),
                 );
                 self.bad_vars.push(name.clone());
                 Value::Null
@@ -586,7 +618,11 @@ impl Loader<'_> {
                 match expr.evaluate(&lctx) {
                     Ok(v) => {
                         if locals.contains_key(&a.name) {
-                            self.err(a.file, a.key_span.clone(), format!("local `{}` is defined twice", a.name));
+                            self.err(
+                                a.file,
+                                a.key_span.clone(),
+                                format!("local `{}` is defined twice", a.name),
+                            );
                         } else {
                             locals.insert(a.name.clone(), v);
                         }
@@ -623,7 +659,9 @@ impl Loader<'_> {
                     hcl::eval::ErrorKind::NoSuchKey(k) => {
                         let src = &self.files[a.file].text[a.expr_span.clone()];
                         if src.contains(&format!("var.{k}")) {
-                            format!("undefined variable `var.{k}`: there is no `variable \"{k}\"` block")
+                            format!(
+                                "undefined variable `var.{k}`: there is no `variable \"{k}\"` block"
+                            )
                         } else if src.contains(&format!("local.{k}")) {
                             format!("undefined local `local.{k}`: no `locals` block defines `{k}`")
                         } else {
@@ -631,7 +669,10 @@ impl Loader<'_> {
                         }
                     }
                     hcl::eval::ErrorKind::UndefinedFunc(f) => {
-                        format!("unknown function `{f}` in `{}`; available: env(), file()", a.name)
+                        format!(
+                            "unknown function `{f}` in `{}`; available: env(), file()",
+                            a.name
+                        )
                     }
                     hcl::eval::ErrorKind::FuncCall(f, m) => format!("{f}(): {m}"),
                     other => format!("cannot evaluate `{}`: {other}", a.name),
@@ -691,7 +732,11 @@ impl Loader<'_> {
             }
             Expression::String(s) => {
                 let what = a.name.as_str();
-                let hint = if what == "token" { "K3S_TOKEN" } else { "VRRP_PASSWORD" };
+                let hint = if what == "token" {
+                    "K3S_TOKEN"
+                } else {
+                    "VRRP_PASSWORD"
+                };
                 self.warn(
                     a.file,
                     a.expr_span.clone(),
@@ -722,7 +767,11 @@ impl Loader<'_> {
         let found = value_kind(&value);
         if value.is_null() {
             let src = &self.files[a.file].text[a.expr_span.clone()];
-            if self.bad_vars.iter().any(|v| src.contains(&format!("var.{v}"))) {
+            if self
+                .bad_vars
+                .iter()
+                .any(|v| src.contains(&format!("var.{v}")))
+            {
                 return None; // already reported at the variable
             }
         }
@@ -744,7 +793,9 @@ impl Loader<'_> {
             },
             Ty::Bool => match value {
                 Value::Bool(_) => Some(value),
-                Value::String(ref s) if s == "true" || s == "false" => Some(Value::Bool(s == "true")),
+                Value::String(ref s) if s == "true" || s == "false" => {
+                    Some(Value::Bool(s == "true"))
+                }
                 _ => {
                     bad(self, a.expr_span.clone(), &ty.describe(), found);
                     None
@@ -752,11 +803,9 @@ impl Loader<'_> {
             },
             Ty::Int(lo, hi) => {
                 let n = match &value {
-                    Value::Number(n) => n.as_i64().or_else(|| {
-                        n.as_f64()
-                            .filter(|f| f.fract() == 0.0)
-                            .map(|f| f as i64)
-                    }),
+                    Value::Number(n) => n
+                        .as_i64()
+                        .or_else(|| n.as_f64().filter(|f| f.fract() == 0.0).map(|f| f as i64)),
                     Value::String(s) => s.parse::<i64>().ok(),
                     _ => None,
                 };
@@ -817,7 +866,11 @@ impl Loader<'_> {
                         self.err(
                             a.file,
                             a.expr_span.clone(),
-                            format!("`{}` must be a map of strings, `{k}` is {}", a.name, value_kind(v)),
+                            format!(
+                                "`{}` must be a map of strings, `{k}` is {}",
+                                a.name,
+                                value_kind(v)
+                            ),
                         );
                         None
                     } else {
@@ -897,7 +950,10 @@ impl Loader<'_> {
                         Severity::Error,
                         &self.files[b.file],
                         span,
-                        format!("address {} is already used by node \"{other}\"", node.address),
+                        format!(
+                            "address {} is already used by node \"{other}\"",
+                            node.address
+                        ),
                     )
                     .with_note(format!("\"{other}\" declared at {note}"));
                     self.diags.push(d);
@@ -1000,13 +1056,22 @@ impl Loader<'_> {
         })
     }
 
-    fn build_ssh(&mut self, b: Option<&RawBlock>, ctx: &Context, base: &SshSettings) -> SshSettings {
+    fn build_ssh(
+        &mut self,
+        b: Option<&RawBlock>,
+        ctx: &Context,
+        base: &SshSettings,
+    ) -> SshSettings {
         let mut ssh = base.clone();
         if let Some(b) = b {
             let v = self.eval_block(b, ctx);
             if let Some(u) = str_of(&v, "user") {
                 if u.is_empty() {
-                    self.err(b.file, v["user"].attr.expr_span.clone(), "`user` must not be empty");
+                    self.err(
+                        b.file,
+                        v["user"].attr.expr_span.clone(),
+                        "`user` must not be empty",
+                    );
                 }
                 ssh.user = u;
             }
@@ -1028,13 +1093,21 @@ impl Loader<'_> {
         let data_dir = str_of(&v, "data_dir").unwrap_or_else(|| DEFAULT_DATA_DIR.into());
         if let Some(val) = v.get("data_dir") {
             if !data_dir.starts_with('/') {
-                self.err(b.file, val.attr.expr_span.clone(), format!("`data_dir` must be an absolute path, found \"{data_dir}\""));
+                self.err(
+                    b.file,
+                    val.attr.expr_span.clone(),
+                    format!("`data_dir` must be an absolute path, found \"{data_dir}\""),
+                );
             }
         }
         let api_endpoint = str_of(&v, "api_endpoint");
         if let (Some(ep), Some(val)) = (&api_endpoint, v.get("api_endpoint")) {
             if let Err(why) = check_https_url(ep) {
-                self.err(b.file, val.attr.expr_span.clone(), format!("`api_endpoint` {why}"));
+                self.err(
+                    b.file,
+                    val.attr.expr_span.clone(),
+                    format!("`api_endpoint` {why}"),
+                );
             }
         }
         if let (Some(ver), Some(val)) = (str_of(&v, "k3s_version"), v.get("k3s_version")) {
@@ -1099,7 +1172,8 @@ impl Loader<'_> {
                 );
             }
             let router_id = int_of(&vv, "router_id")? as u8;
-            let manifest_path = str_of(&vv, "manifest_path").unwrap_or_else(|| DEFAULT_VIP_MANIFEST.into());
+            let manifest_path =
+                str_of(&vv, "manifest_path").unwrap_or_else(|| DEFAULT_VIP_MANIFEST.into());
             if !manifest_path.starts_with('/') {
                 self.err(
                     vb.file,
@@ -1131,13 +1205,22 @@ impl Loader<'_> {
         })
     }
 
-    fn build_node(&mut self, b: &RawBlock, ctx: &Context, ssh_default: &SshSettings) -> Option<Node> {
+    fn build_node(
+        &mut self,
+        b: &RawBlock,
+        ctx: &Context,
+        ssh_default: &SshSettings,
+    ) -> Option<Node> {
         let v = self.eval_block(b, ctx);
         let name = b.label().to_string();
         let address = match str_of(&v, "address") {
             Some(s) => match s.parse::<IpAddr>() {
                 Ok(a) if a.is_unspecified() => {
-                    self.err(b.file, v["address"].attr.expr_span.clone(), format!("node \"{name}\": {s} is not a usable address"));
+                    self.err(
+                        b.file,
+                        v["address"].attr.expr_span.clone(),
+                        format!("node \"{name}\": {s} is not a usable address"),
+                    );
                     None
                 }
                 Ok(a) => Some(a),
@@ -1170,7 +1253,9 @@ impl Loader<'_> {
                     }
                     None => {
                         roles_ok = false;
-                        let mut msg = format!("unknown role \"{r}\"; roles are \"server\", \"etcd\", \"control-plane\", \"agent\"");
+                        let mut msg = format!(
+                            "unknown role \"{r}\"; roles are \"server\", \"etcd\", \"control-plane\", \"agent\""
+                        );
                         if let Some(s) = did_you_mean(r, Role::ALL.iter().map(|r| r.as_str())) {
                             msg = format!("unknown role \"{r}\"; did you mean \"{s}\"?");
                         } else if r == "master" {
@@ -1243,11 +1328,18 @@ impl Loader<'_> {
         })
     }
 
-    fn build_storage(&mut self, b: &RawBlock, ctx: &Context, nodes: &[Node]) -> Option<StorageBinding> {
+    fn build_storage(
+        &mut self,
+        b: &RawBlock,
+        ctx: &Context,
+        nodes: &[Node],
+    ) -> Option<StorageBinding> {
         let v = self.eval_block(b, ctx);
         let key = b.label();
         let (namespace, name) = match key.split_once('/') {
-            Some((ns, n)) if is_dns_label(ns) && is_dns_name(n) && !n.contains('/') => (ns.to_string(), n.to_string()),
+            Some((ns, n)) if is_dns_label(ns) && is_dns_name(n) && !n.contains('/') => {
+                (ns.to_string(), n.to_string())
+            }
             _ => {
                 self.err(
                     b.file,
@@ -1261,7 +1353,9 @@ impl Loader<'_> {
             Some("StatefulSet") => WorkloadKind::StatefulSet,
             Some("Deployment") => WorkloadKind::Deployment,
             Some(other) => {
-                let mut msg = format!("unknown workload kind \"{other}\"; expected \"StatefulSet\" or \"Deployment\"");
+                let mut msg = format!(
+                    "unknown workload kind \"{other}\"; expected \"StatefulSet\" or \"Deployment\""
+                );
                 if let Some(s) = did_you_mean(other, ["StatefulSet", "Deployment"]) {
                     msg = format!("unknown workload kind \"{other}\"; did you mean \"{s}\"?");
                 }
@@ -1276,7 +1370,9 @@ impl Loader<'_> {
             Some("recreate") => OnNodeLoss::Recreate,
             Some("keep") => OnNodeLoss::Keep,
             Some(other) => {
-                let mut msg = format!("unknown on_node_loss policy \"{other}\"; expected \"rebind\", \"recreate\" or \"keep\"");
+                let mut msg = format!(
+                    "unknown on_node_loss policy \"{other}\"; expected \"rebind\", \"recreate\" or \"keep\""
+                );
                 if let Some(s) = did_you_mean(other, ["rebind", "recreate", "keep"]) {
                     msg = format!("unknown on_node_loss policy \"{other}\"; did you mean \"{s}\"?");
                 }
@@ -1299,7 +1395,9 @@ impl Loader<'_> {
                     Some(node) if node.roles.is_agent() || node.roles.is_server() => {}
                     _ => {
                         let span = elem_span(&a.expr, i).unwrap_or(a.expr_span.clone());
-                        let mut msg = format!("storage \"{key}\" prefers node \"{n}\", which is not declared");
+                        let mut msg = format!(
+                            "storage \"{key}\" prefers node \"{n}\", which is not declared"
+                        );
                         if let Some(s) = did_you_mean(n, nodes.iter().map(|x| x.name.as_str())) {
                             msg.push_str(&format!("; did you mean \"{s}\"?"));
                         }
@@ -1324,7 +1422,11 @@ impl Loader<'_> {
             "local" => {
                 for k in ["endpoints", "prefix", "ca_file", "cert_file", "key_file"] {
                     if let Some(x) = v.get(k) {
-                        self.err(b.file, x.attr.key_span.clone(), format!("`{k}` is not an attribute of the local backend (only `path`)"));
+                        self.err(
+                            b.file,
+                            x.attr.key_span.clone(),
+                            format!("`{k}` is not an attribute of the local backend (only `path`)"),
+                        );
                     }
                 }
                 Some(Backend::Local {
@@ -1333,11 +1435,19 @@ impl Loader<'_> {
             }
             "etcd" => {
                 if let Some(x) = v.get("path") {
-                    self.err(b.file, x.attr.key_span.clone(), "`path` is not an attribute of the etcd backend");
+                    self.err(
+                        b.file,
+                        x.attr.key_span.clone(),
+                        "`path` is not an attribute of the etcd backend",
+                    );
                 }
                 let endpoints = list_of(&v, "endpoints").unwrap_or_default();
                 if endpoints.is_empty() {
-                    self.err(b.file, b.ident_span.clone(), "the etcd backend needs `endpoints`");
+                    self.err(
+                        b.file,
+                        b.ident_span.clone(),
+                        "the etcd backend needs `endpoints`",
+                    );
                 }
                 Some(Backend::Etcd {
                     endpoints,
@@ -1348,7 +1458,8 @@ impl Loader<'_> {
                 })
             }
             other => {
-                let mut msg = format!("unknown backend \"{other}\"; expected \"local\" or \"etcd\"");
+                let mut msg =
+                    format!("unknown backend \"{other}\"; expected \"local\" or \"etcd\"");
                 if let Some(s) = did_you_mean(other, ["local", "etcd"]) {
                     msg = format!("unknown backend \"{other}\"; did you mean \"{s}\"?");
                 }
@@ -1377,7 +1488,11 @@ impl Loader<'_> {
                 "no node runs etcd: give at least one node the role \"server\" or \"etcd\"",
             );
         } else if voters == 0 {
-            self.err(cb.file, cb.ident_span.clone(), "no nodes: declare at least one `node` with the role \"server\"");
+            self.err(
+                cb.file,
+                cb.ident_span.clone(),
+                "no nodes: declare at least one `node` with the role \"server\"",
+            );
         } else if voters % 2 == 0 {
             self.warn(
                 cb.file,
@@ -1405,7 +1520,10 @@ impl Loader<'_> {
         match &cluster.vip {
             Some(vip) => {
                 if primaries.is_empty() && complete {
-                    let span = cb.child("vip").map(|v| v.ident_span.clone()).unwrap_or(cb.ident_span.clone());
+                    let span = cb
+                        .child("vip")
+                        .map(|v| v.ident_span.clone())
+                        .unwrap_or(cb.ident_span.clone());
                     self.err(
                         cb.file,
                         span,
@@ -1414,10 +1532,20 @@ impl Loader<'_> {
                 }
                 if primaries.len() > 1 {
                     let (first, fb) = primaries[0];
-                    let first_span = fb.attrs.iter().find(|a| a.name == "primary").map(|a| a.key_span.clone()).unwrap_or(fb.label_span());
+                    let first_span = fb
+                        .attrs
+                        .iter()
+                        .find(|a| a.name == "primary")
+                        .map(|a| a.key_span.clone())
+                        .unwrap_or(fb.label_span());
                     let note = self.note_at(fb.file, &first_span);
                     for (n, b) in &primaries[1..] {
-                        let span = b.attrs.iter().find(|a| a.name == "primary").map(|a| a.key_span.clone()).unwrap_or(b.label_span());
+                        let span = b
+                            .attrs
+                            .iter()
+                            .find(|a| a.name == "primary")
+                            .map(|a| a.key_span.clone())
+                            .unwrap_or(b.label_span());
                         let d = Diagnostic::at(
                             Severity::Error,
                             &self.files[b.file],
@@ -1428,10 +1556,24 @@ impl Loader<'_> {
                         self.diags.push(d);
                     }
                 }
-                if let Some((n, b)) = nodes.iter().zip(blocks.iter()).find(|(n, _)| n.address == vip.address) {
+                if let Some((n, b)) = nodes
+                    .iter()
+                    .zip(blocks.iter())
+                    .find(|(n, _)| n.address == vip.address)
+                {
                     let vb = cb.child("vip").unwrap_or(cb);
-                    let span = vb.attrs.iter().find(|a| a.name == "address").map(|a| a.expr_span.clone()).unwrap_or(vb.ident_span.clone());
-                    let nspan = b.attrs.iter().find(|a| a.name == "address").map(|a| a.expr_span.clone()).unwrap_or(b.label_span());
+                    let span = vb
+                        .attrs
+                        .iter()
+                        .find(|a| a.name == "address")
+                        .map(|a| a.expr_span.clone())
+                        .unwrap_or(vb.ident_span.clone());
+                    let nspan = b
+                        .attrs
+                        .iter()
+                        .find(|a| a.name == "address")
+                        .map(|a| a.expr_span.clone())
+                        .unwrap_or(b.label_span());
                     let note = self.note_at(b.file, &nspan);
                     let d = Diagnostic::at(
                         Severity::Error,
@@ -1442,17 +1584,35 @@ impl Loader<'_> {
                     .with_note(format!("\"{}\" has that address at {note}", n.name));
                     self.diags.push(d);
                 }
-                let mut prios: BTreeMap<u8, &str> = BTreeMap::new();
-                for (n, b) in nodes.iter().zip(blocks.iter()) {
-                    if n.vip_priority.is_some() || n.roles.is_server() {
-                        let p = n.vip_priority.unwrap_or(if n.primary { PRIMARY_PRIORITY } else { BACKUP_PRIORITY });
-                        if n.primary && primaries.len() == 1 {
-                            if let Some(other) = prios.iter().find(|(q, _)| **q >= p).map(|(_, m)| *m) {
-                                let span = b.attrs.iter().find(|a| a.name == "vip_priority").map(|a| a.expr_span.clone()).unwrap_or(b.label_span());
-                                self.err(b.file, span, format!("the primary \"{}\" must have the highest VIP priority, but \"{other}\" has {p} or more", n.name));
-                            }
+                if let [(primary, _)] = primaries.as_slice() {
+                    let prio = |n: &Node| {
+                        n.vip_priority.unwrap_or(if n.primary {
+                            PRIMARY_PRIORITY
+                        } else {
+                            BACKUP_PRIORITY
+                        })
+                    };
+                    let p = prio(primary);
+                    for (n, b) in nodes.iter().zip(blocks.iter()) {
+                        if n.name == primary.name || !n.roles.is_server() || prio(n) < p {
+                            continue;
                         }
-                        prios.entry(p).or_insert(&n.name);
+                        let span = b
+                            .attrs
+                            .iter()
+                            .find(|a| a.name == "vip_priority")
+                            .map(|a| a.expr_span.clone())
+                            .unwrap_or(b.label_span());
+                        self.err(
+                            b.file,
+                            span,
+                            format!(
+                                "node \"{}\" has VIP priority {}, not below the primary \"{}\" ({p}): the primary must have the highest priority",
+                                n.name,
+                                prio(n),
+                                primary.name
+                            ),
+                        );
                     }
                 }
             }
@@ -1460,11 +1620,21 @@ impl Loader<'_> {
             None => {
                 for (n, b) in nodes.iter().zip(blocks.iter()) {
                     if n.primary {
-                        let span = b.attrs.iter().find(|a| a.name == "primary").map(|a| a.key_span.clone()).unwrap_or(b.label_span());
+                        let span = b
+                            .attrs
+                            .iter()
+                            .find(|a| a.name == "primary")
+                            .map(|a| a.key_span.clone())
+                            .unwrap_or(b.label_span());
                         self.warn(b.file, span, format!("node \"{}\" is `primary`, but the cluster declares no `vip`: it has no effect", n.name));
                     }
                     if n.vip_priority.is_some() {
-                        let span = b.attrs.iter().find(|a| a.name == "vip_priority").map(|a| a.key_span.clone()).unwrap_or(b.label_span());
+                        let span = b
+                            .attrs
+                            .iter()
+                            .find(|a| a.name == "vip_priority")
+                            .map(|a| a.key_span.clone())
+                            .unwrap_or(b.label_span());
                         self.warn(b.file, span, format!("node \"{}\" sets `vip_priority`, but the cluster declares no `vip`: it has no effect", n.name));
                     }
                 }
@@ -1490,7 +1660,11 @@ fn offset_of(f: &SourceFile, line: usize, col: usize) -> usize {
     let mut off = 0;
     for (i, l) in f.text.split_inclusive('\n').enumerate() {
         if i + 1 == line {
-            return off + l.char_indices().nth(col.saturating_sub(1)).map(|(o, _)| o).unwrap_or(l.trim_end_matches('\n').len());
+            return off
+                + l.char_indices()
+                    .nth(col.saturating_sub(1))
+                    .map(|(o, _)| o)
+                    .unwrap_or(l.trim_end_matches('\n').len());
         }
         off += l.len();
     }
@@ -1526,7 +1700,10 @@ fn explain_syntax_error(text: &str, offset: usize, raw: &str) -> (Range<usize>, 
                 continue;
             }
             b'/' if b.get(i + 1) == Some(&b'*') => {
-                i = text[i + 2..].find("*/").map(|e| i + 2 + e + 2).unwrap_or(b.len());
+                i = text[i + 2..]
+                    .find("*/")
+                    .map(|e| i + 2 + e + 2)
+                    .unwrap_or(b.len());
                 continue;
             }
             b'<' if b.get(i + 1) == Some(&b'<') => {
@@ -1586,7 +1763,10 @@ fn explain_syntax_error(text: &str, offset: usize, raw: &str) -> (Range<usize>, 
             };
             return (
                 *pos..pos + 1,
-                format!("`{}` is never closed: the file ends before its `{close}`", *c as char),
+                format!(
+                    "`{}` is never closed: the file ends before its `{close}`",
+                    *c as char
+                ),
             );
         }
     }
@@ -1633,9 +1813,11 @@ fn int_of(v: &Evaluated, k: &str) -> Option<i64> {
 
 fn list_of(v: &Evaluated, k: &str) -> Option<Vec<String>> {
     v.get(k).and_then(|x| {
-        x.value
-            .as_array()
-            .map(|a| a.iter().filter_map(|e| e.as_str().map(str::to_string)).collect())
+        x.value.as_array().map(|a| {
+            a.iter()
+                .filter_map(|e| e.as_str().map(str::to_string))
+                .collect()
+        })
     })
 }
 
@@ -1650,7 +1832,8 @@ fn secret_of(v: &Evaluated, k: &str) -> Option<Secret> {
 fn is_dns_label(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 63
-        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && !s.starts_with('-')
         && !s.ends_with('-')
 }
@@ -1665,7 +1848,10 @@ fn is_k3s_version(s: &str) -> bool {
     };
     let (core, _suffix) = rest.split_once('+').unwrap_or((rest, ""));
     let parts: Vec<&str> = core.split('.').collect();
-    parts.len() == 3 && parts.iter().all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+    parts.len() == 3
+        && parts
+            .iter()
+            .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
 }
 
 fn check_https_url(s: &str) -> Result<(), String> {
@@ -1699,14 +1885,18 @@ fn check_https_url(s: &str) -> Result<(), String> {
 }
 
 fn parse_taint(s: &str) -> Result<Taint, String> {
-    let (kv, effect) = s
-        .rsplit_once(':')
-        .ok_or("expected KEY[=VALUE]:EFFECT, e.g. \"node-role.kubernetes.io/control-plane:NoSchedule\"")?;
+    let (kv, effect) = s.rsplit_once(':').ok_or(
+        "expected KEY[=VALUE]:EFFECT, e.g. \"node-role.kubernetes.io/control-plane:NoSchedule\"",
+    )?;
     let effect = match effect {
         "NoSchedule" => TaintEffect::NoSchedule,
         "PreferNoSchedule" => TaintEffect::PreferNoSchedule,
         "NoExecute" => TaintEffect::NoExecute,
-        other => return Err(format!("unknown effect \"{other}\" (NoSchedule, PreferNoSchedule, NoExecute)")),
+        other => {
+            return Err(format!(
+                "unknown effect \"{other}\" (NoSchedule, PreferNoSchedule, NoExecute)"
+            ));
+        }
     };
     let (key, value) = match kv.split_once('=') {
         Some((k, v)) => (k, Some(v.to_string())),
@@ -1720,4 +1910,266 @@ fn parse_taint(s: &str) -> Result<Taint, String> {
         value,
         effect,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load_env(src: &str, env: &[(&str, &str)]) -> Loaded {
+        let env = EnvSource::Map(
+            env.iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        );
+        load_sources(
+            vec![SourceFile::new("t.hcl", src)],
+            &LoadOptions {
+                base_dir: None,
+                env,
+            },
+        )
+    }
+
+    fn ok(src: &str) -> Topology {
+        let l = load_env(src, &[("K3S_TOKEN", "tok")]);
+        assert!(!l.diagnostics.has_errors(), "{}", l.diagnostics);
+        l.topology.unwrap()
+    }
+
+    fn errors(src: &str) -> Vec<String> {
+        let l = load_env(src, &[("K3S_TOKEN", "tok")]);
+        assert!(l.topology.is_none() || !l.diagnostics.has_errors());
+        l.diagnostics
+            .iter()
+            .filter(|d| d.is_error())
+            .map(|d| d.message.clone())
+            .collect()
+    }
+
+    const CLUSTER: &str = "cluster \"c\" {\n  token = env(\"K3S_TOKEN\")\n}\n";
+
+    fn node(name: &str, addr: &str, roles: &str, extra: &str) -> String {
+        format!("node \"{name}\" {{\n  address = \"{addr}\"\n  roles = [{roles}]\n{extra}}}\n")
+    }
+
+    #[test]
+    fn defaults_are_applied() {
+        let t = ok(&format!(
+            "{CLUSTER}{}",
+            node("a", "10.0.0.1", "\"server\"", "")
+        ));
+        assert_eq!(t.cluster.data_dir, DEFAULT_DATA_DIR);
+        assert!(t.cluster.etcd.snapshot_before_apply);
+        assert_eq!(t.cluster.ssh.user, "root");
+        assert_eq!(t.cluster.ssh.port, 22);
+        assert_eq!(t.nodes[0].ssh, t.cluster.ssh);
+        assert!(!t.nodes[0].replace && !t.nodes[0].primary);
+    }
+
+    #[test]
+    fn node_ssh_overrides_merge_with_cluster_defaults() {
+        let src = format!(
+            "cluster \"c\" {{\n  ssh {{\n    user = \"ops\"\n    port = 2222\n  }}\n}}\n{}",
+            node(
+                "a",
+                "10.0.0.1",
+                "\"server\"",
+                "  ssh {\n    port = 22022\n  }\n"
+            )
+        );
+        let t = ok(&src);
+        assert_eq!(t.nodes[0].ssh.user, "ops");
+        assert_eq!(t.nodes[0].ssh.port, 22022);
+        assert_eq!(t.cluster.ssh.port, 2222);
+    }
+
+    #[test]
+    fn token_from_env_is_a_secret_with_its_source() {
+        let t = ok(&format!(
+            "{CLUSTER}{}",
+            node("a", "10.0.0.1", "\"server\"", "")
+        ));
+        let tok = t.cluster.token.clone().unwrap();
+        assert_eq!(tok.source(), "env(\"K3S_TOKEN\")");
+        assert_eq!(tok.expose(), Some("tok"));
+        assert!(!format!("{t:?}").contains("tok\""));
+    }
+
+    #[test]
+    fn unset_env_secret_is_accepted_at_validation_but_has_no_value() {
+        let l = load_env(
+            &format!("{CLUSTER}{}", node("a", "10.0.0.1", "\"server\"", "")),
+            &[],
+        );
+        assert!(l.diagnostics.is_empty(), "{}", l.diagnostics);
+        assert_eq!(l.topology.unwrap().cluster.token.unwrap().expose(), None);
+    }
+
+    #[test]
+    fn literal_token_is_a_warning_not_an_error() {
+        let l = load_env(
+            &format!(
+                "cluster \"c\" {{\n  token = \"abc\"\n}}\n{}",
+                node("a", "10.0.0.1", "\"server\"", "")
+            ),
+            &[],
+        );
+        assert_eq!(l.diagnostics.warnings(), 1);
+        assert!(l.topology.is_some());
+    }
+
+    #[test]
+    fn variables_locals_templates_and_env_override() {
+        let src = format!(
+            "variable \"net\" {{\n  default = \"10.9.0\"\n}}\nlocals {{\n  first = \"${{var.net}}.1\"\n  also = local.first\n}}\n{CLUSTER}node \"a\" {{\n  address = local.also\n  roles = [\"server\"]\n}}\n"
+        );
+        assert_eq!(ok(&src).nodes[0].address.to_string(), "10.9.0.1");
+        let l = load_env(&src, &[("K3SPLAN_VAR_net", "10.7.0")]);
+        assert_eq!(l.topology.unwrap().nodes[0].address.to_string(), "10.7.0.1");
+    }
+
+    #[test]
+    fn role_rules() {
+        let t = ok(&format!(
+            "{CLUSTER}{}{}{}",
+            node("e", "10.0.0.1", "\"etcd\"", ""),
+            node("cp", "10.0.0.2", "\"control-plane\"", ""),
+            node("w", "10.0.0.3", "\"agent\"", "")
+        ));
+        assert_eq!(t.etcd_nodes().count(), 1);
+        assert_eq!(t.server_nodes().count(), 2);
+        let e = errors(&format!(
+            "{CLUSTER}{}",
+            node("a", "10.0.0.1", "\"agent\", \"server\"", "")
+        ));
+        assert!(
+            e[0].contains("cannot be both \"agent\" and \"server\""),
+            "{e:?}"
+        );
+        let e = errors(&format!(
+            "{CLUSTER}{}",
+            node("a", "10.0.0.1", "\"agent\"", "")
+        ));
+        assert_eq!(
+            e,
+            vec!["no node runs etcd: give at least one node the role \"server\" or \"etcd\""]
+        );
+    }
+
+    #[test]
+    fn even_voter_count_is_a_warning() {
+        let l = load_env(
+            &format!(
+                "{CLUSTER}{}{}",
+                node("a", "10.0.0.1", "\"server\"", ""),
+                node("b", "10.0.0.2", "\"server\"", "")
+            ),
+            &[],
+        );
+        assert!(!l.diagnostics.has_errors());
+        assert!(
+            l.diagnostics
+                .iter()
+                .any(|d| d.message.starts_with("2 etcd members"))
+        );
+    }
+
+    #[test]
+    fn vip_priorities() {
+        let src = format!(
+            "cluster \"c\" {{\n  vip {{\n    address = \"10.0.0.100\"\n    interface = \"eth0\"\n    router_id = 5\n  }}\n}}\n{}{}{}",
+            node("a", "10.0.0.1", "\"server\"", "  primary = true\n"),
+            node("b", "10.0.0.2", "\"server\"", ""),
+            node("c", "10.0.0.3", "\"server\"", "  vip_priority = 95\n")
+        );
+        let t = ok(&src);
+        let p: Vec<Option<u8>> = t.nodes.iter().map(|n| t.vip_priority(n)).collect();
+        assert_eq!(p, vec![Some(100), Some(90), Some(95)]);
+        assert_eq!(
+            t.cluster.vip.as_ref().unwrap().manifest_path,
+            DEFAULT_VIP_MANIFEST
+        );
+        let bad = src.replace("vip_priority = 95", "vip_priority = 120");
+        let e = errors(&bad);
+        assert!(
+            e[0].contains("has VIP priority 120, not below the primary \"a\" (100)"),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn storage_policies() {
+        let src = format!(
+            "{CLUSTER}{}storage \"ns/db\" {{\n  kind = \"StatefulSet\"\n  on_node_loss = \"rebind\"\n  prefer_nodes = [\"a\"]\n}}\nstorage \"ns/vm\" {{\n  kind = \"Deployment\"\n}}\n",
+            node("a", "10.0.0.1", "\"server\"", "")
+        );
+        let t = ok(&src);
+        assert_eq!(t.storage[0].on_node_loss, OnNodeLoss::Rebind);
+        assert_eq!(t.storage[0].key(), "ns/db");
+        assert_eq!(
+            t.storage[1].on_node_loss,
+            OnNodeLoss::Keep,
+            "the default never deletes"
+        );
+    }
+
+    #[test]
+    fn addon_defaults_to_kube_system() {
+        let t = ok(&format!(
+            "{CLUSTER}{}addon \"coredns\" {{\n  replicas = 3\n  spread = \"kubernetes.io/hostname\"\n}}\n",
+            node("a", "10.0.0.1", "\"server\"", "")
+        ));
+        assert_eq!(t.addons[0].namespace, "kube-system");
+        assert_eq!(t.addons[0].replicas, 3);
+    }
+
+    #[test]
+    fn backend_blocks() {
+        let t = ok(&format!(
+            "{CLUSTER}{}backend \"etcd\" {{\n  endpoints = [\"https://10.0.0.1:2379\"]\n}}\n",
+            node("a", "10.0.0.1", "\"server\"", "")
+        ));
+        assert!(
+            matches!(t.backend, Some(Backend::Etcd { ref prefix, .. }) if prefix == "k3splan/")
+        );
+        let e = errors(&format!(
+            "{CLUSTER}{}backend \"etcd\" {{\n}}\n",
+            node("a", "10.0.0.1", "\"server\"", "")
+        ));
+        assert_eq!(e, vec!["the etcd backend needs `endpoints`"]);
+    }
+
+    #[test]
+    fn errors_in_several_files_are_all_reported_in_file_order() {
+        let files = vec![
+            SourceFile::new(
+                "b.hcl",
+                "node \"x\" {\n  address = \"1.2.3\"\n  roles = [\"server\"]\n}\n",
+            ),
+            SourceFile::new("a.hcl", "cluster \"c\" {\n  bogus = 1\n}\n"),
+        ];
+        let l = load_sources(files, &LoadOptions::default());
+        let locs: Vec<String> = l.diagnostics.iter().map(|d| d.location()).collect();
+        assert_eq!(locs, vec!["a.hcl:2:3", "b.hcl:2:13"]);
+    }
+
+    #[test]
+    fn https_urls_and_versions() {
+        assert!(check_https_url("https://10.0.0.1:6443").is_ok());
+        assert!(check_https_url("https://[fd00::1]:6443").is_ok());
+        assert!(check_https_url("https://vip.example").is_ok());
+        assert!(check_https_url("http://x:1").is_err());
+        assert!(check_https_url("https://x:0").is_err());
+        assert!(check_https_url("https://:6443").is_err());
+        assert!(is_k3s_version("v1.28.5+k3s1"));
+        assert!(!is_k3s_version("1.28.5"));
+    }
+
+    #[test]
+    fn taints_parse() {
+        let t = parse_taint("dedicated=db:NoSchedule").unwrap();
+        assert_eq!(t.to_string(), "dedicated=db:NoSchedule");
+        assert!(parse_taint("k:Nope").is_err());
+    }
 }

@@ -10,5 +10,7 @@ pub mod model;
 pub mod schema;
 
 pub use diag::{Diagnostic, Diagnostics, Severity, SourceFile};
-pub use load::{EnvSource, LoadError, LoadOptions, Loaded, config_files, load_path, load_sources, load_str};
+pub use load::{
+    EnvSource, LoadError, LoadOptions, Loaded, config_files, load_path, load_sources, load_str,
+};
 pub use model::*;
