@@ -1,1 +1,698 @@
-//! k3splan test harness: an in-memory Kubernetes API server with real semantics, served over HTTP(S) on loopback.
+//! k3splan test harness: an in-memory Kubernetes API server with real semantics, served over
+//! HTTP(S) on loopback.
+//!
+//! [`KubeApiServer::start`] binds `127.0.0.1:0`, serves HTTPS with a freshly generated CA and
+//! server certificate (or plain HTTP), and keeps objects as JSON in memory ([`store::Store`]).
+//! It implements what `kube` clients use: `/version`, discovery (`/api`, `/apis`, resource
+//! lists), GET/LIST (label and field selectors, `limit`/`continue`, list `resourceVersion`),
+//! POST, PUT (optimistic concurrency on `resourceVersion`), PATCH (JSON merge, strategic merge
+//! applied as a merge, JSON patch, server-side apply applied as a merge), DELETE and
+//! DELETE-collection (grace periods, finalizers, owner-reference garbage collection with
+//! `propagationPolicy`), the `status` and `scale` subresources, `pods/eviction` honouring
+//! PodDisruptionBudgets (429 when disallowed), `Status` objects for errors, and gzip responses
+//! when the client sends `Accept-Encoding: gzip`. Watches are not implemented (405).
+//!
+//! Fixtures are multi-document YAML ([`KubeApiServer::load_yaml`]); `fixtures/seed004.yaml`
+//! reproduces the seed 004 cluster. [`KubeApiServer::write_kubeconfig`] writes a kubeconfig
+//! that `kubectl` and `kube` accept. The server stops when the handle is dropped.
+
+pub mod select;
+pub mod store;
+pub mod synthetic;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use base64::Engine as _;
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+pub use store::{ApiError, Controllers, DeleteOpts, Store};
+
+/// The seed 004 fixture (three control-plane nodes, one dead; MinIO and monitor-MinIO
+/// StatefulSets and a victoria-metrics Deployment on local-path; k3s add-ons; a DaemonSet; PDBs).
+pub const SEED004_YAML: &str = include_str!("../fixtures/seed004.yaml");
+
+/// Errors of the harness itself.
+#[derive(Debug, thiserror::Error)]
+pub enum HarnessError {
+    /// Binding the loopback listener failed.
+    #[error("binding 127.0.0.1:0 for the in-memory API server: {0}")]
+    Bind(#[source] std::io::Error),
+    /// Certificate generation failed.
+    #[error("generating the test CA/server certificate: {0}")]
+    Cert(String),
+    /// A fixture document could not be parsed or stored.
+    #[error("loading fixture {what}: {message}")]
+    Fixture {
+        /// Which fixture.
+        what: String,
+        /// Why.
+        message: String,
+    },
+    /// Writing the kubeconfig failed.
+    #[error("writing kubeconfig {path}: {source}")]
+    Kubeconfig {
+        /// Target path.
+        path: PathBuf,
+        /// Cause.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// How to start the server.
+#[derive(Debug, Clone)]
+pub struct ServerOptions {
+    /// Serve HTTPS with a generated CA (default) or plain HTTP.
+    pub tls: bool,
+    /// Controllers run after every write.
+    pub controllers: Controllers,
+    /// The `gitVersion` served at `/version`.
+    pub git_version: String,
+}
+
+impl Default for ServerOptions {
+    fn default() -> Self {
+        Self {
+            tls: true,
+            controllers: Controllers::default(),
+            git_version: "v1.28.5+k3s1".into(),
+        }
+    }
+}
+
+struct Shared {
+    store: Mutex<Store>,
+    requests: Mutex<Vec<String>>,
+    git_version: String,
+}
+
+/// A running in-memory API server; stops when dropped.
+pub struct KubeApiServer {
+    shared: Arc<Shared>,
+    url: String,
+    ca_pem: Option<String>,
+    task: JoinHandle<()>,
+    shutdown: tokio::sync::watch::Sender<bool>,
+}
+
+impl Drop for KubeApiServer {
+    fn drop(&mut self) {
+        // Stop accepting and close every open connection (kept-alive ones included), so that a
+        // dropped server looks to clients exactly like a dead API server.
+        let _ = self.shutdown.send(true);
+        self.task.abort();
+    }
+}
+
+impl std::fmt::Debug for KubeApiServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KubeApiServer")
+            .field("url", &self.url)
+            .finish()
+    }
+}
+
+fn tls_config() -> Result<(Arc<rustls::ServerConfig>, String), HarnessError> {
+    let e = |x: &dyn std::fmt::Display| HarnessError::Cert(x.to_string());
+    let ca_key = rcgen::KeyPair::generate().map_err(|x| e(&x))?;
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).map_err(|x| e(&x))?;
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "k3splan-testkit-kubeapi-ca");
+    let ca_cert = ca_params.self_signed(&ca_key).map_err(|x| e(&x))?;
+    let issuer = rcgen::Issuer::new(ca_params, ca_key);
+    let leaf_key = rcgen::KeyPair::generate().map_err(|x| e(&x))?;
+    let mut leaf_params =
+        rcgen::CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])
+            .map_err(|x| e(&x))?;
+    leaf_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "kube-apiserver");
+    let leaf = leaf_params
+        .signed_by(&leaf_key, &issuer)
+        .map_err(|x| e(&x))?;
+    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(rustls::pki_types::PrivatePkcs8KeyDer::from(
+        leaf_key.serialize_der(),
+    ));
+    let mut cfg = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|x| e(&x))?
+    .with_no_client_auth()
+    .with_single_cert(vec![leaf.der().clone(), ca_cert.der().clone()], key)
+    .map_err(|x| e(&x))?;
+    cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok((Arc::new(cfg), ca_cert.pem()))
+}
+
+impl KubeApiServer {
+    /// Starts a server on `127.0.0.1:0` in the current tokio runtime.
+    pub async fn start(opts: ServerOptions) -> Result<Self, HarnessError> {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .map_err(HarnessError::Bind)?;
+        let addr = listener.local_addr().map_err(HarnessError::Bind)?;
+        let shared = Arc::new(Shared {
+            store: Mutex::new(Store::new(opts.controllers.clone())),
+            requests: Mutex::new(Vec::new()),
+            git_version: opts.git_version.clone(),
+        });
+        let router = Router::new()
+            .fallback(handle)
+            .with_state(shared.clone())
+            .layer(tower_http::compression::CompressionLayer::new().gzip(true));
+        let (acceptor, ca_pem) = if opts.tls {
+            let (cfg, pem) = tls_config()?;
+            (Some(tokio_rustls::TlsAcceptor::from(cfg)), Some(pem))
+        } else {
+            (None, None)
+        };
+        let scheme = if opts.tls { "https" } else { "http" };
+        let (shutdown, shutdown_rx) = tokio::sync::watch::channel(false);
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((tcp, _)) = listener.accept().await else {
+                    continue;
+                };
+                let _ = tcp.set_nodelay(true);
+                let svc = hyper_util::service::TowerToHyperService::new(router.clone());
+                let acceptor = acceptor.clone();
+                let mut stop = shutdown_rx.clone();
+                tokio::spawn(async move {
+                    let builder = hyper_util::server::conn::auto::Builder::new(
+                        hyper_util::rt::TokioExecutor::new(),
+                    );
+                    let serve = async move {
+                        match acceptor {
+                            Some(acc) => {
+                                if let Ok(tls) = acc.accept(tcp).await {
+                                    let _ = builder
+                                        .serve_connection(hyper_util::rt::TokioIo::new(tls), svc)
+                                        .await;
+                                }
+                            }
+                            None => {
+                                let _ = builder
+                                    .serve_connection(hyper_util::rt::TokioIo::new(tcp), svc)
+                                    .await;
+                            }
+                        }
+                    };
+                    tokio::select! {
+                        _ = serve => {}
+                        _ = stop.wait_for(|s| *s) => {}
+                    }
+                });
+            }
+        });
+        Ok(Self {
+            shared,
+            url: format!("{scheme}://{addr}"),
+            ca_pem,
+            task,
+            shutdown,
+        })
+    }
+
+    /// Starts an HTTPS server loaded with the seed 004 fixture.
+    pub async fn seed004(controllers: Controllers) -> Result<Self, HarnessError> {
+        let s = Self::start(ServerOptions {
+            controllers,
+            ..Default::default()
+        })
+        .await?;
+        s.load_yaml("seed004.yaml", SEED004_YAML)?;
+        Ok(s)
+    }
+
+    /// Base URL (`https://127.0.0.1:PORT`).
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// PEM of the CA that signed the server certificate (None for plain HTTP).
+    pub fn ca_pem(&self) -> Option<&str> {
+        self.ca_pem.as_deref()
+    }
+
+    /// Locks the store for direct inspection or modification (tests, lab).
+    pub fn store(&self) -> MutexGuard<'_, Store> {
+        self.shared.store.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The requests served so far, as `METHOD path?query`.
+    pub fn requests(&self) -> Vec<String> {
+        self.shared
+            .requests
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Loads a multi-document YAML fixture (documents may be `kind: List`).
+    pub fn load_yaml(&self, what: &str, yaml: &str) -> Result<(), HarnessError> {
+        let fx = |message: String| HarnessError::Fixture {
+            what: what.to_string(),
+            message,
+        };
+        let mut docs = Vec::new();
+        for de in serde_yaml::Deserializer::from_str(yaml) {
+            let v: Value = serde::Deserialize::deserialize(de).map_err(|e| fx(e.to_string()))?;
+            if !v.is_null() {
+                docs.push(v);
+            }
+        }
+        self.load_values(docs).map_err(|e| fx(e.to_string()))
+    }
+
+    /// Loads objects (bulk: controllers run once at the end).
+    pub fn load_values(&self, docs: Vec<Value>) -> Result<(), ApiError> {
+        let mut st = self.store();
+        st.bulk_load(docs)
+    }
+
+    /// Kubeconfig YAML for this server (context and cluster `kubeapi-test`, a bearer token).
+    pub fn kubeconfig_yaml(&self) -> String {
+        let ca = self
+            .ca_pem
+            .as_ref()
+            .map(|p| {
+                format!(
+                    "\n    certificate-authority-data: {}",
+                    base64::engine::general_purpose::STANDARD.encode(p)
+                )
+            })
+            .unwrap_or_default();
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: kubeapi-test\n  cluster:\n    server: {}{ca}\n\
+             contexts:\n- name: kubeapi-test\n  context:\n    cluster: kubeapi-test\n    user: kubeapi-test\n    namespace: default\n\
+             current-context: kubeapi-test\nusers:\n- name: kubeapi-test\n  user:\n    token: kubeapi-test-token\n",
+            self.url
+        )
+    }
+
+    /// Writes [`Self::kubeconfig_yaml`] to `path`.
+    pub fn write_kubeconfig(&self, path: &Path) -> Result<(), HarnessError> {
+        std::fs::write(path, self.kubeconfig_yaml()).map_err(|source| HarnessError::Kubeconfig {
+            path: path.to_path_buf(),
+            source,
+        })
+    }
+}
+
+impl Store {
+    /// Inserts many objects, running the controllers once at the end.
+    pub fn bulk_load(&mut self, docs: Vec<Value>) -> Result<(), ApiError> {
+        self.set_bulk(true);
+        let mut res = Ok(());
+        for d in docs {
+            if let Err(e) = self.load(d) {
+                res = Err(e);
+                break;
+            }
+        }
+        self.set_bulk(false);
+        self.reconcile();
+        res
+    }
+}
+
+fn json_response(code: StatusCode, body: Vec<u8>) -> Response {
+    (code, [(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+fn value_response(code: StatusCode, v: &Value) -> Response {
+    json_response(code, serde_json::to_vec(v).unwrap_or_default())
+}
+
+fn error_response(e: &ApiError) -> Response {
+    value_response(
+        StatusCode::from_u16(e.code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+        &e.status(),
+    )
+}
+
+fn resource_list(group: &str, version: &str) -> Value {
+    let gv = if group.is_empty() {
+        version.to_string()
+    } else {
+        format!("{group}/{version}")
+    };
+    let resources: Vec<Value> = store::TYPES
+        .iter()
+        .filter(|t| t.group == group && t.version == version)
+        .flat_map(|t| {
+            let verbs = json!(["create", "delete", "deletecollection", "get", "list", "patch", "update"]);
+            let mut v = vec![json!({"name": t.plural, "singularName": t.kind.to_lowercase(), "namespaced": t.namespaced, "kind": t.kind, "verbs": verbs})];
+            v.push(json!({"name": format!("{}/status", t.plural), "singularName": "", "namespaced": t.namespaced, "kind": t.kind, "verbs": ["get", "patch", "update"]}));
+            if t.kind == "Pod" {
+                v.push(json!({"name": "pods/eviction", "singularName": "", "namespaced": true, "group": "policy", "version": "v1", "kind": "Eviction", "verbs": ["create"]}));
+            }
+            if matches!(t.kind, "Deployment" | "StatefulSet" | "ReplicaSet") {
+                v.push(json!({"name": format!("{}/scale", t.plural), "singularName": "", "namespaced": true, "group": "autoscaling", "version": "v1", "kind": "Scale", "verbs": ["get", "patch", "update"]}));
+            }
+            v
+        })
+        .collect();
+    json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": resources})
+}
+
+fn groups() -> Value {
+    let mut seen: Vec<(&str, &str)> = Vec::new();
+    for t in store::TYPES.iter().filter(|t| !t.group.is_empty()) {
+        if !seen.contains(&(t.group, t.version)) {
+            seen.push((t.group, t.version));
+        }
+    }
+    let groups: Vec<Value> = seen
+        .iter()
+        .map(|(g, v)| {
+            let gv = json!({"groupVersion": format!("{g}/{v}"), "version": v});
+            json!({"name": g, "versions": [gv.clone()], "preferredVersion": gv})
+        })
+        .collect();
+    json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
+}
+
+fn parse_body(body: &Bytes) -> Result<Value, ApiError> {
+    if body.is_empty() {
+        return Ok(Value::Null);
+    }
+    serde_json::from_slice(body)
+        .or_else(|_| serde_yaml::from_slice(body))
+        .map_err(|e| ApiError::bad_request(format!("decoding the request body: {e}")))
+}
+
+async fn handle(
+    State(sh): State<Arc<Shared>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    sh.requests
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .push(format!(
+            "{method} {}",
+            uri.path_and_query().map(|p| p.as_str()).unwrap_or("/")
+        ));
+    let q: HashMap<String, String> = Query::try_from_uri(&uri)
+        .map(|Query(q)| q)
+        .unwrap_or_default();
+    let segs: Vec<&str> = uri
+        .path()
+        .trim_matches('/')
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .collect();
+    match segs.as_slice() {
+        ["version"] => {
+            let gv = &sh.git_version;
+            let minor = gv.split('.').nth(1).unwrap_or("28");
+            return value_response(
+                StatusCode::OK,
+                &json!({"major": "1", "minor": minor, "gitVersion": gv, "gitCommit": "", "gitTreeState": "clean",
+                        "buildDate": "2024-01-01T00:00:00Z", "goVersion": "go1.20", "compiler": "gc", "platform": "linux/amd64"}),
+            );
+        }
+        ["healthz" | "readyz" | "livez"] => return (StatusCode::OK, "ok").into_response(),
+        ["api"] => {
+            return value_response(
+                StatusCode::OK,
+                &json!({"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": []}),
+            );
+        }
+        ["apis"] => return value_response(StatusCode::OK, &groups()),
+        ["api", v] => return value_response(StatusCode::OK, &resource_list("", v)),
+        ["apis", g, v] => return value_response(StatusCode::OK, &resource_list(g, v)),
+        _ => {}
+    }
+    let (group, version, rest): (&str, &str, &[&str]) = match segs.as_slice() {
+        ["api", v, rest @ ..] => ("", v, rest),
+        ["apis", g, v, rest @ ..] => (g, v, rest),
+        _ => {
+            return error_response(&ApiError {
+                code: 404,
+                reason: "NotFound".into(),
+                message: format!(
+                    "the server could not find the requested resource ({})",
+                    uri.path()
+                ),
+                causes: vec![],
+            });
+        }
+    };
+    // (namespace, plural, name, subresource)
+    let (ns, plural, name, sub): (Option<&str>, &str, Option<&str>, Option<&str>) = match rest {
+        ["namespaces", ns, plural] => (Some(ns), plural, None, None),
+        ["namespaces", ns, plural, name] => (Some(ns), plural, Some(name), None),
+        ["namespaces", ns, plural, name, sub] => (Some(ns), plural, Some(name), Some(sub)),
+        [plural] => (None, plural, None, None),
+        [plural, name] => (None, plural, Some(name), None),
+        [plural, name, sub] => (None, plural, Some(name), Some(sub)),
+        _ => {
+            return error_response(&ApiError {
+                code: 404,
+                reason: "NotFound".into(),
+                message: format!(
+                    "the server could not find the requested resource ({})",
+                    uri.path()
+                ),
+                causes: vec![],
+            });
+        }
+    };
+    let Some(t) = store::type_by_path(group, version, plural) else {
+        return error_response(&ApiError {
+            code: 404,
+            reason: "NotFound".into(),
+            message: format!(
+                "the server could not find the requested resource ({})",
+                uri.path()
+            ),
+            causes: vec![],
+        });
+    };
+    let tp = store::TYPES[t];
+    let ns_s = if tp.namespaced { ns.unwrap_or("") } else { "" };
+    let result: Result<Response, ApiError> = (|| match (method.clone(), name, sub) {
+        (Method::GET, None, None) => {
+            if q.get("watch").is_some_and(|w| w == "true" || w == "1") {
+                return Err(ApiError {
+                    code: 405,
+                    reason: "MethodNotAllowed".into(),
+                    message: "watch is not implemented by the in-memory API server".into(),
+                    causes: vec![],
+                });
+            }
+            let labels = q
+                .get("labelSelector")
+                .map(|s| select::parse_label_selector(s))
+                .transpose()
+                .map_err(ApiError::bad_request)?
+                .unwrap_or_default();
+            let fields = q
+                .get("fieldSelector")
+                .map(|s| select::parse_field_selector(s))
+                .transpose()
+                .map_err(ApiError::bad_request)?
+                .unwrap_or_default();
+            let limit = q.get("limit").and_then(|l| l.parse::<usize>().ok());
+            let page = {
+                let st = sh.store.lock().unwrap_or_else(|p| p.into_inner());
+                st.list(
+                    t,
+                    if tp.namespaced { ns } else { None },
+                    &labels,
+                    &fields,
+                    limit,
+                    q.get("continue").map(String::as_str),
+                )?
+            };
+            let mut out =
+                Vec::with_capacity(page.items.iter().map(|i| i.len() + 1).sum::<usize>() + 256);
+            let mut m = json!({"resourceVersion": page.resource_version.to_string()});
+            if let Some(c) = &page.continue_token {
+                m["continue"] = json!(c);
+                m["remainingItemCount"] = json!(page.remaining);
+            }
+            out.extend_from_slice(
+                format!(
+                    "{{\"kind\":\"{}List\",\"apiVersion\":\"{}\",\"metadata\":{},\"items\":[",
+                    tp.kind,
+                    tp.api_version(),
+                    m
+                )
+                .as_bytes(),
+            );
+            for (i, item) in page.items.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                out.extend_from_slice(item);
+            }
+            out.extend_from_slice(b"]}");
+            Ok(json_response(StatusCode::OK, out))
+        }
+        (Method::GET, Some(n), None | Some("status")) => {
+            let b = sh
+                .store
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get_bytes(t, ns_s, n)?;
+            Ok(json_response(StatusCode::OK, b.to_vec()))
+        }
+        (Method::GET, Some(n), Some("scale")) => {
+            let v = sh
+                .store
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(t, ns_s, n)?;
+            Ok(value_response(StatusCode::OK, &scale_of(&v)))
+        }
+        (Method::POST, None, None) => {
+            let v = parse_body(&body)?;
+            let out = sh
+                .store
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .create(t, ns_s, v)?;
+            Ok(value_response(StatusCode::CREATED, &out))
+        }
+        (Method::POST, Some(n), Some("eviction")) if tp.kind == "Pod" => {
+            let v = parse_body(&body)?;
+            let grace = v["deleteOptions"]["gracePeriodSeconds"].as_i64();
+            sh.store
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .evict(ns_s, n, grace)?;
+            Ok(value_response(
+                StatusCode::CREATED,
+                &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}),
+            ))
+        }
+        (Method::PUT, Some(n), None | Some("status")) => {
+            let v = parse_body(&body)?;
+            let out = sh
+                .store
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .replace(t, ns_s, n, v)?;
+            Ok(value_response(StatusCode::OK, &out))
+        }
+        (Method::PATCH, Some(n), None | Some("status")) => {
+            let ct = headers
+                .get(header::CONTENT_TYPE)
+                .and_then(|h| h.to_str().ok())
+                .unwrap_or("application/merge-patch+json");
+            let v = parse_body(&body)?;
+            let out = sh
+                .store
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .patch(t, ns_s, n, ct, &v)?;
+            Ok(value_response(StatusCode::OK, &out))
+        }
+        (Method::PATCH | Method::PUT, Some(n), Some("scale")) => {
+            let v = parse_body(&body)?;
+            let replicas = v["spec"]["replicas"]
+                .as_i64()
+                .ok_or_else(|| ApiError::bad_request("spec.replicas missing"))?;
+            let mut st = sh.store.lock().unwrap_or_else(|p| p.into_inner());
+            let out = st.patch(
+                t,
+                ns_s,
+                n,
+                "application/merge-patch+json",
+                &json!({"spec": {"replicas": replicas}}),
+            )?;
+            Ok(value_response(StatusCode::OK, &scale_of(&out)))
+        }
+        (Method::DELETE, n, None) => {
+            let b = parse_body(&body)?;
+            let opts = DeleteOpts {
+                grace_period_seconds: q
+                    .get("gracePeriodSeconds")
+                    .and_then(|g| g.parse().ok())
+                    .or(b["gracePeriodSeconds"].as_i64()),
+                propagation: q
+                    .get("propagationPolicy")
+                    .cloned()
+                    .or(b["propagationPolicy"].as_str().map(str::to_string)),
+                precondition_uid: b["preconditions"]["uid"].as_str().map(str::to_string),
+            };
+            let mut st = sh.store.lock().unwrap_or_else(|p| p.into_inner());
+            match n {
+                Some(n) => {
+                    let out = st.delete(t, ns_s, n, &opts)?;
+                    Ok(value_response(StatusCode::OK, &out))
+                }
+                None => {
+                    let labels = q
+                        .get("labelSelector")
+                        .map(|s| select::parse_label_selector(s))
+                        .transpose()
+                        .map_err(ApiError::bad_request)?
+                        .unwrap_or_default();
+                    let fields = q
+                        .get("fieldSelector")
+                        .map(|s| select::parse_field_selector(s))
+                        .transpose()
+                        .map_err(ApiError::bad_request)?
+                        .unwrap_or_default();
+                    let victims: Vec<Value> = st
+                        .all(t, if tp.namespaced { ns } else { None })
+                        .into_iter()
+                        .filter(|v| {
+                            select::labels_match(&labels, v["metadata"].get("labels"))
+                                && select::fields_match(&fields, v)
+                        })
+                        .collect();
+                    let mut items = Vec::new();
+                    for v in victims {
+                        let vn = v["metadata"]["name"]
+                            .as_str()
+                            .unwrap_or_default()
+                            .to_string();
+                        let vns = v["metadata"]["namespace"]
+                            .as_str()
+                            .unwrap_or_default()
+                            .to_string();
+                        if let Ok(o) = st.delete(t, &vns, &vn, &opts) {
+                            items.push(o);
+                        }
+                    }
+                    Ok(value_response(
+                        StatusCode::OK,
+                        &json!({"kind": format!("{}List", tp.kind), "apiVersion": tp.api_version(), "metadata": {}, "items": items}),
+                    ))
+                }
+            }
+        }
+        _ => Err(ApiError {
+            code: 405,
+            reason: "MethodNotAllowed".into(),
+            message: format!("{method} is not supported on {}", uri.path()),
+            causes: vec![],
+        }),
+    })();
+    result.unwrap_or_else(|e| error_response(&e))
+}
+
+fn scale_of(v: &Value) -> Value {
+    json!({"kind": "Scale", "apiVersion": "autoscaling/v1",
+           "metadata": {"name": v["metadata"]["name"], "namespace": v["metadata"]["namespace"], "resourceVersion": v["metadata"]["resourceVersion"]},
+           "spec": {"replicas": v["spec"]["replicas"]}, "status": {"replicas": v["status"]["replicas"].as_i64().unwrap_or(0)}})
+}

@@ -1,0 +1,749 @@
+//! The seed 004 runbook against the Kubernetes API: observe, cordon, drain, delete, rebind.
+//! Each test runs against the in-memory API server over HTTPS with the real `kube` client; the
+//! `*_e2e` variants run the same body against `K3SPLAN_E2E_KUBECONFIG`.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use common::{DEAD, N2, N3, NEW, Target, quick_drain};
+use k3splan_kube::*;
+use k3splan_testkit_kubeapi::Controllers;
+
+fn request() -> ObserveRequest {
+    ObserveRequest {
+        addons: AddonRef::k3s_defaults(),
+        nodes_of_interest: vec![DEAD.into()],
+        pods: PodScope::All,
+    }
+}
+
+fn stateful_summary(obs: &ClusterObservation, node: &str) -> BTreeSet<(String, String, String)> {
+    obs.stateful_on(node)
+        .into_iter()
+        .flat_map(|(p, pvcs)| {
+            pvcs.into_iter().map(move |c| {
+                (
+                    format!("{}/{}", p.namespace, p.name),
+                    c.name.clone(),
+                    format!("{:?}", p.owner.as_ref().map(|o| (&o.kind, &o.name))),
+                )
+            })
+        })
+        .collect()
+}
+
+async fn observe_seed004_body(t: Target) {
+    let obs = t.kube.observe(&request()).await.expect("observe");
+    let dead = obs.node(DEAD).expect("dead node listed");
+    assert_eq!(dead.ready, Readiness::Unknown);
+    assert_eq!(dead.internal_ip.as_deref(), Some("192.168.0.254"));
+    assert_eq!(dead.roles, vec!["control-plane", "etcd", "master"]);
+    assert_eq!(dead.kubelet_version, "v1.28.5+k3s1");
+    assert!(dead.ready_since.is_some());
+    assert!(
+        dead.taints
+            .iter()
+            .any(|t| t.key == "node.kubernetes.io/unreachable")
+    );
+    assert!(obs.node(N2).unwrap().schedulable() && obs.node(N3).unwrap().schedulable());
+
+    // Exactly the stateful pods and their local-path PVCs on the dead node.
+    let pod_name = obs
+        .pods_on(DEAD)
+        .find(|p| p.name.starts_with("default-victoria-metrics-"))
+        .map(|p| format!("{}/{}", p.namespace, p.name))
+        .expect("victoria-metrics pod on the dead node");
+    let expected: BTreeSet<(String, String, String)> = [
+        (
+            "onecloud-minio/minio-1".to_string(),
+            "export-minio-1",
+            "Some((StatefulSet, \"minio\"))",
+        ),
+        (
+            "onecloud-monitoring/monitor-minio-1".to_string(),
+            "export-monitor-minio-1",
+            "Some((StatefulSet, \"monitor-minio\"))",
+        ),
+        (
+            pod_name,
+            "default-victoria-metrics",
+            "Some((Deployment, \"default-victoria-metrics\"))",
+        ),
+    ]
+    .into_iter()
+    .map(|(a, b, c)| (a, b.to_string(), c.to_string()))
+    .collect();
+    assert_eq!(stateful_summary(&obs, DEAD), expected);
+    let on_dead: BTreeSet<&str> = obs.pvcs_on(DEAD).map(|p| p.name.as_str()).collect();
+    assert_eq!(
+        on_dead,
+        BTreeSet::from([
+            "export-minio-1",
+            "export-monitor-minio-1",
+            "default-victoria-metrics"
+        ])
+    );
+    let vm = obs
+        .pvcs
+        .iter()
+        .find(|p| p.name == "default-victoria-metrics")
+        .unwrap();
+    assert_eq!(
+        (
+            vm.storage_class.as_deref(),
+            vm.capacity.as_deref(),
+            vm.phase.as_str()
+        ),
+        (Some("local-path"), Some("20G"), "Bound")
+    );
+    let pending = obs
+        .pvcs
+        .iter()
+        .find(|p| p.name == "default-baremetal-agent")
+        .unwrap();
+    assert_eq!(
+        (pending.phase.as_str(), pending.local_node.as_deref()),
+        ("Pending", None)
+    );
+    // DaemonSet and mirror pods are recognised as such.
+    let ds = obs
+        .pods_on(DEAD)
+        .find(|p| p.name.starts_with("default-host-health-"))
+        .unwrap();
+    assert_eq!(ds.owner.as_ref().unwrap().kind, WorkloadKind::DaemonSet);
+    assert!(
+        obs.pods_on(DEAD)
+            .any(|p| p.mirror && p.name == "keepalived-lzx-ha-env")
+    );
+
+    // Add-ons: one replica each; local-path-provisioner sits on the dead node (seed 003).
+    let addon = |n: &str| obs.addons.iter().find(|a| a.name == n).unwrap();
+    assert_eq!(addon("coredns").replicas, 1);
+    assert_eq!(addon("coredns").pod_nodes, vec![N2]);
+    assert_eq!(addon("coredns").k3s_manifest.as_deref(), Some("coredns"));
+    assert!(addon("coredns").spread_topology_keys.is_empty());
+    assert_eq!(addon("local-path-provisioner").pod_nodes, vec![DEAD]);
+    assert_eq!(addon("local-path-provisioner").ready_replicas, 0);
+    assert_eq!(addon("metrics-server").pod_nodes, vec![N3]);
+    assert!(obs.all_pods);
+}
+dual_test!(
+    observe_seed004_finds_stateful_pods_and_pvcs_on_dead_node,
+    observe_seed004_finds_stateful_pods_and_pvcs_on_dead_node_e2e,
+    Controllers::default(),
+    observe_seed004_body
+);
+
+#[tokio::test]
+async fn observe_nodes_of_interest_uses_field_selector_and_pages() {
+    let settings = KubeSettings {
+        page_size: Some(3),
+        ..Default::default()
+    };
+    let t = Target::memory_with(Controllers::default(), settings).await;
+    let full = t.kube.observe(&request()).await.unwrap();
+    let scoped = t
+        .kube
+        .observe(&ObserveRequest {
+            pods: PodScope::NodesOfInterest,
+            ..request()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        stateful_summary(&scoped, DEAD),
+        stateful_summary(&full, DEAD)
+    );
+    assert!(!scoped.all_pods);
+    assert!(scoped.pods.iter().all(|p| p.node.as_deref() == Some(DEAD)
+        || p.node.is_none()
+        || p.namespace == "kube-system"));
+    assert!(scoped.pods.len() < full.pods.len());
+    // Every pod of the cluster came back across pages of 3.
+    assert_eq!(full.pods.len(), 19);
+    let reqs = t.server().requests();
+    assert!(
+        reqs.iter()
+            .any(|r| r.contains("fieldSelector=spec.nodeName%3Dlzx-ha-env")),
+        "{reqs:#?}"
+    );
+    assert!(
+        reqs.iter()
+            .any(|r| r.starts_with("GET /api/v1/pods?limit=3&continue=")),
+        "{reqs:#?}"
+    );
+    assert!(
+        reqs.iter()
+            .any(|r| r == "GET /api/v1/pods?limit=3&resourceVersion=0"),
+        "{reqs:#?}"
+    );
+}
+
+async fn cordon_body(t: Target) {
+    assert_eq!(t.kube.cordon(N2).await.unwrap(), ActOutcome::Changed);
+    assert_eq!(t.kube.cordon(N2).await.unwrap(), ActOutcome::AlreadyDone);
+    let obs = t.kube.observe(&ObserveRequest::default()).await.unwrap();
+    assert!(obs.node(N2).unwrap().unschedulable);
+    assert_eq!(t.kube.uncordon(N2).await.unwrap(), ActOutcome::Changed);
+    assert_eq!(t.kube.uncordon(N2).await.unwrap(), ActOutcome::AlreadyDone);
+    let obs = t.kube.observe(&ObserveRequest::default()).await.unwrap();
+    assert!(!obs.node(N2).unwrap().unschedulable);
+    assert!(matches!(
+        t.kube.cordon("no-such-node").await,
+        Err(KubeError::NotFound { .. })
+    ));
+}
+dual_test!(
+    cordon_and_uncordon_are_idempotent,
+    cordon_and_uncordon_are_idempotent_e2e,
+    Controllers::default(),
+    cordon_body
+);
+
+async fn drain_pdb_body(t: Target) {
+    let report = t
+        .kube
+        .drain(N3, &quick_drain(DrainMode::Evict, 1500))
+        .await
+        .unwrap();
+    assert_eq!(report.cordon, ActOutcome::Changed);
+    assert_eq!(
+        report.skipped_daemonset,
+        vec!["onecloud/default-host-health-q9d4s"]
+    );
+    assert_eq!(
+        report.skipped_mirror,
+        vec!["kube-system/keepalived-lzx-ha-env-3"]
+    );
+    // metrics-server has no budget: evicted and gone.
+    assert_eq!(report.evicted.len(), 1, "{report:#?}");
+    assert!(report.evicted[0].starts_with("kube-system/metrics-server-"));
+    // MinIO's budget (maxUnavailable 1, one replica already down on the dead node) refuses.
+    let blocked: BTreeSet<&str> = report.blocked.iter().map(|b| b.pod.as_str()).collect();
+    assert_eq!(
+        blocked,
+        BTreeSet::from([
+            "onecloud-minio/minio-2",
+            "onecloud-minio/minio-3",
+            "onecloud-monitoring/monitor-minio-2",
+            "onecloud-monitoring/monitor-minio-3"
+        ])
+    );
+    assert!(
+        report
+            .blocked
+            .iter()
+            .all(|b| b.reason.contains("disruption budget")),
+        "{report:#?}"
+    );
+    assert!(!report.complete());
+    let obs = t.kube.observe(&ObserveRequest::default()).await.unwrap();
+    assert!(obs.node(N3).unwrap().unschedulable);
+    assert!(
+        obs.pods
+            .iter()
+            .any(|p| p.name == "minio-2" && p.node.as_deref() == Some(N3))
+    );
+    assert!(
+        !obs.pods
+            .iter()
+            .any(|p| p.name.starts_with("metrics-server-") && p.node.as_deref() == Some(N3))
+    );
+}
+dual_test!(
+    drain_skips_daemonsets_and_stops_at_pdb,
+    drain_skips_daemonsets_and_stops_at_pdb_e2e,
+    Controllers::default(),
+    drain_pdb_body
+);
+
+#[tokio::test]
+async fn drain_of_dead_node_does_not_hang_and_force_delete_clears_it() {
+    let t = Target::memory(Controllers::default()).await;
+    // Evicting on a dead node: evictions are accepted but the pods stay Terminating
+    // (no kubelet) — the seed 004 hang, bounded by the deadline.
+    let started = std::time::Instant::now();
+    let report = t
+        .kube
+        .drain(DEAD, &quick_drain(DrainMode::Evict, 1500))
+        .await
+        .unwrap();
+    assert!(started.elapsed() < Duration::from_secs(30));
+    assert!(
+        report
+            .still_terminating
+            .contains(&"onecloud-minio/minio-1".to_string()),
+        "{report:#?}"
+    );
+    assert!(!report.complete());
+    // Force deletion is refused on a Ready node...
+    let err = t
+        .kube
+        .drain(N2, &quick_drain(DrainMode::ForceDeleteHostGone, 1000))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, KubeError::Refused { .. }), "{err}");
+    assert!(err.to_string().contains(N2));
+    // ...and clears the dead node.
+    let report = t
+        .kube
+        .drain(DEAD, &quick_drain(DrainMode::ForceDeleteHostGone, 1000))
+        .await
+        .unwrap();
+    assert_eq!(report.cordon, ActOutcome::AlreadyDone);
+    assert!(
+        report
+            .force_deleted
+            .contains(&"onecloud-minio/minio-1".to_string())
+    );
+    let obs = t.kube.observe(&ObserveRequest::default()).await.unwrap();
+    let left: BTreeSet<&str> = obs.pods_on(DEAD).map(|p| p.name.as_str()).collect();
+    assert_eq!(
+        left,
+        BTreeSet::from(["default-host-health-bxgbk", "keepalived-lzx-ha-env"]),
+        "DaemonSet and mirror pods stay"
+    );
+    // Draining again does nothing more.
+    let again = t
+        .kube
+        .drain(DEAD, &quick_drain(DrainMode::ForceDeleteHostGone, 1000))
+        .await
+        .unwrap();
+    assert!(again.force_deleted.is_empty() && again.complete());
+}
+
+#[tokio::test]
+async fn delete_node_is_idempotent_and_its_pods_go() {
+    let t = Target::memory(Controllers::default()).await;
+    assert_eq!(t.kube.delete_node(DEAD).await.unwrap(), ActOutcome::Changed);
+    assert_eq!(
+        t.kube.delete_node(DEAD).await.unwrap(),
+        ActOutcome::AlreadyDone
+    );
+    let obs = t.kube.observe(&request()).await.unwrap();
+    assert!(obs.node(DEAD).is_none());
+    assert_eq!(obs.nodes.len(), 2);
+    assert_eq!(obs.pods_on(DEAD).count(), 0);
+    // Its local volumes remain, still pinned to the deleted node.
+    assert_eq!(obs.pvcs_on(DEAD).count(), 3);
+}
+
+/// Seed 004 steps 2 and 5 for a StatefulSet: delete the node, join a new one, cordon the
+/// others, rebind `export-minio-1`: the controller recreates PVC and pod on the new node.
+#[tokio::test]
+async fn statefulset_rebind_recreates_pvc_and_pod_on_new_node() {
+    let t = Target::memory(Controllers::all()).await;
+    t.kube
+        .drain(DEAD, &quick_drain(DrainMode::ForceDeleteHostGone, 1000))
+        .await
+        .unwrap();
+    t.kube.delete_node(DEAD).await.unwrap();
+    let before = t.kube.observe(&request()).await.unwrap();
+    let old = before
+        .pvcs
+        .iter()
+        .find(|p| p.name == "export-minio-1")
+        .unwrap()
+        .clone();
+    // The StatefulSet recreated minio-1, Pending: its PVC is pinned to the deleted node.
+    let minio1 = before.pods.iter().find(|p| p.name == "minio-1").unwrap();
+    assert_eq!(
+        (minio1.phase.as_str(), minio1.node.as_deref()),
+        ("Pending", None)
+    );
+    assert_eq!(
+        before.stateful_on(DEAD).len(),
+        3,
+        "pending pods still wait for the dead node's volumes"
+    );
+
+    t.add_node(NEW, "192.168.0.239");
+    t.kube.cordon(N2).await.unwrap();
+    t.kube.cordon(N3).await.unwrap();
+    let req = RebindRequest {
+        namespace: "onecloud-minio".into(),
+        pvc: "export-minio-1".into(),
+        lost_node: DEAD.into(),
+        policy: RebindPolicy::StatefulSetRecreatePvcAndPod,
+        expected_pvc_uid: Some(old.uid.clone()),
+        deadline: Duration::from_secs(30),
+    };
+    let report = t.kube.rebind_volume(&req).await.unwrap();
+    assert_eq!(report.outcome, ActOutcome::Changed);
+    assert!(report.deleted_pvc);
+    assert_eq!(report.deleted_pods, vec!["onecloud-minio/minio-1"]);
+
+    let after = t.kube.observe(&request()).await.unwrap();
+    let new = after
+        .pvcs
+        .iter()
+        .find(|p| p.name == "export-minio-1")
+        .expect("PVC recreated by the StatefulSet");
+    assert_ne!(new.uid, old.uid);
+    assert_eq!(new.local_node.as_deref(), Some(NEW));
+    let minio1 = after.pods.iter().find(|p| p.name == "minio-1").unwrap();
+    assert_eq!(
+        (minio1.phase.as_str(), minio1.node.as_deref()),
+        ("Running", Some(NEW))
+    );
+    assert!(
+        after
+            .pvs
+            .iter()
+            .all(|pv| pv.name != old.volume.clone().unwrap()),
+        "the old PV was reclaimed"
+    );
+    // Other MinIO volumes untouched.
+    let m0 = after
+        .pvcs
+        .iter()
+        .find(|p| p.name == "export-minio-0")
+        .unwrap();
+    assert_eq!(m0.local_node.as_deref(), Some(N2));
+    // Idempotent.
+    let again = t.kube.rebind_volume(&req).await.unwrap();
+    assert_eq!(again.outcome, ActOutcome::AlreadyDone, "{again:#?}");
+    assert_eq!(
+        t.kube
+            .observe(&request())
+            .await
+            .unwrap()
+            .pvcs
+            .iter()
+            .find(|p| p.name == "export-minio-1")
+            .unwrap()
+            .uid,
+        new.uid
+    );
+}
+
+/// Seed 004 for victoria-metrics: delete PVC and Deployment; the operator recreates both.
+#[tokio::test]
+async fn deployment_rebind_for_operator_recreates_on_new_node() {
+    let t = Target::memory(Controllers::all()).await;
+    t.kube
+        .drain(DEAD, &quick_drain(DrainMode::ForceDeleteHostGone, 1000))
+        .await
+        .unwrap();
+    t.kube.delete_node(DEAD).await.unwrap();
+    t.add_node(NEW, "192.168.0.239");
+    t.kube.cordon(N2).await.unwrap();
+    t.kube.cordon(N3).await.unwrap();
+    let before = t.kube.observe(&request()).await.unwrap();
+    let old = before
+        .pvcs
+        .iter()
+        .find(|p| p.name == "default-victoria-metrics")
+        .unwrap()
+        .clone();
+    let req = RebindRequest {
+        namespace: "onecloud".into(),
+        pvc: "default-victoria-metrics".into(),
+        lost_node: DEAD.into(),
+        policy: RebindPolicy::DeploymentDeleteForOperator,
+        expected_pvc_uid: Some(old.uid.clone()),
+        deadline: Duration::from_secs(30),
+    };
+    let report = t.kube.rebind_volume(&req).await.unwrap();
+    assert_eq!(
+        report.deleted_deployment.as_deref(),
+        Some("onecloud/default-victoria-metrics")
+    );
+    assert!(report.deleted_pvc);
+    let after = t.kube.observe(&request()).await.unwrap();
+    let new = after
+        .pvcs
+        .iter()
+        .find(|p| p.name == "default-victoria-metrics")
+        .expect("operator recreated the PVC");
+    assert_ne!(new.uid, old.uid);
+    assert_eq!(new.local_node.as_deref(), Some(NEW));
+    let pod = after
+        .pods
+        .iter()
+        .find(|p| p.pvcs.contains(&"default-victoria-metrics".to_string()))
+        .unwrap();
+    assert_eq!(pod.node.as_deref(), Some(NEW));
+    assert_eq!(pod.owner.as_ref().unwrap().name, "default-victoria-metrics");
+    assert_eq!(
+        t.kube.rebind_volume(&req).await.unwrap().outcome,
+        ActOutcome::AlreadyDone
+    );
+}
+
+/// A plain Deployment (no operator): scale down, recreate the PVC empty, scale back up.
+#[tokio::test]
+async fn deployment_rebind_by_scaling_down_and_up() {
+    let controllers = Controllers {
+        operator_label: None,
+        ..Controllers::all()
+    };
+    let t = Target::memory(controllers).await;
+    t.add_node(NEW, "192.168.0.239");
+    t.kube.cordon(N2).await.unwrap();
+    t.kube.cordon(N3).await.unwrap();
+    let before = t.kube.observe(&request()).await.unwrap();
+    let old = before
+        .pvcs
+        .iter()
+        .find(|p| p.name == "default-victoria-metrics")
+        .unwrap()
+        .clone();
+    assert_eq!(old.local_node.as_deref(), Some(DEAD));
+    let req = RebindRequest {
+        namespace: "onecloud".into(),
+        pvc: "default-victoria-metrics".into(),
+        lost_node: DEAD.into(),
+        policy: RebindPolicy::DeploymentScaleDownUp,
+        expected_pvc_uid: Some(old.uid.clone()),
+        deadline: Duration::from_secs(30),
+    };
+    let report = t.kube.rebind_volume(&req).await.unwrap();
+    assert_eq!(report.rescaled, Some((0, 1)));
+    assert!(report.deleted_pvc);
+    let after = t.kube.observe(&request()).await.unwrap();
+    let new = after
+        .pvcs
+        .iter()
+        .find(|p| p.name == "default-victoria-metrics")
+        .unwrap();
+    assert_ne!(new.uid, old.uid);
+    assert_eq!(new.local_node.as_deref(), Some(NEW));
+    let running: Vec<_> = after
+        .pods
+        .iter()
+        .filter(|p| p.pvcs.contains(&"default-victoria-metrics".to_string()) && !p.terminating)
+        .collect();
+    assert_eq!(running.len(), 1);
+    assert_eq!(running[0].node.as_deref(), Some(NEW));
+    assert_eq!(
+        t.kube.rebind_volume(&req).await.unwrap().outcome,
+        ActOutcome::AlreadyDone
+    );
+}
+
+async fn refuse_body(t: Target) {
+    let obs = t.kube.observe(&request()).await.unwrap();
+    let m0 = obs
+        .pvcs
+        .iter()
+        .find(|p| p.name == "export-minio-0")
+        .unwrap()
+        .clone();
+    for lost in [N2, DEAD] {
+        let req = RebindRequest {
+            namespace: "onecloud-minio".into(),
+            pvc: "export-minio-0".into(),
+            lost_node: lost.into(),
+            policy: RebindPolicy::StatefulSetRecreatePvcAndPod,
+            expected_pvc_uid: Some(m0.uid.clone()),
+            deadline: Duration::from_secs(10),
+        };
+        let err = t.kube.rebind_volume(&req).await.unwrap_err();
+        assert!(matches!(err, KubeError::Refused { .. }), "{err}");
+        assert!(
+            err.to_string().contains("export-minio-0") && err.to_string().contains("Ready"),
+            "{err}"
+        );
+    }
+    let after = t.kube.observe(&request()).await.unwrap();
+    let still = after
+        .pvcs
+        .iter()
+        .find(|p| p.name == "export-minio-0")
+        .unwrap();
+    assert_eq!(
+        (still.uid.as_str(), still.terminating),
+        (m0.uid.as_str(), false)
+    );
+    assert!(
+        after
+            .pods
+            .iter()
+            .any(|p| p.name == "minio-0" && p.node.as_deref() == Some(N2) && !p.terminating)
+    );
+}
+dual_test!(
+    rebind_refuses_pvc_on_healthy_node,
+    rebind_refuses_pvc_on_healthy_node_e2e,
+    Controllers::all(),
+    refuse_body
+);
+
+#[tokio::test]
+async fn rebind_refuses_a_policy_that_does_not_match_the_owner() {
+    let t = Target::memory(Controllers::default()).await;
+    let req = RebindRequest {
+        namespace: "onecloud".into(),
+        pvc: "default-victoria-metrics".into(),
+        lost_node: DEAD.into(),
+        policy: RebindPolicy::StatefulSetRecreatePvcAndPod,
+        expected_pvc_uid: None,
+        deadline: Duration::from_secs(10),
+    };
+    let err = t.kube.rebind_volume(&req).await.unwrap_err();
+    assert!(matches!(err, KubeError::Refused { .. }), "{err}");
+    let obs = t.kube.observe(&request()).await.unwrap();
+    assert!(
+        obs.pvcs
+            .iter()
+            .any(|p| p.name == "default-victoria-metrics" && !p.terminating)
+    );
+}
+
+async fn addon_body(t: Target) {
+    let change = AddonChange {
+        namespace: "kube-system".into(),
+        name: "coredns".into(),
+        replicas: 3,
+        spread_topology_key: Some("kubernetes.io/hostname".into()),
+        method: AddonMethod::Patch,
+    };
+    assert_eq!(
+        t.kube.set_addon_replicas_and_spread(&change).await.unwrap(),
+        ActOutcome::Changed
+    );
+    assert_eq!(
+        t.kube.set_addon_replicas_and_spread(&change).await.unwrap(),
+        ActOutcome::AlreadyDone
+    );
+    let obs = t.kube.observe(&request()).await.unwrap();
+    let c = obs.addons.iter().find(|a| a.name == "coredns").unwrap();
+    assert_eq!(c.replicas, 3);
+    assert_eq!(c.spread_topology_keys, vec!["kubernetes.io/hostname"]);
+
+    let traefik = AddonChange {
+        namespace: "kube-system".into(),
+        name: "traefik".into(),
+        replicas: 2,
+        spread_topology_key: Some("kubernetes.io/hostname".into()),
+        method: AddonMethod::HelmChartConfig {
+            chart: "traefik".into(),
+            values_content: Some("deployment:\n  replicas: 2\n".into()),
+        },
+    };
+    assert_eq!(
+        t.kube
+            .set_addon_replicas_and_spread(&traefik)
+            .await
+            .unwrap(),
+        ActOutcome::Changed
+    );
+    assert_eq!(
+        t.kube
+            .set_addon_replicas_and_spread(&traefik)
+            .await
+            .unwrap(),
+        ActOutcome::AlreadyDone
+    );
+    let obs = t
+        .kube
+        .observe(&ObserveRequest {
+            addons: vec![AddonRef::kube_system("traefik")],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(obs.addons[0].helm_chart.as_deref(), Some("traefik"));
+    assert_eq!(obs.addons[0].helm_chart_config.as_deref(), Some("traefik"));
+}
+dual_test!(
+    addon_replicas_and_spread,
+    addon_replicas_and_spread_e2e,
+    Controllers::all(),
+    addon_body
+);
+
+#[tokio::test]
+async fn unreachable_api_is_an_error_not_an_empty_cluster() {
+    // A port with nothing listening.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("kubeconfig");
+    std::fs::write(
+        &path,
+        format!("apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: https://127.0.0.1:{port}\n    insecure-skip-tls-verify: true\ncontexts:\n- name: c\n  context:\n    cluster: c\n    user: u\ncurrent-context: c\nusers:\n- name: u\n  user:\n    token: t\n"),
+    )
+    .unwrap();
+    let kube = KubeProvider::connect(KubeSettings {
+        kubeconfig: Some(path),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let err = kube.observe(&request()).await.unwrap_err();
+    assert!(err.is_unreachable(), "{err}");
+    assert!(
+        err.to_string().contains(&format!("127.0.0.1:{port}")),
+        "{err}"
+    );
+    assert!(kube.cordon(N2).await.unwrap_err().is_unreachable());
+
+    // A server that goes away after a successful observation.
+    let t = Target::memory(Controllers::default()).await;
+    t.kube.observe(&request()).await.unwrap();
+    let Target { kube, server, .. } = t;
+    drop(server);
+    let err = kube.observe(&request()).await.unwrap_err();
+    assert!(err.is_unreachable(), "{err}");
+}
+
+#[tokio::test]
+async fn kubeconfig_context_is_selected_like_kubectl() {
+    let server = k3splan_testkit_kubeapi::KubeApiServer::seed004(Controllers::default())
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config");
+    // Two contexts: the current one points nowhere, "lab" at the server.
+    let good = server.kubeconfig_yaml();
+    let yaml = good
+        .replace("current-context: kubeapi-test", "current-context: broken")
+        .replace(
+            "contexts:\n",
+            "contexts:\n- name: broken\n  context:\n    cluster: nowhere\n    user: kubeapi-test\n",
+        )
+        .replace(
+            "clusters:\n",
+            "clusters:\n- name: nowhere\n  cluster:\n    server: https://127.0.0.1:1\n",
+        );
+    std::fs::write(&path, yaml).unwrap();
+    let current = KubeProvider::connect(KubeSettings {
+        kubeconfig: Some(path.clone()),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    assert_eq!(current.context(), Some("broken"));
+    assert!(current.endpoint().ends_with(":1"));
+    let chosen = KubeProvider::connect(KubeSettings {
+        kubeconfig: Some(path.clone()),
+        context: Some("kubeapi-test".into()),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    assert_eq!(chosen.endpoint(), server.url());
+    assert_eq!(chosen.server_version().await.unwrap(), "v1.28.5+k3s1");
+    let err = KubeProvider::connect(KubeSettings {
+        kubeconfig: Some(path),
+        context: Some("nope".into()),
+        ..Default::default()
+    })
+    .await
+    .unwrap_err();
+    assert!(matches!(err, KubeError::Kubeconfig { .. }), "{err}");
+    let err = KubeProvider::connect(KubeSettings {
+        kubeconfig: Some(dir.path().join("missing")),
+        ..Default::default()
+    })
+    .await
+    .unwrap_err();
+    assert!(err.to_string().contains("missing"), "{err}");
+}
