@@ -262,6 +262,15 @@ fn scan(t: &str) -> Scan {
 
 /// `key = value` (not `==`), with the key an identifier.
 fn split_attr(t: &str) -> Option<(&str, &str)> {
+    if let Some(rest) = t.strip_prefix('"') {
+        // A quoted object key: `"topology.kubernetes.io/zone" = "a"`.
+        let close = rest.find('"')? + 2;
+        let after = t[close..].trim_start().strip_prefix('=')?;
+        if after.starts_with('=') {
+            return None;
+        }
+        return Some((&t[..close], after.trim_start()));
+    }
     let key_end = t
         .char_indices()
         .find(|(_, c)| !(c.is_ascii_alphanumeric() || *c == '_' || *c == '-'))
