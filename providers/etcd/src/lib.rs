@@ -391,12 +391,10 @@ pub(crate) fn classify(endpoint: &str, operation: &str, e: &etcd_client::Error) 
             let mut msg = st.message().to_string();
             if let Some(src) = std::error::Error::source(st) {
                 let c = chain(src);
-                if !msg.contains(&c) {
-                    msg = if msg.is_empty() {
-                        c
-                    } else {
-                        format!("{msg}: {c}")
-                    };
+                if c.contains(&msg) {
+                    msg = c;
+                } else if !msg.contains(&c) {
+                    msg = format!("{msg}: {c}");
                 }
             }
             let code = st.code() as i32;
@@ -467,4 +465,38 @@ pub(crate) fn url_host(u: &str) -> String {
         .map(|(h, _)| h)
         .unwrap_or(hostport)
         .to_ascii_lowercase()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn member_id_round_trips_as_etcdctl_hex() {
+        let id = MemberId(0x8e9e05c52164694d);
+        assert_eq!(id.to_string(), "8e9e05c52164694d");
+        assert_eq!("8e9e05c52164694d".parse::<MemberId>().unwrap(), id);
+        assert_eq!(MemberId(1).to_string(), "0000000000000001");
+        let json = serde_json::to_string(&id).unwrap();
+        assert_eq!(json, "\"8e9e05c52164694d\"");
+        assert_eq!(serde_json::from_str::<MemberId>(&json).unwrap(), id);
+        assert!(serde_json::from_str::<MemberId>("\"xyz\"").is_err());
+    }
+
+    #[test]
+    fn url_host_extracts_the_address_peers_are_matched_by() {
+        assert_eq!(url_host("https://192.168.0.244:2380"), "192.168.0.244");
+        assert_eq!(url_host("https://[fd00::1]:2380/"), "[fd00::1]");
+        assert_eq!(url_host("http://Node-1:2379"), "node-1");
+        assert_eq!(
+            norm_url("HTTPS://127.0.0.1:2379/"),
+            "https://127.0.0.1:2379"
+        );
+    }
+
+    #[test]
+    fn provider_refuses_empty_endpoints() {
+        let e = EtcdProvider::new(EtcdConfig::new(Vec::<String>::new())).unwrap_err();
+        assert!(matches!(e, EtcdError::NoEndpoints));
+    }
 }

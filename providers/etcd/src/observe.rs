@@ -481,3 +481,24 @@ fn build_observation(
         elapsed_ms: ms(elapsed),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn alarms_are_parsed_from_status_errors_for_the_own_member_only() {
+        let errors = vec![
+            "etcdserver: no leader".to_string(),
+            "memberID:42 alarm:NOSPACE ".to_string(),
+            "memberID:7 alarm:CORRUPT ".to_string(),
+        ];
+        assert_eq!(parse_alarms(&errors, MemberId(42)), vec![Alarm::Nospace]);
+        assert_eq!(parse_alarms(&errors, MemberId(7)), vec![Alarm::Corrupt]);
+        assert!(parse_alarms(&errors, MemberId(1)).is_empty());
+        assert_eq!(
+            parse_alarms(&["alarm:NOSPACE".into()], MemberId(1)),
+            vec![Alarm::Nospace]
+        );
+    }
+}

@@ -82,3 +82,41 @@ async fn run(endpoint: &str, files: &TlsFiles) -> Option<String> {
         Ok(_) => None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k3splan_testkit_etcd::{EtcdCluster, Pki};
+
+    fn files(t: &k3splan_testkit_etcd::TlsFiles) -> TlsFiles {
+        TlsFiles {
+            ca_file: t.ca_file.clone(),
+            cert_file: t.cert_file.clone(),
+            key_file: t.key_file.clone(),
+        }
+    }
+
+    #[tokio::test]
+    async fn probe_names_a_rejected_client_certificate_and_passes_a_good_one() {
+        let c = tokio::task::spawn_blocking(|| EtcdCluster::start(1))
+            .await
+            .unwrap()
+            .unwrap();
+        let ep = c.member(0).client_url();
+        let t = Duration::from_secs(5);
+        assert_eq!(diagnose(&ep, &files(c.client_tls()), t).await, None);
+        let other = Pki::create(&c.root().join("other"), "other-ca").unwrap();
+        let mut bad = files(c.client_tls());
+        let intruder = other.issue_client("intruder").unwrap();
+        bad.cert_file = intruder.cert_file;
+        bad.key_file = intruder.key_file;
+        let why = diagnose(&ep, &bad, t).await.expect("rejection explained");
+        assert!(why.contains("BadCertificate"), "{why}");
+        let mut wrong_ca = files(c.client_tls());
+        wrong_ca.ca_file = other.ca_file().to_path_buf();
+        let why = diagnose(&ep, &wrong_ca, t)
+            .await
+            .expect("handshake failure explained");
+        assert!(why.contains("UnknownIssuer"), "{why}");
+    }
+}

@@ -353,6 +353,7 @@ async fn assert_tls_error(p: &EtcdProvider, endpoint: &str) {
     assert_eq!(err.kind, EndpointErrorKind::Tls, "{err}");
     assert_eq!(err.endpoint, endpoint);
     let msg = err.to_string();
+    eprintln!("TLS error as reported: {msg}");
     assert!(msg.contains(endpoint), "{msg}");
     assert!(!o.health.quorum);
     // Acts fail with the same classification.
@@ -454,4 +455,42 @@ async fn promote_retries_until_learner_in_sync_and_rejects_unknown_member() {
     let o = observe_until(&all, "4 healthy voters", |o| o.health.healthy_voters == 4).await;
     assert_eq!(o.health.quorum_size, 3);
     drop(c);
+}
+
+#[tokio::test]
+async fn nospace_alarm_is_reported_per_endpoint() {
+    let c = tokio::task::spawn_blocking(|| {
+        k3splan_testkit_etcd::EtcdCluster::start_with(k3splan_testkit_etcd::ClusterOptions {
+            members: 1,
+            quota_backend_bytes: Some(2 * 1024 * 1024),
+            ..Default::default()
+        })
+    })
+    .await
+    .unwrap()
+    .expect("cluster");
+    let p = provider(&c, &[0], common_timeout());
+    let ep = c.member(0).client_url();
+    let mut client = p.client(&ep).await.unwrap();
+    let blob = vec![b'x'; 512 * 1024];
+    let mut refused = None;
+    for i in 0..64 {
+        if let Err(e) = client.put(format!("big/{i}"), blob.clone(), None).await {
+            refused = Some(e.to_string());
+            break;
+        }
+    }
+    let refused = refused.expect("a 2 MiB quota must fill up");
+    assert!(refused.contains("space exceeded"), "{refused}");
+    let o = observe_until(&p, "NOSPACE alarm visible", |o| {
+        o.endpoints[0]
+            .state
+            .as_ref()
+            .is_some_and(|s| !s.alarms.is_empty())
+    })
+    .await;
+    let s = o.endpoints[0].state.as_ref().unwrap();
+    assert_eq!(s.alarms, vec![k3splan_etcd::Alarm::Nospace]);
+    let json = serde_json::to_string(&o).unwrap();
+    assert!(json.contains("\"NOSPACE\""), "{json}");
 }
