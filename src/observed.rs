@@ -1,0 +1,296 @@
+//! What the providers saw: the observed state the planner compares with the topology.
+//!
+//! Plain, serde-serializable data; no I/O. The three providers (Kubernetes API, etcd, SSH)
+//! fill it and the CLI maps their results into it. Every source may be [`Fact::Unknown`]
+//! with the reason (an unreachable API, a host that did not answer): the planner treats an
+//! unknown fact as *unknown*, never as *absent* (DESIGN rule 1).
+//!
+//! Conventions the providers must follow:
+//! - [`Pod::owner_kind`]/[`Pod::owner_name`] name the top-level workload: a pod of a
+//!   Deployment names the Deployment (the provider resolves the ReplicaSet), a StatefulSet
+//!   pod names the StatefulSet.
+//! - [`Observed::hosts`] is keyed by node name: every declared node, plus every node that
+//!   the Kubernetes API lists but the topology does not declare (nodes being removed).
+//! - etcd members are matched to nodes by the address of their peer URL, never by name
+//!   (DESIGN rule 11).
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use serde::{Deserialize, Serialize};
+
+/// A fact from one source: known, or unknown with the reason (the source did not answer).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Fact<T> {
+    Known(T),
+    Unknown { reason: String },
+}
+
+impl<T> Fact<T> {
+    pub fn unknown(reason: impl Into<String>) -> Self {
+        Fact::Unknown {
+            reason: reason.into(),
+        }
+    }
+    /// The value when known.
+    pub fn known(&self) -> Option<&T> {
+        match self {
+            Fact::Known(v) => Some(v),
+            Fact::Unknown { .. } => None,
+        }
+    }
+    /// Why the fact is unknown, if it is.
+    pub fn unknown_reason(&self) -> Option<&str> {
+        match self {
+            Fact::Known(_) => None,
+            Fact::Unknown { reason } => Some(reason),
+        }
+    }
+    pub fn is_known(&self) -> bool {
+        matches!(self, Fact::Known(_))
+    }
+}
+
+/// Everything observed, from the three sources.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Observed {
+    /// The Kubernetes API side.
+    pub kube: Fact<KubeState>,
+    /// The etcd member API side.
+    pub etcd: Fact<EtcdState>,
+    /// Per node name: what SSH saw on the host (`Unknown` = unreachable, with the reason).
+    pub hosts: BTreeMap<String, Fact<HostState>>,
+}
+
+impl Observed {
+    /// The host fact for a node; a node the providers did not try is unknown.
+    pub fn host(&self, node: &str) -> Fact<&HostState> {
+        match self.hosts.get(node) {
+            Some(Fact::Known(h)) => Fact::Known(h),
+            Some(Fact::Unknown { reason }) => Fact::unknown(reason.clone()),
+            None => Fact::unknown("host was not observed"),
+        }
+    }
+}
+
+// ---------------------------------------------------------------- Kubernetes
+
+/// What the Kubernetes API said.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct KubeState {
+    pub nodes: Vec<KubeNode>,
+    /// Pods that matter to the plan (at least: the pods of nodes being removed and the
+    /// pods using local-path PVCs).
+    pub pods: Vec<Pod>,
+    pub pvcs: Vec<Pvc>,
+    /// The add-on Deployments (declared ones at least).
+    pub addons: Vec<AddonDeployment>,
+}
+
+impl KubeState {
+    pub fn node(&self, name: &str) -> Option<&KubeNode> {
+        self.nodes.iter().find(|n| n.name == name)
+    }
+}
+
+/// A Kubernetes Node object.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KubeNode {
+    pub name: String,
+    pub internal_ip: Option<IpAddr>,
+    /// The Ready condition is True.
+    pub ready: bool,
+    /// RFC 3339 time of the last Ready condition transition.
+    pub ready_since: Option<String>,
+    /// `spec.unschedulable` (cordoned).
+    pub unschedulable: bool,
+    /// Role labels (`node-role.kubernetes.io/ROLE`), e.g. `control-plane`, `etcd`, `master`.
+    pub roles: Vec<String>,
+    /// kubelet version, e.g. `v1.28.5+k3s1`.
+    pub version: Option<String>,
+}
+
+/// A pod (slim: only what the plan uses).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pod {
+    pub namespace: String,
+    pub name: String,
+    /// `spec.nodeName`; `None` while Pending unscheduled.
+    pub node: Option<String>,
+    /// Kind of the top-level owner (`StatefulSet`, `Deployment`, `DaemonSet`…).
+    pub owner_kind: Option<String>,
+    pub owner_name: Option<String>,
+    /// `status.phase` (`Running`, `Pending`…).
+    pub phase: String,
+    /// Names of the PVCs it mounts (same namespace).
+    pub pvcs: Vec<String>,
+}
+
+/// A PersistentVolumeClaim.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pvc {
+    pub namespace: String,
+    pub name: String,
+    pub uid: String,
+    pub storage_class: Option<String>,
+    /// `Bound`, `Pending`…
+    pub phase: String,
+    /// For local volumes: the node the PV is pinned to (its node affinity).
+    pub bound_node: Option<String>,
+    pub volume: Option<String>,
+}
+
+/// An add-on Deployment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AddonDeployment {
+    pub namespace: String,
+    pub name: String,
+    /// `spec.replicas`.
+    pub replicas: u32,
+    /// `status.readyReplicas`.
+    pub ready_replicas: u32,
+    /// Nodes its pods run on.
+    pub pod_nodes: Vec<String>,
+    /// Topology key of a topology spread constraint or required pod anti-affinity, if any.
+    pub spread: Option<String>,
+    /// The add-on is a k3s Helm chart, configured through a `HelmChartConfig`.
+    pub helm_chart_config: bool,
+}
+
+// ---------------------------------------------------------------- etcd
+
+/// What etcd's member and maintenance APIs said.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EtcdState {
+    pub members: Vec<EtcdMember>,
+    /// ID of the leader, if one was reported.
+    pub leader: Option<u64>,
+}
+
+/// One etcd member, with its health as seen by the provider.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EtcdMember {
+    pub id: u64,
+    /// k3s names members `<short hostname>-<8 hex>`; not the node name (rule 11).
+    pub name: String,
+    pub peer_urls: Vec<String>,
+    pub client_urls: Vec<String>,
+    pub is_learner: bool,
+    pub health: MemberHealth,
+}
+
+impl EtcdMember {
+    /// The host part of the first peer URL (`https://10.0.0.1:2380` → `10.0.0.1`).
+    pub fn peer_address(&self) -> Option<IpAddr> {
+        self.peer_urls
+            .iter()
+            .find_map(|u| url_host(u)?.parse().ok())
+    }
+    pub fn is_healthy(&self) -> bool {
+        matches!(self.health, MemberHealth::Healthy)
+    }
+}
+
+/// Health of one member (endpoint status / health check through its client URL).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "state")]
+pub enum MemberHealth {
+    Healthy,
+    /// It answered but reported a problem (no leader, alarm, behind).
+    Unhealthy {
+        reason: String,
+    },
+    /// It did not answer.
+    Unreachable {
+        reason: String,
+    },
+}
+
+impl MemberHealth {
+    pub fn describe(&self) -> String {
+        match self {
+            MemberHealth::Healthy => "healthy".into(),
+            MemberHealth::Unhealthy { reason } => format!("unhealthy: {reason}"),
+            MemberHealth::Unreachable { reason } => format!("unreachable: {reason}"),
+        }
+    }
+}
+
+/// The host part of a URL such as `https://10.0.0.1:6443` or `https://[fd00::1]:2380`.
+pub fn url_host(url: &str) -> Option<&str> {
+    let rest = url.split_once("://").map(|(_, r)| r).unwrap_or(url);
+    let authority = rest.split('/').next()?;
+    let authority = authority
+        .rsplit_once('@')
+        .map(|(_, a)| a)
+        .unwrap_or(authority);
+    if let Some(v6) = authority.strip_prefix('[') {
+        return v6.split(']').next();
+    }
+    Some(authority.split(':').next().unwrap_or(authority))
+}
+
+// ---------------------------------------------------------------- host
+
+/// What SSH saw on one host.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostState {
+    /// The address SSH reached.
+    pub address: Option<IpAddr>,
+    /// The k3s install, if any.
+    pub k3s: Option<K3sInstall>,
+    /// `/etc/rancher/k3s/config.yaml`, if present.
+    pub config: Option<K3sConfigFile>,
+    /// The keepalived static pod manifest, if present.
+    pub keepalived: Option<KeepalivedManifest>,
+    /// `<data-dir>/server/db/etcd`, if present.
+    pub etcd_data: Option<EtcdDataDir>,
+}
+
+/// An installed k3s.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct K3sInstall {
+    pub version: Option<String>,
+    /// `k3s` (or `k3s-agent`) service unit is active.
+    pub service_active: bool,
+}
+
+/// `/etc/rancher/k3s/config.yaml`, parsed, with its raw text for diffs.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct K3sConfigFile {
+    pub path: String,
+    /// `server:` join URL.
+    pub server: Option<String>,
+    pub cluster_init: bool,
+    pub disable_etcd: bool,
+    pub disable_apiserver: bool,
+    /// The file's content. May hold the token: renderers mask it.
+    pub raw: String,
+}
+
+/// The keepalived static pod manifest, parsed, with its raw text for diffs.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeepalivedManifest {
+    pub path: String,
+    pub priority: Option<u8>,
+    pub vip: Option<String>,
+    pub interface: Option<String>,
+    pub router_id: Option<u8>,
+    /// The file's content. May hold the VRRP password: renderers mask it.
+    pub raw: String,
+}
+
+/// An etcd data directory found on a host.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EtcdDataDir {
+    pub path: String,
+    /// Member name recorded in the WAL/snapshot, if read.
+    pub member_name: Option<String>,
+    /// Cluster ID recorded in it, if read (hex).
+    pub cluster_id: Option<String>,
+    /// Whether it belongs to the running cluster (same cluster ID): `None` = not determined.
+    pub belongs_to_cluster: Option<bool>,
+    /// k3s wrote `server/db/etcd/tombstone`: the member was removed while this dir survived.
+    pub tombstone: bool,
+}

@@ -1,0 +1,30 @@
+//! The planner: desired topology + observed state → an ordered, quorum-safe [`Plan`].
+//!
+//! Pure: no I/O. [`plan`] returns either a plan whose every step was checked by the etcd
+//! quorum simulation ([`safety::simulate`]), or a [`Refusal`] naming the step and the
+//! DESIGN safety rule it would break.
+//!
+//! Guarantees of a returned [`Plan`]:
+//! - after every step, healthy voting members ≥ floor(voters/2)+1 (a restart of a healthy
+//!   etcd server counts as its member missing while it restarts, rule 9);
+//! - a failed member is removed before any member is added; at most one membership change is
+//!   in flight; a joined learner is promoted before the next change (rule 3);
+//! - an etcd snapshot precedes the first destructive step, a verification follows the last
+//!   (rules 4, 5);
+//! - no join uses `cluster-init` (rule 10); members are matched by peer address (rule 11);
+//! - no PVC bound to a node that stays is deleted (rule 6);
+//! - nothing is destroyed on the strength of an unknown fact unless the node is listed in
+//!   [`PlanOptions::allow_unreachable`] (rule 1).
+//!
+//! Caveat: steps describe intent; the apply engine must re-check preconditions (e.g. a
+//! [`Operation::RemoveEtcdMember`] is skipped when k3s already removed the member).
+
+mod files;
+mod planner;
+pub mod safety;
+pub mod testkit;
+mod types;
+
+pub use files::{config_yaml_for, keepalived_manifest_for, mask_secrets};
+pub use planner::plan;
+pub use types::*;

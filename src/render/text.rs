@@ -1,0 +1,298 @@
+//! The text rendering, modelled on `terraform plan`.
+
+use std::fmt::Write as _;
+
+use similar::TextDiff;
+
+use crate::plan::{Action, Operation, Plan, Refusal, Step};
+
+/// Text rendering options.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TextOptions {
+    /// ANSI colours (see [`crate::render::use_color`]).
+    pub color: bool,
+}
+
+struct Style {
+    on: bool,
+}
+
+impl Style {
+    fn paint(&self, code: &str, s: &str) -> String {
+        if self.on {
+            format!("\x1b[{code}m{s}\x1b[0m")
+        } else {
+            s.to_string()
+        }
+    }
+    fn bold(&self, s: &str) -> String {
+        self.paint("1", s)
+    }
+    fn action(&self, a: Action, s: &str) -> String {
+        let code = match a {
+            Action::Create => "32",
+            Action::Update => "33",
+            Action::Delete => "31",
+            Action::Replace => "35",
+            Action::Read => "36",
+        };
+        self.paint(code, s)
+    }
+    fn line(&self, l: &str) -> String {
+        if l.starts_with("@@") {
+            self.paint("36", l)
+        } else if l.starts_with('+') {
+            self.paint("32", l)
+        } else if l.starts_with('-') {
+            self.paint("31", l)
+        } else {
+            l.to_string()
+        }
+    }
+}
+
+/// Render a plan result (a plan or a refusal) as text.
+pub fn text(result: &Result<Plan, Refusal>, opts: TextOptions) -> String {
+    let st = Style { on: opts.color };
+    match result {
+        Ok(p) => plan_text(p, &st),
+        Err(r) => refusal_text(r, &st),
+    }
+}
+
+fn plan_text(p: &Plan, st: &Style) -> String {
+    let mut o = String::new();
+    if p.steps.is_empty() {
+        if p.drift.is_empty() {
+            let _ = writeln!(
+                o,
+                "{}",
+                st.bold("No changes. The cluster matches the configuration.")
+            );
+        } else {
+            let _ = writeln!(
+                o,
+                "{}",
+                st.bold("No changes planned, but the cluster differs from the configuration in ways k3splan does not fix:")
+            );
+        }
+        if let Some(q) = &p.quorum_before {
+            let _ = writeln!(o, "\netcd: {q}.");
+        }
+        drift_and_warnings(&mut o, p, st);
+        return o;
+    }
+    let _ = writeln!(
+        o,
+        "k3splan will perform the following actions, in this order. Symbols:\n  {} create   {} update in-place   {} destroy   {} replace   {} read or check (no change)\n",
+        st.action(Action::Create, "+"),
+        st.action(Action::Update, "~"),
+        st.action(Action::Delete, "-"),
+        st.action(Action::Replace, "-/+"),
+        st.action(Action::Read, "<="),
+    );
+    if let Some(q) = &p.quorum_before {
+        let _ = writeln!(o, "etcd before the plan: {q}.\n");
+    }
+    for s in &p.steps {
+        step_text(&mut o, s, st);
+    }
+    let sum = p.summary();
+    let _ = writeln!(
+        o,
+        "{} {} to add, {} to change, {} to remove.",
+        st.bold("Plan:"),
+        sum.add,
+        sum.change,
+        sum.remove
+    );
+    match (p.lowest_quorum(), &p.quorum_before) {
+        (Some(low), _) => {
+            let _ = writeln!(o, "Quorum: kept after every step; lowest point {low}.");
+        }
+        (None, Some(q)) => {
+            let _ = writeln!(
+                o,
+                "Quorum: no step changes etcd membership or restarts a member; it stays at {q}."
+            );
+        }
+        (None, None) => {}
+    }
+    drift_and_warnings(&mut o, p, st);
+    o
+}
+
+fn step_text(o: &mut String, s: &Step, st: &Style) {
+    let heading = format!("# {}. {} {}", s.id, s.address, s.action.verb());
+    let _ = writeln!(o, "  {}", st.bold(&heading));
+    let _ = writeln!(o, "  #    (because {})", s.why);
+    let _ = writeln!(
+        o,
+        "  {} {}",
+        st.action(s.action, s.action.symbol()),
+        s.address
+    );
+    let has_file = s
+        .operations
+        .iter()
+        .any(|op| matches!(op, Operation::WriteFile { .. }));
+    for (i, op) in s.operations.iter().enumerate() {
+        let _ = writeln!(o, "      {}", op.describe());
+        if let Operation::WriteFile {
+            before,
+            after,
+            sensitive,
+            ..
+        } = op
+        {
+            file_diff(o, before.as_deref(), after, st);
+            for sv in sensitive {
+                let _ = writeln!(
+                    o,
+                    "        ({} is (sensitive): written from {} at apply time)",
+                    sv.key, sv.source
+                );
+            }
+        }
+        for q in s.quorum.iter().filter(|q| q.operation == i) {
+            let when = if q.when == "during" {
+                "during the restart"
+            } else {
+                "after"
+            };
+            let _ = writeln!(o, "      {} {}: {}", st.bold("quorum"), when, q.quorum);
+        }
+    }
+    for n in &s.notes {
+        let _ = writeln!(o, "      note: {n}");
+    }
+    if !has_file {
+        attributes(o, s, st);
+    }
+    let _ = writeln!(o);
+}
+
+fn file_diff(o: &mut String, before: Option<&str>, after: &str, st: &Style) {
+    match before {
+        None => {
+            for l in after.lines() {
+                let _ = writeln!(o, "        {}", st.line(&format!("+ {l}")));
+            }
+        }
+        Some(b) => {
+            let diff = TextDiff::from_lines(b, after);
+            let u = diff.unified_diff().context_radius(2).to_string();
+            for l in u.lines() {
+                let _ = writeln!(o, "        {}", st.line(l));
+            }
+        }
+    }
+}
+
+fn scalar(v: &serde_json::Value) -> String {
+    match v {
+        serde_json::Value::String(s) => format!("{s:?}"),
+        other => other.to_string(),
+    }
+}
+
+/// Attribute lines: `- key = old` (destroy), `+ key = new` (create), `~ key = old -> new`
+/// (update: only declared attributes), `(known after apply)` for replaced attributes.
+fn attributes(o: &mut String, s: &Step, st: &Style) {
+    let empty = serde_json::Map::new();
+    let b = s
+        .before
+        .as_ref()
+        .and_then(|v| v.as_object())
+        .unwrap_or(&empty);
+    let a = s
+        .after
+        .as_ref()
+        .and_then(|v| v.as_object())
+        .unwrap_or(&empty);
+    let mut keys: Vec<&String> = b.keys().chain(a.keys()).collect();
+    keys.sort();
+    keys.dedup();
+    for k in keys {
+        let line = match (s.action, b.get(k), a.get(k)) {
+            (_, Some(x), Some(y)) if x == y => continue,
+            (Action::Delete, Some(x), _) => {
+                st.action(Action::Delete, &format!("- {k} = {}", scalar(x)))
+            }
+            (Action::Create, _, Some(y)) => {
+                st.action(Action::Create, &format!("+ {k} = {}", scalar(y)))
+            }
+            (_, Some(x), Some(y)) => st.action(
+                Action::Update,
+                &format!("~ {k} = {} -> {}", scalar(x), scalar(y)),
+            ),
+            (Action::Replace, Some(x), None) => st.action(
+                Action::Update,
+                &format!("~ {k} = {} -> (known after apply)", scalar(x)),
+            ),
+            (_, None, Some(y)) => st.action(Action::Create, &format!("+ {k} = {}", scalar(y))),
+            _ => continue,
+        };
+        let _ = writeln!(o, "        {line}");
+    }
+}
+
+fn drift_and_warnings(o: &mut String, p: &Plan, st: &Style) {
+    let unplanned: Vec<_> = p.drift.iter().filter(|d| !d.planned).collect();
+    if !unplanned.is_empty() {
+        let _ = writeln!(o, "\nDrift not fixed by this plan:");
+        for d in unplanned {
+            let _ = write!(
+                o,
+                "  {}.{}: declared {}, observed {}",
+                d.address,
+                d.attribute,
+                d.declared.as_deref().unwrap_or("(none)"),
+                d.observed.as_deref().unwrap_or("(none)")
+            );
+            match &d.note {
+                Some(n) => {
+                    let _ = writeln!(o, " ({n})");
+                }
+                None => {
+                    let _ = writeln!(o);
+                }
+            }
+        }
+    }
+    for w in &p.warnings {
+        let _ = writeln!(o, "\n{} {w}", st.paint("33;1", "Warning:"));
+    }
+}
+
+fn refusal_text(r: &Refusal, st: &Style) -> String {
+    let mut o = String::new();
+    let n = r.violations.len();
+    let _ = writeln!(
+        o,
+        "{} k3splan refuses to plan: {} safety violation{}. Nothing will be changed.",
+        st.paint("31;1", "Error:"),
+        n,
+        if n == 1 { "" } else { "s" }
+    );
+    if let Some(q) = &r.quorum_before {
+        let _ = writeln!(o, "\netcd now: {q}.");
+    }
+    for v in &r.violations {
+        let _ = writeln!(o);
+        match &v.step {
+            Some(s) => {
+                let _ = writeln!(o, "  - {}", st.bold(s));
+                let _ = writeln!(o, "    {}", v.message);
+            }
+            None => {
+                let _ = writeln!(o, "  - {}", v.message);
+            }
+        }
+        let _ = writeln!(o, "    violates {}", v.rule.label());
+        if let Some(a) = v.advice.as_deref().filter(|a| !a.is_empty()) {
+            let _ = writeln!(o, "    what to do: {a}");
+        }
+    }
+    o
+}

@@ -1,0 +1,570 @@
+//! Golden plans (text and JSON) for the five seed scenarios.
+//!
+//! Each scenario is a hand-built topology (the desired state) and an observed fixture in
+//! `tests/fixtures/observed/` (JSON, editable by hand). The rendered plans are compared with
+//! `tests/golden/plan/`. Regenerate the goldens with `K3SPLAN_BLESS=1 cargo test --test
+//! plan_golden`; regenerate the fixtures from the builders below with
+//! `K3SPLAN_BLESS_FIXTURES=1` (this overwrites hand edits).
+
+use std::path::PathBuf;
+
+use k3splan::config::{OnNodeLoss, Role, Topology, WorkloadKind};
+use k3splan::observed::{EtcdDataDir, Fact, HostState, MemberHealth, Observed, Pod, Pvc, url_host};
+use k3splan::plan::testkit::*;
+use k3splan::plan::{Plan, PlanOptions, Refusal, plan};
+use k3splan::render::{self, TextOptions};
+
+const S: [Role; 1] = [Role::Server];
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn load_fixture(name: &str, build: impl FnOnce() -> Observed) -> Observed {
+    let path = root().join(format!("tests/fixtures/observed/{name}.json"));
+    if std::env::var_os("K3SPLAN_BLESS_FIXTURES").is_some() {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(
+            &path,
+            serde_json::to_string_pretty(&build()).unwrap() + "\n",
+        )
+        .unwrap();
+    }
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e} (create with K3SPLAN_BLESS_FIXTURES=1)",
+            path.display()
+        )
+    });
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+fn check_golden(name: &str, result: &Result<Plan, Refusal>) {
+    let dir = root().join("tests/golden/plan");
+    let text = render::text(result, TextOptions { color: false });
+    let json = render::json(result);
+    for (ext, got) in [("txt", &text), ("json", &json)] {
+        let path = dir.join(format!("{name}.{ext}"));
+        if std::env::var_os("K3SPLAN_BLESS").is_some() {
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::write(&path, got).unwrap();
+            continue;
+        }
+        let want = std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("{}: {e} (create with K3SPLAN_BLESS=1)", path.display()));
+        if &want != got {
+            let diff = similar::TextDiff::from_lines(&want, got)
+                .unified_diff()
+                .header("golden", "got")
+                .to_string();
+            panic!(
+                "{} differs from the golden file (K3SPLAN_BLESS=1 to accept):\n{diff}",
+                path.display()
+            );
+        }
+    }
+    // Secrets never appear in any output (rule 7).
+    for secret in ["K10secret-token", "MTkyLjE2"] {
+        assert!(
+            !text.contains(secret) && !json.contains(secret),
+            "{name}: secret leaked"
+        );
+    }
+}
+
+fn set_host(o: &mut Observed, name: &str, h: Fact<HostState>) {
+    o.hosts.insert(name.into(), h);
+}
+
+fn kube_mut(o: &mut Observed) -> &mut k3splan::observed::KubeState {
+    match &mut o.kube {
+        Fact::Known(k) => k,
+        _ => unreachable!(),
+    }
+}
+
+fn etcd_mut(o: &mut Observed) -> &mut k3splan::observed::EtcdState {
+    match &mut o.etcd {
+        Fact::Known(e) => e,
+        _ => unreachable!(),
+    }
+}
+
+fn host_mut<'a>(o: &'a mut Observed, name: &str) -> &'a mut HostState {
+    match o.hosts.get_mut(name) {
+        Some(Fact::Known(h)) => h,
+        _ => unreachable!(),
+    }
+}
+
+fn fresh_host(addr: &str) -> Fact<HostState> {
+    Fact::Known(HostState {
+        address: Some(addr.parse().unwrap()),
+        ..Default::default()
+    })
+}
+
+fn mark_dead(o: &mut Observed, name: &str, why: &str) {
+    let k = kube_mut(o);
+    let n = k.nodes.iter_mut().find(|n| n.name == name).unwrap();
+    n.ready = false;
+    n.ready_since = Some("2026-11-21T23:10:00Z".into());
+    let e = etcd_mut(o);
+    let m = e
+        .members
+        .iter_mut()
+        .find(|m| m.name == member_name(name))
+        .unwrap();
+    m.health = MemberHealth::Unreachable {
+        reason: format!(
+            "dial tcp {}: {why}",
+            url_host(&m.client_urls[0]).unwrap().to_owned() + ":2379"
+        ),
+    };
+    if e.leader == Some(m.id) {
+        e.leader = e
+            .members
+            .iter()
+            .find(|x| x.name != member_name(name))
+            .map(|x| x.id);
+    }
+}
+
+fn pod(ns: &str, name: &str, node: &str, kind: &str, owner: &str, pvc: &str) -> Pod {
+    Pod {
+        namespace: ns.into(),
+        name: name.into(),
+        node: Some(node.into()),
+        owner_kind: Some(kind.into()),
+        owner_name: Some(owner.into()),
+        phase: "Running".into(),
+        pvcs: vec![pvc.into()],
+    }
+}
+
+fn pvc(ns: &str, name: &str, uid: &str, node: Option<&str>) -> Pvc {
+    Pvc {
+        namespace: ns.into(),
+        name: name.into(),
+        uid: uid.into(),
+        storage_class: Some("local-path".into()),
+        phase: if node.is_some() { "Bound" } else { "Pending" }.into(),
+        bound_node: node.map(String::from),
+        volume: node.map(|_| format!("pvc-{uid}")),
+    }
+}
+
+// ------------------------------------------------------------------ seed 004
+
+fn seed004_desired() -> Topology {
+    let mut c = cluster("cloudpods");
+    c.api_endpoint = Some("https://192.168.0.66:6443".into());
+    c.vip = Some(vip("192.168.0.66", "eth0", 66));
+    let mut n2 = node("lzx-ha-env-2", "192.168.0.244", &S);
+    n2.primary = true;
+    let mut t = topology(
+        c,
+        vec![
+            n2,
+            node("lzx-ha-env-3", "192.168.0.243", &S),
+            node("lzx-test-add-node", "192.168.0.239", &S),
+        ],
+    );
+    let mut minio = storage(
+        "onecloud-minio/minio",
+        WorkloadKind::StatefulSet,
+        OnNodeLoss::Rebind,
+    );
+    minio.prefer_nodes = vec!["lzx-test-add-node".into()];
+    t.storage = vec![
+        minio,
+        storage(
+            "onecloud-monitoring/monitor-minio",
+            WorkloadKind::StatefulSet,
+            OnNodeLoss::Rebind,
+        ),
+        storage(
+            "onecloud/default-victoria-metrics",
+            WorkloadKind::Deployment,
+            OnNodeLoss::Recreate,
+        ),
+    ];
+    t.addons = vec![addon("coredns", 3, Some("kubernetes.io/hostname"))];
+    t
+}
+
+/// The cluster before the change: lzx-ha-env (primary, the first server) died.
+fn seed004_observed() -> Observed {
+    let mut c = cluster("cloudpods");
+    c.api_endpoint = Some("https://192.168.0.66:6443".into());
+    c.vip = Some(vip("192.168.0.66", "eth0", 66));
+    let mut n1 = node("lzx-ha-env", "192.168.0.254", &S);
+    n1.primary = true;
+    let mut before = topology(
+        c,
+        vec![
+            n1,
+            node("lzx-ha-env-2", "192.168.0.244", &S),
+            node("lzx-ha-env-3", "192.168.0.243", &S),
+        ],
+    );
+    before.addons = vec![addon("coredns", 1, None)];
+    let mut o = observed_matching(&before);
+    // ocboot joined the others through the VIP.
+    for n in ["lzx-ha-env-2", "lzx-ha-env-3"] {
+        let cfg = host_mut(&mut o, n).config.as_mut().unwrap();
+        cfg.raw = cfg
+            .raw
+            .replace("https://192.168.0.254:6443", "https://192.168.0.66:6443");
+        cfg.server = Some("https://192.168.0.66:6443".into());
+    }
+    mark_dead(&mut o, "lzx-ha-env", "i/o timeout");
+    set_host(
+        &mut o,
+        "lzx-ha-env",
+        Fact::unknown("ssh 192.168.0.254:22: connect timed out after 10s"),
+    );
+    set_host(&mut o, "lzx-test-add-node", fresh_host("192.168.0.239"));
+    let k = kube_mut(&mut o);
+    k.addons[0].pod_nodes = vec!["lzx-ha-env".into()];
+    k.addons[0].ready_replicas = 0;
+    k.pods = vec![
+        pod(
+            "onecloud-minio",
+            "minio-0",
+            "lzx-ha-env-2",
+            "StatefulSet",
+            "minio",
+            "export-minio-0",
+        ),
+        pod(
+            "onecloud-minio",
+            "minio-1",
+            "lzx-ha-env",
+            "StatefulSet",
+            "minio",
+            "export-minio-1",
+        ),
+        pod(
+            "onecloud-monitoring",
+            "monitor-minio-1",
+            "lzx-ha-env",
+            "StatefulSet",
+            "monitor-minio",
+            "export-monitor-minio-1",
+        ),
+        pod(
+            "onecloud",
+            "default-victoria-metrics-774fc8499b-4rjzx",
+            "lzx-ha-env",
+            "Deployment",
+            "default-victoria-metrics",
+            "default-victoria-metrics",
+        ),
+    ];
+    k.pvcs = vec![
+        pvc(
+            "onecloud-minio",
+            "export-minio-0",
+            "9c052647-73c2-4eb8-a5f0-69abf6cfc898",
+            Some("lzx-ha-env-2"),
+        ),
+        pvc(
+            "onecloud-minio",
+            "export-minio-1",
+            "aaded012-d6ca-42b9-bc3a-c03da7c66ec8",
+            Some("lzx-ha-env"),
+        ),
+        pvc(
+            "onecloud-monitoring",
+            "export-monitor-minio-1",
+            "9cd740c2-0044-49df-8cfb-1ead09127b4a",
+            Some("lzx-ha-env"),
+        ),
+        pvc(
+            "onecloud",
+            "default-victoria-metrics",
+            "b0d78630-b4fd-4521-898d-e76b4b1f8e1b",
+            Some("lzx-ha-env"),
+        ),
+        pvc(
+            "onecloud",
+            "default-baremetal-agent",
+            "5e1f0a2b-0000-4000-8000-000000000001",
+            None,
+        ),
+    ];
+    o
+}
+
+#[test]
+fn seed004_replace_dead_primary_with_vip_and_local_path() {
+    let t = seed004_desired();
+    let o = load_fixture("seed004", seed004_observed);
+    let r = plan(&t, &o, &PlanOptions::default());
+    let p = r.as_ref().unwrap_or_else(|e| panic!("{e}"));
+    let order: Vec<String> = p.steps.iter().map(|s| s.address.to_string()).collect();
+    let pos = |a: &str| {
+        order
+            .iter()
+            .position(|x| x == a)
+            .unwrap_or_else(|| panic!("{a} not in {order:?}"))
+    };
+    // DESIGN's seed 004 order.
+    assert_eq!(order[0], "etcd_snapshot");
+    assert!(pos("node.lzx-ha-env") < pos("etcd_member.lzx-ha-env"));
+    assert!(pos("etcd_member.lzx-ha-env") < pos("node.lzx-test-add-node"));
+    assert!(
+        pos("node.lzx-test-add-node")
+            < pos(
+                "host_file.lzx-ha-env-2:/var/lib/rancher/k3s/agent/pod-manifests/keepalived.yaml"
+            )
+    );
+    assert!(pos("pvc.onecloud-minio/export-minio-1") > pos("node.lzx-test-add-node"));
+    assert!(
+        !order.iter().any(|a| a.contains("export-minio-0")),
+        "PVC on a healthy node touched"
+    );
+    assert_eq!(order.last().unwrap(), "verify");
+    let q: Vec<String> = p
+        .steps
+        .iter()
+        .flat_map(|s| {
+            s.quorum
+                .iter()
+                .map(|q| format!("{}/{}", q.quorum.healthy_voters, q.quorum.voters))
+        })
+        .collect();
+    assert_eq!(
+        q,
+        ["2/2", "2/2", "3/3"],
+        "quorum after removal, join (learner), promotion"
+    );
+    check_golden("seed004", &r);
+}
+
+// ------------------------------------------------------------------ seed 001
+
+fn seed001_desired() -> Topology {
+    topology(
+        cluster("split"),
+        vec![
+            node("etcd-1", "10.0.1.1", &[Role::Etcd]),
+            node("etcd-2", "10.0.1.2", &[Role::Etcd]),
+            node("etcd-3", "10.0.1.3", &[Role::Etcd]),
+            node("cp-1", "10.0.1.11", &[Role::ControlPlane]),
+            node("cp-2", "10.0.1.12", &[Role::ControlPlane]),
+        ],
+    )
+}
+
+fn seed001_observed() -> Observed {
+    let mut o = observed_matching(&seed001_desired());
+    mark_dead(&mut o, "etcd-1", "connection refused");
+    set_host(
+        &mut o,
+        "etcd-1",
+        Fact::unknown("ssh 10.0.1.1:22: connection refused"),
+    );
+    o
+}
+
+#[test]
+fn seed001_split_roles_join_urls_naming_dead_etcd_node() {
+    let t = seed001_desired();
+    let o = load_fixture("seed001", seed001_observed);
+    let r = plan(&t, &o, &PlanOptions::default());
+    let p = r.as_ref().unwrap_or_else(|e| panic!("{e}"));
+    let rewritten: Vec<String> = p
+        .steps
+        .iter()
+        .filter(|s| s.address.type_name() == "host_file")
+        .map(|s| s.address.to_string())
+        .collect();
+    assert_eq!(rewritten.len(), 4, "{rewritten:?}");
+    // Control-plane-only nodes restart; etcd nodes cannot (2/3 healthy, rule 9).
+    for s in &p.steps {
+        let restarts = s
+            .operations
+            .iter()
+            .any(|op| matches!(op, k3splan::plan::Operation::RestartService { .. }));
+        let is_etcd = s.address.name().starts_with("etcd");
+        if s.address.type_name() == "host_file" {
+            assert_eq!(restarts, !is_etcd, "{}", s.address);
+        }
+    }
+    check_golden("seed001", &r);
+}
+
+// ------------------------------------------------------------------ seed 002
+
+fn seed002_desired() -> Topology {
+    let mut c = cluster("scaleout");
+    c.api_endpoint = Some("https://10.0.2.100:6443".into());
+    topology(
+        c,
+        vec![
+            node("s1", "10.0.2.1", &S),
+            node("s2", "10.0.2.2", &S),
+            node("s3", "10.0.2.3", &S),
+            node("s4", "10.0.2.4", &S),
+            node("s5", "10.0.2.5", &S),
+        ],
+    )
+}
+
+fn seed002_observed() -> Observed {
+    let mut before = seed002_desired();
+    before.nodes.truncate(3);
+    let mut o = observed_matching(&before);
+    set_host(&mut o, "s4", fresh_host("10.0.2.4"));
+    set_host(&mut o, "s5", fresh_host("10.0.2.5"));
+    host_mut(&mut o, "s4").etcd_data = Some(EtcdDataDir {
+        path: "/var/lib/rancher/k3s/server/db/etcd".into(),
+        member_name: Some("s4-0a1b2c3d".into()),
+        cluster_id: Some("5d8a1e0f".into()),
+        belongs_to_cluster: Some(false),
+        tombstone: false,
+    });
+    o
+}
+
+#[test]
+fn seed002_stale_data_dir_moved_aside_before_join_one_member_at_a_time() {
+    let t = seed002_desired();
+    let o = load_fixture("seed002", seed002_observed);
+    let r = plan(&t, &o, &PlanOptions::default());
+    let p = r.as_ref().unwrap_or_else(|e| panic!("{e}"));
+    let order: Vec<String> = p.steps.iter().map(|s| s.address.to_string()).collect();
+    let pos = |a: &str| order.iter().position(|x| x == a).unwrap();
+    assert!(pos("host_file.s4:/var/lib/rancher/k3s/server/db/etcd") < pos("node.s4"));
+    assert!(pos("node.s4") < pos("node.s5"));
+    assert!(
+        !order
+            .iter()
+            .any(|a| a.starts_with("host_file.s5:/var/lib/rancher/k3s/server"))
+    );
+    let q: Vec<String> = p
+        .steps
+        .iter()
+        .flat_map(|s| s.quorum.iter().map(|q| q.quorum.to_string()))
+        .collect();
+    assert_eq!(
+        q,
+        [
+            "3/3 voters healthy (quorum needs 2), 1 learner",
+            "4/4 voters healthy (quorum needs 3)",
+            "4/4 voters healthy (quorum needs 3), 1 learner",
+            "5/5 voters healthy (quorum needs 3)"
+        ]
+    );
+    check_golden("seed002", &r);
+}
+
+// ------------------------------------------------------------------ seed 003
+
+fn seed003_desired() -> Topology {
+    let mut t = topology(
+        cluster("addons"),
+        vec![
+            node("s1", "10.0.3.1", &S),
+            node("s2", "10.0.3.2", &S),
+            node("s3", "10.0.3.3", &S),
+        ],
+    );
+    t.addons = vec![
+        addon("coredns", 3, Some("kubernetes.io/hostname")),
+        addon("local-path-provisioner", 2, Some("kubernetes.io/hostname")),
+        addon("metrics-server", 2, Some("kubernetes.io/hostname")),
+    ];
+    t
+}
+
+fn seed003_observed() -> Observed {
+    let mut before = seed003_desired();
+    for a in &mut before.addons {
+        a.replicas = 1;
+        a.spread = None;
+    }
+    observed_matching(&before)
+}
+
+#[test]
+fn seed003_single_replica_addons() {
+    let t = seed003_desired();
+    let o = load_fixture("seed003", seed003_observed);
+    let r = plan(&t, &o, &PlanOptions::default());
+    let p = r.as_ref().unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        p.steps.len(),
+        3,
+        "only the three add-ons change; nothing destructive, no snapshot"
+    );
+    assert_eq!(render::detailed_exitcode(&r), 2);
+    check_golden("seed003", &r);
+}
+
+// ------------------------------------------------------------------ seed 000
+
+fn seed000_desired() -> Topology {
+    let mut s1 = node("s1", "10.0.0.1", &S);
+    s1.replace = true;
+    topology(
+        cluster("rebuild"),
+        vec![s1, node("s2", "10.0.0.2", &S), node("s3", "10.0.0.3", &S)],
+    )
+}
+
+fn seed000_observed() -> Observed {
+    let mut before = seed000_desired();
+    before.nodes[0].replace = false;
+    let mut o = observed_matching(&before);
+    mark_dead(&mut o, "s1", "connection refused");
+    // The host was rebuilt: reachable, no k3s, no data.
+    set_host(&mut o, "s1", fresh_host("10.0.0.1"));
+    o
+}
+
+#[test]
+fn seed000_first_server_rebuilt_joins_without_cluster_init() {
+    let t = seed000_desired();
+    let o = load_fixture("seed000", seed000_observed);
+    let r = plan(&t, &o, &PlanOptions::default());
+    let p = r.as_ref().unwrap_or_else(|e| panic!("{e}"));
+    let cfg = p
+        .steps
+        .iter()
+        .flat_map(|s| &s.operations)
+        .find_map(|op| match op {
+            k3splan::plan::Operation::WriteFile { node, after, .. } if node == "s1" => {
+                Some(after.clone())
+            }
+            _ => None,
+        })
+        .expect("config.yaml for s1");
+    assert!(!cfg.contains("cluster-init"), "{cfg}");
+    assert!(cfg.contains("server: https://10.0.0.2:6443"), "{cfg}");
+    check_golden("seed000", &r);
+}
+
+#[test]
+fn every_seed_desired_state_reached_yields_no_changes() {
+    for t in [
+        seed004_desired(),
+        seed001_desired(),
+        seed002_desired(),
+        seed003_desired(),
+    ] {
+        let o = observed_matching(&t);
+        let r = plan(&t, &o, &PlanOptions::default());
+        let p = r
+            .as_ref()
+            .unwrap_or_else(|e| panic!("{}: {e}", t.cluster.name));
+        assert!(p.steps.is_empty(), "{}: {:?}", t.cluster.name, p.steps);
+        assert_eq!(render::detailed_exitcode(&r), 0);
+        assert!(
+            render::text(&r, TextOptions::default())
+                .starts_with("No changes. The cluster matches the configuration.")
+        );
+    }
+}
