@@ -1,3 +1,6 @@
 //! k3splan: a declarative plan/apply reconciler for k3s HA clusters.
 pub mod cli;
 pub mod config;
+pub mod observed;
+pub mod plan;
+pub mod render;
