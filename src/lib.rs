@@ -4,3 +4,4 @@ pub mod config;
 pub mod observed;
 pub mod plan;
 pub mod render;
+pub mod state;

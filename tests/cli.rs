@@ -5,7 +5,9 @@ use std::process::{Command, Output, Stdio};
 
 fn k3splan() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_k3splan"));
-    c.env_remove("K3SPLAN_CONFIG").env_remove("K3SPLAN_STATE").env_remove("K3S_TOKEN");
+    c.env_remove("K3SPLAN_CONFIG")
+        .env_remove("K3SPLAN_STATE")
+        .env_remove("K3S_TOKEN");
     c
 }
 
@@ -42,11 +44,25 @@ fn validate_reports_every_error_with_location_and_exits_1() {
     assert_eq!(o.status.code(), Some(1));
     let err = text(&o.stderr);
     let loc = format!("{}:", f.display());
-    let errors = err.lines().filter(|l| l.starts_with(&loc) && l.contains(": error: ")).count();
+    let errors = err
+        .lines()
+        .filter(|l| l.starts_with(&loc) && l.contains(": error: "))
+        .count();
     assert_eq!(errors, 5, "{err}");
-    assert!(err.contains(":6:3: error: unknown attribute `adress` in `node` block; did you mean `address`?"), "{err}");
-    assert!(err.ends_with("Error: the configuration is invalid: 5 error(s), 1 warning(s)\n"), "{err}");
-    assert!(!err.contains('\x1b'), "no colour when stderr is not a terminal");
+    assert!(
+        err.contains(
+            ":6:3: error: unknown attribute `adress` in `node` block; did you mean `address`?"
+        ),
+        "{err}"
+    );
+    assert!(
+        err.ends_with("Error: the configuration is invalid: 5 error(s), 1 warning(s)\n"),
+        "{err}"
+    );
+    assert!(
+        !err.contains('\x1b'),
+        "no colour when stderr is not a terminal"
+    );
     assert_eq!(text(&o.stdout), "");
 }
 
@@ -77,7 +93,11 @@ fn a_missing_config_path_is_a_clear_error() {
 #[test]
 fn config_directory_reads_all_hcl_files_together() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("cluster.hcl"), "cluster \"c\" {\n  token = env(\"K3S_TOKEN\")\n}\n").unwrap();
+    std::fs::write(
+        dir.path().join("cluster.hcl"),
+        "cluster \"c\" {\n  token = env(\"K3S_TOKEN\")\n}\n",
+    )
+    .unwrap();
     std::fs::write(
         dir.path().join("nodes.hcl"),
         "node \"a\" {\n  address = \"10.1.0.1\"\n  roles   = [\"server\"]\n}\n",
@@ -98,7 +118,12 @@ fn copy_to_temp(src: &Path) -> (tempfile::TempDir, PathBuf) {
 
 #[test]
 fn fmt_check_passes_on_examples_and_changes_nothing() {
-    let o = run(&["fmt", "--check", "-c", root().join("examples").to_str().unwrap()]);
+    let o = run(&[
+        "fmt",
+        "--check",
+        "-c",
+        root().join("examples").to_str().unwrap(),
+    ]);
     assert!(o.status.success(), "{}{}", text(&o.stdout), text(&o.stderr));
     assert_eq!(text(&o.stdout), "");
 }
@@ -112,7 +137,11 @@ fn fmt_check_flags_unformatted_files_then_fmt_fixes_them() {
     let o = run(&["fmt", "--check", "-c", f.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(1));
     assert!(text(&o.stdout).contains("t.hcl"));
-    assert_eq!(std::fs::read_to_string(&f).unwrap(), messy, "--check changes nothing");
+    assert_eq!(
+        std::fs::read_to_string(&f).unwrap(),
+        messy,
+        "--check changes nothing"
+    );
 
     let o = run(&["fmt", "-c", f.to_str().unwrap()]);
     assert!(o.status.success(), "{}", text(&o.stderr));
@@ -131,7 +160,11 @@ fn fmt_refuses_a_file_with_a_syntax_error_and_leaves_it() {
     let before = std::fs::read_to_string(&f).unwrap();
     let o = run(&["fmt", "-c", f.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(1));
-    assert!(text(&o.stderr).contains("syntax error"), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stderr).contains("syntax error"),
+        "{}",
+        text(&o.stderr)
+    );
     assert_eq!(std::fs::read_to_string(&f).unwrap(), before);
 }
 
@@ -139,7 +172,10 @@ fn fmt_refuses_a_file_with_a_syntax_error_and_leaves_it() {
 fn version_and_completions() {
     let o = run(&["version"]);
     assert!(o.status.success());
-    assert_eq!(text(&o.stdout), format!("k3splan v{}\n", env!("CARGO_PKG_VERSION")));
+    assert_eq!(
+        text(&o.stdout),
+        format!("k3splan v{}\n", env!("CARGO_PKG_VERSION"))
+    );
     let o = run(&["completions", "bash"]);
     assert!(o.status.success());
     assert!(text(&o.stdout).contains("_k3splan()"));
@@ -161,7 +197,11 @@ fn commands_not_built_yet_say_so_and_exit_1() {
     ] {
         let o = run(&args);
         assert_eq!(o.status.code(), Some(1), "{args:?}");
-        assert!(text(&o.stderr).contains("is not implemented yet"), "{args:?}: {}", text(&o.stderr));
+        assert!(
+            text(&o.stderr).contains("is not implemented yet"),
+            "{args:?}: {}",
+            text(&o.stderr)
+        );
     }
 }
 

@@ -12,7 +12,9 @@ use std::path::{Path, PathBuf};
 use k3splan::config::{EnvSource, LoadOptions, SourceFile, load_path, load_sources};
 
 fn fixtures(dir: &str) -> Vec<PathBuf> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(dir);
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(dir);
     let mut v: Vec<PathBuf> = std::fs::read_dir(&root)
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -58,7 +60,10 @@ fn check_golden(dir: &str, want_errors: bool) -> usize {
             std::fs::write(&expected_path, &out).unwrap();
         }
         let expected = std::fs::read_to_string(&expected_path).unwrap_or_else(|_| {
-            panic!("{} is missing; run with K3SPLAN_BLESS=1", expected_path.display())
+            panic!(
+                "{} is missing; run with K3SPLAN_BLESS=1",
+                expected_path.display()
+            )
         });
         if out != expected {
             failures.push(format!(
@@ -70,7 +75,10 @@ fn check_golden(dir: &str, want_errors: bool) -> usize {
             failures.push(format!("{}: has_errors = {has_errors}", f.display()));
         }
         if has_topology == want_errors {
-            failures.push(format!("{}: topology returned = {has_topology}", f.display()));
+            failures.push(format!(
+                "{}: topology returned = {has_topology}",
+                f.display()
+            ));
         }
         if out.is_empty() {
             failures.push(format!("{}: no diagnostic at all", f.display()));
@@ -96,7 +104,10 @@ fn every_diagnostic_names_file_line_and_column() {
     for f in fixtures("invalid") {
         let (out, _, _) = render(&f);
         let name = f.file_name().unwrap().to_string_lossy().to_string();
-        for line in out.lines().filter(|l| l.contains(": error: ") || l.contains(": warning: ")) {
+        for line in out
+            .lines()
+            .filter(|l| l.contains(": error: ") || l.contains(": warning: "))
+        {
             let loc = line.split(": ").next().unwrap();
             let parts: Vec<&str> = loc.split(':').collect();
             if name == "missing_cluster.hcl" && parts.len() == 1 {

@@ -30,7 +30,13 @@ pub struct Cli {
 #[derive(Debug, Args)]
 pub struct GlobalArgs {
     /// Topology: a file, or a directory whose *.hcl files are read in name order.
-    #[arg(short = 'c', long = "config", global = true, default_value = ".", env = "K3SPLAN_CONFIG")]
+    #[arg(
+        short = 'c',
+        long = "config",
+        global = true,
+        default_value = ".",
+        env = "K3SPLAN_CONFIG"
+    )]
     pub config: PathBuf,
     /// State file (local backend) [default: state/k3splan.state.json]
     #[arg(long, global = true, env = "K3SPLAN_STATE")]
@@ -176,9 +182,15 @@ pub fn run() -> ExitCode {
     let color = use_color(cli.global.no_color, io::stderr().is_terminal());
     match try_main(cli) {
         Ok(code) => ExitCode::from(code),
-        Err(CliError::Output(e)) if e.kind() == io::ErrorKind::BrokenPipe => ExitCode::from(EXIT_OK),
+        Err(CliError::Output(e)) if e.kind() == io::ErrorKind::BrokenPipe => {
+            ExitCode::from(EXIT_OK)
+        }
         Err(e) => {
-            let (red, reset) = if color { ("\x1b[1;31m", "\x1b[0m") } else { ("", "") };
+            let (red, reset) = if color {
+                ("\x1b[1;31m", "\x1b[0m")
+            } else {
+                ("", "")
+            };
             let _ = writeln!(io::stderr(), "{red}Error:{reset} {e}");
             ExitCode::from(EXIT_ERROR)
         }
@@ -209,7 +221,11 @@ pub fn try_main(cli: Cli) -> Result<u8, CliError> {
     match cli.command {
         Command::Validate { json } => cmd_validate(&g.config, json, color_err, color_out),
         Command::Fmt { check, diff, paths } => {
-            let paths = if paths.is_empty() { vec![g.config.clone()] } else { paths };
+            let paths = if paths.is_empty() {
+                vec![g.config.clone()]
+            } else {
+                paths
+            };
             cmd_fmt(&paths, check, diff)
         }
         Command::Plan(_) => {
@@ -245,7 +261,9 @@ pub fn try_main(cli: Cli) -> Result<u8, CliError> {
 
 fn out(bytes: &[u8]) -> Result<(), CliError> {
     let mut o = io::stdout().lock();
-    o.write_all(bytes).and_then(|_| o.flush()).map_err(CliError::Output)
+    o.write_all(bytes)
+        .and_then(|_| o.flush())
+        .map_err(CliError::Output)
 }
 
 fn print_diagnostics(d: &Diagnostics, color: bool) {
@@ -290,7 +308,11 @@ fn cmd_validate(path: &Path, json: bool, color_err: bool, color_out: bool) -> Re
             "warning_count": d.warnings(),
             "diagnostics": items,
         });
-        out(format!("{}\n", serde_json::to_string_pretty(&doc).unwrap_or_default()).as_bytes())?;
+        out(format!(
+            "{}\n",
+            serde_json::to_string_pretty(&doc).unwrap_or_default()
+        )
+        .as_bytes())?;
         return Ok(if d.has_errors() { EXIT_ERROR } else { EXIT_OK });
     }
     print_diagnostics(d, color_err);
@@ -300,7 +322,11 @@ fn cmd_validate(path: &Path, json: bool, color_err: bool, color_out: bool) -> Re
             warnings: d.warnings(),
         });
     }
-    let (g, r) = if color_out { ("\x1b[1;32m", "\x1b[0m") } else { ("", "") };
+    let (g, r) = if color_out {
+        ("\x1b[1;32m", "\x1b[0m")
+    } else {
+        ("", "")
+    };
     let t = loaded.topology.as_ref();
     let nodes = t.map(|t| t.nodes.len()).unwrap_or(0);
     let voters = t.map(|t| t.etcd_nodes().count()).unwrap_or(0);
@@ -379,7 +405,9 @@ fn hcl_files_recursive(path: &Path) -> Result<Vec<PathBuf>, CliError> {
         })?;
         for e in rd.flatten() {
             let p = e.path();
-            let hidden = p.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.'));
+            let hidden = p
+                .file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with('.'));
             if p.is_dir() && !hidden {
                 stack.push(p);
             } else if p.extension().is_some_and(|x| x == "hcl") {
@@ -404,7 +432,10 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), CliError> {
         path: path.to_path_buf(),
         source,
     };
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     let perms = std::fs::metadata(path).map_err(io_err)?.permissions();
     let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(io_err)?;
     tmp.write_all(bytes).map_err(io_err)?;

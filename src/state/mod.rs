@@ -1,0 +1,149 @@
+//! State: what k3splan manages, the apply journal, and the lock that keeps two runs apart.
+//!
+//! [`model`] is the document and its serialization; [`local`] persists it in a file with an
+//! `flock`-based lock. Both are small so that another backend (etcd, with a lease-held lock)
+//! can sit beside them.
+
+pub mod local;
+pub mod model;
+
+use std::fmt;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+pub use local::{LocalBackend, LocalLock};
+pub use model::*;
+
+/// Default location of the local state file, relative to the working directory.
+pub const DEFAULT_STATE_PATH: &str = "state/k3splan.state.json";
+
+/// Who holds a lock, for the message another run prints.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LockInfo {
+    /// Random ID, for `force-unlock`.
+    pub id: String,
+    /// `plan`, `apply`, …
+    pub operation: String,
+    /// `user@host`.
+    pub who: String,
+    pub pid: u32,
+    /// RFC 3339.
+    pub created: String,
+    pub version: String,
+}
+
+impl LockInfo {
+    /// Lock details for this process.
+    pub fn for_operation(operation: &str) -> Self {
+        let user = std::env::var("USER")
+            .or_else(|_| std::env::var("LOGNAME"))
+            .unwrap_or_else(|_| "unknown".into());
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_string())
+            .unwrap_or_else(|_| "unknown".into());
+        LockInfo {
+            id: random_id(),
+            operation: operation.to_string(),
+            who: format!("{user}@{host}"),
+            pid: std::process::id(),
+            created: now_rfc3339(),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+        }
+    }
+
+    fn unknown() -> Self {
+        LockInfo {
+            id: "unknown".into(),
+            operation: "unknown".into(),
+            who: "unknown".into(),
+            pid: 0,
+            created: "unknown".into(),
+            version: "unknown".into(),
+        }
+    }
+}
+
+impl fmt::Display for LockInfo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "ID {}, operation {}, by {} (pid {}), since {}, k3splan v{}",
+            self.id, self.operation, self.who, self.pid, self.created, self.version
+        )
+    }
+}
+
+/// 16 random hex digits.
+pub fn random_id() -> String {
+    use std::io::Read;
+    let mut b = [0u8; 8];
+    if std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut b))
+        .is_err()
+    {
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        b = ((t as u64) ^ u64::from(std::process::id())).to_le_bytes();
+    }
+    hex::encode(b)
+}
+
+/// Errors of the state layer.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{location}: the state does not parse ({source}); it was left untouched")]
+    Corrupt {
+        location: String,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error(
+        "{location}: state format version {} is not supported (this k3splan reads version {STATE_VERSION}); it was left untouched",
+        found.map(|v| v.to_string()).unwrap_or_else(|| "(missing)".into())
+    )]
+    UnsupportedVersion {
+        location: String,
+        found: Option<u32>,
+    },
+    #[error(
+        "{location}: the state belongs to another lineage ({found}, expected {expected}): is this the state of another cluster? It was left untouched"
+    )]
+    LineageMismatch {
+        location: String,
+        found: String,
+        expected: String,
+    },
+    #[error(
+        "{location}: the state changed while this run held it (serial {found}, expected {expected}); nothing was written"
+    )]
+    SerialConflict {
+        location: String,
+        found: u64,
+        expected: u64,
+    },
+    #[error("the state is locked ({location}): {holder}")]
+    Locked {
+        location: String,
+        holder: Box<LockInfo>,
+    },
+    #[error("{location}: the state is not locked")]
+    NotLocked { location: String },
+    #[error("lock ID {given} does not match the lock held: {holder}")]
+    LockIdMismatch {
+        given: String,
+        holder: Box<LockInfo>,
+    },
+    #[error(
+        "the lock is held by a running process ({holder}); stop that process instead of forcing the lock"
+    )]
+    HolderAlive { holder: Box<LockInfo> },
+}

@@ -1,0 +1,275 @@
+//! The state document: what k3splan manages and how far the last apply got.
+//!
+//! Serialization lives here; persistence and locking live in the backends. The state never
+//! holds a secret: tokens and passwords are not part of it, and file contents are recorded
+//! by digest only.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// The only state format version this k3splan reads and writes.
+pub const STATE_VERSION: u32 = 1;
+
+/// The state document.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct State {
+    /// Format version ([`STATE_VERSION`]).
+    pub version: u32,
+    /// Bumped on every write.
+    pub serial: u64,
+    /// Fixed when the state is created; a state of another lineage is never overwritten.
+    pub lineage: String,
+    /// k3splan version that wrote the state.
+    pub k3splan_version: String,
+    /// sha256 of the configuration of the last completed apply.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_digest: Option<String>,
+    #[serde(default)]
+    pub managed: Managed,
+    /// The journal of the last (or running) apply.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub journal: Option<Journal>,
+    /// The etcd snapshot taken before the last destructive apply.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_snapshot: Option<SnapshotRecord>,
+}
+
+impl State {
+    /// A new, empty state with a fresh lineage.
+    pub fn new(lineage: impl Into<String>) -> Self {
+        State {
+            version: STATE_VERSION,
+            serial: 0,
+            lineage: lineage.into(),
+            k3splan_version: env!("CARGO_PKG_VERSION").to_string(),
+            config_digest: None,
+            managed: Managed::default(),
+            journal: None,
+            last_snapshot: None,
+        }
+    }
+
+    /// Addresses of everything the state records, sorted (`k3splan state list`).
+    pub fn addresses(&self) -> Vec<String> {
+        let mut v: Vec<String> = self
+            .managed
+            .nodes
+            .keys()
+            .map(|n| format!("node.{n}"))
+            .chain(
+                self.managed
+                    .etcd_members
+                    .keys()
+                    .map(|n| format!("etcd_member.{n}")),
+            )
+            .chain(self.managed.pvcs.keys().map(|p| format!("pvc.{p}")))
+            .chain(self.managed.files.keys().map(|f| format!("host_file.{f}")))
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// The recorded value at an address, as JSON (`k3splan state show ADDRESS`).
+    pub fn show(&self, address: &str) -> Option<serde_json::Value> {
+        let (kind, key) = address.split_once('.')?;
+        match kind {
+            "node" => self
+                .managed
+                .nodes
+                .get(key)
+                .map(|v| serde_json::to_value(v).ok())?,
+            "etcd_member" => self
+                .managed
+                .etcd_members
+                .get(key)
+                .map(|v| serde_json::to_value(v).ok())?,
+            "pvc" => self
+                .managed
+                .pvcs
+                .get(key)
+                .map(|v| serde_json::to_value(v).ok())?,
+            "host_file" => self
+                .managed
+                .files
+                .get(key)
+                .map(|v| serde_json::to_value(v).ok())?,
+            _ => None,
+        }
+    }
+}
+
+/// What k3splan manages.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Managed {
+    /// Node name → what was applied.
+    #[serde(default)]
+    pub nodes: BTreeMap<String, ManagedNode>,
+    /// Node name → its etcd member.
+    #[serde(default)]
+    pub etcd_members: BTreeMap<String, ManagedMember>,
+    /// `NAMESPACE/NAME` → PVC.
+    #[serde(default)]
+    pub pvcs: BTreeMap<String, ManagedPvc>,
+    /// `NODE:/path` → file digest.
+    #[serde(default)]
+    pub files: BTreeMap<String, ManagedFile>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ManagedNode {
+    pub address: String,
+    pub roles: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ManagedMember {
+    /// Member ID as 16 hex digits (etcdctl's format).
+    pub id: String,
+    pub peer_url: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ManagedPvc {
+    pub uid: String,
+    /// Node the volume is bound to.
+    pub node: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ManagedFile {
+    /// sha256 of the content k3splan wrote.
+    pub sha256: String,
+}
+
+/// Progress of one apply.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Journal {
+    /// Identifies the plan being applied (digest of its steps).
+    pub plan_id: String,
+    pub started_at: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<String>,
+    pub steps: Vec<JournalStep>,
+}
+
+impl Journal {
+    /// Index of the first step that did not finish, if any.
+    pub fn first_unfinished(&self) -> Option<usize> {
+        self.steps.iter().position(|s| s.status != StepStatus::Done)
+    }
+    /// Whether every step finished.
+    pub fn is_complete(&self) -> bool {
+        self.first_unfinished().is_none()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JournalStep {
+    /// Target address, e.g. `etcd_member.lzx-ha-env`.
+    pub address: String,
+    /// What the step does, in words.
+    pub description: String,
+    pub status: StepStatus,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<String>,
+    /// Why the step failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StepStatus {
+    Pending,
+    Started,
+    Done,
+    Failed,
+}
+
+/// An etcd snapshot taken by k3splan.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SnapshotRecord {
+    pub path: String,
+    pub size: u64,
+    pub sha256: String,
+    pub taken_at: String,
+}
+
+/// Current UTC time as RFC 3339 (`2026-11-22T01:29:08Z`).
+pub fn now_rfc3339() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    rfc3339(secs)
+}
+
+/// Formats seconds since the Unix epoch as RFC 3339 UTC.
+pub fn rfc3339(secs: u64) -> String {
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        (rem % 3600) / 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339_formats_known_instants() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(1_795_311_348), "2026-11-22T01:35:48Z");
+        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
+    }
+
+    #[test]
+    fn journal_resume_point() {
+        let step = |status| JournalStep {
+            address: "a".into(),
+            description: "d".into(),
+            status,
+            started_at: None,
+            finished_at: None,
+            error: None,
+        };
+        let j = Journal {
+            plan_id: "p".into(),
+            started_at: "t".into(),
+            finished_at: None,
+            steps: vec![
+                step(StepStatus::Done),
+                step(StepStatus::Started),
+                step(StepStatus::Pending),
+            ],
+        };
+        assert_eq!(j.first_unfinished(), Some(1));
+        assert!(!j.is_complete());
+    }
+}

@@ -1,0 +1,255 @@
+//! The state file: golden round-trips, refusal to overwrite what it does not understand,
+//! atomic private writes, and the lock.
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use k3splan::state::*;
+
+fn sample() -> State {
+    let mut s = State::new("5b1e0c8f2a9d4e71");
+    s.serial = 7;
+    s.k3splan_version = env!("CARGO_PKG_VERSION").into();
+    s.config_digest =
+        Some("9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08".into());
+    s.managed.nodes = BTreeMap::from([(
+        "lzx-ha-env-2".into(),
+        ManagedNode {
+            address: "192.168.0.244".into(),
+            roles: vec!["server".into()],
+        },
+    )]);
+    s.managed.etcd_members = BTreeMap::from([(
+        "lzx-ha-env-2".into(),
+        ManagedMember {
+            id: "8e9e05c52164694d".into(),
+            peer_url: "https://192.168.0.244:2380".into(),
+        },
+    )]);
+    s.managed.pvcs = BTreeMap::from([(
+        "onecloud-minio/export-minio-1".into(),
+        ManagedPvc {
+            uid: "0f1c2d3e-1111-2222-3333-444455556666".into(),
+            node: "lzx-test-add-node".into(),
+        },
+    )]);
+    s.managed.files = BTreeMap::from([(
+        "lzx-ha-env-2:/var/lib/rancher/k3s/agent/pod-manifests/keepalived.yaml".into(),
+        ManagedFile {
+            sha256: "2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae".into(),
+        },
+    )]);
+    s.journal = Some(Journal {
+        plan_id: "plan-3f2a".into(),
+        started_at: "2026-11-22T01:00:00Z".into(),
+        finished_at: None,
+        steps: vec![
+            JournalStep {
+                address: "etcd_snapshot".into(),
+                description: "save an etcd snapshot".into(),
+                status: StepStatus::Done,
+                started_at: Some("2026-11-22T01:00:00Z".into()),
+                finished_at: Some("2026-11-22T01:00:01Z".into()),
+                error: None,
+            },
+            JournalStep {
+                address: "etcd_member.lzx-ha-env".into(),
+                description: "remove etcd member 2f0f9ad4d3d5c1b0".into(),
+                status: StepStatus::Started,
+                started_at: Some("2026-11-22T01:00:02Z".into()),
+                finished_at: None,
+                error: None,
+            },
+        ],
+    });
+    s.last_snapshot = Some(SnapshotRecord {
+        path: "/var/lib/rancher/k3s/server/db/snapshots/k3splan-1795300000".into(),
+        size: 1_990_688,
+        sha256: "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855".into(),
+        taken_at: "2026-11-22T01:00:01Z".into(),
+    });
+    s
+}
+
+#[test]
+fn state_round_trips_through_its_golden_file() {
+    let golden = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/state/full.json");
+    let mut text = serde_json::to_string_pretty(&sample()).unwrap();
+    text.push('\n');
+    if std::env::var_os("K3SPLAN_BLESS").is_some() {
+        std::fs::write(&golden, &text).unwrap();
+    }
+    let expected = std::fs::read_to_string(&golden).unwrap();
+    assert_eq!(text, expected);
+    let parsed = local::parse_state("full.json", expected.as_bytes()).unwrap();
+    assert_eq!(parsed, sample());
+    assert_eq!(
+        parsed.addresses(),
+        vec![
+            "etcd_member.lzx-ha-env-2",
+            "host_file.lzx-ha-env-2:/var/lib/rancher/k3s/agent/pod-manifests/keepalived.yaml",
+            "node.lzx-ha-env-2",
+            "pvc.onecloud-minio/export-minio-1",
+        ]
+    );
+    assert_eq!(
+        parsed.show("pvc.onecloud-minio/export-minio-1").unwrap()["node"],
+        "lzx-test-add-node"
+    );
+}
+
+fn backend() -> (tempfile::TempDir, LocalBackend) {
+    let dir = tempfile::tempdir().unwrap();
+    let b = LocalBackend::new(dir.path().join("state/k3splan.state.json"));
+    (dir, b)
+}
+
+#[test]
+fn writes_are_private_atomic_and_bump_the_serial() {
+    let (_d, b) = backend();
+    assert!(b.read().unwrap().is_none());
+    let lock = b
+        .lock(LockInfo::for_operation("apply"), Duration::ZERO)
+        .unwrap();
+    let mut s = State::new("l1");
+    b.write(&lock, &mut s).unwrap();
+    assert_eq!(s.serial, 1);
+    b.write(&lock, &mut s).unwrap();
+    assert_eq!(s.serial, 2);
+    assert_eq!(b.read().unwrap().unwrap(), s);
+    let mode = std::fs::metadata(b.path()).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    let leftovers: Vec<_> = std::fs::read_dir(b.path().parent().unwrap())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+        .filter(|n| n.starts_with(".k3splan-state-"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+#[test]
+fn a_corrupt_state_is_refused_and_left_untouched() {
+    let (_d, b) = backend();
+    std::fs::create_dir_all(b.path().parent().unwrap()).unwrap();
+    std::fs::write(b.path(), b"{\"version\": 1, \"serial\": ").unwrap();
+    let err = b.read().unwrap_err();
+    assert!(matches!(err, StateError::Corrupt { .. }), "{err}");
+    assert!(err.to_string().contains("left untouched"));
+    let lock = b
+        .lock(LockInfo::for_operation("apply"), Duration::ZERO)
+        .unwrap();
+    assert!(b.write(&lock, &mut State::new("x")).is_err());
+    assert_eq!(
+        std::fs::read(b.path()).unwrap(),
+        b"{\"version\": 1, \"serial\": "
+    );
+}
+
+#[test]
+fn an_unknown_version_is_refused() {
+    let (_d, b) = backend();
+    std::fs::create_dir_all(b.path().parent().unwrap()).unwrap();
+    let mut v = serde_json::to_value(State::new("l")).unwrap();
+    v["version"] = 2.into();
+    std::fs::write(b.path(), v.to_string()).unwrap();
+    let err = b.read().unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("state format version 2 is not supported"),
+        "{err}"
+    );
+}
+
+#[test]
+fn another_lineage_is_never_overwritten() {
+    let (_d, b) = backend();
+    let lock = b
+        .lock(LockInfo::for_operation("apply"), Duration::ZERO)
+        .unwrap();
+    let mut mine = State::new("cluster-a");
+    b.write(&lock, &mut mine).unwrap();
+    let before = std::fs::read(b.path()).unwrap();
+    let mut other = State::new("cluster-b");
+    other.serial = 1;
+    let err = b.write(&lock, &mut other).unwrap_err();
+    assert!(matches!(err, StateError::LineageMismatch { .. }), "{err}");
+    assert_eq!(std::fs::read(b.path()).unwrap(), before);
+}
+
+#[test]
+fn a_stale_serial_is_a_conflict() {
+    let (_d, b) = backend();
+    let lock = b
+        .lock(LockInfo::for_operation("apply"), Duration::ZERO)
+        .unwrap();
+    let mut s = State::new("l");
+    b.write(&lock, &mut s).unwrap();
+    let mut stale = s.clone();
+    b.write(&lock, &mut s).unwrap();
+    let err = b.write(&lock, &mut stale).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            StateError::SerialConflict {
+                found: 2,
+                expected: 1,
+                ..
+            }
+        ),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_second_run_is_told_who_holds_the_lock() {
+    let (_d, b) = backend();
+    let first = b
+        .lock(LockInfo::for_operation("apply"), Duration::ZERO)
+        .unwrap();
+    let t0 = Instant::now();
+    let err = b
+        .lock(LockInfo::for_operation("plan"), Duration::from_millis(300))
+        .unwrap_err();
+    assert!(
+        t0.elapsed() >= Duration::from_millis(300),
+        "waited for the lock timeout"
+    );
+    let msg = err.to_string();
+    assert!(msg.contains(&format!("ID {}", first.info.id)), "{msg}");
+    assert!(msg.contains("operation apply"), "{msg}");
+    assert!(
+        msg.contains(&format!("pid {}", std::process::id())),
+        "{msg}"
+    );
+    assert_eq!(b.lock_holder().unwrap().unwrap().id, first.info.id);
+
+    let err = b.force_unlock(&first.info.id).unwrap_err();
+    assert!(matches!(err, StateError::HolderAlive { .. }), "{err}");
+    let err = b.force_unlock("0000").unwrap_err();
+    assert!(matches!(err, StateError::LockIdMismatch { .. }), "{err}");
+
+    drop(first);
+    assert!(b.lock_holder().unwrap().is_none());
+    let second = b
+        .lock(LockInfo::for_operation("plan"), Duration::ZERO)
+        .unwrap();
+    assert_eq!(second.info.operation, "plan");
+}
+
+#[test]
+fn a_waiting_run_gets_the_lock_when_it_is_released_within_the_timeout() {
+    let (_d, b) = backend();
+    let first = b
+        .lock(LockInfo::for_operation("apply"), Duration::ZERO)
+        .unwrap();
+    let b2 = b.clone();
+    let waiter = std::thread::spawn(move || {
+        b2.lock(LockInfo::for_operation("apply"), Duration::from_secs(10))
+            .map(|l| l.info.id.clone())
+    });
+    std::thread::sleep(Duration::from_millis(200));
+    drop(first);
+    assert!(waiter.join().unwrap().is_ok());
+}
