@@ -508,10 +508,7 @@ impl KubeProvider {
             .list_slim::<SPod>(&format!("/api/v1/namespaces/{ns}/pods"), None, None)
             .await?;
         let mut users = Vec::new();
-        for p in pods
-            .into_iter()
-            .filter(|p| p.claims().iter().any(|c| *c == req.pvc))
-        {
+        for p in pods.into_iter().filter(|p| p.claims().contains(&req.pvc)) {
             let stuck = match p.spec.node_name.as_deref().filter(|n| !n.is_empty()) {
                 None => true,
                 Some(n) if n == req.lost_node => true,

@@ -609,7 +609,7 @@ impl Store {
         self.put(t, v);
         self.finish_if_finalized(t, ns, name);
         self.reconcile();
-        self.get(t, ns, name).or_else(|_| Ok(old))
+        Ok(self.get(t, ns, name).unwrap_or(old))
     }
 
     /// Patches an object. `content_type` selects JSON patch, merge patch, strategic merge patch
@@ -850,7 +850,7 @@ impl Store {
                 };
                 let this_healthy = self.pod_healthy(&pod);
                 let allowed = if this_healthy {
-                    healthy - 1 >= desired
+                    healthy > desired
                 } else {
                     healthy >= desired
                 };

@@ -1,0 +1,283 @@
+//! The in-memory API server seen through the typed `kube` client (k8s-openapi types), over HTTPS.
+
+use k3splan_testkit_kubeapi::{Controllers, KubeApiServer, ServerOptions};
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::core::v1::{Node, PersistentVolumeClaim, Pod};
+use kube::api::{
+    Api, DeleteParams, EvictParams, ListParams, Patch, PatchParams, PostParams, PropagationPolicy,
+};
+use kube::{Client, Config};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+async fn client(server: &KubeApiServer) -> Client {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("kubeconfig");
+    server.write_kubeconfig(&path).unwrap();
+    let kc = kube::config::Kubeconfig::read_from(&path).unwrap();
+    let mut cfg = Config::from_custom_kubeconfig(kc, &Default::default())
+        .await
+        .unwrap();
+    cfg.default_retry = false;
+    Client::try_from(cfg).unwrap()
+}
+
+fn api_code<T: std::fmt::Debug>(r: Result<T, kube::Error>) -> u16 {
+    match r {
+        Err(kube::Error::Api(s)) => s.code,
+        other => panic!("expected an API error, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn typed_client_reads_the_seed004_fixture_with_selectors_and_pages() {
+    let server = KubeApiServer::seed004(Controllers::default())
+        .await
+        .unwrap();
+    let c = client(&server).await;
+    let nodes: Api<Node> = Api::all(c.clone());
+    assert_eq!(
+        nodes
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .len(),
+        3
+    );
+    let pods: Api<Pod> = Api::all(c.clone());
+    let on_dead = pods
+        .list(&ListParams::default().fields("spec.nodeName=lzx-ha-env"))
+        .await
+        .unwrap();
+    assert_eq!(on_dead.items.len(), 6);
+    let minio: Api<Pod> = Api::namespaced(c.clone(), "onecloud-minio");
+    let l = minio
+        .list(
+            &ListParams::default()
+                .labels("app=minio,statefulset.kubernetes.io/pod-name in (minio-1,minio-3)"),
+        )
+        .await
+        .unwrap();
+    let names: Vec<String> = l
+        .items
+        .iter()
+        .map(|p| p.metadata.name.clone().unwrap())
+        .collect();
+    assert_eq!(names, vec!["minio-1", "minio-3"]);
+    // Pagination: 19 pods in pages of 5, continue tokens, remainingItemCount.
+    let mut seen = 0;
+    let mut lp = ListParams::default().limit(5);
+    let mut pages = 0;
+    loop {
+        let page = pods.list(&lp).await.unwrap();
+        seen += page.items.len();
+        pages += 1;
+        match page.metadata.continue_ {
+            Some(c) if !c.is_empty() => lp = lp.continue_token(&c),
+            _ => break,
+        }
+    }
+    assert_eq!((seen, pages), (19, 4));
+    let err = api_code(
+        pods.list(
+            &ListParams::default()
+                .fields("spec.nodeName=x")
+                .continue_token("%%%"),
+        )
+        .await,
+    );
+    assert_eq!(err, 400);
+}
+
+#[tokio::test]
+async fn writes_follow_resource_version_uid_and_status_semantics() {
+    let server = KubeApiServer::seed004(Controllers::default())
+        .await
+        .unwrap();
+    let c = client(&server).await;
+    let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(c.clone(), "onecloud");
+    assert_eq!(api_code(pvcs.get("nope").await), 404);
+    let mut pvc: PersistentVolumeClaim = serde_json::from_value(serde_json::json!({
+        "metadata": {"generateName": "data-"},
+        "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": "local-path", "resources": {"requests": {"storage": "1Gi"}}}})).unwrap();
+    let created = pvcs.create(&PostParams::default(), &pvc).await.unwrap();
+    let name = created.metadata.name.clone().unwrap();
+    assert!(name.starts_with("data-") && name.len() == 10);
+    assert!(created.metadata.uid.is_some() && created.metadata.resource_version.is_some());
+    assert_eq!(
+        created.metadata.finalizers.as_deref(),
+        Some(&["kubernetes.io/pvc-protection".to_string()][..])
+    );
+    pvc.metadata.name = Some(name.clone());
+    pvc.metadata.generate_name = None;
+    assert_eq!(
+        api_code(pvcs.create(&PostParams::default(), &pvc).await),
+        409
+    );
+    // Optimistic concurrency: a stale resourceVersion is a 409 Conflict.
+    let mut stale = created.clone();
+    let patched = pvcs
+        .patch(
+            &name,
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"metadata": {"labels": {"a": "b"}}})),
+        )
+        .await
+        .unwrap();
+    assert_ne!(
+        patched.metadata.resource_version,
+        created.metadata.resource_version
+    );
+    stale.metadata.labels = Some([("x".to_string(), "y".to_string())].into());
+    assert_eq!(
+        api_code(pvcs.replace(&name, &PostParams::default(), &stale).await),
+        409
+    );
+    // Unused PVC: the protection finalizer is released at once on delete.
+    pvcs.delete(&name, &DeleteParams::default()).await.unwrap();
+    assert_eq!(api_code(pvcs.get(&name).await), 404);
+    // A PVC in use stays Terminating until its pod is gone.
+    let used: Api<PersistentVolumeClaim> = Api::namespaced(c.clone(), "onecloud-minio");
+    used.delete("export-minio-0", &DeleteParams::default())
+        .await
+        .unwrap();
+    assert!(
+        used.get("export-minio-0")
+            .await
+            .unwrap()
+            .metadata
+            .deletion_timestamp
+            .is_some()
+    );
+    let pods: Api<Pod> = Api::namespaced(c.clone(), "onecloud-minio");
+    pods.delete("minio-0", &DeleteParams::default())
+        .await
+        .unwrap();
+    assert_eq!(api_code(used.get("export-minio-0").await), 404);
+}
+
+#[tokio::test]
+async fn garbage_collection_and_evictions() {
+    let server = KubeApiServer::seed004(Controllers::default())
+        .await
+        .unwrap();
+    let c = client(&server).await;
+    let deps: Api<Deployment> = Api::namespaced(c.clone(), "kube-system");
+    let rs: Api<ReplicaSet> = Api::namespaced(c.clone(), "kube-system");
+    let pods: Api<Pod> = Api::namespaced(c.clone(), "kube-system");
+    // Orphan keeps the ReplicaSet (without owner); Background removes ReplicaSet and pods.
+    deps.delete(
+        "metrics-server",
+        &DeleteParams {
+            propagation_policy: Some(PropagationPolicy::Orphan),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let orphan = rs.get("metrics-server-67c658944b").await.unwrap();
+    assert!(
+        orphan
+            .metadata
+            .owner_references
+            .unwrap_or_default()
+            .is_empty()
+    );
+    deps.delete("coredns", &DeleteParams::background())
+        .await
+        .unwrap();
+    assert_eq!(api_code(rs.get("coredns-6799fbcd5").await), 404);
+    assert_eq!(api_code(pods.get("coredns-6799fbcd5-xk2lq").await), 404);
+    // Eviction: allowed without a budget, 429 when the PDB forbids it.
+    let minio: Api<Pod> = Api::namespaced(c.clone(), "onecloud-minio");
+    assert_eq!(
+        api_code(minio.evict("minio-2", &EvictParams::default()).await),
+        429
+    );
+    pods.evict("traefik-f4564c4f4-w8t6v", &EvictParams::default())
+        .await
+        .unwrap();
+    assert_eq!(api_code(pods.get("traefik-f4564c4f4-w8t6v").await), 404);
+    // Graceful deletion on a NotReady node leaves the pod Terminating; grace 0 removes it.
+    minio
+        .delete("minio-1", &DeleteParams::default())
+        .await
+        .unwrap();
+    assert!(
+        minio
+            .get("minio-1")
+            .await
+            .unwrap()
+            .metadata
+            .deletion_timestamp
+            .is_some()
+    );
+    minio
+        .delete(
+            "minio-1",
+            &DeleteParams {
+                grace_period_seconds: Some(0),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(api_code(minio.get("minio-1").await), 404);
+}
+
+#[tokio::test]
+async fn plain_http_serves_gzip_when_asked_and_discovery() {
+    let server = KubeApiServer::start(ServerOptions {
+        tls: false,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    server
+        .load_yaml("seed004", k3splan_testkit_kubeapi::SEED004_YAML)
+        .unwrap();
+    let addr = server.url().trim_start_matches("http://").to_string();
+    let get = |path: &str, gzip: bool| {
+        let addr = addr.clone();
+        let path = path.to_string();
+        async move {
+            let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
+            let enc = if gzip {
+                "Accept-Encoding: gzip\r\n"
+            } else {
+                ""
+            };
+            s.write_all(
+                format!("GET {path} HTTP/1.1\r\nHost: x\r\n{enc}Connection: close\r\n\r\n")
+                    .as_bytes(),
+            )
+            .await
+            .unwrap();
+            let mut out = Vec::new();
+            s.read_to_end(&mut out).await.unwrap();
+            String::from_utf8_lossy(&out).to_string()
+        }
+    };
+    let zipped = get("/api/v1/pods", true).await;
+    assert!(
+        zipped
+            .to_ascii_lowercase()
+            .contains("content-encoding: gzip"),
+        "{}",
+        &zipped[..300.min(zipped.len())]
+    );
+    let plain = get("/api/v1/pods", false).await;
+    assert!(
+        !plain
+            .to_ascii_lowercase()
+            .contains("content-encoding: gzip")
+            && plain.contains("\"kind\":\"PodList\"")
+    );
+    assert!(get("/apis", false).await.contains("helm.cattle.io"));
+    assert!(get("/apis/apps/v1", false).await.contains("statefulsets"));
+    let missing = get("/api/v1/namespaces/x/pods/nope", false).await;
+    assert!(
+        missing.starts_with("HTTP/1.1 404") && missing.contains("\"reason\":\"NotFound\""),
+        "{missing}"
+    );
+}
