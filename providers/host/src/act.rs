@@ -285,10 +285,12 @@ impl HostSession {
                 &w.contents,
             )
             .await?;
-        let backup = out
-            .stdout_str()
-            .lines()
-            .find_map(|l| l.strip_prefix("backup=").map(String::from))
+        // The path may itself contain newlines: the output is exactly `backup=<path>\n`.
+        let text = out.stdout_str();
+        let backup = text
+            .rfind("backup=")
+            .map(|i| text[i + "backup=".len()..].to_string())
+            .map(|b| b.strip_suffix('\n').map(String::from).unwrap_or(b))
             .filter(|b| !b.is_empty());
         Ok(WriteOutcome {
             changed: true,
@@ -448,7 +450,8 @@ impl HostSession {
                 b"",
             )
             .await?;
-        let path = out.stdout_str().trim_end_matches('\n').to_string();
+        let text = out.stdout_str();
+        let path = text.strip_suffix('\n').unwrap_or(&text).to_string();
         if path.is_empty() {
             return Err(HostError::Output {
                 host: self.name().into(),
@@ -494,7 +497,7 @@ impl HostSession {
         let (log, newest) = text
             .split_once("@@k3splan-newest@@\n")
             .unwrap_or((&text, ""));
-        if let Some(p) = snapshot_path_from_log(log) {
+        if let Some(p) = snapshot_path_from_log(log, &snapdir) {
             return Ok(p);
         }
         let newest = newest.trim();
@@ -509,19 +512,17 @@ impl HostSession {
     }
 }
 
-/// Extracts the snapshot path from k3s's log lines.
-pub fn snapshot_path_from_log(log: &str) -> Option<String> {
+/// Extracts the snapshot path from k3s's log lines: the rest of a line after "Saving etcd
+/// snapshot to " (without logrus's closing quote), accepted only when it lies in `snapdir`.
+pub fn snapshot_path_from_log(log: &str, snapdir: &str) -> Option<String> {
+    let prefix = format!("{}/", snapdir.trim_end_matches('/'));
     for line in log.lines() {
         for pat in ["Saving etcd snapshot to ", "snapshot saved to "] {
             if let Some(i) = line.find(pat) {
-                let rest = &line[i + pat.len()..];
-                let p: String = rest
-                    .trim_start_matches(['"', '\''])
-                    .chars()
-                    .take_while(|c| !c.is_whitespace() && *c != '"' && *c != '\'')
-                    .collect();
-                if p.starts_with('/') {
-                    return Some(p);
+                let rest = line[i + pat.len()..].trim_end();
+                let p = rest.strip_suffix('"').unwrap_or(rest);
+                if p.starts_with(&prefix) && p.len() > prefix.len() {
+                    return Some(p.to_string());
                 }
             }
         }
@@ -545,12 +546,18 @@ mod tests {
 
     #[test]
     fn snapshot_path_is_found_in_k3s_logs() {
-        let log = "INFO[0000] Saving etcd snapshot to /var/lib/rancher/k3s/server/db/snapshots/on-demand-h-1700000000\n";
+        let dir = "/var/lib/rancher/k3s/server/db/snapshots";
+        let log = "time=\"2024\" level=info msg=\"Saving etcd snapshot to /var/lib/rancher/k3s/server/db/snapshots/on-demand-h 1-1700000000\"\n";
         assert_eq!(
-            snapshot_path_from_log(log).as_deref(),
-            Some("/var/lib/rancher/k3s/server/db/snapshots/on-demand-h-1700000000")
+            snapshot_path_from_log(log, dir).as_deref(),
+            Some("/var/lib/rancher/k3s/server/db/snapshots/on-demand-h 1-1700000000")
         );
-        assert_eq!(snapshot_path_from_log("nothing here"), None);
+        assert_eq!(snapshot_path_from_log("nothing here", dir), None);
+        // A path outside the snapshot dir (a truncated line) is not trusted.
+        assert_eq!(
+            snapshot_path_from_log("Saving etcd snapshot to /var/lib/x", dir),
+            None
+        );
     }
 
     #[test]

@@ -607,15 +607,15 @@ pub fn parse_observe_output(
                     etcd_data.member_name = Some(n.trim().to_string()).filter(|n| !n.is_empty());
                 } else if let Some(b) = line.strip_prefix("backup ") {
                     etcd_data.backups.push(b.to_string());
-                } else if let Some(c) = line.strip_prefix("config ") {
-                    if let Some((k, v)) = c.split_once(':') {
-                        let v = Some(unquote(v)).filter(|v| !v.is_empty());
-                        match k {
-                            "initial-cluster" => etcd_data.initial_cluster = v,
-                            "initial-cluster-state" => etcd_data.initial_cluster_state = v,
-                            "initial-advertise-peer-urls" => etcd_data.peer_urls = v,
-                            _ => {}
-                        }
+                } else if let Some(c) = line.strip_prefix("config ")
+                    && let Some((k, v)) = c.split_once(':')
+                {
+                    let v = Some(unquote(v)).filter(|v| !v.is_empty());
+                    match k {
+                        "initial-cluster" => etcd_data.initial_cluster = v,
+                        "initial-cluster-state" => etcd_data.initial_cluster_state = v,
+                        "initial-advertise-peer-urls" => etcd_data.peer_urls = v,
+                        _ => {}
                     }
                 }
             }

@@ -478,6 +478,9 @@ fn connect_error_detail(e: &russh::Error) -> String {
     }
 }
 
+/// One host's cached connection; the inner lock serialises connecting to that host.
+type SessionSlot = Arc<Mutex<Option<Arc<HostSession>>>>;
+
 /// Connections to a set of named hosts, opened lazily (at most `parallelism` at once) and
 /// reused for the rest of the run.
 ///
@@ -487,7 +490,7 @@ pub struct HostPool {
     hosts: BTreeMap<String, SshSettings>,
     parallelism: usize,
     connect_permits: Arc<Semaphore>,
-    sessions: Mutex<HashMap<String, Arc<Mutex<Option<Arc<HostSession>>>>>>,
+    sessions: Mutex<HashMap<String, SessionSlot>>,
 }
 
 impl HostPool {

@@ -6,8 +6,8 @@
 //! - a real `/usr/sbin/sshd -D -f <generated config>` listening on its own `127.0.0.x` address
 //!   and a free port (picked by binding port 0, re-picked if sshd fails to bind);
 //! - its own UTS and mount namespace (`unshare -m -u`), with a per-host root directory
-//!   bind-mounted over `/etc/rancher` and `/var/lib/rancher` (plus any extra directories the
-//!   caller asks for), and its own hostname;
+//!   bind-mounted over `/etc/rancher`, `/var/lib/rancher` and `/root` (plus any extra
+//!   directories the caller asks for), and its own hostname;
 //! - a generated ed25519 host key, and an ed25519 user key authorised for `root`;
 //! - a `known_hosts` file (OpenSSH `[addr]:port` syntax) a client can verify the host key with.
 //!
@@ -123,8 +123,10 @@ pub fn skip_reason() -> Option<String> {
 
 const SSHD: &str = "/usr/sbin/sshd";
 
-/// Directories every simulated host gets its own copy of.
-pub const DEFAULT_PRIVATE_DIRS: [&str; 2] = ["/etc/rancher", "/var/lib/rancher"];
+/// Directories every simulated host gets its own copy of. `/root` is included so that each
+/// host has its own (empty) home: the build machine's `~/.bashrc` (which bash sources for
+/// every SSH command) does not run on the simulated hosts.
+pub const DEFAULT_PRIVATE_DIRS: [&str; 3] = ["/etc/rancher", "/var/lib/rancher", "/root"];
 
 /// Options of one simulated host.
 #[derive(Clone, Debug)]
@@ -471,7 +473,7 @@ fn spawn_sshd(dir: &Path, opts: &HostOptions, addr: SocketAddr) -> Result<Child>
             kill_group(&mut child);
             return Err(HarnessError::StartTimeout {
                 host: opts.hostname.clone(),
-                addr: addr,
+                addr,
                 detail: read_log(dir),
             });
         }
