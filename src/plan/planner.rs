@@ -75,6 +75,8 @@ struct Planner<'a> {
     lost: BTreeSet<String>,
     /// Join step id per node joined by this plan.
     joined: BTreeMap<String, usize>,
+    /// Nodes whose removal was refused (their join is not planned either).
+    refused: BTreeSet<String>,
     sim: Sim,
 }
 
@@ -161,6 +163,7 @@ impl<'a> Planner<'a> {
             violations: Vec::new(),
             lost: BTreeSet::new(),
             joined: BTreeMap::new(),
+            refused: BTreeSet::new(),
             sim,
         }
     }
@@ -231,28 +234,40 @@ impl<'a> Planner<'a> {
 
         let (removed, replaced) = self.classify();
         let (failed_removed, healthy_removed): (Vec<_>, Vec<_>) =
-            removed.into_iter().partition(|n| !self.is_alive(n));
+            removed.into_iter().partition(|n| self.is_failed(n));
         let mut orphans = std::mem::take(&mut self.orphans);
         orphans.sort_by_key(|m| (m.is_healthy(), m.name.clone()));
 
-        // 2. failed members first (rule 3).
-        for m in orphans.iter().filter(|m| !m.is_healthy()) {
+        // A pending learner is promoted before any other membership change (rule 3).
+        self.pending_learners();
+        // 2–3. learners of removed or replaced nodes (removing one changes no quorum and
+        // unblocks the next change), then failed members, then replaced nodes, failed first
+        // (rule 3: remove before add).
+        let mut replaced = replaced;
+        replaced.sort_by_key(|n| !self.is_failed(n));
+        let mut removals: Vec<(String, ActionReason)> = failed_removed
+            .iter()
+            .map(|n| (n.clone(), ActionReason::DeleteBecauseNoResourceConfig))
+            .chain(
+                replaced
+                    .iter()
+                    .map(|n| (n.clone(), ActionReason::ReplaceByRequest)),
+            )
+            .collect();
+        removals.sort_by_key(|(n, _)| !self.views[n].member.is_some_and(|m| m.is_learner));
+        for m in orphans.iter().filter(|m| m.is_learner) {
             self.remove_orphan(m);
         }
-        for n in &failed_removed {
-            self.remove_node(n, ActionReason::DeleteBecauseNoResourceConfig);
+        for m in orphans.iter().filter(|m| !m.is_healthy() && !m.is_learner) {
+            self.remove_orphan(m);
         }
-        // 3. replaced nodes: failed ones first.
-        let mut replaced = replaced;
-        replaced.sort_by_key(|n| self.is_alive(n));
-        for n in &replaced {
-            self.remove_node(n, ActionReason::ReplaceByRequest);
+        for (n, reason) in &removals {
+            self.remove_node(n, *reason);
         }
-        self.pending_learners();
         // 4. joins.
         self.joins(&replaced);
         // 5. healthy removals.
-        for m in orphans.iter().filter(|m| m.is_healthy()) {
+        for m in orphans.iter().filter(|m| m.is_healthy() && !m.is_learner) {
             self.remove_orphan(m);
         }
         for n in &healthy_removed {
@@ -431,6 +446,15 @@ impl<'a> Planner<'a> {
                 .is_some_and(|h| h.k3s.as_ref().is_some_and(|k| k.service_active))
     }
 
+    /// Failed: its etcd member is not a healthy voter; without a member, no source says it
+    /// is alive.
+    fn is_failed(&self, name: &str) -> bool {
+        match self.views[name].member {
+            Some(m) => !m.is_healthy() || m.is_learner,
+            None => !self.is_alive(name),
+        }
+    }
+
     /// Present in the cluster: a Node object, an etcd member, or an active k3s.
     fn is_present(&self, name: &str) -> bool {
         let v = &self.views[name];
@@ -573,10 +597,8 @@ impl<'a> Planner<'a> {
         let v = self.views[n].clone();
         let node_addr = Address::node(n);
         let replacing = reason == ActionReason::ReplaceByRequest;
-        if !self.destruction_allowed(n, &node_addr.to_string()) {
-            return;
-        }
         if replacing && v.host.known().is_none() {
+            self.refused.insert(n.to_string());
             self.refuse(
                 Rule::SourceUnknown,
                 node_addr.to_string(),
@@ -589,6 +611,10 @@ impl<'a> Planner<'a> {
                     v.address.map(|a| a.to_string()).unwrap_or_default()
                 )),
             );
+            return;
+        }
+        if !self.destruction_allowed(n, &node_addr.to_string()) {
+            self.refused.insert(n.to_string());
             return;
         }
         if v.member.is_some() && self.etcd.is_none() {
@@ -701,7 +727,7 @@ impl<'a> Planner<'a> {
         let pending: Vec<(String, &EtcdMember)> = self
             .views
             .values()
-            .filter(|v| v.declared.is_some())
+            .filter(|v| v.declared.is_some_and(|d| !d.replace))
             .filter_map(|v| {
                 v.member
                     .filter(|m| m.is_learner)
@@ -763,6 +789,9 @@ impl<'a> Planner<'a> {
 
     fn join(&mut self, d: &'a Node, replacing: bool) {
         let n = d.name.as_str();
+        if self.refused.contains(n) {
+            return;
+        }
         let v = self.views[n].clone();
         let addr = Address::node(n);
         let Some(h) = v.host.known().copied() else {
@@ -836,7 +865,7 @@ impl<'a> Planner<'a> {
         }
         // Stale etcd data (seed 002): moved aside before the join.
         let uninstalled = replacing && h.k3s.is_some();
-        if d.roles.is_server()
+        if d.roles.runs_etcd()
             && !uninstalled
             && let Some(dd) = &h.etcd_data
         {
@@ -968,17 +997,24 @@ impl<'a> Planner<'a> {
         if v.declared.is_some_and(|d| !d.roles.is_server()) {
             return Err(format!("{} ({host}) is not a server", v.name));
         }
-        let member_ok =
-            v.declared.is_some_and(|d| !d.roles.runs_etcd()) || is_healthy_member(v.member);
-        let kube_ok = v.kube.is_none_or(|k| k.ready);
-        if !(member_ok && kube_ok) {
-            let why = v
-                .member
-                .map(|m| m.health.describe())
-                .unwrap_or_else(|| "NotReady".into());
-            return Err(format!("{} ({host}) is down: {why}", v.name));
+        let mut down = Vec::new();
+        if v.declared.is_some_and(|d| d.roles.runs_etcd()) {
+            match v.member {
+                Some(m) if !m.is_healthy() => {
+                    down.push(format!("etcd member {}", m.health.describe()))
+                }
+                Some(_) => {}
+                None => down.push("no etcd member".to_string()),
+            }
         }
-        Ok(())
+        if v.kube.is_some_and(|k| !k.ready) {
+            down.push("Node NotReady".to_string());
+        }
+        if down.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("{} ({host}) is down: {}", v.name, down.join(", ")))
+        }
     }
 
     fn join_urls(&mut self) {

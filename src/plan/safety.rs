@@ -77,7 +77,7 @@ impl Sim {
                         ),
                     ));
                 }
-                if self.members.iter().any(|m| !m.voter) {
+                if self.members.iter().any(|m| !m.voter && m.id != *id) {
                     return Err((
                         Rule::OneMembershipChange,
                         format!(
@@ -285,8 +285,12 @@ pub fn simulate(start: &Sim, steps: &mut [Step], snapshot_required: bool) -> Res
                         message: msg,
                         advice: Some(advice_for(rule)),
                     });
-                    // Continue with the change applied so later steps are still checked
-                    // against a plausible state.
+                    // Later steps would be checked against a state that cannot be
+                    // reached: report the first failure only.
+                    return Err(Refusal {
+                        violations,
+                        quorum_before: Some(start.quorum()),
+                    });
                 }
             }
         }

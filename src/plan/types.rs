@@ -353,7 +353,7 @@ impl Operation {
             }
             Operation::MoveAsideDataDir { node, path } => {
                 format!(
-                    "on {node}: stop k3s, move {path} aside to {path}-backup-<unix> (keep server/tls and server/token)"
+                    "on {node}: stop k3s if it runs, move {path} aside to {path}-backup-<unix> (keep server/tls and server/token)"
                 )
             }
             Operation::WriteFile { node, path, .. } => format!("write {path} on {node}"),
@@ -483,7 +483,8 @@ impl fmt::Display for Quorum {
             self.healthy_voters, self.voters, self.needed
         )?;
         if self.learners > 0 {
-            write!(f, ", {} learner", self.learners)?;
+            let s = if self.learners == 1 { "" } else { "s" };
+            write!(f, ", {} learner{s}", self.learners)?;
         }
         Ok(())
     }

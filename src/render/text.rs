@@ -214,7 +214,12 @@ fn attributes(o: &mut String, s: &Step, st: &Style) {
     keys.sort();
     keys.dedup();
     for k in keys {
-        let line = match (s.action, b.get(k), a.get(k)) {
+        let action = match (s.before.is_some(), s.after.is_some()) {
+            (true, false) => Action::Delete,
+            (false, true) => Action::Create,
+            _ => s.action,
+        };
+        let line = match (action, b.get(k), a.get(k)) {
             (_, Some(x), Some(y)) if x == y => continue,
             (Action::Delete, Some(x), _) => {
                 st.action(Action::Delete, &format!("- {k} = {}", scalar(x)))
