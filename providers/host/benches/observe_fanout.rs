@@ -67,7 +67,7 @@ fn main() {
             s.port = h.addr().port();
             s.private_key_file = Some(fleet.client.private_key());
             s.known_hosts_file = fleet.client.known_hosts();
-            s.use_agent = false;
+            s.agent_socket = None;
             s.connect_timeout = Duration::from_secs(60);
             (h.hostname().to_string(), s)
         })
@@ -144,7 +144,7 @@ fn main() {
          Reading: the client is cheap; the cost per host is sshd's (a fork + re-exec per connection, \
          key exchange, a login shell running the script) on the same 2 cores, so parallelism pays \
          off as long as there is latency to hide; against real hosts over a network the work \
-         happens on the remote machines and the speed-up grows towards the parallelism bound. \
+         happens on the remote machines, so the speed-up should approach the parallelism bound (not measured here: no real fleet). \
          Regenerate with `cargo bench -p k3splan-host --bench observe_fanout` (as root).\n",
         secs(startup)
     );

@@ -35,8 +35,9 @@ pub struct SshSettings {
     pub private_key_file: Option<PathBuf>,
     /// known_hosts file used to verify host keys (`~/` expanded).
     pub known_hosts_file: PathBuf,
-    /// Whether to offer the identities of the ssh-agent at `SSH_AUTH_SOCK` (tried first).
-    pub use_agent: bool,
+    /// ssh-agent socket whose identities are offered first; [`SshSettings::new`] takes
+    /// `SSH_AUTH_SOCK`. `None`: no agent.
+    pub agent_socket: Option<PathBuf>,
     /// Timeout of TCP connect + handshake + authentication.
     pub connect_timeout: Duration,
     /// Timeout of each remote command.
@@ -56,7 +57,7 @@ impl SshSettings {
             user: "root".into(),
             private_key_file: None,
             known_hosts_file: PathBuf::from("~/.ssh/known_hosts"),
-            use_agent: std::env::var_os("SSH_AUTH_SOCK").is_some(),
+            agent_socket: std::env::var_os("SSH_AUTH_SOCK").map(PathBuf::from),
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             command_timeout: DEFAULT_COMMAND_TIMEOUT,
             accept_new_host_keys: false,
@@ -214,7 +215,8 @@ impl HostSession {
     /// The host key must be in `known_hosts_file` (or, with `accept_new_host_keys`, the host
     /// must have no key recorded yet); otherwise [`HostError::UnknownHostKey`] or
     /// [`HostError::HostKeyChanged`] names the host and the offered fingerprint.
-    /// Authentication tries the agent's identities (when `use_agent`), then the key file.
+    /// Authentication tries the agent's identities (when `agent_socket` is set), then the key
+    /// file.
     pub async fn connect(name: &str, settings: &SshSettings) -> Result<HostSession, HostError> {
         let addr = format!("{}:{}", settings.address, settings.port);
         match tokio::time::timeout(
@@ -263,8 +265,8 @@ impl HostSession {
             }
         };
         let mut tried = Vec::new();
-        if settings.use_agent
-            && let Ok(mut agent) = russh::keys::agent::client::AgentClient::connect_env().await
+        if let Some(sock) = &settings.agent_socket
+            && let Ok(mut agent) = russh::keys::agent::client::AgentClient::connect_uds(sock).await
             && let Ok(ids) = agent.request_identities().await
         {
             for id in ids {
@@ -321,7 +323,7 @@ impl HostSession {
             host: name.to_string(),
             user: settings.user.clone(),
             tried: if tried.is_empty() {
-                "nothing: no agent (SSH_AUTH_SOCK) and no private_key_file".into()
+                "nothing: no usable agent and no private_key_file".into()
             } else {
                 tried.join(", ")
             },

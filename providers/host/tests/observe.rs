@@ -314,3 +314,58 @@ fn wrong_user_key_is_an_auth_error_and_connections_are_reused() {
     let obs = rt.block_on(pool.observe("auth", &spec()));
     assert_eq!(obs.facts().expect("reconnected").hostname, "auth");
 }
+
+/// Kills the ssh-agent started by a test.
+struct Agent(std::process::Child);
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn authenticates_with_an_ssh_agent_and_no_key_file() {
+    if skip() {
+        return;
+    }
+    let fleet = SshdFleet::start(&["agented"]).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("agent.sock");
+    let _agent = Agent(
+        std::process::Command::new("ssh-agent")
+            .arg("-D")
+            .arg("-a")
+            .arg(&sock)
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("ssh-agent"),
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !sock.exists() {
+        assert!(Instant::now() < deadline, "ssh-agent socket did not appear");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let rt = rt();
+    let mut s = settings(&fleet.hosts[0], &fleet.client);
+    s.private_key_file = None;
+    s.agent_socket = Some(sock.clone());
+    // Empty agent: authentication fails, saying what was tried.
+    let err = rt
+        .block_on(HostSession::connect("agented", &s))
+        .unwrap_err();
+    assert!(matches!(err, HostError::AuthFailed { .. }), "{err}");
+    let added = std::process::Command::new("ssh-add")
+        .arg(fleet.client.private_key())
+        .env("SSH_AUTH_SOCK", &sock)
+        .output()
+        .unwrap();
+    assert!(
+        added.status.success(),
+        "{}",
+        String::from_utf8_lossy(&added.stderr)
+    );
+    let session = rt.block_on(HostSession::connect("agented", &s)).unwrap();
+    let facts = rt.block_on(session.observe(&spec())).unwrap();
+    assert_eq!(facts.hostname, "agented");
+}

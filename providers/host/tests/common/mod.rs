@@ -26,7 +26,7 @@ pub fn settings(h: &SshdHost, c: &ClientKeys) -> SshSettings {
         user: "root".into(),
         private_key_file: Some(c.private_key()),
         known_hosts_file: c.known_hosts(),
-        use_agent: false,
+        agent_socket: None,
         connect_timeout: Duration::from_secs(20),
         command_timeout: Duration::from_secs(120),
         accept_new_host_keys: false,
