@@ -770,3 +770,35 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod teardown_tests {
+    use super::*;
+
+    #[test]
+    fn processes_and_dir_are_gone_after_a_panic() {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let r = std::panic::catch_unwind(move || {
+            let c = EtcdCluster::start_with(ClusterOptions {
+                members: 2,
+                ..ClusterOptions::default()
+            })
+            .expect("start");
+            let pids: Vec<u32> = c.members().iter().filter_map(Member::pid).collect();
+            tx.send((pids, c.root().to_path_buf())).unwrap();
+            panic!("test failure while the cluster runs");
+        });
+        assert!(r.is_err());
+        let (pids, root) = rx.recv().unwrap();
+        assert_eq!(pids.len(), 2);
+        for pid in pids {
+            // SAFETY: signal 0 only probes whether the pid exists.
+            assert_ne!(
+                unsafe { libc::kill(pid as libc::pid_t, 0) },
+                0,
+                "etcd {pid} reaped"
+            );
+        }
+        assert!(!root.exists(), "{} removed", root.display());
+    }
+}
