@@ -231,6 +231,30 @@ fn seed004_observed() -> Observed {
     k.pods = vec![
         pod(
             "onecloud-minio",
+            "minio-2",
+            "lzx-ha-env-3",
+            "StatefulSet",
+            "minio",
+            "export-minio-2",
+        ),
+        pod(
+            "onecloud-minio",
+            "minio-3",
+            "lzx-ha-env-3",
+            "StatefulSet",
+            "minio",
+            "export-minio-3",
+        ),
+        pod(
+            "onecloud-monitoring",
+            "monitor-minio-0",
+            "lzx-ha-env-2",
+            "StatefulSet",
+            "monitor-minio",
+            "export-monitor-minio-0",
+        ),
+        pod(
+            "onecloud-minio",
             "minio-0",
             "lzx-ha-env-2",
             "StatefulSet",
@@ -263,6 +287,24 @@ fn seed004_observed() -> Observed {
         ),
     ];
     k.pvcs = vec![
+        pvc(
+            "onecloud-minio",
+            "export-minio-2",
+            "aae12617-3e12-4a27-9cd8-fef84e609b12",
+            Some("lzx-ha-env-3"),
+        ),
+        pvc(
+            "onecloud-minio",
+            "export-minio-3",
+            "721329f0-c961-43f4-a7cc-ccd0f650dbd0",
+            Some("lzx-ha-env-3"),
+        ),
+        pvc(
+            "onecloud-monitoring",
+            "export-monitor-minio-0",
+            "9b2c4065-ea17-415c-bbec-840db89cf88e",
+            Some("lzx-ha-env-2"),
+        ),
         pvc(
             "onecloud-minio",
             "export-minio-0",

@@ -1275,6 +1275,28 @@ impl<'a> Planner<'a> {
         if targets.is_empty() {
             targets = self.joined.keys().cloned().collect();
         }
+        // Cordon the nodes that hold sibling replicas of the rebound workloads, so that the
+        // recreated pods land on the target nodes and the replicas stay spread (seed 004).
+        let kinds = |b: &crate::config::StorageBinding| match b.kind {
+            WorkloadKind::StatefulSet => "StatefulSet",
+            WorkloadKind::Deployment => "Deployment",
+        };
+        let workloads: BTreeSet<(String, &str, String)> = work
+            .iter()
+            .map(|(_, b, ..)| (b.namespace.clone(), kinds(b), b.name.clone()))
+            .collect();
+        let sibling_nodes: BTreeSet<&str> = k
+            .pods
+            .iter()
+            .filter(|p| {
+                let (Some(kind), Some(owner)) = (p.owner_kind.as_deref(), p.owner_name.as_ref())
+                else {
+                    return false;
+                };
+                workloads.contains(&(p.namespace.clone(), kind, owner.clone()))
+            })
+            .filter_map(|p| p.node.as_deref())
+            .collect();
         let cordon: Vec<String> = if targets.is_empty() {
             self.warnings.push(
                 "volumes are rebound without cordoning: no preferred or new node to steer them to"
@@ -1286,6 +1308,7 @@ impl<'a> Planner<'a> {
                 .nodes
                 .iter()
                 .filter(|d| !targets.contains(&d.name) && !self.lost.contains(&d.name))
+                .filter(|d| sibling_nodes.contains(d.name.as_str()))
                 .filter(|d| self.views[&d.name].kube.is_some_and(|k| !k.unschedulable))
                 .map(|d| d.name.clone())
                 .collect()
