@@ -611,3 +611,52 @@ fn colour_switch_and_exit_codes() {
     assert_eq!(v["resource_changes"][0]["change"]["actions"][0], "update");
     assert_eq!(v["resource_changes"][0]["action_reason"], "addon_drift");
 }
+
+#[test]
+fn unfixable_drift_alone_exits_2_and_says_so() {
+    let t = three();
+    let mut o = observed_matching(&t);
+    let Fact::Known(k) = &mut o.kube else {
+        unreachable!()
+    };
+    k.nodes[1].version = Some("v1.27.1+k3s1".into());
+    let r = plan(&t, &o, &PlanOptions::default());
+    let p = r.as_ref().unwrap();
+    assert!(p.steps.is_empty());
+    assert_eq!(p.drift.len(), 1);
+    assert_eq!(render::detailed_exitcode(&r), 2);
+    let text = render::text(&r, TextOptions::default());
+    assert!(
+        text.starts_with("No changes planned, but the cluster differs"),
+        "{text}"
+    );
+    assert!(
+        text.contains("node.b.version: declared v1.28.5+k3s1, observed v1.27.1+k3s1"),
+        "{text}"
+    );
+}
+
+#[test]
+fn refusal_json_has_no_changes_and_names_rule_and_step() {
+    let t = three();
+    let mut o = observed_matching(&t);
+    set_member(&mut o, "a", dead());
+    set_member(&mut o, "b", dead());
+    let v: serde_json::Value =
+        serde_json::from_str(&render::json(&plan(&t, &o, &PlanOptions::default()))).unwrap();
+    assert_eq!(v["complete"], false);
+    assert_eq!(v["errored"], true);
+    assert_eq!(v["resource_changes"].as_array().unwrap().len(), 0);
+    assert_eq!(v["safety"]["refusals"][0]["rule_number"], 2);
+    assert_eq!(v["safety"]["refusals"][0]["step"], "etcd");
+    assert_eq!(v["safety"]["quorum_before"]["healthy_voters"], 1);
+}
+
+#[test]
+fn observed_state_round_trips_through_json() {
+    let mut o = observed_matching(&three());
+    o.hosts.insert("x".into(), Fact::unknown("ssh: timeout"));
+    let s = serde_json::to_string(&o).unwrap();
+    let back: Observed = serde_json::from_str(&s).unwrap();
+    assert_eq!(back, o);
+}

@@ -232,6 +232,9 @@ pub enum Operation {
     },
     /// `member remove ID`, only if the member is still listed.
     RemoveEtcdMember {
+        /// Serialized as a hex string (as `etcdctl` prints it; JSON numbers lose precision
+        /// above 2^53).
+        #[serde(with = "hex_id")]
         id: u64,
         name: String,
         peer_url: String,
@@ -710,5 +713,18 @@ impl Refusal {
             }],
             quorum_before: None,
         }
+    }
+}
+
+mod hex_id {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(id: &u64, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&format!("{id:x}"))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+        let s = String::deserialize(d)?;
+        u64::from_str_radix(&s, 16).map_err(serde::de::Error::custom)
     }
 }
