@@ -32,21 +32,21 @@ fn perturb(src: &str, choices: &[u8]) -> String {
         let t = line.trim();
         out.push_str(&" ".repeat((c % 7) as usize));
         match t.find(" = ") {
-            Some(pos) if !t.starts_with('#') && c % 3 == 0 => {
+            Some(pos) if !t.starts_with('#') && c.is_multiple_of(3) => {
                 let (k, v) = t.split_at(pos);
                 out.push_str(k.trim_end());
-                out.push_str(if c % 2 == 0 { "=" } else { "   =  " });
+                out.push_str(if c.is_multiple_of(2) { "=" } else { "   =  " });
                 out.push_str(v[3..].trim_start());
             }
             _ => out.push_str(t),
         }
-        if c % 5 == 0 {
+        if c.is_multiple_of(5) {
             out.push_str("   ");
         }
         out.push('\n');
         // Extra blank lines only where there is one already: a blank line between two
         // attributes ends their alignment group, so adding one changes the canonical form.
-        if t.is_empty() && c % 2 == 0 {
+        if t.is_empty() && c.is_multiple_of(2) {
             out.push_str("\n  \n");
         }
     }

@@ -1015,14 +1015,14 @@ impl Loader<'_> {
             }
             seen_addons.insert(key, (b.file, b.label_span()));
             let spread = str_of(&v, "spread");
-            if let (Some(s), Some(val)) = (&spread, v.get("spread")) {
-                if s.is_empty() || s.contains(char::is_whitespace) {
-                    self.err(
+            if let (Some(s), Some(val)) = (&spread, v.get("spread"))
+                && (s.is_empty() || s.contains(char::is_whitespace))
+            {
+                self.err(
                         b.file,
                         val.attr.expr_span.clone(),
                         format!("`spread` must be a node label key such as \"kubernetes.io/hostname\", found \"{s}\""),
                     );
-                }
             }
             let Some(replicas) = int_of(&v, "replicas") else {
                 continue;
@@ -1091,33 +1091,33 @@ impl Loader<'_> {
     fn build_cluster(&mut self, b: &RawBlock, ctx: &Context) -> Option<Cluster> {
         let v = self.eval_block(b, ctx);
         let data_dir = str_of(&v, "data_dir").unwrap_or_else(|| DEFAULT_DATA_DIR.into());
-        if let Some(val) = v.get("data_dir") {
-            if !data_dir.starts_with('/') {
-                self.err(
-                    b.file,
-                    val.attr.expr_span.clone(),
-                    format!("`data_dir` must be an absolute path, found \"{data_dir}\""),
-                );
-            }
+        if let Some(val) = v.get("data_dir")
+            && !data_dir.starts_with('/')
+        {
+            self.err(
+                b.file,
+                val.attr.expr_span.clone(),
+                format!("`data_dir` must be an absolute path, found \"{data_dir}\""),
+            );
         }
         let api_endpoint = str_of(&v, "api_endpoint");
-        if let (Some(ep), Some(val)) = (&api_endpoint, v.get("api_endpoint")) {
-            if let Err(why) = check_https_url(ep) {
-                self.err(
-                    b.file,
-                    val.attr.expr_span.clone(),
-                    format!("`api_endpoint` {why}"),
-                );
-            }
+        if let (Some(ep), Some(val)) = (&api_endpoint, v.get("api_endpoint"))
+            && let Err(why) = check_https_url(ep)
+        {
+            self.err(
+                b.file,
+                val.attr.expr_span.clone(),
+                format!("`api_endpoint` {why}"),
+            );
         }
-        if let (Some(ver), Some(val)) = (str_of(&v, "k3s_version"), v.get("k3s_version")) {
-            if !is_k3s_version(&ver) {
-                self.err(
-                    b.file,
-                    val.attr.expr_span.clone(),
-                    format!("`k3s_version` must look like \"v1.28.5+k3s1\", found \"{ver}\""),
-                );
-            }
+        if let (Some(ver), Some(val)) = (str_of(&v, "k3s_version"), v.get("k3s_version"))
+            && !is_k3s_version(&ver)
+        {
+            self.err(
+                b.file,
+                val.attr.expr_span.clone(),
+                format!("`k3s_version` must look like \"v1.28.5+k3s1\", found \"{ver}\""),
+            );
         }
         let ssh = self.build_ssh(b.child("ssh"), ctx, &SshSettings::default());
 
@@ -1754,21 +1754,21 @@ fn explain_syntax_error(text: &str, offset: usize, raw: &str) -> (Range<usize>, 
         }
         i += 1;
     }
-    if offset >= text.trim_end().len() {
-        if let Some((pos, c)) = stack.first() {
-            let close = match c {
-                b'{' => '}',
-                b'[' => ']',
-                _ => ')',
-            };
-            return (
-                *pos..pos + 1,
-                format!(
-                    "`{}` is never closed: the file ends before its `{close}`",
-                    *c as char
-                ),
-            );
-        }
+    if offset >= text.trim_end().len()
+        && let Some((pos, c)) = stack.first()
+    {
+        let close = match c {
+            b'{' => '}',
+            b'[' => ']',
+            _ => ')',
+        };
+        return (
+            *pos..pos + 1,
+            format!(
+                "`{}` is never closed: the file ends before its `{close}`",
+                *c as char
+            ),
+        );
     }
     let m = raw.trim();
     let msg = if m.contains("redefined attribute") {
@@ -1876,10 +1876,10 @@ fn check_https_url(s: &str) -> Result<(), String> {
     if host.is_empty() {
         return Err(format!("has no host: \"{s}\""));
     }
-    if let Some(p) = port {
-        if p.parse::<u16>().map(|p| p == 0).unwrap_or(true) {
-            return Err(format!("has an invalid port \"{p}\": \"{s}\""));
-        }
+    if let Some(p) = port
+        && p.parse::<u16>().map(|p| p == 0).unwrap_or(true)
+    {
+        return Err(format!("has an invalid port \"{p}\": \"{s}\""));
     }
     Ok(())
 }
