@@ -164,6 +164,11 @@ async fn observe_nodes_of_interest_uses_field_selector_and_pages() {
     // Every pod of the cluster came back across pages of 3.
     assert_eq!(full.pods.len(), 19);
     let reqs = t.server().requests();
+    assert_eq!(
+        t.server().gzip_requests(),
+        reqs.len(),
+        "every request asks for gzip"
+    );
     assert!(
         reqs.iter()
             .any(|r| r.contains("fieldSelector=spec.nodeName%3Dlzx-ha-env")),

@@ -92,6 +92,7 @@ impl Default for ServerOptions {
 struct Shared {
     store: Mutex<Store>,
     requests: Mutex<Vec<String>>,
+    gzip_requests: std::sync::atomic::AtomicUsize,
     git_version: String,
 }
 
@@ -166,6 +167,7 @@ impl KubeApiServer {
         let shared = Arc::new(Shared {
             store: Mutex::new(Store::new(opts.controllers.clone())),
             requests: Mutex::new(Vec::new()),
+            gzip_requests: Default::default(),
             git_version: opts.git_version.clone(),
         });
         let router = Router::new()
@@ -258,6 +260,13 @@ impl KubeApiServer {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
+    }
+
+    /// How many requests asked for a gzip response (`Accept-Encoding: gzip`).
+    pub fn gzip_requests(&self) -> usize {
+        self.shared
+            .gzip_requests
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Loads a multi-document YAML fixture (documents may be `kind: List`).
@@ -408,6 +417,14 @@ async fn handle(
             "{method} {}",
             uri.path_and_query().map(|p| p.as_str()).unwrap_or("/")
         ));
+    if headers
+        .get(header::ACCEPT_ENCODING)
+        .and_then(|h| h.to_str().ok())
+        .is_some_and(|h| h.contains("gzip"))
+    {
+        sh.gzip_requests
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
     let q: HashMap<String, String> = Query::try_from_uri(&uri)
         .map(|Query(q)| q)
         .unwrap_or_default();

@@ -34,7 +34,7 @@ pub fn cluster(nodes: usize, pods: usize, pvcs: usize) -> Vec<Value> {
                     "k:{\"type\":\"Ready\"}": {".": {}, "f:lastProbeTime": {}, "f:lastTransitionTime": {}, "f:status": {}, "f:type": {}}},
                     "f:containerStatuses": {}, "f:hostIP": {}, "f:phase": {}, "f:podIP": {}, "f:podIPs": {".": {}, "k:{\"ip\":\"10.42.0.1\"}": {".": {}, "f:ip": {}}}, "f:startTime": {}}}}])
     };
-    let env: Vec<Value> = (0..24).map(|k| json!({"name": format!("ENV_VAR_{k:02}"), "value": format!("value-of-environment-variable-{k:02}")})).collect();
+    let env: Vec<Value> = (0..60).map(|k| json!({"name": format!("ENV_VAR_{k:02}"), "value": format!("value-of-environment-variable-{k:02}")})).collect();
     for i in 0..pods {
         let node = format!("node-{:04}", i % nodes.max(1));
         let ns = format!("ns-{:03}", i % 100);
