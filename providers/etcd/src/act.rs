@@ -129,20 +129,33 @@ impl HashReport {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
 #[serde(tag = "reason", rename_all = "snake_case")]
 pub enum JoinFailure {
-    /// Its endpoint answers for another cluster: it was started on a data dir left from an
-    /// earlier cluster (seed 002). Fix: stop it, move its data dir aside, start again.
+    /// It answers for another cluster: it was started on a data dir left from an earlier
+    /// cluster (seed 002). Fix: stop it, move its data dir aside, start it again.
     #[error(
-        "it answers as member {found_member} of cluster {found_cluster}, not of cluster \
+        "it answers for cluster {found_cluster} (seen via {seen_via}), not for cluster \
          {expected_cluster}: it was started on a stale data dir from an earlier cluster \
          (move its data dir aside and start it again)"
     )]
     StaleDataDir {
-        /// Member ID it reports.
-        found_member: MemberId,
+        /// Member ID it reports, when its client port answered.
+        found_member: Option<MemberId>,
         /// Cluster ID it reports.
         found_cluster: MemberId,
         /// The cluster it was added to.
         expected_cluster: MemberId,
+        /// `client status` or `peer /members`.
+        seen_via: String,
+    },
+    /// Its etcd accepts connections but never becomes ready, and its cluster could not be
+    /// read from its peer port: it is not taking part in this cluster's raft.
+    #[error(
+        "its etcd accepts connections but never becomes ready ({detail}); it is not taking \
+         part in this cluster's raft: typically a stale data dir from an earlier cluster \
+         (seed 002) or a wrong --initial-cluster"
+    )]
+    NotReady {
+        /// The client timeout and the peer check's error.
+        detail: String,
     },
     /// Its endpoint answers as another member of this very cluster.
     #[error("its endpoint answers as member {found_member} instead")]
@@ -577,9 +590,10 @@ impl EtcdProvider {
         match own {
             Ok(p) if p.state.cluster_id != cluster => Ok(JoinStatus::Failing {
                 failure: JoinFailure::StaleDataDir {
-                    found_member: p.state.member_id,
+                    found_member: Some(p.state.member_id),
                     found_cluster: p.state.cluster_id,
                     expected_cluster: cluster,
+                    seen_via: "client status".into(),
                 },
             }),
             Ok(p) if p.state.member_id != id => Ok(JoinStatus::Failing {
@@ -597,6 +611,41 @@ impl EtcdProvider {
                             .into(),
                 },
             }),
+            Err(e) if e.kind == EndpointErrorKind::Timeout && !started => {
+                // etcd serves clients only once ready (it has joined raft), but serves its
+                // peer port from the start: ask the peer port which cluster it is in.
+                let files = self.config.peer_tls.as_ref().or(self.config.tls.as_ref());
+                let mut peer_errors = Vec::new();
+                for url in m.peer_urls() {
+                    match crate::tlsprobe::peer_cluster_id(url, files, self.config.timeout).await {
+                        Ok(found) if found != cluster => {
+                            return Ok(JoinStatus::Failing {
+                                failure: JoinFailure::StaleDataDir {
+                                    found_member: None,
+                                    found_cluster: found,
+                                    expected_cluster: cluster,
+                                    seen_via: format!("peer {url}/members"),
+                                },
+                            });
+                        }
+                        Ok(_) => {
+                            return Ok(JoinStatus::Failing {
+                                failure: JoinFailure::NotStarted {
+                                    last_error: format!(
+                                        "{e}; its peer port answers for this cluster: still joining"
+                                    ),
+                                },
+                            });
+                        }
+                        Err(pe) => peer_errors.push(pe),
+                    }
+                }
+                Ok(JoinStatus::Failing {
+                    failure: JoinFailure::NotReady {
+                        detail: format!("{e}; peer check: {}", peer_errors.join("; ")),
+                    },
+                })
+            }
             Err(e) => Ok(JoinStatus::Failing {
                 failure: JoinFailure::NotStarted {
                     last_error: e.to_string(),

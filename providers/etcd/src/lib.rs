@@ -105,6 +105,12 @@ pub struct EtcdConfig {
     pub tls: Option<TlsFiles>,
     /// Per-endpoint timeout (connect + requests of one observation); default 5 s.
     pub timeout: Duration,
+    /// TLS files the etcd *peer* port (2380) accepts, used only by
+    /// [`EtcdProvider::check_join`] to ask a hanging new member which cluster it believes it
+    /// belongs to. `None`: the client `tls` files are tried (works when one CA signs client
+    /// and peer certificates; k3s uses a separate peer CA: `server/tls/etcd/peer-ca.crt`,
+    /// `peer-server-client.crt`, `peer-server-client.key`).
+    pub peer_tls: Option<TlsFiles>,
 }
 
 impl EtcdConfig {
@@ -114,7 +120,13 @@ impl EtcdConfig {
             endpoints: endpoints.into_iter().map(Into::into).collect(),
             tls: None,
             timeout: DEFAULT_TIMEOUT,
+            peer_tls: None,
         }
+    }
+    /// Sets the peer-port TLS files (see [`EtcdConfig::peer_tls`]).
+    pub fn with_peer_tls(mut self, tls: TlsFiles) -> Self {
+        self.peer_tls = Some(tls);
+        self
     }
     /// Sets the TLS files.
     pub fn with_tls(mut self, tls: TlsFiles) -> Self {

@@ -1,15 +1,54 @@
-//! Direct TLS probe of an endpoint, used only to explain a vague transport failure.
+//! Direct TLS probes: explain a vague transport failure, and read the cluster ID a peer
+//! URL answers with (to recognise a member started on a stale data dir).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio_rustls::TlsConnector;
 use tokio_rustls::rustls::{self, ClientConfig, RootCertStore};
 
-use crate::{TlsFiles, url_host};
+use crate::{MemberId, TlsFiles, url_host};
+
+fn client_config(files: &TlsFiles, alpn: &[u8]) -> Result<ClientConfig, String> {
+    let mut roots = RootCertStore::empty();
+    let ca = CertificateDer::pem_file_iter(&files.ca_file)
+        .map_err(|e| format!("reading {}: {e}", files.ca_file.display()))?;
+    for c in ca {
+        let c = c.map_err(|e| format!("parsing {}: {e}", files.ca_file.display()))?;
+        roots.add(c).map_err(|e| e.to_string())?;
+    }
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&files.cert_file)
+        .map_err(|e| format!("reading {}: {e}", files.cert_file.display()))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("parsing {}: {e}", files.cert_file.display()))?;
+    let key = PrivateKeyDer::from_pem_file(&files.key_file)
+        .map_err(|e| format!("reading {}: {e}", files.key_file.display()))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_client_auth_cert(certs, key)
+        .map_err(|e| e.to_string())?;
+    config.alpn_protocols = vec![alpn.to_vec()];
+    Ok(config)
+}
+
+/// `(host:port, host without brackets)` of a URL.
+fn target(url: &str) -> Option<(String, String)> {
+    let rest = url.split_once("://").map(|(_, r)| r).unwrap_or(url);
+    let hostport = rest.split('/').next()?.to_string();
+    let host = url_host(url);
+    Some((
+        hostport,
+        host.trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string(),
+    ))
+}
 
 /// Handshakes with `endpoint` using `files` and reads the first answer. Returns the TLS
 /// failure (handshake error, or an alert the server sent after the handshake), or `None`
@@ -26,34 +65,8 @@ pub(crate) async fn diagnose(
 }
 
 async fn run(endpoint: &str, files: &TlsFiles) -> Option<String> {
-    let rest = endpoint
-        .split_once("://")
-        .map(|(_, r)| r)
-        .unwrap_or(endpoint);
-    let hostport = rest.split('/').next()?.to_string();
-    let host = url_host(endpoint);
-    let host = host
-        .trim_start_matches('[')
-        .trim_end_matches(']')
-        .to_string();
-
-    let mut roots = RootCertStore::empty();
-    for c in CertificateDer::pem_file_iter(&files.ca_file).ok()? {
-        roots.add(c.ok()?).ok()?;
-    }
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&files.cert_file)
-        .ok()?
-        .collect::<Result<_, _>>()
-        .ok()?;
-    let key = PrivateKeyDer::from_pem_file(&files.key_file).ok()?;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .ok()?
-        .with_root_certificates(roots)
-        .with_client_auth_cert(certs, key)
-        .ok()?;
-    config.alpn_protocols = vec![b"h2".to_vec()];
+    let (hostport, host) = target(endpoint)?;
+    let config = client_config(files, b"h2").ok()?;
     let name = ServerName::try_from(host).ok()?;
     let tcp = tokio::net::TcpStream::connect(&hostport).await.ok()?;
     let mut tls = match TlsConnector::from(Arc::new(config))
@@ -81,6 +94,91 @@ async fn run(endpoint: &str, files: &TlsFiles) -> Option<String> {
         }
         Ok(_) => None,
     }
+}
+
+/// Asks an etcd *peer* URL for `/members` and returns the `X-Etcd-Cluster-ID` it answers
+/// with: the cluster that process believes it belongs to. etcd serves its peer port before
+/// it is ready for clients, so this works for a member that hangs on a stale data dir.
+/// Needs credentials the peer port accepts (`--peer-trusted-ca-file`).
+pub(crate) async fn peer_cluster_id(
+    peer_url: &str,
+    files: Option<&TlsFiles>,
+    timeout: Duration,
+) -> Result<MemberId, String> {
+    match tokio::time::timeout(timeout, peer_cluster_id_inner(peer_url, files)).await {
+        Ok(r) => r,
+        Err(_) => Err(format!("{peer_url}/members: no answer within {timeout:?}")),
+    }
+}
+
+async fn peer_cluster_id_inner(
+    peer_url: &str,
+    files: Option<&TlsFiles>,
+) -> Result<MemberId, String> {
+    let (hostport, host) = target(peer_url).ok_or_else(|| format!("bad peer URL {peer_url}"))?;
+    let tcp = tokio::net::TcpStream::connect(&hostport)
+        .await
+        .map_err(|e| format!("connecting to {peer_url}: {e}"))?;
+    let request = format!("GET /members HTTP/1.1\r\nHost: {hostport}\r\nConnection: close\r\n\r\n");
+    let response = if peer_url.starts_with("https://") {
+        let files = files.ok_or_else(|| format!("{peer_url} needs TLS files"))?;
+        let config = client_config(files, b"http/1.1")?;
+        let name = ServerName::try_from(host).map_err(|e| e.to_string())?;
+        let tls = TlsConnector::from(Arc::new(config))
+            .connect(name, tcp)
+            .await
+            .map_err(|e| format!("TLS to {peer_url}: {e}"))?;
+        exchange(tls, &request).await
+    } else {
+        exchange(tcp, &request).await
+    }
+    .map_err(|e| format!("{peer_url}/members: {e}"))?;
+    let head = response.split("\r\n\r\n").next().unwrap_or("");
+    let status = head.lines().next().unwrap_or("");
+    for line in head.lines() {
+        if let Some((k, v)) = line.split_once(':')
+            && k.trim().eq_ignore_ascii_case("x-etcd-cluster-id")
+        {
+            return v
+                .trim()
+                .parse::<MemberId>()
+                .map_err(|e| format!("{peer_url}/members: bad cluster ID {v:?}: {e}"));
+        }
+    }
+    Err(format!(
+        "{peer_url}/members answered {status:?} without a cluster ID"
+    ))
+}
+
+async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
+    mut s: S,
+    request: &str,
+) -> Result<String, String> {
+    s.write_all(request.as_bytes())
+        .await
+        .map_err(|e| e.to_string())?;
+    s.flush().await.map_err(|e| e.to_string())?;
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        match s.read(&mut chunk).await {
+            Ok(0) => break,
+            Ok(n) => {
+                buf.extend_from_slice(&chunk[..n]);
+                // Only the header is needed; etcd keeps the connection open.
+                if buf.windows(4).any(|w| w == b"\r\n\r\n") || buf.len() > 1 << 16 {
+                    break;
+                }
+            }
+            // A peer closing TLS without close_notify after a complete answer is fine.
+            Err(e) if !buf.is_empty() => {
+                tracing::debug!("peer read ended: {e}");
+                break;
+            }
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+    Ok(String::from_utf8_lossy(&buf).into_owned())
 }
 
 #[cfg(test)]
@@ -118,5 +216,15 @@ mod tests {
             .await
             .expect("handshake failure explained");
         assert!(why.contains("UnknownIssuer"), "{why}");
+        // The peer port tells which cluster the process belongs to.
+        let peer = c.member(0).peer_url();
+        let id = peer_cluster_id(&peer, Some(&files(c.client_tls())), t)
+            .await
+            .unwrap();
+        assert_ne!(id.0, 0);
+        let err = peer_cluster_id(&peer, Some(&wrong_ca), t)
+            .await
+            .unwrap_err();
+        assert!(err.contains(&peer), "{err}");
     }
 }

@@ -259,11 +259,14 @@ async fn replace_dead_member_full_cycle() {
 
 #[tokio::test]
 async fn member_started_on_stale_data_dir_fails_to_join_with_reason() {
-    // An earlier cluster leaves a data dir behind (seed 002).
-    let mut old = start_cluster(1).await;
-    let op = provider(&old, &[0], TIMEOUT);
+    // An earlier 3-member cluster leaves a data dir behind (seed 002): started on it, the
+    // new process keeps its old identity and keeps dialing its old (dead) peers.
+    let mut old = start_cluster(3).await;
+    let op = provider(&old, &[0, 1, 2], TIMEOUT);
     write_keys(&op, "old", 5).await;
-    old.kill(0);
+    for i in 0..3 {
+        old.kill(i);
+    }
 
     let mut c = start_cluster(3).await;
     let p = provider(&c, &[0, 1, 2], TIMEOUT);
@@ -278,10 +281,13 @@ async fn member_started_on_stale_data_dir_fails_to_join_with_reason() {
         .unwrap();
     let ep = c.member(idx).client_url();
 
+    let start = Instant::now();
     let err = p
         .wait_for_join(join.member_id, &ep, WAIT)
         .await
         .unwrap_err();
+    // Definitive: it does not wait for the deadline.
+    assert!(start.elapsed() < WAIT / 2, "took {:?}", start.elapsed());
     match &err {
         EtcdError::JoinFailed {
             id,
@@ -290,30 +296,97 @@ async fn member_started_on_stale_data_dir_fails_to_join_with_reason() {
                 JoinFailure::StaleDataDir {
                     expected_cluster,
                     found_cluster,
+                    seen_via,
                     ..
                 },
         } => {
             assert_eq!(*id, join.member_id);
             assert_eq!(endpoint, &ep);
             assert_ne!(expected_cluster, found_cluster);
+            // Hanging without its old quorum it never serves clients; the peer port tells.
+            assert!(seen_via.contains("/members"), "{seen_via}");
         }
         other => panic!("expected a stale data dir failure, got {other}"),
     }
     let msg = err.to_string();
     assert!(msg.contains(&ep) && msg.contains("stale data dir"), "{msg}");
-    // The observation flags the foreign endpoint and keeps the learner unstarted.
-    let with_new = p.with_endpoints(
-        c.members()
-            .iter()
-            .map(|m| m.client_url())
-            .collect::<Vec<_>>(),
+
+    // Without credentials the peer port accepts, the reason is still given (not ready).
+    let other = Pki::create(&c.root().join("other"), "other-ca").unwrap();
+    let mut wrong_peer = tls_of(c.client_tls());
+    wrong_peer.ca_file = other.ca_file().to_path_buf();
+    let blind = EtcdProvider::new(p.config().clone().with_peer_tls(wrong_peer)).unwrap();
+    let err = blind
+        .wait_for_join(join.member_id, &ep, Duration::from_secs(6))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            EtcdError::JoinFailed {
+                reason: JoinFailure::NotReady { .. },
+                ..
+            }
+        ),
+        "{err}"
     );
-    let o = with_new.observe().await;
-    assert_eq!(o.health.foreign_endpoints, vec![ep.clone()]);
+    assert!(err.to_string().contains("stale data dir"), "{err}");
+
+    // The observation keeps the learner, unstarted, and the hanging endpoint unreachable.
+    let o = p.with_endpoints(c.client_urls()).observe().await;
     let learner = o.member(join.member_id).unwrap();
     assert!(learner.is_learner && !learner.started);
+    assert!(!learner.is_healthy());
+    assert!(!o.endpoints[idx].reachable());
     assert_eq!(o.health.voters, 3);
     assert!(o.health.quorum);
+}
+
+#[tokio::test]
+async fn member_started_on_data_dir_of_a_one_member_cluster_answers_for_its_old_cluster() {
+    // A stale data dir of a one-member cluster: the process elects itself and serves
+    // clients, for its old cluster; the observation flags the endpoint as foreign.
+    let mut old = start_cluster(1).await;
+    write_keys(&provider(&old, &[0], TIMEOUT), "old", 5).await;
+    old.kill(0);
+    let mut c = start_cluster(3).await;
+    let p = provider(&c, &[0, 1, 2], TIMEOUT);
+    let idx = c.prepare_member("m4").unwrap();
+    c.seed_data_dir(idx, old.member(0).data_dir()).unwrap();
+    let join = p
+        .add_learner("m4", &[c.member(idx).peer_url()], WAIT)
+        .await
+        .unwrap();
+    c.start_member(idx, &join.initial_cluster, ClusterState::Existing)
+        .unwrap();
+    let ep = c.member(idx).client_url();
+    let err = p
+        .wait_for_join(join.member_id, &ep, WAIT)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            EtcdError::JoinFailed {
+                reason: JoinFailure::StaleDataDir { .. },
+                ..
+            }
+        ),
+        "{err}"
+    );
+    let all = p.with_endpoints(c.client_urls());
+    let o = observe_until(&all, "foreign endpoint flagged", |o| {
+        o.health.foreign_endpoints == vec![ep.clone()]
+    })
+    .await;
+    // The stale member leads its own cluster; it must not be taken for this one's leader.
+    assert_eq!(o.health.voters, 3);
+    assert!(o.health.quorum);
+    assert!(
+        o.member(join.member_id)
+            .is_some_and(|m| m.is_learner && !m.started)
+    );
+    assert_ne!(o.member_list_from.as_deref(), Some(ep.as_str()));
 }
 
 #[tokio::test]
