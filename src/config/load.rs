@@ -1088,6 +1088,50 @@ impl Loader<'_> {
         ssh
     }
 
+    fn build_host(&mut self, b: Option<&RawBlock>, ctx: &Context) -> HostLayout {
+        let mut h = HostLayout::default();
+        let Some(b) = b else {
+            return h;
+        };
+        let v = self.eval_block(b, ctx);
+        for key in ["k3s_binary", "config_path"] {
+            if let Some(p) = str_of(&v, key) {
+                if !p.starts_with('/') {
+                    self.err(
+                        b.file,
+                        v[key].attr.expr_span.clone(),
+                        format!("`{key}` must be an absolute path, found \"{p}\""),
+                    );
+                }
+                match key {
+                    "k3s_binary" => h.k3s_binary = p,
+                    _ => h.config_path = p,
+                }
+            }
+        }
+        for key in [
+            "service_command",
+            "uninstall_command",
+            "agent_uninstall_command",
+        ] {
+            if let Some(list) = list_of(&v, key) {
+                if list.is_empty() && key != "service_command" {
+                    self.err(
+                        b.file,
+                        v[key].attr.expr_span.clone(),
+                        format!("`{key}` must not be empty"),
+                    );
+                }
+                match key {
+                    "service_command" => h.service_command = list,
+                    "uninstall_command" => h.uninstall_command = list,
+                    _ => h.agent_uninstall_command = list,
+                }
+            }
+        }
+        h
+    }
+
     fn build_cluster(&mut self, b: &RawBlock, ctx: &Context) -> Option<Cluster> {
         let v = self.eval_block(b, ctx);
         let data_dir = str_of(&v, "data_dir").unwrap_or_else(|| DEFAULT_DATA_DIR.into());
@@ -1199,6 +1243,7 @@ impl Loader<'_> {
             kube_context: str_of(&v, "kube_context"),
             data_dir,
             install_command: str_of(&v, "install_command"),
+            host: self.build_host(b.child("host"), ctx),
             etcd,
             vip,
             ssh,

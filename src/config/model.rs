@@ -89,6 +89,39 @@ pub struct Cluster {
     pub vip: Option<Vip>,
     /// SSH defaults for every node.
     pub ssh: SshSettings,
+    /// How k3s is laid out and controlled on the hosts.
+    pub host: HostLayout,
+}
+
+/// The `host { … }` block: where k3s lives on the hosts and how its service is controlled.
+/// The defaults are those of the official install script on a systemd host.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HostLayout {
+    /// The k3s binary.
+    pub k3s_binary: String,
+    /// The k3s config file.
+    pub config_path: String,
+    /// Program (argv prefix) taking `is-active|start|stop|restart UNIT`; empty = systemd.
+    pub service_command: Vec<String>,
+    /// Uninstaller of a server.
+    pub uninstall_command: Vec<String>,
+    /// Uninstaller of an agent.
+    pub agent_uninstall_command: Vec<String>,
+}
+
+/// Default k3s config file.
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/rancher/k3s/config.yaml";
+
+impl Default for HostLayout {
+    fn default() -> Self {
+        HostLayout {
+            k3s_binary: "/usr/local/bin/k3s".into(),
+            config_path: DEFAULT_CONFIG_PATH.into(),
+            service_command: Vec::new(),
+            uninstall_command: vec!["/usr/local/bin/k3s-uninstall.sh".into()],
+            agent_uninstall_command: vec!["/usr/local/bin/k3s-agent-uninstall.sh".into()],
+        }
+    }
 }
 
 /// The `etcd { … }` block.

@@ -121,6 +121,21 @@ pub static VIP: BlockSchema = BlockSchema {
     any_attrs: false,
 };
 
+pub static HOST: BlockSchema = BlockSchema {
+    ident: "host",
+    labels: &[],
+    repeatable: false,
+    attrs: &[
+        a("k3s_binary", Ty::String),
+        a("config_path", Ty::String),
+        a("service_command", Ty::StringList),
+        a("uninstall_command", Ty::StringList),
+        a("agent_uninstall_command", Ty::StringList),
+    ],
+    blocks: &[],
+    any_attrs: false,
+};
+
 pub static CLUSTER: BlockSchema = BlockSchema {
     ident: "cluster",
     labels: &["name"],
@@ -134,7 +149,7 @@ pub static CLUSTER: BlockSchema = BlockSchema {
         a("data_dir", Ty::String),
         a("install_command", Ty::String),
     ],
-    blocks: &[&ETCD, &VIP, &SSH],
+    blocks: &[&ETCD, &VIP, &SSH, &HOST],
     any_attrs: false,
 };
 

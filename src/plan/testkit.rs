@@ -48,6 +48,7 @@ pub fn cluster(name: &str) -> Cluster {
         etcd: EtcdSettings::default(),
         vip: None,
         ssh: SshSettings::default(),
+        host: crate::config::HostLayout::default(),
     }
 }
 
