@@ -170,6 +170,15 @@ async fn replace_dead_member_full_cycle() {
         .find(|m| matches!(m.health, MemberHealth::Unreachable { .. }))
         .unwrap()
         .id;
+    // etcd itself refuses to add a member while a dead voter is listed (strict reconfig
+    // check): that is why the dead member is removed first (rule 3).
+    let idx = c.prepare_member("m4").unwrap();
+    let peer = c.member(idx).peer_url();
+    let err = p
+        .add_learner("m4", std::slice::from_ref(&peer), Duration::from_secs(3))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("unhealthy cluster"), "{err}");
     // Remove the dead member first (rule 3); a second remove is a no-op.
     let live = p.with_endpoints([c.member(0).client_url(), c.member(1).client_url()]);
     assert_eq!(
@@ -188,8 +197,6 @@ async fn replace_dead_member_full_cycle() {
     assert!(o.member(dead).is_none());
 
     // Add a learner, start it with the returned initial cluster.
-    let idx = c.prepare_member("m4").unwrap();
-    let peer = c.member(idx).peer_url();
     let join = live
         .add_learner("m4", std::slice::from_ref(&peer), WAIT)
         .await
