@@ -287,7 +287,7 @@ impl KubeProvider {
     }
 
     async fn pods_on(&self, node: &str) -> Result<Vec<SPod>, KubeError> {
-        self.list_slim::<SPod>("/api/v1/pods", None, Some(&format!("spec.nodeName={node}")))
+        self.list_slim_fresh::<SPod>("/api/v1/pods", None, Some(&format!("spec.nodeName={node}")))
             .await
     }
 
@@ -505,7 +505,7 @@ impl KubeProvider {
         }
         // Pods using the claim that are not running on a healthy node.
         let pods: Vec<SPod> = self
-            .list_slim::<SPod>(&format!("/api/v1/namespaces/{ns}/pods"), None, None)
+            .list_slim_fresh::<SPod>(&format!("/api/v1/namespaces/{ns}/pods"), None, None)
             .await?;
         let mut users = Vec::new();
         for p in pods.into_iter().filter(|p| p.claims().contains(&req.pvc)) {
@@ -521,7 +521,7 @@ impl KubeProvider {
         let rs: Vec<SOwnerOnly> = match req.policy {
             RebindPolicy::StatefulSetRecreatePvcAndPod => Vec::new(),
             _ => {
-                self.list_slim(
+                self.list_slim_fresh(
                     &format!("/apis/apps/v1/namespaces/{ns}/replicasets"),
                     None,
                     None,

@@ -96,6 +96,17 @@ pub enum KubeError {
         /// Status message.
         message: String,
     },
+    /// The client failed before reaching the API (credentials plugin, TLS configuration,
+    /// request building): a local problem, not an unreachable server.
+    #[error("Kubernetes client for {endpoint}: {call}: {message}")]
+    Client {
+        /// API server URL.
+        endpoint: String,
+        /// The call.
+        call: String,
+        /// Cause.
+        message: String,
+    },
     /// A response could not be decoded.
     #[error("Kubernetes API {endpoint}: decoding the response of {call}: {message}")]
     Decode {

@@ -367,6 +367,34 @@ impl KubeProvider {
         label_selector: Option<&str>,
         field_selector: Option<&str>,
     ) -> Result<Vec<T>, KubeError> {
+        self.list_slim_rv(
+            path,
+            label_selector,
+            field_selector,
+            self.settings.resource_version_zero,
+        )
+        .await
+    }
+
+    /// Like [`Self::list_slim`], but a consistent read (no `resourceVersion=0`): for actions,
+    /// which must not act on a stale cache.
+    pub(crate) async fn list_slim_fresh<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        label_selector: Option<&str>,
+        field_selector: Option<&str>,
+    ) -> Result<Vec<T>, KubeError> {
+        self.list_slim_rv(path, label_selector, field_selector, false)
+            .await
+    }
+
+    async fn list_slim_rv<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        label_selector: Option<&str>,
+        field_selector: Option<&str>,
+        rv0: bool,
+    ) -> Result<Vec<T>, KubeError> {
         let mut out = Vec::new();
         let mut cont: Option<String> = None;
         loop {
@@ -383,7 +411,7 @@ impl KubeProvider {
             match &cont {
                 // resourceVersion must not be combined with continue.
                 Some(c) => q.push(format!("continue={}", enc(c))),
-                None if self.settings.resource_version_zero => q.push("resourceVersion=0".into()),
+                None if rv0 => q.push("resourceVersion=0".into()),
                 None => {}
             }
             let url = if q.is_empty() {

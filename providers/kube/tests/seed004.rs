@@ -256,6 +256,7 @@ async fn drain_pdb_body(t: Target) {
             .iter()
             .any(|p| p.name.starts_with("metrics-server-") && p.node.as_deref() == Some(N3))
     );
+    assert_eq!(t.kube.uncordon(N3).await.unwrap(), ActOutcome::Changed);
 }
 dual_test!(
     drain_skips_daemonsets_and_stops_at_pdb,

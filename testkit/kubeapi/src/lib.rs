@@ -363,7 +363,23 @@ fn resource_list(group: &str, version: &str) -> Value {
         .filter(|t| t.group == group && t.version == version)
         .flat_map(|t| {
             let verbs = json!(["create", "delete", "deletecollection", "get", "list", "patch", "update"]);
-            let mut v = vec![json!({"name": t.plural, "singularName": t.kind.to_lowercase(), "namespaced": t.namespaced, "kind": t.kind, "verbs": verbs})];
+            let short: &[&str] = match t.plural {
+                "namespaces" => &["ns"],
+                "nodes" => &["no"],
+                "pods" => &["po"],
+                "persistentvolumeclaims" => &["pvc"],
+                "persistentvolumes" => &["pv"],
+                "services" => &["svc"],
+                "configmaps" => &["cm"],
+                "statefulsets" => &["sts"],
+                "deployments" => &["deploy"],
+                "replicasets" => &["rs"],
+                "daemonsets" => &["ds"],
+                "poddisruptionbudgets" => &["pdb"],
+                "storageclasses" => &["sc"],
+                _ => &[],
+            };
+            let mut v = vec![json!({"name": t.plural, "singularName": t.kind.to_lowercase(), "namespaced": t.namespaced, "kind": t.kind, "verbs": verbs, "shortNames": short})];
             v.push(json!({"name": format!("{}/status", t.plural), "singularName": "", "namespaced": t.namespaced, "kind": t.kind, "verbs": ["get", "patch", "update"]}));
             if t.kind == "Pod" {
                 v.push(json!({"name": "pods/eviction", "singularName": "", "namespaced": true, "group": "policy", "version": "v1", "kind": "Eviction", "verbs": ["create"]}));

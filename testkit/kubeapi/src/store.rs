@@ -1087,6 +1087,21 @@ impl Store {
                 if self.get(pt, &ns, &pod_name).is_ok() {
                     continue;
                 }
+                // Like the real controller: no pod while one of its claims is being deleted
+                // ("pvc ... is being deleted"); it is recreated once the claim is gone.
+                let claims_terminating = sts["spec"]["volumeClaimTemplates"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .any(|tmpl| {
+                        let claim =
+                            format!("{}-{pod_name}", meta(tmpl, "name").unwrap_or_default());
+                        self.get(ct, &ns, &claim)
+                            .is_ok_and(|c| c["metadata"].get("deletionTimestamp").is_some())
+                    });
+                if claims_terminating {
+                    continue;
+                }
                 let mut volumes = sts["spec"]["template"]["spec"]["volumes"]
                     .as_array()
                     .cloned()
