@@ -13,6 +13,8 @@
 //!   [`KubeProvider::set_addon_replicas_and_spread`], ...) are idempotent: acting on something
 //!   already done returns [`ActOutcome::AlreadyDone`] rather than an error.
 
+#![warn(missing_docs)]
+
 mod act;
 mod model;
 mod observe;

@@ -16,6 +16,8 @@
 //! reproduces the seed 004 cluster. [`KubeApiServer::write_kubeconfig`] writes a kubeconfig
 //! that `kubectl` and `kube` accept. The server stops when the handle is dropped.
 
+#![warn(missing_docs)]
+
 pub mod select;
 pub mod store;
 pub mod synthetic;

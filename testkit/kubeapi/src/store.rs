@@ -658,6 +658,63 @@ impl Store {
         self.replace(t, ns, name, v)
     }
 
+    /// Sets a node's `Ready` condition as the node lifecycle controller would: `True` (kubelet
+    /// posting status) or `Unknown` with the `node.kubernetes.io/unreachable` NoSchedule and
+    /// NoExecute taints (kubelet silent: host down). Pods on the node get `Ready` to match.
+    /// For the lab's k3s stand-in. No-op when the node already has that readiness.
+    pub fn set_node_ready(&mut self, node: &str, ready: bool) -> Result<(), ApiError> {
+        let nt = ty("Node");
+        let mut v = self.get(nt, "", node)?;
+        if node_is_ready(&v) == ready {
+            return Ok(());
+        }
+        let cond = if ready {
+            json!({"type": "Ready", "status": "True", "reason": "KubeletReady", "lastTransitionTime": now()})
+        } else {
+            json!({"type": "Ready", "status": "Unknown", "reason": "NodeStatusUnknown",
+                   "message": "Kubelet stopped posting node status.", "lastTransitionTime": now()})
+        };
+        let mut conds: Vec<Value> = v["status"]["conditions"]
+            .as_array()
+            .map(|a| a.iter().filter(|c| c["type"] != "Ready").cloned().collect())
+            .unwrap_or_default();
+        conds.push(cond);
+        v["status"]["conditions"] = json!(conds);
+        let mut taints: Vec<Value> = v["spec"]["taints"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter(|t| t["key"] != "node.kubernetes.io/unreachable")
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default();
+        if !ready {
+            for effect in ["NoSchedule", "NoExecute"] {
+                taints.push(json!({"key": "node.kubernetes.io/unreachable", "effect": effect, "timeAdded": now()}));
+            }
+        }
+        v["spec"]["taints"] = json!(taints);
+        self.put(nt, v);
+        let pt = ty("Pod");
+        let pods: Vec<Value> = self.objects[pt]
+            .values()
+            .filter(|o| field_value(&o.value, "spec.nodeName") == node)
+            .map(|o| o.value.clone())
+            .collect();
+        for mut p in pods {
+            let mut conds: Vec<Value> = p["status"]["conditions"]
+                .as_array()
+                .map(|a| a.iter().filter(|c| c["type"] != "Ready").cloned().collect())
+                .unwrap_or_default();
+            conds.push(json!({"type": "Ready", "status": if ready { "True" } else { "False" }, "lastTransitionTime": now()}));
+            p["status"]["conditions"] = json!(conds);
+            self.put(pt, p);
+        }
+        self.reconcile();
+        Ok(())
+    }
+
     /// Whether a node exists and its `Ready` condition is `True`.
     pub fn node_ready(&self, node: &str) -> bool {
         self.objects[ty("Node")]
@@ -913,6 +970,7 @@ impl Store {
         for _ in 0..20 {
             let before = self.rv;
             self.pod_gc();
+            self.kubelet_confirms_deletions();
             self.pvc_protection();
             self.pv_release();
             self.operator();
@@ -930,6 +988,27 @@ impl Store {
             }
         }
         self.reconciling = false;
+    }
+
+    /// Kubelets of Ready nodes finish the graceful deletion of their pods (at once, here).
+    fn kubelet_confirms_deletions(&mut self) {
+        let pt = ty("Pod");
+        let done: Vec<Key> = self.objects[pt]
+            .iter()
+            .filter(|(_, o)| {
+                o.value["metadata"].get("deletionTimestamp").is_some()
+                    && o.value["metadata"]["finalizers"]
+                        .as_array()
+                        .is_none_or(|a| a.is_empty())
+                    && self.node_ready(&field_value(&o.value, "spec.nodeName"))
+            })
+            .map(|(k, _)| k.clone())
+            .collect();
+        for (ns, name) in done {
+            if let Some(v) = self.remove(pt, &ns, &name) {
+                self.cascade(&v, &DeleteOpts::default());
+            }
+        }
     }
 
     /// Pod GC: pods bound to a node that no longer exists are removed.

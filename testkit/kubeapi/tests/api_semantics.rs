@@ -281,3 +281,62 @@ async fn plain_http_serves_gzip_when_asked_and_discovery() {
         "{missing}"
     );
 }
+
+#[tokio::test]
+async fn a_node_going_silent_blocks_scheduling_and_graceful_deletes() {
+    let server = KubeApiServer::seed004(Controllers::all()).await.unwrap();
+    let c = client(&server).await;
+    server
+        .store()
+        .set_node_ready("lzx-ha-env-3", false)
+        .unwrap();
+    let nodes: Api<Node> = Api::all(c.clone());
+    let n3 = nodes.get("lzx-ha-env-3").await.unwrap();
+    let ready = n3
+        .status
+        .unwrap()
+        .conditions
+        .unwrap()
+        .into_iter()
+        .find(|c| c.type_ == "Ready")
+        .unwrap();
+    assert_eq!(ready.status, "Unknown");
+    assert!(
+        n3.spec
+            .unwrap()
+            .taints
+            .unwrap()
+            .iter()
+            .any(|t| t.key == "node.kubernetes.io/unreachable" && t.effect == "NoExecute")
+    );
+    // A graceful delete of a pod there now hangs in Terminating; the StatefulSet does not
+    // recreate it elsewhere while it exists.
+    let minio: Api<Pod> = Api::namespaced(c.clone(), "onecloud-minio");
+    minio
+        .delete("minio-2", &DeleteParams::default())
+        .await
+        .unwrap();
+    assert!(
+        minio
+            .get("minio-2")
+            .await
+            .unwrap()
+            .metadata
+            .deletion_timestamp
+            .is_some()
+    );
+    // Back to Ready: the kubelet confirms the deletion on its next status; the StatefulSet
+    // recreates minio-2, and its local volume brings it back to lzx-ha-env-3.
+    server.store().set_node_ready("lzx-ha-env-3", true).unwrap();
+    let again = minio.get("minio-2").await.unwrap();
+    assert!(again.metadata.deletion_timestamp.is_none());
+    assert_ne!(
+        again.metadata.uid.as_deref(),
+        Some("uid-pod-onecloud-minio-minio-2"),
+        "recreated"
+    );
+    assert_eq!(
+        again.spec.unwrap().node_name.as_deref(),
+        Some("lzx-ha-env-3")
+    );
+}
