@@ -32,6 +32,9 @@ pub struct DrainOptions {
     pub retry_interval: Duration,
     /// `gracePeriodSeconds` passed to evictions (None: the pod's own).
     pub grace_period_seconds: Option<i64>,
+    /// Also remove pods that no controller owns (`kubectl drain --force`): they are not
+    /// recreated anywhere. When false they are reported in `blocked` and left in place.
+    pub remove_unmanaged: bool,
 }
 
 impl Default for DrainOptions {
@@ -41,6 +44,7 @@ impl Default for DrainOptions {
             deadline: Duration::from_secs(300),
             retry_interval: Duration::from_secs(5),
             grace_period_seconds: None,
+            remove_unmanaged: false,
         }
     }
 }
@@ -337,6 +341,16 @@ impl KubeProvider {
                 .any(|o| o.kind == "DaemonSet")
             {
                 report.skipped_daemonset.push(pod_key(&p));
+            } else if p.metadata.owner_references.is_empty()
+                && !opts.remove_unmanaged
+                && !matches!(p.status.phase.as_str(), "Succeeded" | "Failed")
+            {
+                report.blocked.push(BlockedPod {
+                    pod: pod_key(&p),
+                    reason:
+                        "not managed by a controller: it would not be recreated (remove_unmanaged)"
+                            .into(),
+                });
             } else {
                 todo.push(p);
             }

@@ -753,3 +753,35 @@ async fn kubeconfig_context_is_selected_like_kubectl() {
     .unwrap_err();
     assert!(err.to_string().contains("missing"), "{err}");
 }
+
+#[tokio::test]
+async fn drain_leaves_unmanaged_pods_unless_asked() {
+    let t = Target::memory(Controllers::default()).await;
+    let bare = serde_json::json!({"apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "debug-shell", "namespace": "default"},
+        "spec": {"nodeName": N2, "containers": [{"name": "sh", "image": "busybox"}]},
+        "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]}});
+    t.server().load_values(vec![bare]).unwrap();
+    let report = t
+        .kube
+        .drain(N2, &quick_drain(DrainMode::Evict, 1500))
+        .await
+        .unwrap();
+    let blocked: Vec<&str> = report
+        .blocked
+        .iter()
+        .filter(|b| b.reason.contains("not managed"))
+        .map(|b| b.pod.as_str())
+        .collect();
+    assert_eq!(blocked, vec!["default/debug-shell"]);
+    assert!(!report.evicted.contains(&"default/debug-shell".to_string()));
+    let opts = DrainOptions {
+        remove_unmanaged: true,
+        ..quick_drain(DrainMode::Evict, 1500)
+    };
+    let report = t.kube.drain(N2, &opts).await.unwrap();
+    assert!(
+        report.evicted.contains(&"default/debug-shell".to_string()),
+        "{report:#?}"
+    );
+}

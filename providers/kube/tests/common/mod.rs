@@ -77,6 +77,7 @@ pub fn quick_drain(mode: k3splan_kube::DrainMode, deadline_ms: u64) -> k3splan_k
         deadline: Duration::from_millis(deadline_ms),
         retry_interval: Duration::from_millis(100),
         grace_period_seconds: None,
+        remove_unmanaged: false,
     }
 }
 
