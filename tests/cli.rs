@@ -185,24 +185,109 @@ fn version_and_completions() {
 }
 
 #[test]
-fn commands_not_built_yet_say_so_and_exit_1() {
-    let ex = root().join("examples/seed004-vip-minio");
+fn import_is_not_built_yet_and_says_so() {
+    let o = run(&["import"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(text(&o.stderr).contains("`k3splan import` is not implemented yet"));
+}
+
+/// A topology on loopback addresses where nothing listens: every source refuses at once.
+fn unreachable_topology() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("kubeconfig"),
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: https://127.0.0.1:1\ncontexts:\n- name: c\n  context:\n    cluster: c\n    user: u\nusers:\n- name: u\n  user:\n    token: abc\ncurrent-context: c\n",
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("known_hosts"), "").unwrap();
+    let mut hcl = String::from(
+        "cluster \"t\" {\n  token      = env(\"K3S_TOKEN\")\n  kubeconfig = \"kubeconfig\"\n\n  ssh {\n    known_hosts_file = \"known_hosts\"\n  }\n}\n",
+    );
+    for i in 1..=3 {
+        hcl.push_str(&format!(
+            "\nnode \"s{i}\" {{\n  address = \"127.0.251.{i}\"\n  roles   = [\"server\"]\n}}\n"
+        ));
+    }
+    std::fs::write(dir.path().join("main.hcl"), hcl).unwrap();
+    dir
+}
+
+#[test]
+fn plan_and_apply_against_an_unreachable_cluster_fail_and_change_nothing() {
+    let dir = unreachable_topology();
+    let cfg = dir.path().to_str().unwrap();
+    let state = dir.path().join("state/k3splan.state.json");
     for args in [
-        vec!["plan", "-c", ex.to_str().unwrap()],
-        vec!["apply", "-c", ex.to_str().unwrap()],
-        vec!["show"],
-        vec!["state", "list"],
-        vec!["force-unlock", "abc"],
-        vec!["import"],
+        vec!["plan", "-c", cfg, "--state", state.to_str().unwrap()],
+        vec![
+            "plan",
+            "--detailed-exitcode",
+            "-c",
+            cfg,
+            "--state",
+            state.to_str().unwrap(),
+        ],
+        vec![
+            "apply",
+            "--auto-approve",
+            "-c",
+            cfg,
+            "--state",
+            state.to_str().unwrap(),
+        ],
     ] {
         let o = run(&args);
         assert_eq!(o.status.code(), Some(1), "{args:?}");
+        let err = text(&o.stderr);
+        assert!(err.contains("the cluster could not be read"), "{err}");
         assert!(
-            text(&o.stderr).contains("is not implemented yet"),
-            "{args:?}: {}",
-            text(&o.stderr)
+            err.contains("https://127.0.0.1:1"),
+            "names the API endpoint: {err}"
         );
+        assert!(
+            err.contains("https://127.0.251.1:2379"),
+            "names the etcd endpoint: {err}"
+        );
+        assert!(
+            !text(&o.stdout).contains("No changes"),
+            "never claims the cluster matches"
+        );
+        assert!(!state.exists(), "no state written");
     }
+}
+
+#[test]
+fn show_state_and_force_unlock_without_a_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("s.json");
+    let st = state.to_str().unwrap();
+    let o = run(&["show", "--state", st]);
+    assert!(o.status.success());
+    assert_eq!(text(&o.stdout), "No state.\n");
+    let o = run(&["state", "list", "--state", st]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(text(&o.stderr).contains("no state at"));
+    let o = run(&["force-unlock", "abc", "--state", st]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        text(&o.stderr).contains("is not locked"),
+        "{}",
+        text(&o.stderr)
+    );
+}
+
+#[test]
+fn show_renders_a_saved_plan_file_and_rejects_other_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("p.json");
+    std::fs::write(&f, "{\"hello\": 1}").unwrap();
+    let o = run(&["show", f.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        text(&o.stderr).contains("not a k3splan saved plan"),
+        "{}",
+        text(&o.stderr)
+    );
 }
 
 #[test]

@@ -7,6 +7,8 @@ use std::process::ExitCode;
 
 use clap::{Args, CommandFactory, Parser, Subcommand};
 
+pub mod ops;
+
 use crate::config::fmt::{FmtError, format_source};
 use crate::config::{self, Diagnostics, EnvSource, LoadError, Loaded};
 
@@ -83,6 +85,9 @@ pub enum Command {
         /// How long to wait for the state lock, e.g. 30s.
         #[arg(long, default_value = "0s")]
         lock_timeout: String,
+        /// Add unknown SSH host keys to known_hosts (a changed key is still refused).
+        #[arg(long)]
+        accept_new_host_keys: bool,
     },
     /// Render a saved plan, or the current state.
     Show {
@@ -129,6 +134,10 @@ pub struct PlanArgs {
     /// Nodes whose unreachable hosts may be treated as gone (safety rule 1).
     #[arg(long, value_name = "NODE")]
     pub allow_unreachable: Vec<String>,
+    /// Add unknown SSH host keys to known_hosts (like OpenSSH's accept-new); a changed key
+    /// is still refused.
+    #[arg(long)]
+    pub accept_new_host_keys: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -167,6 +176,8 @@ pub enum CliError {
     Unformatted(usize),
     #[error("cannot write output: {0}")]
     Output(#[source] io::Error),
+    #[error("{0}")]
+    Message(String),
 }
 
 /// Whether to colour output: not with `--no-color`, not when `NO_COLOR` is set (non-empty),
@@ -198,9 +209,11 @@ pub fn run() -> ExitCode {
 }
 
 fn init_tracing(verbose: u8) {
+    // Library crates log their own failures (kube's client logs connection errors at ERROR);
+    // k3splan reports those itself with context, so they stay quiet unless -vv.
     let level = match verbose {
-        0 => "warn",
-        1 => "info",
+        0 => "warn,kube_client=off,kube=off,tower=off,hyper=off,h2=off,rustls=off,russh=off",
+        1 => "info,kube_client=warn,russh=warn,h2=warn,hyper=warn,tower=warn,rustls=warn",
         2 => "debug",
         _ => "trace",
     };
@@ -209,6 +222,7 @@ fn init_tracing(verbose: u8) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(io::stderr)
+        .with_ansi(io::stderr().is_terminal())
         .with_target(false)
         .try_init();
 }
@@ -218,37 +232,56 @@ pub fn try_main(cli: Cli) -> Result<u8, CliError> {
     let g = &cli.global;
     let color_err = use_color(g.no_color, io::stderr().is_terminal());
     let color_out = use_color(g.no_color, io::stdout().is_terminal());
-    match cli.command {
-        Command::Validate { json } => cmd_validate(&g.config, json, color_err, color_out),
+    match &cli.command {
+        Command::Validate { json } => cmd_validate(&g.config, *json, color_err, color_out),
         Command::Fmt { check, diff, paths } => {
             let paths = if paths.is_empty() {
                 vec![g.config.clone()]
             } else {
-                paths
+                paths.clone()
             };
-            cmd_fmt(&paths, check, diff)
+            cmd_fmt(&paths, *check, *diff)
         }
-        Command::Plan(_) => {
-            load_valid(&g.config, color_err)?;
-            Err(CliError::NotImplemented("plan"))
-        }
-        Command::Apply { .. } => {
-            load_valid(&g.config, color_err)?;
-            Err(CliError::NotImplemented("apply"))
-        }
-        Command::Show { .. } => Err(CliError::NotImplemented("show")),
-        Command::State(_) => Err(CliError::NotImplemented("state")),
-        Command::ForceUnlock { .. } => Err(CliError::NotImplemented("force-unlock")),
+        Command::Plan(a) => ops::cmd_plan(
+            g,
+            &ops::LiveFlags {
+                allow_unreachable: a.allow_unreachable.clone(),
+                accept_new_host_keys: a.accept_new_host_keys,
+            },
+            a.json,
+            a.detailed_exitcode,
+            a.out.as_deref(),
+        ),
+        Command::Apply {
+            plan_file,
+            auto_approve,
+            allow_unreachable,
+            lock_timeout,
+            accept_new_host_keys,
+        } => ops::cmd_apply(
+            g,
+            &ops::LiveFlags {
+                allow_unreachable: allow_unreachable.clone(),
+                accept_new_host_keys: *accept_new_host_keys,
+            },
+            plan_file.as_deref(),
+            *auto_approve,
+            lock_timeout,
+        ),
+        Command::Show { plan_file, json } => ops::cmd_show(g, plan_file.as_deref(), *json),
+        Command::State(StateCommand::List) => ops::cmd_state(g, None),
+        Command::State(StateCommand::Show { address }) => ops::cmd_state(g, Some(address)),
+        Command::ForceUnlock { lock_id } => ops::cmd_force_unlock(g, lock_id),
         Command::Import => Err(CliError::NotImplemented("import")),
         Command::Completions { shell } => {
             let mut buf = Vec::new();
-            clap_complete::generate(shell, &mut Cli::command(), "k3splan", &mut buf);
+            clap_complete::generate(*shell, &mut Cli::command(), "k3splan", &mut buf);
             out(&buf)?;
             Ok(EXIT_OK)
         }
         Command::Version { json } => {
             let v = env!("CARGO_PKG_VERSION");
-            let text = if json {
+            let text = if *json {
                 format!("{{\"k3splan_version\":\"{v}\"}}\n")
             } else {
                 format!("k3splan v{v}\n")

@@ -19,7 +19,7 @@
 //! Caveat: steps describe intent; the apply engine must re-check preconditions (e.g. a
 //! [`Operation::RemoveEtcdMember`] is skipped when k3s already removed the member).
 
-mod files;
+pub mod files;
 mod planner;
 pub mod safety;
 pub mod testkit;

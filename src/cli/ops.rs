@@ -1,0 +1,445 @@
+//! The commands that talk to a cluster: `plan`, `apply`, `show`, `state`, `force-unlock`.
+
+use std::io::{self, BufRead, IsTerminal};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::apply::{
+    self, Executor, Progress, SAVED_PLAN_VERSION, SavedPlan, Waits, config_digest, plan_id,
+    record_managed, sha256_hex,
+};
+use crate::config::{Backend, Topology};
+use crate::live::{Live, LiveOptions};
+use crate::observed::Observed;
+use crate::plan::{self, Plan, PlanOptions, Refusal};
+use crate::render;
+use crate::state::{
+    DEFAULT_STATE_PATH, LocalBackend, LockInfo, State, local::write_atomic_private, random_id,
+};
+
+use super::{CliError, EXIT_ERROR, EXIT_OK, GlobalArgs, load_valid, out, use_color};
+
+/// Options shared by `plan` and `apply`.
+pub struct LiveFlags {
+    pub allow_unreachable: Vec<String>,
+    pub accept_new_host_keys: bool,
+}
+
+fn base_dir(config: &Path) -> PathBuf {
+    if config.is_dir() {
+        config.to_path_buf()
+    } else {
+        config
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("."))
+    }
+}
+
+/// The local state file: `--state`, else the topology's `backend "local" { path }`, else
+/// `state/k3splan.state.json`.
+pub fn state_backend(g: &GlobalArgs, t: Option<&Topology>) -> Result<LocalBackend, CliError> {
+    if let Some(p) = &g.state {
+        return Ok(LocalBackend::new(p));
+    }
+    match t.and_then(|t| t.backend.as_ref()) {
+        Some(Backend::Local { path: Some(p) }) => Ok(LocalBackend::new(p)),
+        Some(Backend::Etcd { .. }) => Err(CliError::Message(
+            "the etcd state backend is not implemented yet; use the local backend (--state PATH)"
+                .into(),
+        )),
+        _ => Ok(LocalBackend::new(DEFAULT_STATE_PATH)),
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| CliError::Message(format!("cannot start the async runtime: {e}")))
+}
+
+fn live_for(t: &Topology, config: &Path, flags: &LiveFlags) -> Result<Live, CliError> {
+    Live::new(
+        t,
+        LiveOptions {
+            base_dir: base_dir(config),
+            accept_new_host_keys: flags.accept_new_host_keys,
+            ..LiveOptions::default()
+        },
+    )
+    .map_err(CliError::Message)
+}
+
+fn plan_options(flags: &LiveFlags) -> PlanOptions {
+    PlanOptions {
+        allow_unreachable: flags.allow_unreachable.iter().cloned().collect(),
+    }
+}
+
+/// The Kubernetes API and etcd must both be read: a plan made without one of them would
+/// claim "no changes" (or worse) from ignorance. Hosts may be unreachable: that is what a
+/// dead node looks like, and the planner treats it as unknown.
+fn sources_unknown(o: &Observed) -> Option<String> {
+    let mut why = Vec::new();
+    if let Some(r) = o.kube.unknown_reason() {
+        why.push(r.to_string());
+    }
+    if let Some(r) = o.etcd.unknown_reason() {
+        why.push(r.to_string());
+    }
+    (!why.is_empty()).then(|| {
+        format!(
+            "the cluster could not be read, so no plan can be trusted: {}",
+            why.join("; ")
+        )
+    })
+}
+
+fn observed_digest(o: &Observed) -> String {
+    sha256_hex(&serde_json::to_vec(o).unwrap_or_default())
+}
+
+fn render_result(result: &Result<Plan, Refusal>, json: bool, color: bool) -> String {
+    if json {
+        let mut s = render::json(result);
+        if !s.ends_with('\n') {
+            s.push('\n');
+        }
+        s
+    } else {
+        render::text(result, render::TextOptions { color })
+    }
+}
+
+/// `k3splan plan`.
+pub fn cmd_plan(
+    g: &GlobalArgs,
+    flags: &LiveFlags,
+    json: bool,
+    detailed: bool,
+    save: Option<&Path>,
+) -> Result<u8, CliError> {
+    let color_err = use_color(g.no_color, io::stderr().is_terminal());
+    let color_out = use_color(g.no_color, io::stdout().is_terminal());
+    let loaded = load_valid(&g.config, color_err)?;
+    let t = loaded.topology.expect("valid topology");
+    let backend = state_backend(g, Some(&t))?;
+    let state = backend.read()?;
+    let rt = runtime()?;
+    let mut live = live_for(&t, &g.config, flags)?;
+    let observed = rt.block_on(live.observe());
+    if let Some(why) = sources_unknown(&observed) {
+        rt.block_on(live.hosts.close_all());
+        return Err(CliError::Message(why));
+    }
+    let result = plan::plan(&t, &observed, &plan_options(flags));
+    out(render_result(&result, json, color_out).as_bytes())?;
+    if let (Some(path), Ok(p)) = (save, &result) {
+        let saved = SavedPlan {
+            format_version: SAVED_PLAN_VERSION,
+            k3splan_version: env!("CARGO_PKG_VERSION").into(),
+            created_at: crate::state::now_rfc3339(),
+            config_digest: config_digest(&t),
+            observed_digest: observed_digest(&observed),
+            state_serial: state.as_ref().map(|s| s.serial),
+            state_lineage: state.as_ref().map(|s| s.lineage.clone()),
+            allow_unreachable: flags.allow_unreachable.clone(),
+            plan: p.clone(),
+        };
+        let mut bytes = serde_json::to_vec_pretty(&saved).expect("plan serializes");
+        bytes.push(b'\n');
+        write_atomic_private(path, &bytes)?;
+        if !json {
+            out(format!(
+                "\nSaved the plan to: {}\nTo perform exactly these actions, run: k3splan apply {}\n",
+                path.display(),
+                path.display()
+            )
+            .as_bytes())?;
+        }
+    }
+    rt.block_on(live.hosts.close_all());
+    match &result {
+        Err(_) => Ok(EXIT_ERROR),
+        Ok(_) if detailed => Ok(render::detailed_exitcode(&result) as u8),
+        Ok(_) => Ok(EXIT_OK),
+    }
+}
+
+fn parse_duration(s: &str) -> Result<Duration, CliError> {
+    let s = s.trim();
+    let (num, unit) = s
+        .find(|c: char| !c.is_ascii_digit())
+        .map(|i| s.split_at(i))
+        .unwrap_or((s, "s"));
+    let n: u64 = num
+        .parse()
+        .map_err(|_| CliError::Message(format!("invalid duration \"{s}\" (e.g. 30s, 5m)")))?;
+    let secs = match unit {
+        "" | "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        "ms" => return Ok(Duration::from_millis(n)),
+        _ => {
+            return Err(CliError::Message(format!(
+                "invalid duration \"{s}\" (e.g. 30s, 5m)"
+            )));
+        }
+    };
+    Ok(Duration::from_secs(secs))
+}
+
+/// `k3splan apply`.
+pub fn cmd_apply(
+    g: &GlobalArgs,
+    flags: &LiveFlags,
+    plan_file: Option<&Path>,
+    auto_approve: bool,
+    lock_timeout: &str,
+) -> Result<u8, CliError> {
+    let color_err = use_color(g.no_color, io::stderr().is_terminal());
+    let color_out = use_color(g.no_color, io::stdout().is_terminal());
+    let loaded = load_valid(&g.config, color_err)?;
+    let t = loaded.topology.expect("valid topology");
+    let backend = state_backend(g, Some(&t))?;
+    // The lock first: nothing is observed or changed before this run owns the state.
+    let lock = backend.lock(
+        LockInfo::for_operation("apply"),
+        parse_duration(lock_timeout)?,
+    )?;
+    let mut state = backend.read()?.unwrap_or_else(|| State::new(random_id()));
+    let saved: Option<SavedPlan> = match plan_file {
+        Some(p) => Some(read_saved_plan(p)?),
+        None => None,
+    };
+    if let Some(j) = &state.journal
+        && let Some(k) = j.first_unfinished()
+    {
+        let s = &j.steps[k];
+        out(format!(
+            "The previous apply (plan {}) stopped at step {} of {}: {} ({:?}{}).\nResuming: the cluster is observed again and only what is left is planned; finished steps are not repeated.\n\n",
+            j.plan_id,
+            k + 1,
+            j.steps.len(),
+            s.address,
+            s.status,
+            s.error.as_deref().map(|e| format!(": {e}")).unwrap_or_default()
+        )
+        .as_bytes())?;
+    }
+    if let Some(sp) = &saved {
+        if sp.config_digest != config_digest(&t) {
+            return Err(CliError::Message(
+                "Saved plan is stale: the configuration changed since the plan was made; nothing was changed. Run `k3splan plan` again.".into(),
+            ));
+        }
+        if sp.state_serial != backend.read()?.map(|s| s.serial)
+            || sp
+                .state_lineage
+                .as_deref()
+                .is_some_and(|l| l != state.lineage)
+        {
+            return Err(CliError::Message(
+                "Saved plan is stale: the state changed since the plan was made (another apply ran); nothing was changed. Run `k3splan plan` again.".into(),
+            ));
+        }
+    }
+    let rt = runtime()?;
+    let mut live = live_for(&t, &g.config, flags)?;
+    let observed = rt.block_on(live.observe());
+    if let Some(why) = sources_unknown(&observed) {
+        rt.block_on(live.hosts.close_all());
+        return Err(CliError::Message(format!("{why}; nothing was changed")));
+    }
+    let opts = PlanOptions {
+        allow_unreachable: saved
+            .as_ref()
+            .map(|s| s.allow_unreachable.iter().cloned().collect())
+            .unwrap_or_else(|| plan_options(flags).allow_unreachable),
+    };
+    let result = plan::plan(&t, &observed, &opts);
+    let plan = match (&result, &saved) {
+        (Err(_), _) => {
+            out(render_result(&result, false, color_out).as_bytes())?;
+            return Ok(EXIT_ERROR);
+        }
+        (Ok(p), Some(sp)) => {
+            if plan_id(p) != plan_id(&sp.plan) {
+                return Err(CliError::Message(
+                    "Saved plan is stale: the cluster changed since the plan was made, and planning again gives different steps; nothing was changed. Run `k3splan plan` again.".into(),
+                ));
+            }
+            sp.plan.clone()
+        }
+        (Ok(p), None) => p.clone(),
+    };
+    if plan.steps.is_empty() {
+        out(render_result(&result, false, color_out).as_bytes())?;
+        rt.block_on(live.hosts.close_all());
+        drop(lock);
+        return Ok(EXIT_OK);
+    }
+    if saved.is_none() {
+        out(render_result(&Ok(plan.clone()), false, color_out).as_bytes())?;
+    }
+    if !auto_approve && !approve()? {
+        out(b"\nApply cancelled.\n")?;
+        return Ok(EXIT_ERROR);
+    }
+    out(b"\n")?;
+    let snapshot_dir = backend
+        .path()
+        .parent()
+        .map(|p| p.join("snapshots"))
+        .unwrap_or_else(|| PathBuf::from("snapshots"));
+    let exec = Executor {
+        live: &live,
+        waits: Waits::default(),
+        snapshot_dir,
+    };
+    let mut progress = Progress {
+        out: Box::new(io::stdout()),
+        color: color_out,
+    };
+    let r = rt.block_on(apply::run_plan(
+        &exec,
+        &plan,
+        &backend,
+        &lock,
+        &mut state,
+        &mut progress,
+    ));
+    if let Err(e) = r {
+        rt.block_on(live.hosts.close_all());
+        return Err(CliError::Message(e.to_string()));
+    }
+    // Record what is managed now, from a fresh look.
+    let after = rt.block_on(live.observe());
+    record_managed(&mut state, &t, &after);
+    state.config_digest = Some(config_digest(&t));
+    backend.write(&lock, &mut state)?;
+    rt.block_on(live.hosts.close_all());
+    let s = plan.summary();
+    out(format!(
+        "\nApply complete! Resources: {} added, {} changed, {} removed. State serial {}.\n",
+        s.add, s.change, s.remove, state.serial
+    )
+    .as_bytes())?;
+    Ok(EXIT_OK)
+}
+
+fn approve() -> Result<bool, CliError> {
+    out(b"\nDo you want to perform these actions?\n  k3splan will perform the actions described above, in order.\n  Only 'yes' will be accepted to approve.\n\n  Enter a value: ")?;
+    let mut line = String::new();
+    io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .map_err(CliError::Output)?;
+    Ok(line.trim() == "yes")
+}
+
+fn read_saved_plan(p: &Path) -> Result<SavedPlan, CliError> {
+    let bytes = std::fs::read(p).map_err(|source| CliError::Io {
+        path: p.to_path_buf(),
+        source,
+    })?;
+    let sp: SavedPlan = serde_json::from_slice(&bytes).map_err(|e| {
+        CliError::Message(format!("{}: not a k3splan saved plan: {e}", p.display()))
+    })?;
+    if sp.format_version != SAVED_PLAN_VERSION {
+        return Err(CliError::Message(format!(
+            "{}: saved plan format {} is not supported (expected {SAVED_PLAN_VERSION})",
+            p.display(),
+            sp.format_version
+        )));
+    }
+    Ok(sp)
+}
+
+/// `k3splan show [FILE]`: a saved plan, or the state.
+pub fn cmd_show(g: &GlobalArgs, plan_file: Option<&Path>, json: bool) -> Result<u8, CliError> {
+    let color_out = use_color(g.no_color, io::stdout().is_terminal());
+    match plan_file {
+        Some(p) => {
+            let sp = read_saved_plan(p)?;
+            out(render_result(&Ok(sp.plan), json, color_out).as_bytes())?;
+        }
+        None => {
+            let backend = state_backend(g, None)?;
+            match backend.read()? {
+                Some(s) => {
+                    let text = if json {
+                        serde_json::to_string_pretty(&s).expect("state serializes") + "\n"
+                    } else {
+                        let mut t = format!(
+                            "# state {} (serial {}, lineage {})\n",
+                            backend.path().display(),
+                            s.serial,
+                            s.lineage
+                        );
+                        for a in s.addresses() {
+                            t.push_str(&format!("{a}\n"));
+                        }
+                        if let Some(snap) = &s.last_snapshot {
+                            t.push_str(&format!(
+                                "last etcd snapshot: {} ({} bytes, sha256 {}, {})\n",
+                                snap.path, snap.size, snap.sha256, snap.taken_at
+                            ));
+                        }
+                        t
+                    };
+                    out(text.as_bytes())?;
+                }
+                None => out(b"No state.\n")?,
+            }
+        }
+    }
+    Ok(EXIT_OK)
+}
+
+/// `k3splan state list|show`.
+pub fn cmd_state(g: &GlobalArgs, show: Option<&str>) -> Result<u8, CliError> {
+    let backend = state_backend(g, None)?;
+    let Some(s) = backend.read()? else {
+        return Err(CliError::Message(format!(
+            "no state at {}",
+            backend.path().display()
+        )));
+    };
+    match show {
+        None => {
+            for a in s.addresses() {
+                out(format!("{a}\n").as_bytes())?;
+            }
+        }
+        Some(addr) => match s.show(addr) {
+            Some(v) => out(format!(
+                "# {addr}\n{}\n",
+                serde_json::to_string_pretty(&v).expect("json")
+            )
+            .as_bytes())?,
+            None => {
+                return Err(CliError::Message(format!(
+                    "no object at address {addr} in the state"
+                )));
+            }
+        },
+    }
+    Ok(EXIT_OK)
+}
+
+/// `k3splan force-unlock ID`.
+pub fn cmd_force_unlock(g: &GlobalArgs, id: &str) -> Result<u8, CliError> {
+    let backend = state_backend(g, None)?;
+    backend.force_unlock(id)?;
+    Ok(EXIT_OK)
+}
+
+impl From<crate::state::StateError> for CliError {
+    fn from(e: crate::state::StateError) -> Self {
+        CliError::Message(e.to_string())
+    }
+}

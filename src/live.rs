@@ -1,0 +1,620 @@
+//! The imperative shell's eyes: reads the live cluster through the three providers and maps
+//! what they saw into the planner's [`Observed`] model.
+//!
+//! Guarantees:
+//! - the three sources are read concurrently, each bounded by its own timeout; a source that
+//!   cannot be reached becomes `Fact::Unknown` with the reason, never an empty cluster;
+//! - secrets read from hosts (join token, VRRP password) are masked before they enter
+//!   [`Observed`], so a saved plan or a log never holds them;
+//! - hosts are keyed by node name and include nodes that are no longer declared but still
+//!   seen by Kubernetes or etcd (they are the ones a plan removes).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use k3splan_etcd::{EtcdConfig, EtcdProvider, TlsFiles};
+use k3splan_host::{
+    ConfigFile, HostFacts, HostObservation, HostPool, K3sLayout, ManifestFile, ObserveSpec,
+    ServiceManager, ServiceState,
+};
+use k3splan_kube::{AddonRef, KubeProvider, KubeSettings, ObserveRequest, Readiness};
+
+use crate::config::{Topology, model::DEFAULT_ADDONS};
+use crate::observed::{
+    AddonDeployment, EtcdDataDir, EtcdMember, EtcdState, Fact, HostState, K3sConfigFile,
+    K3sInstall, KeepalivedManifest, KubeNode, KubeState, MemberHealth, Observed, Pod, Pvc,
+    url_host,
+};
+use crate::plan::files::mask_secrets;
+
+/// Knobs of the live connections (from flags and defaults).
+#[derive(Debug, Clone)]
+pub struct LiveOptions {
+    /// Directory relative paths of the topology (TLS files, keys) are resolved against.
+    pub base_dir: PathBuf,
+    pub etcd_timeout: Duration,
+    pub ssh_connect_timeout: Duration,
+    pub ssh_parallelism: usize,
+    pub kube_connect_timeout: Duration,
+    /// Add unknown host keys to known_hosts (`--accept-new-host-keys`).
+    pub accept_new_host_keys: bool,
+}
+
+impl Default for LiveOptions {
+    fn default() -> Self {
+        LiveOptions {
+            base_dir: PathBuf::from("."),
+            etcd_timeout: Duration::from_secs(5),
+            ssh_connect_timeout: Duration::from_secs(10),
+            ssh_parallelism: 16,
+            kube_connect_timeout: Duration::from_secs(5),
+            accept_new_host_keys: false,
+        }
+    }
+}
+
+/// Connections to the cluster, shared by observation and apply.
+pub struct Live {
+    pub topology: Topology,
+    pub opts: LiveOptions,
+    pub layout: K3sLayout,
+    pub hosts: HostPool,
+    /// Addresses of the hosts in the pool, by node name.
+    pub host_addresses: BTreeMap<String, IpAddr>,
+    etcd_config: EtcdConfig,
+    kube: tokio::sync::OnceCell<Result<KubeProvider, String>>,
+}
+
+/// Resolves a topology path: `~/` is the home directory, relative paths are relative to the
+/// configuration directory.
+pub fn resolve(base: &Path, p: &Path) -> PathBuf {
+    let s = p.to_string_lossy();
+    if let Some(rest) = s.strip_prefix("~/")
+        && let Some(home) = std::env::var_os("HOME")
+    {
+        return PathBuf::from(home).join(rest);
+    }
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        base.join(p)
+    }
+}
+
+/// The k3s layout on the hosts, from the topology's `host` block and `data_dir`.
+pub fn layout_of(t: &Topology) -> K3sLayout {
+    let h = &t.cluster.host;
+    let mut layout = K3sLayout {
+        data_dir: t.cluster.data_dir.clone(),
+        config_path: h.config_path.clone(),
+        k3s_bin: h.k3s_binary.clone(),
+        uninstall_server: h.uninstall_command.clone(),
+        uninstall_agent: h.agent_uninstall_command.clone(),
+        ..K3sLayout::default()
+    };
+    if !h.service_command.is_empty() {
+        let with = |verb: &str| {
+            let mut v = h.service_command.clone();
+            v.push(verb.to_string());
+            v
+        };
+        layout.services = ServiceManager {
+            is_active: with("is-active"),
+            start: with("start"),
+            stop: with("stop"),
+            restart: with("restart"),
+        };
+    }
+    if let Some(cmd) = &t.cluster.install_command {
+        layout.install_command = cmd.clone();
+    }
+    layout
+}
+
+impl Live {
+    /// Prepares connections (nothing is dialled yet). `extra_hosts` are nodes that are not
+    /// declared but known (from the state or a previous observation) with their address.
+    pub fn new(topology: &Topology, opts: LiveOptions) -> Result<Self, String> {
+        let layout = layout_of(topology);
+        let mut host_addresses = BTreeMap::new();
+        let mut hosts = Vec::new();
+        for n in &topology.nodes {
+            host_addresses.insert(n.name.clone(), n.address);
+            hosts.push((
+                n.name.clone(),
+                ssh_settings(&opts, &n.address.to_string(), &n.ssh),
+            ));
+        }
+        let pool = HostPool::new(hosts, opts.ssh_parallelism);
+
+        let c = &topology.cluster.etcd;
+        let endpoints: Vec<String> = if c.endpoints.is_empty() {
+            topology
+                .etcd_nodes()
+                .map(|n| match n.address {
+                    IpAddr::V6(a) => format!("https://[{a}]:2379"),
+                    IpAddr::V4(a) => format!("https://{a}:2379"),
+                })
+                .collect()
+        } else {
+            c.endpoints.clone()
+        };
+        let mut etcd_config = EtcdConfig::new(endpoints).with_timeout(opts.etcd_timeout);
+        if let (Some(ca), Some(cert), Some(key)) = (&c.ca_file, &c.cert_file, &c.key_file) {
+            etcd_config = etcd_config.with_tls(TlsFiles {
+                ca_file: resolve(&opts.base_dir, ca),
+                cert_file: resolve(&opts.base_dir, cert),
+                key_file: resolve(&opts.base_dir, key),
+            });
+        }
+        Ok(Live {
+            topology: topology.clone(),
+            opts,
+            layout,
+            hosts: pool,
+            host_addresses,
+            etcd_config,
+            kube: tokio::sync::OnceCell::new(),
+        })
+    }
+
+    /// A pool that also reaches undeclared nodes (to be removed) at their observed address,
+    /// with the cluster's SSH defaults.
+    fn with_extra_hosts(&mut self, extra: &BTreeMap<String, IpAddr>) {
+        let mut changed = false;
+        for (name, addr) in extra {
+            if !self.host_addresses.contains_key(name) {
+                self.host_addresses.insert(name.clone(), *addr);
+                changed = true;
+            }
+        }
+        if changed {
+            let ssh_default = &self.topology.cluster.ssh;
+            let hosts: Vec<_> = self
+                .host_addresses
+                .iter()
+                .map(|(name, addr)| {
+                    let ssh = self
+                        .topology
+                        .node(name)
+                        .map(|n| &n.ssh)
+                        .unwrap_or(ssh_default);
+                    (
+                        name.clone(),
+                        ssh_settings(&self.opts, &addr.to_string(), ssh),
+                    )
+                })
+                .collect();
+            self.hosts = HostPool::new(hosts, self.opts.ssh_parallelism);
+        }
+    }
+
+    /// The etcd provider (TLS files are read here; a missing file is an error naming it).
+    pub fn etcd(&self) -> Result<EtcdProvider, String> {
+        EtcdProvider::new(self.etcd_config.clone()).map_err(|e| e.to_string())
+    }
+
+    /// The Kubernetes provider, connected once.
+    pub async fn kube(&self) -> Result<&KubeProvider, String> {
+        let r = self
+            .kube
+            .get_or_init(|| async {
+                let c = &self.topology.cluster;
+                let settings = KubeSettings {
+                    kubeconfig: c
+                        .kubeconfig
+                        .as_ref()
+                        .map(|p| resolve(&self.opts.base_dir, p)),
+                    context: c.kube_context.clone(),
+                    connect_timeout: self.opts.kube_connect_timeout,
+                    ..KubeSettings::default()
+                };
+                KubeProvider::connect(settings)
+                    .await
+                    .map_err(|e| e.to_string())
+            })
+            .await;
+        r.as_ref().map_err(Clone::clone)
+    }
+
+    fn observe_spec(&self) -> ObserveSpec {
+        ObserveSpec {
+            layout: self.layout.clone(),
+            keepalived_manifest: self
+                .topology
+                .cluster
+                .vip
+                .as_ref()
+                .map(|v| v.manifest_path.clone()),
+        }
+    }
+
+    /// Reads everything, concurrently, and maps it into [`Observed`].
+    pub async fn observe(&mut self) -> Observed {
+        let addons: Vec<AddonRef> = if self.topology.addons.is_empty() {
+            DEFAULT_ADDONS
+                .iter()
+                .map(|a| AddonRef::kube_system(a))
+                .collect()
+        } else {
+            self.topology
+                .addons
+                .iter()
+                .map(|a| AddonRef {
+                    name: a.name.clone(),
+                    namespace: a.namespace.clone(),
+                })
+                .collect()
+        };
+        let kube_fut = async {
+            let kube = self.kube().await?;
+            kube.observe(&ObserveRequest {
+                addons,
+                ..ObserveRequest::default()
+            })
+            .await
+            .map_err(|e| e.to_string())
+        };
+        let etcd_fut = async {
+            match self.etcd() {
+                Ok(p) => Ok(p.observe().await),
+                Err(e) => Err(e),
+            }
+        };
+        let spec = self.observe_spec();
+        let hosts_fut = self.hosts.observe_all(&spec);
+        let (kube, etcd, mut hosts) = tokio::join!(kube_fut, etcd_fut, hosts_fut);
+
+        // Nodes seen by Kubernetes or etcd but not declared: observe their hosts too.
+        let mut extra = BTreeMap::new();
+        if let Ok(k) = &kube {
+            for n in &k.nodes {
+                if self.topology.node(&n.name).is_none()
+                    && let Some(ip) = n.internal_ip.as_deref().and_then(|s| s.parse().ok())
+                {
+                    extra.insert(n.name.clone(), ip);
+                }
+            }
+        }
+        if let Ok(e) = &etcd {
+            for m in &e.members {
+                let Some(addr) = m.peer_urls.first().and_then(|u| url_host(u)) else {
+                    continue;
+                };
+                let Ok(ip) = addr.parse::<IpAddr>() else {
+                    continue;
+                };
+                let known = self.host_addresses.values().any(|a| *a == ip)
+                    || extra.values().any(|a| *a == ip);
+                if !known {
+                    let name = kube
+                        .as_ref()
+                        .ok()
+                        .and_then(|k| {
+                            k.nodes
+                                .iter()
+                                .find(|n| n.internal_ip.as_deref() == Some(addr))
+                                .map(|n| n.name.clone())
+                        })
+                        .unwrap_or_else(|| member_node_name(&m.name));
+                    extra.insert(name, ip);
+                }
+            }
+        }
+        let new: BTreeMap<String, IpAddr> = extra
+            .into_iter()
+            .filter(|(n, _)| !self.host_addresses.contains_key(n))
+            .collect();
+        if !new.is_empty() {
+            self.with_extra_hosts(&new);
+            let names: Vec<(String, ObserveSpec)> =
+                new.keys().map(|n| (n.clone(), spec.clone())).collect();
+            let more = self.hosts.observe_many(names).await;
+            hosts.extend(more);
+        }
+
+        let etcd_state = match &etcd {
+            Ok(o) => map_etcd(o),
+            Err(e) => Fact::unknown(format!("etcd: {e}")),
+        };
+        let mut host_states = BTreeMap::new();
+        for (name, obs) in hosts {
+            let fact = match obs {
+                HostObservation::Reachable(facts) => {
+                    let addr = self.host_addresses.get(&name).copied();
+                    let raw = self.read_raw_files(&name, &facts).await;
+                    let manifest = self
+                        .topology
+                        .cluster
+                        .vip
+                        .as_ref()
+                        .map(|v| v.manifest_path.as_str());
+                    Fact::Known(map_host(
+                        addr,
+                        &facts,
+                        raw,
+                        &self.layout,
+                        manifest,
+                        &etcd_state,
+                    ))
+                }
+                HostObservation::Unreachable { reason, .. } => Fact::unknown(reason),
+            };
+            host_states.insert(name, fact);
+        }
+        Observed {
+            kube: match kube {
+                Ok(k) => Fact::Known(map_kube(&k)),
+                Err(e) => Fact::unknown(format!("Kubernetes API: {e}")),
+            },
+            etcd: etcd_state,
+            hosts: host_states,
+        }
+    }
+
+    /// Reads config.yaml and the keepalived manifest as text, masked, for plan diffs.
+    async fn read_raw_files(&self, name: &str, facts: &HostFacts) -> RawFiles {
+        let mut raw = RawFiles::default();
+        let Ok(session) = self.hosts.session(name).await else {
+            return raw;
+        };
+        if matches!(facts.config, ConfigFile::Present(_))
+            && let Ok(Some(f)) = session.read_file(&self.layout.config_path).await
+        {
+            raw.config = Some(mask_secrets(&String::from_utf8_lossy(&f.contents)));
+        }
+        if let (ManifestFile::Present(_), Some(v)) = (&facts.keepalived, &self.topology.cluster.vip)
+            && let Ok(Some(f)) = session.read_file(&v.manifest_path).await
+        {
+            raw.keepalived = Some(mask_secrets(&String::from_utf8_lossy(&f.contents)));
+        }
+        raw
+    }
+}
+
+#[derive(Default)]
+struct RawFiles {
+    config: Option<String>,
+    keepalived: Option<String>,
+}
+
+fn ssh_settings(
+    opts: &LiveOptions,
+    address: &str,
+    ssh: &crate::config::SshSettings,
+) -> k3splan_host::SshSettings {
+    let mut s = k3splan_host::SshSettings::new(address);
+    s.port = ssh.port;
+    s.user = ssh.user.clone();
+    s.private_key_file = ssh
+        .private_key_file
+        .as_ref()
+        .map(|p| resolve(&opts.base_dir, p));
+    s.known_hosts_file = resolve(&opts.base_dir, &ssh.known_hosts_file);
+    s.connect_timeout = opts.ssh_connect_timeout;
+    s.accept_new_host_keys = opts.accept_new_host_keys;
+    s
+}
+
+/// k3s names members `<short hostname>-<8 hex>`; the node name is the part before.
+fn member_node_name(member: &str) -> String {
+    match member.rsplit_once('-') {
+        Some((head, tail)) if tail.len() == 8 && tail.bytes().all(|b| b.is_ascii_hexdigit()) => {
+            head.to_string()
+        }
+        _ => member.to_string(),
+    }
+}
+
+fn map_kube(k: &k3splan_kube::ClusterObservation) -> KubeState {
+    use k3splan_kube::WorkloadKind as W;
+    KubeState {
+        nodes: k
+            .nodes
+            .iter()
+            .map(|n| KubeNode {
+                name: n.name.clone(),
+                internal_ip: n.internal_ip.as_deref().and_then(|s| s.parse().ok()),
+                ready: n.ready == Readiness::Ready,
+                ready_since: n.ready_since.clone(),
+                unschedulable: n.unschedulable,
+                roles: n.roles.clone(),
+                version: Some(n.kubelet_version.clone()).filter(|v| !v.is_empty()),
+            })
+            .collect(),
+        pods: k
+            .pods
+            .iter()
+            .map(|p| {
+                let (kind, name) = match &p.owner {
+                    Some(o) => (
+                        Some(match &o.kind {
+                            W::Deployment => "Deployment".to_string(),
+                            W::ReplicaSet => "ReplicaSet".into(),
+                            W::StatefulSet => "StatefulSet".into(),
+                            W::DaemonSet => "DaemonSet".into(),
+                            W::Job => "Job".into(),
+                            W::Node => "Node".into(),
+                            W::Other(s) => s.clone(),
+                        }),
+                        Some(o.name.clone()),
+                    ),
+                    None => (None, None),
+                };
+                Pod {
+                    namespace: p.namespace.clone(),
+                    name: p.name.clone(),
+                    node: p.node.clone(),
+                    owner_kind: kind,
+                    owner_name: name,
+                    phase: p.phase.clone(),
+                    pvcs: p.pvcs.clone(),
+                }
+            })
+            .collect(),
+        pvcs: k
+            .pvcs
+            .iter()
+            .map(|c| Pvc {
+                namespace: c.namespace.clone(),
+                name: c.name.clone(),
+                uid: c.uid.clone(),
+                storage_class: c.storage_class.clone(),
+                phase: c.phase.clone(),
+                bound_node: c.local_node.clone(),
+                volume: c.volume.clone(),
+            })
+            .collect(),
+        addons: k
+            .addons
+            .iter()
+            .filter(|a| a.found)
+            .map(|a| AddonDeployment {
+                namespace: a.namespace.clone(),
+                name: a.name.clone(),
+                replicas: a.replicas.max(0) as u32,
+                ready_replicas: a.ready_replicas.max(0) as u32,
+                pod_nodes: a.pod_nodes.clone(),
+                spread: a
+                    .spread_topology_keys
+                    .first()
+                    .or(a.anti_affinity_topology_keys.first())
+                    .cloned(),
+                helm_chart_config: a.helm_chart_config.is_some() || a.helm_chart.is_some(),
+            })
+            .collect(),
+    }
+}
+
+fn map_etcd(o: &k3splan_etcd::Observation) -> Fact<EtcdState> {
+    if o.members.is_empty() {
+        let reasons: Vec<String> = o
+            .endpoints
+            .iter()
+            .filter_map(|e| e.error.as_ref().map(|err| err.to_string()))
+            .collect();
+        let why = if reasons.is_empty() {
+            "no endpoint returned a member list".to_string()
+        } else {
+            reasons.join("; ")
+        };
+        return Fact::unknown(format!("etcd: no member list: {why}"));
+    }
+    let members = o
+        .members
+        .iter()
+        .map(|m| EtcdMember {
+            id: m.id.0,
+            name: m.name.clone(),
+            peer_urls: m.peer_urls.clone(),
+            client_urls: m.client_urls.clone(),
+            is_learner: m.is_learner,
+            health: match &m.health {
+                k3splan_etcd::MemberHealth::Healthy { .. } => MemberHealth::Healthy,
+                k3splan_etcd::MemberHealth::NoLeader { endpoint } => MemberHealth::Unhealthy {
+                    reason: format!("{endpoint} has no leader"),
+                },
+                k3splan_etcd::MemberHealth::Unreachable { error } => MemberHealth::Unreachable {
+                    reason: error.to_string(),
+                },
+                k3splan_etcd::MemberHealth::NotObserved => MemberHealth::Unreachable {
+                    reason: "no endpoint of this member answered".into(),
+                },
+            },
+        })
+        .collect();
+    Fact::Known(EtcdState {
+        members,
+        leader: o.health.leader.map(|l| l.0),
+    })
+}
+
+fn map_host(
+    address: Option<IpAddr>,
+    f: &HostFacts,
+    raw: RawFiles,
+    layout: &K3sLayout,
+    manifest_path: Option<&str>,
+    etcd: &Fact<EtcdState>,
+) -> HostState {
+    let k3s = f.k3s_binary.present.then(|| K3sInstall {
+        version: f.k3s_binary.version.clone(),
+        service_active: f.server_service == ServiceState::Active
+            || f.agent_service == ServiceState::Active,
+    });
+    let config = match &f.config {
+        ConfigFile::Present(c) => Some(K3sConfigFile {
+            path: layout.config_path.clone(),
+            server: c.server.clone(),
+            cluster_init: c.cluster_init,
+            disable_etcd: c.disable_etcd,
+            disable_apiserver: c.disable_apiserver,
+            raw: raw.config.unwrap_or_default(),
+        }),
+        // An unparsable config is still a config: show it as present with its text.
+        ConfigFile::Invalid { .. } => Some(K3sConfigFile {
+            path: layout.config_path.clone(),
+            raw: raw.config.unwrap_or_default(),
+            ..K3sConfigFile::default()
+        }),
+        ConfigFile::Absent => None,
+    };
+    let keepalived = match &f.keepalived {
+        ManifestFile::Present(k) => Some(KeepalivedManifest {
+            path: manifest_path.unwrap_or_default().to_string(),
+            priority: k.priority,
+            vip: k.virtual_ips.first().cloned(),
+            interface: k.interface.clone(),
+            router_id: k.router_id,
+            raw: raw.keepalived.unwrap_or_default(),
+        }),
+        _ => None,
+    };
+    let etcd_data = f.etcd_data.exists.then(|| {
+        let belongs = match (etcd, address) {
+            (Fact::Known(e), Some(addr)) => {
+                let addr = addr.to_string();
+                let member = e.members.iter().find(|m| {
+                    m.peer_urls
+                        .iter()
+                        .any(|u| url_host(u) == Some(addr.as_str()))
+                });
+                Some(match (member, &f.etcd_data.member_name) {
+                    (None, _) => false,
+                    (Some(m), Some(name)) if !m.name.is_empty() => &m.name == name,
+                    (Some(_), _) => true,
+                })
+            }
+            _ => None,
+        };
+        EtcdDataDir {
+            path: layout.etcd_dir(),
+            member_name: f.etcd_data.member_name.clone(),
+            cluster_id: None,
+            belongs_to_cluster: if f.etcd_data.tombstone {
+                Some(false)
+            } else {
+                belongs
+            },
+            tombstone: f.etcd_data.tombstone,
+        }
+    });
+    HostState {
+        address,
+        k3s,
+        config,
+        keepalived,
+        etcd_data,
+    }
+}
+
+/// Names of the nodes an observation knows of (declared or not), for `state` bookkeeping.
+pub fn known_nodes(o: &Observed) -> BTreeSet<String> {
+    let mut s: BTreeSet<String> = o.hosts.keys().cloned().collect();
+    if let Fact::Known(k) = &o.kube {
+        s.extend(k.nodes.iter().map(|n| n.name.clone()));
+    }
+    s
+}
