@@ -1052,12 +1052,10 @@ impl Lab {
                 return Err(LabError::Timeout {
                     what: format!("Node {name} Ready={ready}"),
                     waited: timeout,
-                    last: format!(
-                        "{}",
-                        self.node(name)
-                            .map(|n| n["status"]["conditions"].to_string())
-                            .unwrap_or_else(|| "no such Node".into())
-                    ),
+                    last: self
+                        .node(name)
+                        .map(|n| n["status"]["conditions"].to_string())
+                        .unwrap_or_else(|| "no such Node".into()),
                 });
             }
             std::thread::sleep(Duration::from_millis(300));

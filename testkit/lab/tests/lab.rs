@@ -66,3 +66,243 @@ fn lab_comes_up_with_three_voters_and_ready_nodes() {
         .unwrap();
     assert!(cfg.contains("initial-cluster-state: existing"), "{cfg}");
 }
+
+#[test]
+fn server_joins_as_learner_then_voter_and_snapshot_and_kill_host() {
+    let Some(spec) = spec(3, 1) else { return };
+    let lab = Lab::start(spec).expect("lab starts");
+    // Join the spare through a healthy server that is not the first one.
+    let via = lab.host("server-2").unwrap().server_url();
+    let out = lab
+        .install_server("spare-1", Some(&via))
+        .expect("join succeeds");
+    assert!(out.contains("Starting k3s"), "{out}");
+    let log = lab.k3s_log("spare-1");
+    assert!(log.contains("to etcd cluster as a learner"), "{log}");
+    let o = lab
+        .wait_voters(4, Duration::from_secs(60))
+        .expect("promoted to voter");
+    let spare_ip = lab.host("spare-1").unwrap().address().to_string();
+    let m = o
+        .member_by_address(&spare_ip)
+        .expect("spare is a member")
+        .clone();
+    assert!(!m.is_learner);
+    let promoted = ["server-1", "server-2", "server-3"].iter().any(|s| {
+        lab.k3s_log(s)
+            .contains(&format!("Promoted etcd learner {}", m.name))
+    });
+    assert!(promoted, "a leader logged the promotion of {}", m.name);
+    lab.wait_node_ready("spare-1", true, Duration::from_secs(30))
+        .unwrap();
+
+    // etcd-snapshot save writes a real snapshot and prints its path like k3s.
+    let (code, out) = lab
+        .ssh(
+            "server-2",
+            &[],
+            "/var/lib/rancher/lab/bin/k3s etcd-snapshot save --data-dir /var/lib/rancher/k3s",
+        )
+        .unwrap();
+    assert_eq!(code, 0, "{out}");
+    let path = out
+        .lines()
+        .find_map(|l| l.split("Saving etcd snapshot to ").nth(1))
+        .map(|p| p.trim_end_matches('"').to_string())
+        .expect("path printed");
+    assert!(
+        path.starts_with("/var/lib/rancher/k3s/server/db/snapshots/on-demand-server-2-"),
+        "{path}"
+    );
+    let real = lab.host("server-2").unwrap().path(&path);
+    let st = std::process::Command::new("etcdctl")
+        .args(["snapshot", "status", "-w", "json"])
+        .arg(&real)
+        .output()
+        .unwrap();
+    assert!(
+        st.status.success(),
+        "etcdctl snapshot status: {}",
+        String::from_utf8_lossy(&st.stderr)
+    );
+    assert!(String::from_utf8_lossy(&st.stdout).contains("\"totalKey\""));
+
+    // The machine dies: member unreachable but listed, Node NotReady, quorum holds.
+    lab.kill_host("server-1").unwrap();
+    let s1 = lab.host("server-1").unwrap().address().to_string();
+    let o = lab
+        .wait_etcd(
+            "server-1 unreachable, quorum kept",
+            Duration::from_secs(60),
+            |o| {
+                o.member_by_address(&s1).is_some_and(|m| !m.is_healthy())
+                    && o.health.quorum
+                    && o.health.leader.is_some()
+                    && o.health.healthy_voters == 3
+            },
+        )
+        .unwrap();
+    assert_eq!(o.health.voters, 4, "a killed member stays listed");
+    lab.wait_node_ready("server-1", false, Duration::from_secs(60))
+        .unwrap();
+    let node = lab.node("server-1").unwrap();
+    assert!(
+        node["spec"]["taints"]
+            .to_string()
+            .contains("node.kubernetes.io/unreachable"),
+        "{node}"
+    );
+    assert!(lab.node_ready("server-2") && lab.node_ready("spare-1"));
+}
+
+#[test]
+fn join_fails_through_dead_server_and_with_stale_data() {
+    let Some(spec) = spec(3, 2) else { return };
+    let lab = Lab::start(spec).expect("lab starts");
+    lab.kill_host("server-1").unwrap();
+    // Seed 001: the join URL names a dead server.
+    let dead = lab.host("server-1").unwrap().server_url();
+    let err = lab
+        .install_server("spare-1", Some(&dead))
+        .expect_err("join through a dead server fails");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("failed to get CA certs") && msg.contains("connection refused"),
+        "{msg}"
+    );
+    assert!(msg.contains(&dead), "names the URL: {msg}");
+    let (code, _) = lab.service("spare-1", "is-active", "k3s").unwrap();
+    assert_ne!(code, 0, "k3s is not active on spare-1");
+
+    // Seed 002: a data dir holding another cluster's etcd data never joins.
+    lab.plant_stale_etcd_data("spare-2").unwrap();
+    let via = lab.host("server-2").unwrap().server_url();
+    let err = lab
+        .install_server("spare-2", Some(&via))
+        .expect_err("stale data dir does not join");
+    let msg = err.to_string();
+    assert!(msg.contains("belongs to another cluster"), "{msg}");
+    let o = lab.etcd();
+    assert_eq!(
+        o.health.voters + o.health.learners,
+        3,
+        "no member was added: {}",
+        k3splan_lab::describe_etcd(&o)
+    );
+    assert!(lab.node("spare-1").is_none() && lab.node("spare-2").is_none());
+    // Never a second cluster: the stale member has no leader, so it is not healthy.
+    let s2 = lab.host("spare-2").unwrap().address().to_string();
+    assert!(o.member_by_address(&s2).is_none());
+}
+
+#[test]
+fn service_stop_start_and_uninstall() {
+    let Some(spec) = spec(3, 0) else { return };
+    let lab = Lab::start(spec).expect("lab starts");
+    let (code, out) = lab.service("server-3", "is-active", "k3s").unwrap();
+    assert_eq!(code, 0, "{out}");
+    // stop is idempotent; the member becomes unhealthy, quorum holds.
+    assert_eq!(lab.service("server-3", "stop", "k3s").unwrap().0, 0);
+    assert_eq!(lab.service("server-3", "stop", "k3s").unwrap().0, 0);
+    assert_ne!(lab.service("server-3", "is-active", "k3s").unwrap().0, 0);
+    let ep3 = lab.host("server-3").unwrap().address().to_string();
+    lab.wait_etcd("server-3 down", Duration::from_secs(30), |o| {
+        o.member_by_address(&ep3).is_some_and(|m| !m.is_healthy()) && o.health.quorum
+    })
+    .unwrap();
+    // start (twice: idempotent) brings the member back from its data dir.
+    let (code, out) = lab.service("server-3", "start", "k3s").unwrap();
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(lab.service("server-3", "start", "k3s").unwrap().0, 0);
+    lab.wait_voters(3, Duration::from_secs(60)).unwrap();
+    assert!(
+        lab.k3s_log("server-3")
+            .contains("bootstrap already complete")
+    );
+
+    // uninstall: stops k3s, removes the binary, the data dir and /etc/rancher/k3s.
+    let (code, out) = lab
+        .ssh("server-3", &[], "/var/lib/rancher/lab/bin/k3s uninstall")
+        .unwrap();
+    assert_eq!(code, 0, "{out}");
+    assert_ne!(lab.service("server-3", "is-active", "k3s").unwrap().0, 0);
+    assert!(
+        lab.read_file("server-3", "/var/lib/rancher/lab/bin/k3s")
+            .is_none()
+    );
+    assert!(
+        !lab.host("server-3")
+            .unwrap()
+            .path("/var/lib/rancher/k3s")
+            .exists()
+    );
+    assert!(
+        !lab.host("server-3")
+            .unwrap()
+            .path("/etc/rancher/k3s")
+            .exists()
+    );
+    let addr: std::net::SocketAddr = format!("{ep3}:2379").parse().unwrap();
+    assert!(
+        std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(1)).is_err(),
+        "etcd stopped"
+    );
+    // A start without k3s installed fails like systemd with no unit.
+    let (code, out) = lab.service("server-3", "start", "k3s").unwrap();
+    assert_eq!(code, 5, "{out}");
+}
+
+#[test]
+fn vip_follows_priority_and_seed_workloads_are_loaded() {
+    let Some(mut spec) = spec(3, 0) else { return };
+    spec.vip = true;
+    spec.seed_workloads = true;
+    let lab = Lab::start(spec).expect("lab starts");
+    assert_eq!(lab.vip_holder().as_deref(), Some("server-1"));
+    let pods = lab.pods(Some("onecloud-minio"));
+    assert!(
+        pods.iter()
+            .any(|(n, phase, node)| n == "onecloud-minio/minio-1"
+                && phase == "Running"
+                && node == "server-1"),
+        "{pods:?}"
+    );
+    // The VIP serves the API (through the holder's :6443).
+    let vip = lab.vip().unwrap();
+    let addr: std::net::SocketAddr = format!("{vip}:6443").parse().unwrap();
+    assert!(std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)).is_ok());
+    // Priority moves: server-3 becomes primary.
+    lab.write_keepalived("server-1", 90).unwrap();
+    lab.write_keepalived("server-3", 100).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while lab.vip_holder().as_deref() != Some("server-3") && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(lab.vip_holder().as_deref(), Some("server-3"));
+    // The holder dies: the VIP moves to a live server.
+    lab.kill_host("server-3").unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while lab.vip_holder().as_deref() == Some("server-3") && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let h = lab.vip_holder();
+    assert!(
+        matches!(h.as_deref(), Some("server-1" | "server-2")),
+        "{h:?}"
+    );
+    // The topology helper renders VIP, primary, ports and storage blocks.
+    let hcl = lab
+        .render_topology(
+            &[
+                k3splan_lab::TopologyNode::server("server-1").primary(),
+                k3splan_lab::TopologyNode::server("server-2"),
+            ],
+            "",
+        )
+        .unwrap();
+    assert!(
+        hcl.contains(&format!("address       = \"{vip}\"")) && hcl.contains("primary = true"),
+        "{hcl}"
+    );
+    assert!(hcl.contains("storage \"onecloud-minio/minio\""), "{hcl}");
+}

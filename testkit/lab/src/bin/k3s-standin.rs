@@ -157,15 +157,15 @@ fn install() -> i32 {
     }
     // Copy via a temp file + rename: the old binary may be running.
     let tmp = bin.with_extension("new");
-    if me != bin {
-        if let Err(e) = fs::copy(&me, &tmp).and_then(|_| fs::rename(&tmp, bin)) {
-            eprintln!(
-                "[ERROR]  installing {} to {}: {e}",
-                me.display(),
-                bin.display()
-            );
-            return 1;
-        }
+    if me != bin
+        && let Err(e) = fs::copy(&me, &tmp).and_then(|_| fs::rename(&tmp, bin))
+    {
+        eprintln!(
+            "[ERROR]  installing {} to {}: {e}",
+            me.display(),
+            bin.display()
+        );
+        return 1;
     }
     let _ = fs::set_permissions(bin, fs::Permissions::from_mode(0o755));
     let _ = fs::write(hostcfg::K3S_VERSION_FILE, format!("{version}\n"));
@@ -1257,24 +1257,35 @@ fn server(args: &[String], agent: bool) -> ! {
                 Ok(_) | Err(_) => {}
             }
             if !stale_checked
-                && started.elapsed() > Duration::from_secs(8)
+                && started.elapsed() > Duration::from_secs(5)
                 && let Some(url) = &s.server
             {
-                stale_checked = true;
                 let theirs = format!("https://{}:2379", url_host(url).unwrap_or_default());
-                if let (Ok((_, _, mine, _, _)), Ok((_, _, other, _, _))) = (
-                    endpoint_status(&lab, t, &ep),
-                    endpoint_status(&lab, t, &theirs),
-                ) && mine != 0
-                    && other != 0
-                    && mine != other
-                {
-                    let reason = format!(
-                        "etcd data dir {}/server/db/etcd belongs to another cluster (cluster ID {mine:x}; {url} is in cluster {other:x}): etcd keeps dialing the peers of its old cluster",
-                        s.data_dir
-                    );
-                    log("error", &reason);
-                    mark_failed(unit, &reason);
+                let peer = format!("https://{}:2380", s.node_ip);
+                if let Ok(members) = member_list(&lab, t, &theirs) {
+                    stale_checked = true;
+                    let listed = members.iter().any(|m| {
+                        m["peerURLs"]
+                            .as_array()
+                            .is_some_and(|p| p.iter().any(|u| u.as_str() == Some(peer.as_str())))
+                    });
+                    if !listed {
+                        let ids = match (
+                            endpoint_status(&lab, t, &ep),
+                            endpoint_status(&lab, t, &theirs),
+                        ) {
+                            (Ok((_, _, mine, _, _)), Ok((_, _, other, _, _))) => {
+                                format!(" (cluster ID {mine:x}; {url} is in cluster {other:x})")
+                            }
+                            _ => String::new(),
+                        };
+                        let reason = format!(
+                            "etcd data dir {}/server/db/etcd belongs to another cluster{ids}: this member ({peer}) is not in the member list of {url}, and etcd keeps dialing the peers of its old cluster",
+                            s.data_dir
+                        );
+                        log("error", &reason);
+                        mark_failed(unit, &reason);
+                    }
                 }
             }
             if started.elapsed() > Duration::from_secs(3) {
