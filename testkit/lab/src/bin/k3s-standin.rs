@@ -1299,6 +1299,15 @@ fn server(args: &[String], agent: bool) -> ! {
             std::thread::sleep(Duration::from_secs(1));
         }
         log("info", &format!("etcd member {member_name} is up at {ep}"));
+        if s.cluster_init
+            && s.server.is_none()
+            && let Some(tok) = &s.token
+            && etcdctl(&lab, t, &ep, &["get", TOKEN_KEY, "--print-value-only"])
+                .is_ok_and(|v| v.trim().is_empty())
+            && let Err(e) = etcdctl(&lab, t, &ep, &["put", TOKEN_KEY, &token_hash(tok)])
+        {
+            log("warning", &format!("storing the token hash: {e}"));
+        }
     }
 
     if !agent
