@@ -47,7 +47,8 @@ fn seed000_first_server_dies_and_is_replaced() {
     })
     .expect("lab");
     lab.kill_host("server-1").unwrap();
-    lab.wait_node_ready("server-1", false, Duration::from_secs(60)).unwrap();
+    lab.wait_node_ready("server-1", false, Duration::from_secs(60))
+        .unwrap();
     let topo = lab
         .write_topology(
             "seed000/main.hcl",
@@ -77,4 +78,351 @@ fn seed000_first_server_dies_and_is_replaced() {
     let o = k3splan(&lab, &topo, &["plan", "--detailed-exitcode"]);
     assert_eq!(o.status.code(), Some(0), "second plan: no changes");
     assert!(stdout(&o).contains("No changes."));
+}
+
+fn names(nodes: &[&str]) -> Vec<TopologyNode> {
+    nodes.iter().map(|n| TopologyNode::server(n)).collect()
+}
+
+fn code(o: &Output) -> Option<i32> {
+    o.status.code()
+}
+
+/// Seed 001: control-plane-only servers join through the first server; it dies. Their join
+/// URLs are rewritten to a live server and they restart one at a time.
+#[test]
+fn seed001_split_roles_join_urls_rewritten() {
+    let lab = Lab::start(LabSpec {
+        servers: 3,
+        spare_hosts: 2,
+        verbose: true,
+        ..LabSpec::default()
+    })
+    .expect("lab");
+    // Two control-plane-only servers (k3s --disable-etcd) joining through server-1.
+    let first = lab.host("server-1").unwrap().server_url();
+    for cp in ["spare-1", "spare-2"] {
+        let addr = lab.host(cp).unwrap().address();
+        lab.write_file(
+            cp,
+            "/etc/rancher/k3s/config.yaml",
+            &format!(
+                "server: {first}\ntoken: {}\nnode-name: {cp}\nnode-ip: {addr}\ndisable-etcd: true\n",
+                lab.token()
+            ),
+        )
+        .unwrap();
+        // Installed as an operator would, with this config.yaml (the lab's install_server
+        // would write its own).
+        let (status, log) = lab
+            .ssh(
+                cp,
+                &[
+                    ("INSTALL_K3S_VERSION", k3splan_lab::K3S_VERSION),
+                    ("INSTALL_K3S_EXEC", "server"),
+                    ("K3S_TOKEN", lab.token()),
+                    ("K3S_URL", &first),
+                ],
+                &lab.install_command(),
+            )
+            .unwrap();
+        assert_eq!(status, 0, "{log}");
+        lab.wait_node_ready(cp, true, Duration::from_secs(90))
+            .unwrap();
+    }
+    lab.kill_host("server-1").unwrap();
+    lab.wait_node_ready("server-1", false, Duration::from_secs(60))
+        .unwrap();
+
+    let mut nodes = names(&["server-2", "server-3"]);
+    for cp in ["spare-1", "spare-2"] {
+        nodes.push(TopologyNode {
+            name: cp.into(),
+            roles: vec!["control-plane".into()],
+            primary: false,
+        });
+    }
+    let topo = lab.write_topology("seed001/main.hcl", &nodes, "").unwrap();
+    let o = k3splan(&lab, &topo, &["plan"]);
+    assert_eq!(code(&o), Some(0));
+    let plan = stdout(&o);
+    for cp in ["spare-1", "spare-2"] {
+        assert!(
+            plan.contains(&format!(
+                "host_file.{cp}:/etc/rancher/k3s/config.yaml will be updated in-place"
+            )),
+            "{plan}"
+        );
+        assert!(plan.contains(&format!("restart k3s on {cp}")), "{plan}");
+    }
+    assert!(plan.contains(&format!("-server: {first}")), "{plan}");
+
+    let o = k3splan(&lab, &topo, &["apply", "--auto-approve"]);
+    assert_eq!(code(&o), Some(0));
+    for cp in ["spare-1", "spare-2"] {
+        let cfg = lab.read_file(cp, "/etc/rancher/k3s/config.yaml").unwrap();
+        assert!(!cfg.contains(&first), "{cp}: {cfg}");
+        assert!(
+            cfg.contains("disable-etcd: true"),
+            "{cp} keeps its role: {cfg}"
+        );
+        assert!(
+            cfg.contains(&format!("token: {}", lab.token())),
+            "{cp} keeps its token"
+        );
+        assert!(lab.node_ready(cp));
+    }
+    let obs = lab.wait_voters(2, Duration::from_secs(30)).unwrap();
+    assert_eq!(obs.health.healthy_voters, 2);
+    let o = k3splan(&lab, &topo, &["plan", "--detailed-exitcode"]);
+    assert_eq!(code(&o), Some(0), "second plan: no changes");
+}
+
+/// Seed 002: etcd from 3 to 5 members; one new host holds another cluster's etcd data. The
+/// stale dir is moved aside (kept), the members join one at a time.
+#[test]
+fn seed002_scale_out_with_stale_data() {
+    let lab = Lab::start(LabSpec {
+        servers: 3,
+        spare_hosts: 2,
+        verbose: true,
+        ..LabSpec::default()
+    })
+    .expect("lab");
+    lab.plant_stale_etcd_data("spare-2").unwrap();
+    let topo = lab
+        .write_topology(
+            "seed002/main.hcl",
+            &names(&["server-1", "server-2", "server-3", "spare-1", "spare-2"]),
+            "",
+        )
+        .unwrap();
+    let o = k3splan(&lab, &topo, &["plan", "--detailed-exitcode"]);
+    assert_eq!(code(&o), Some(2));
+    let plan = stdout(&o);
+    let aside = plan
+        .find("move /var/lib/rancher/k3s/server/db/etcd aside")
+        .expect(&plan);
+    let join5 = plan
+        .find("install k3s v1.28.5+k3s1 on spare-2")
+        .expect(&plan);
+    let join4 = plan
+        .find("install k3s v1.28.5+k3s1 on spare-1")
+        .expect(&plan);
+    assert!(
+        aside < join5,
+        "stale data moved aside before the join: {plan}"
+    );
+    let promote4 = plan
+        .find("wait until spare-1's etcd learner is promoted")
+        .expect(&plan);
+    assert!(
+        join4 < promote4 && promote4 < join5,
+        "one member at a time: {plan}"
+    );
+
+    let o = k3splan(&lab, &topo, &["apply", "--auto-approve"]);
+    assert_eq!(code(&o), Some(0));
+    let obs = lab.wait_voters(5, Duration::from_secs(60)).unwrap();
+    assert_eq!(obs.health.healthy_voters, 5);
+    let (_, ls) = lab
+        .ssh("spare-2", &[], "ls /var/lib/rancher/k3s/server/db/")
+        .unwrap();
+    assert!(
+        ls.contains("etcd-backup-"),
+        "the stale dir is kept aside: {ls}"
+    );
+    let o = k3splan(&lab, &topo, &["plan", "--detailed-exitcode"]);
+    assert_eq!(code(&o), Some(0), "second plan: no changes");
+}
+
+/// Seed 003: CoreDNS, metrics-server and local-path-provisioner at one replica; the topology
+/// asks for 3 / 2 / 2 spread over hosts.
+#[test]
+fn seed003_addons_scaled_and_spread() {
+    let lab = Lab::start(LabSpec {
+        servers: 3,
+        seed_workloads: true,
+        verbose: true,
+        ..LabSpec::default()
+    })
+    .expect("lab");
+    let extra = "addon \"coredns\" {\n  replicas = 3\n  spread   = \"kubernetes.io/hostname\"\n}\n\naddon \"metrics-server\" {\n  replicas = 2\n  spread   = \"kubernetes.io/hostname\"\n}\n\naddon \"local-path-provisioner\" {\n  replicas = 2\n}\n";
+    let topo = lab
+        .write_topology(
+            "seed003/main.hcl",
+            &names(&["server-1", "server-2", "server-3"]),
+            extra,
+        )
+        .unwrap();
+    let o = k3splan(&lab, &topo, &["plan", "--detailed-exitcode"]);
+    assert_eq!(code(&o), Some(2));
+    let plan = stdout(&o);
+    for a in ["coredns", "metrics-server", "local-path-provisioner"] {
+        assert!(
+            plan.contains(&format!("addon.{a} will be updated in-place")),
+            "{plan}"
+        );
+    }
+    assert!(
+        !plan.contains("etcd_snapshot"),
+        "no destructive step, no snapshot: {plan}"
+    );
+    let o = k3splan(&lab, &topo, &["apply", "--auto-approve"]);
+    assert_eq!(code(&o), Some(0));
+    let o = k3splan(&lab, &topo, &["plan", "--detailed-exitcode"]);
+    assert_eq!(code(&o), Some(0), "second plan: no changes");
+    let coredns: Vec<_> = lab
+        .pods(Some("kube-system"))
+        .into_iter()
+        .filter(|(name, _, _)| name.starts_with("kube-system/coredns"))
+        .collect();
+    assert_eq!(coredns.len(), 3, "{coredns:?}");
+    let mut hosts: Vec<&str> = coredns.iter().map(|(_, _, node)| node.as_str()).collect();
+    hosts.sort();
+    hosts.dedup();
+    assert_eq!(hosts.len(), 3, "spread over the three hosts: {coredns:?}");
+}
+
+/// Seed 004: the full replacement of the first control node, VIP primary moving, MinIO,
+/// monitor-MinIO and victoria-metrics volumes rebound on the new node.
+#[test]
+fn seed004_control_node_replacement_with_vip_and_volumes() {
+    let lab = Lab::start(LabSpec {
+        servers: 3,
+        spare_hosts: 1,
+        vip: true,
+        seed_workloads: true,
+        verbose: true,
+        ..LabSpec::default()
+    })
+    .expect("lab");
+    lab.kill_host("server-1").unwrap();
+    lab.wait_node_ready("server-1", false, Duration::from_secs(60))
+        .unwrap();
+    let topo = lab
+        .write_topology(
+            "seed004/main.hcl",
+            &[
+                TopologyNode::server("server-2").primary(),
+                TopologyNode::server("server-3"),
+                TopologyNode::server("spare-1"),
+            ],
+            "",
+        )
+        .unwrap();
+    let o = k3splan(&lab, &topo, &["plan", "--detailed-exitcode"]);
+    assert_eq!(code(&o), Some(2));
+    let plan = stdout(&o);
+    let order = [
+        "# 1. etcd_snapshot",
+        "node.server-1 will be destroyed",
+        "etcd_member.server-1 will be destroyed",
+        "node.spare-1 will be created",
+        "pvc.onecloud-minio/export-minio-1 will be replaced",
+    ];
+    let mut last = 0;
+    for marker in order {
+        let at = plan
+            .find(marker)
+            .unwrap_or_else(|| panic!("{marker} missing:\n{plan}"));
+        assert!(at >= last, "{marker} out of order:\n{plan}");
+        last = at;
+    }
+    assert!(plan.contains("quorum after: 2/2 voters healthy"), "{plan}");
+    assert!(plan.contains("quorum after: 3/3 voters healthy"), "{plan}");
+
+    let o = k3splan(&lab, &topo, &["apply", "--auto-approve"]);
+    assert_eq!(code(&o), Some(0));
+    let obs = lab.wait_voters(3, Duration::from_secs(60)).unwrap();
+    assert_eq!(obs.health.healthy_voters, 3);
+    // Volumes of the dead node now live on the new node; the others did not move.
+    let o = k3splan(&lab, &topo, &["plan", "--detailed-exitcode"]);
+    assert_eq!(code(&o), Some(0), "second plan: no changes");
+    let pods = lab.pods(None);
+    let node_of = |p: &str| {
+        pods.iter()
+            .find(|(name, _, _)| name == p)
+            .map(|(_, _, node)| node.clone())
+            .unwrap_or_default()
+    };
+    assert_eq!(node_of("onecloud-minio/minio-1"), "spare-1", "{pods:?}");
+    assert_eq!(
+        node_of("onecloud-monitoring/monitor-minio-1"),
+        "spare-1",
+        "{pods:?}"
+    );
+    assert_eq!(
+        node_of("onecloud-minio/minio-0"),
+        "server-2",
+        "healthy volumes stay: {pods:?}"
+    );
+    let prio = |h: &str| {
+        lab.read_file(h, k3splan_lab::KEEPALIVED_MANIFEST)
+            .unwrap_or_default()
+    };
+    assert!(prio("server-2").contains("\"100\""), "{}", prio("server-2"));
+    assert!(prio("spare-1").contains("\"90\""), "{}", prio("spare-1"));
+    assert_eq!(lab.vip_holder().as_deref(), Some("server-2"));
+}
+
+/// Safety: a host that only lost SSH (its Node is still Ready) is never planned for removal
+/// without --allow-unreachable.
+#[test]
+fn unreachable_but_alive_host_is_not_removed_without_the_flag() {
+    let lab = Lab::start(LabSpec {
+        servers: 3,
+        verbose: true,
+        ..LabSpec::default()
+    })
+    .expect("lab");
+    let topo = lab
+        .write_topology("alive/main.hcl", &names(&["server-2", "server-3"]), "")
+        .unwrap();
+    lab.cut_network("server-1").unwrap();
+    let o = k3splan(&lab, &topo, &["plan", "--detailed-exitcode"]);
+    let plan = format!("{}{}", stdout(&o), String::from_utf8_lossy(&o.stderr));
+    assert!(!plan.contains("node.server-1 will be destroyed"), "{plan}");
+    assert!(
+        !plan.contains("etcd_member.server-1 will be destroyed"),
+        "{plan}"
+    );
+    assert!(
+        plan.contains("--allow-unreachable"),
+        "tells the operator the way out: {plan}"
+    );
+    lab.heal_network("server-1").unwrap();
+}
+
+/// Safety: with two of three members dead, quorum is lost; the plan refuses and says how to
+/// recover instead of planning steps that cannot succeed.
+#[test]
+fn quorum_lost_plan_refuses_with_recovery_advice() {
+    let lab = Lab::start(LabSpec {
+        servers: 3,
+        spare_hosts: 2,
+        verbose: true,
+        ..LabSpec::default()
+    })
+    .expect("lab");
+    lab.kill_host("server-1").unwrap();
+    lab.kill_host("server-2").unwrap();
+    let topo = lab
+        .write_topology(
+            "lost/main.hcl",
+            &names(&["server-3", "spare-1", "spare-2"]),
+            "",
+        )
+        .unwrap();
+    let o = k3splan(&lab, &topo, &["plan"]);
+    assert_eq!(code(&o), Some(1));
+    let out = format!("{}{}", stdout(&o), String::from_utf8_lossy(&o.stderr));
+    assert!(out.contains("quorum"), "{out}");
+    assert!(
+        out.contains("cluster-reset") || out.contains("snapshot"),
+        "{out}"
+    );
+    let o = k3splan(&lab, &topo, &["apply", "--auto-approve"]);
+    assert_eq!(code(&o), Some(1));
+    assert_eq!(lab.etcd().members.len(), 3, "nothing was changed");
 }

@@ -1276,8 +1276,20 @@ impl Store {
             let existing: Vec<Value> = self.owned_by(rt, &ns, &uid).cloned().collect();
             let rs = match existing.into_iter().next() {
                 Some(mut rs) => {
+                    // A changed pod spec (e.g. a spread constraint added) is carried into the
+                    // ReplicaSet's template, so new pods get it; existing pods stay (a real
+                    // Deployment would roll them, which the planner does not rely on).
+                    let want_spec = &d["spec"]["template"]["spec"];
+                    let mut changed = false;
+                    if &rs["spec"]["template"]["spec"] != want_spec {
+                        rs["spec"]["template"]["spec"] = want_spec.clone();
+                        changed = true;
+                    }
                     if rs["spec"]["replicas"].as_i64() != Some(replicas) {
                         rs["spec"]["replicas"] = json!(replicas);
+                        changed = true;
+                    }
+                    if changed {
                         self.put(rt, rs.clone());
                     }
                     rs
@@ -1377,7 +1389,29 @@ impl Store {
                     .filter(|p| field_value(&p.value, "spec.nodeName") == *n)
                     .count()
             };
-            candidates.sort_by_key(|n| (load(n), n.clone()));
+            // topologySpreadConstraints / pod anti-affinity on the hostname: prefer the nodes
+            // with the fewest pods of the same owner (what maxSkew 1 leads to), then load.
+            let spreads = pod["spec"]["topologySpreadConstraints"]
+                .as_array()
+                .is_some_and(|c| {
+                    c.iter()
+                        .any(|c| c["topologyKey"] == "kubernetes.io/hostname")
+                })
+                || pod["spec"]["affinity"]["podAntiAffinity"].is_object();
+            let owner = pod["metadata"]["ownerReferences"][0]["uid"].clone();
+            let siblings = |n: &String| {
+                if !spreads || owner.is_null() {
+                    return 0;
+                }
+                self.objects[pt]
+                    .values()
+                    .filter(|p| {
+                        field_value(&p.value, "spec.nodeName") == *n
+                            && p.value["metadata"]["ownerReferences"][0]["uid"] == owner
+                    })
+                    .count()
+            };
+            candidates.sort_by_key(|n| (siblings(n), load(n), n.clone()));
             let chosen = if reason.is_empty() {
                 candidates.first().cloned()
             } else {
