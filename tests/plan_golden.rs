@@ -610,3 +610,57 @@ fn every_seed_desired_state_reached_yields_no_changes() {
         );
     }
 }
+
+/// Regression (issue 7, found by the crash test): an apply killed after it deleted the dead
+/// Node and removed its member, but before the rebinds. The next plan no longer sees the
+/// node at all; the PVCs still pinned to it must still be rebound per their policy, and no
+/// PVC of a healthy node may be touched.
+#[test]
+fn issue7_pvcs_of_an_already_deleted_node_are_still_rebound() {
+    let t = seed004_desired();
+    let mut o = load_fixture("seed004", seed004_observed);
+    if let Fact::Known(k) = &mut o.kube {
+        k.nodes.retain(|n| n.name != "lzx-ha-env");
+        for p in k.pods.iter_mut() {
+            if p.node.as_deref() == Some("lzx-ha-env") {
+                p.node = None;
+                p.phase = "Pending".into();
+            }
+        }
+    }
+    if let Fact::Known(e) = &mut o.etcd {
+        e.members.retain(|m| {
+            !m.peer_urls
+                .iter()
+                .any(|u| url_host(u) == Some("192.168.0.254"))
+        });
+    }
+    o.hosts.remove("lzx-ha-env");
+    let p = plan(&t, &o, &PlanOptions::default()).expect("plan");
+    let ops: Vec<String> = p
+        .steps
+        .iter()
+        .flat_map(|s| s.operations.iter().map(|op| op.describe()))
+        .collect();
+    let all = ops.join("\n");
+    assert!(
+        all.contains("delete PVC onecloud-minio/export-minio-1"),
+        "{all}"
+    );
+    assert!(
+        all.contains("delete PVC onecloud-monitoring/export-monitor-minio-1"),
+        "{all}"
+    );
+    assert!(
+        all.contains("delete PVC onecloud/default-victoria-metrics"),
+        "{all}"
+    );
+    assert!(
+        !all.contains("export-minio-0"),
+        "healthy node's PVC untouched: {all}"
+    );
+    assert!(
+        !all.contains("export-minio-2"),
+        "healthy node's PVC untouched: {all}"
+    );
+}

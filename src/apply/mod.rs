@@ -207,7 +207,7 @@ fn set_status(state: &mut State, i: usize, status: StepStatus, error: Option<Str
         match status {
             StepStatus::Started => s.started_at = Some(now_rfc3339()),
             StepStatus::Done | StepStatus::Failed => s.finished_at = Some(now_rfc3339()),
-            StepStatus::Pending => {}
+            StepStatus::Pending | StepStatus::Superseded => {}
         }
         s.error = error;
     }

@@ -278,6 +278,17 @@ pub fn cmd_apply(
     };
     if plan.steps.is_empty() {
         out(render_result(&result, false, color_out).as_bytes())?;
+        // An interrupted apply whose remaining steps are no longer needed: close its
+        // journal (the state is written only then; a clean converged run writes nothing).
+        if state.journal.as_ref().is_some_and(|j| !j.is_complete()) {
+            if let Some(j) = state.journal.as_mut() {
+                j.supersede(&crate::state::now_rfc3339());
+            }
+            record_managed(&mut state, &t, &observed);
+            state.config_digest = Some(config_digest(&t));
+            backend.write(&lock, &mut state)?;
+            out(b"The interrupted apply's remaining steps are no longer needed: its journal is closed.\n")?;
+        }
         rt.block_on(live.hosts.close_all());
         drop(lock);
         return Ok(EXIT_OK);

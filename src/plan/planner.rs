@@ -382,6 +382,15 @@ impl<'a> Planner<'a> {
                 quorum_before,
             });
         }
+        let mut start = start;
+        if let Some(k) = self.kube {
+            start.gone_nodes = k
+                .pvcs
+                .iter()
+                .filter_map(|p| p.bound_node.clone())
+                .filter(|n| self.t.node(n).is_none() && k.node(n).is_none())
+                .collect();
+        }
         safety::simulate(&start, &mut self.steps, snapshot_required)?;
         Ok(Plan {
             steps: self.steps,
@@ -1246,7 +1255,10 @@ impl<'a> Planner<'a> {
             let Some(node) = &pvc.bound_node else {
                 continue;
             };
-            if !self.lost.contains(node) {
+            // Lost: removed by this plan, or already gone (neither declared nor a Node any
+            // more — e.g. an earlier, interrupted apply deleted it before rebinding).
+            let gone = self.t.node(node).is_none() && k.node(node).is_none();
+            if !self.lost.contains(node) && !gone {
                 continue;
             }
             match self.binding_of(k, pvc) {

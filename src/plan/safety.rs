@@ -26,6 +26,9 @@ pub struct SimMember {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Sim {
     pub members: Vec<SimMember>,
+    /// Nodes that no longer exist when the plan starts (no Node object, not declared):
+    /// their PVCs may be rebound like those of a node the plan removes (rule 6).
+    pub gone_nodes: BTreeSet<String>,
     next_id: u64,
 }
 
@@ -43,6 +46,7 @@ impl Sim {
     pub fn new(members: Vec<SimMember>) -> Self {
         Sim {
             members,
+            gone_nodes: BTreeSet::new(),
             next_id: u64::MAX / 2,
         }
     }
@@ -177,7 +181,7 @@ pub fn simulate(start: &Sim, steps: &mut [Step], snapshot_required: bool) -> Res
     let mut sim = start.clone();
     let mut violations = Vec::new();
     let mut snapshot_taken = false;
-    let mut deleted_nodes: BTreeSet<String> = BTreeSet::new();
+    let mut deleted_nodes: BTreeSet<String> = start.gone_nodes.clone();
     // Failed members the plan removes: none may be outlived by a join (rule 3).
     let failed_removed: BTreeSet<u64> = steps
         .iter()

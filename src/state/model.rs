@@ -163,7 +163,20 @@ pub struct Journal {
 impl Journal {
     /// Index of the first step that did not finish, if any.
     pub fn first_unfinished(&self) -> Option<usize> {
-        self.steps.iter().position(|s| s.status != StepStatus::Done)
+        self.steps
+            .iter()
+            .position(|s| !matches!(s.status, StepStatus::Done | StepStatus::Superseded))
+    }
+
+    /// Closes an interrupted journal: its unfinished steps are marked superseded.
+    pub fn supersede(&mut self, at: &str) {
+        for s in &mut self.steps {
+            if !matches!(s.status, StepStatus::Done | StepStatus::Superseded) {
+                s.status = StepStatus::Superseded;
+                s.finished_at = Some(at.to_string());
+            }
+        }
+        self.finished_at = Some(at.to_string());
     }
     /// Whether every step finished.
     pub fn is_complete(&self) -> bool {
@@ -195,6 +208,9 @@ pub enum StepStatus {
     Started,
     Done,
     Failed,
+    /// Not run by this apply: the next apply (after a crash or failure) re-planned from the
+    /// live cluster and found the step unnecessary.
+    Superseded,
 }
 
 /// An etcd snapshot taken by k3splan.
