@@ -1,30 +1,22 @@
 #!/usr/bin/env bash
-# The main job. Until the lab (a local k3s-like cluster) lands, the demo builds k3splan and
-# runs it on the example topologies: validation with precise diagnostics, then the format
-# check, then a deliberately broken topology to show what an operator sees.
+# The main job: the lab demo. Builds k3splan and the lab (release), brings up a local
+# 3-server k3s-like HA cluster with a keepalived VIP and the seed 004 workloads (real sshd
+# hosts, real etcd members, a k3s stand-in, an in-memory Kubernetes API), kills the first
+# server, shows `k3splan plan`, applies it with live progress, shows the healthy cluster
+# and a clean second plan, and tears the lab down.
+#
+# Needs the Debian packages etcd-server, openssh-server and protobuf-compiler (.ci/run
+# installs them) and root (network-free mount namespaces for the simulated hosts).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-echo "==> building k3splan (release)"
-cargo build --release --bin k3splan
-bin=target/release/k3splan
-"$bin" version
-
-for ex in examples/*/; do
-  echo
-  echo "==> k3splan validate -c $ex"
-  "$bin" validate -c "$ex"
-done
-
-echo
-echo "==> k3splan fmt --check -c examples"
-"$bin" fmt --check -c examples && echo "all example files are formatted"
-
-echo
-echo "==> a broken topology: k3splan validate -c tests/fixtures/invalid/many_errors_at_once.hcl"
-if "$bin" validate -c tests/fixtures/invalid/many_errors_at_once.hcl; then
-  echo "expected the broken topology to be rejected" >&2
+if ! command -v etcd >/dev/null || ! command -v sshd >/dev/null && ! [ -x /usr/sbin/sshd ]; then
+  echo "the demo needs etcd and sshd: apt-get install etcd-server openssh-server protobuf-compiler" >&2
   exit 1
 fi
-echo
-echo "demo finished: the broken topology was rejected with every problem reported at once (exit 1), and nothing was changed"
+
+echo "==> building k3splan and the lab (release)"
+cargo build --release -p k3splan -p k3splan-lab --bins
+
+echo "==> the demo"
+exec target/release/k3splan-lab demo --k3splan target/release/k3splan

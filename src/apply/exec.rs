@@ -137,7 +137,10 @@ impl Executor<'_> {
                     etcd.move_leader_away(MemberId(*id)).await.map_err(err)?;
                 }
                 let r = etcd.remove_member(MemberId(*id)).await.map_err(err)?;
-                Ok(note(format!("{r:?}")))
+                Ok(note(match r {
+                    k3splan_etcd::Removal::AlreadyAbsent => "already absent".to_string(),
+                    _ => "removed".to_string(),
+                }))
             }
             Operation::MoveAsideDataDir { node, .. } => {
                 let s = self.session(node).await?;
@@ -296,7 +299,12 @@ impl Executor<'_> {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs())
             .unwrap_or(0);
-        let name = format!("k3splan-{unix}");
+        // k3s appends the node name and a timestamp to the snapshot name itself.
+        let name = if node.is_some() {
+            "k3splan".to_string()
+        } else {
+            format!("k3splan-{unix}")
+        };
         let record = match node {
             Some(n) => {
                 let s = self.session(n).await?;
@@ -632,9 +640,12 @@ impl Executor<'_> {
             {
                 match &c.local_node {
                     Some(n) if c.uid != uid && n != from_node && c.phase == "Bound" => {
+                        let what = match report.outcome {
+                            k3splan_kube::ActOutcome::AlreadyDone => "already done",
+                            _ => "deleted",
+                        };
                         return Ok(note(format!(
-                            "{:?}; new volume bound on {n} after {:.1}s",
-                            report.outcome,
+                            "{what}; new volume bound on {n} after {:.1}s",
                             start.elapsed().as_secs_f64()
                         )));
                     }

@@ -129,10 +129,10 @@ pub async fn run_plan(
     for (i, step) in plan.steps.iter().enumerate() {
         let t0 = Instant::now();
         progress.line(&format!(
-            "{bold}[{}/{total}] {}{reset}: {}",
+            "{bold}[{}/{total}] {} {}{reset}",
             i + 1,
+            step.action.symbol(),
             step.address,
-            describe(step)
         ));
         set_status(state, i, StepStatus::Started, None);
         backend.write(lock, state)?;
