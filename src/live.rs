@@ -40,6 +40,8 @@ pub struct LiveOptions {
     pub kube_connect_timeout: Duration,
     /// Add unknown host keys to known_hosts (`--accept-new-host-keys`).
     pub accept_new_host_keys: bool,
+    /// SSH ports of nodes the state remembers, for nodes no longer declared.
+    pub known_ssh_ports: BTreeMap<String, u16>,
 }
 
 impl Default for LiveOptions {
@@ -51,6 +53,7 @@ impl Default for LiveOptions {
             ssh_parallelism: 16,
             kube_connect_timeout: Duration::from_secs(5),
             accept_new_host_keys: false,
+            known_ssh_ports: BTreeMap::new(),
         }
     }
 }

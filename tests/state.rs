@@ -19,6 +19,7 @@ fn sample() -> State {
         ManagedNode {
             address: "192.168.0.244".into(),
             roles: vec!["server".into()],
+            ssh_port: Some(22),
         },
     )]);
     s.managed.etcd_members = BTreeMap::from([(

@@ -225,6 +225,7 @@ pub fn record_managed(state: &mut State, t: &Topology, o: &Observed) {
                 ManagedNode {
                     address: n.address.to_string(),
                     roles: n.roles.0.iter().map(|r| r.to_string()).collect(),
+                    ssh_port: Some(n.ssh.port),
                 },
             )
         })

@@ -61,12 +61,27 @@ fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
         .map_err(|e| CliError::Message(format!("cannot start the async runtime: {e}")))
 }
 
-fn live_for(t: &Topology, config: &Path, flags: &LiveFlags) -> Result<Live, CliError> {
+fn live_for(
+    t: &Topology,
+    config: &Path,
+    flags: &LiveFlags,
+    state: Option<&State>,
+) -> Result<Live, CliError> {
+    let known_ssh_ports = state
+        .map(|s| {
+            s.managed
+                .nodes
+                .iter()
+                .filter_map(|(n, m)| m.ssh_port.map(|p| (n.clone(), p)))
+                .collect()
+        })
+        .unwrap_or_default();
     Live::new(
         t,
         LiveOptions {
             base_dir: base_dir(config),
             accept_new_host_keys: flags.accept_new_host_keys,
+            known_ssh_ports,
             ..LiveOptions::default()
         },
     )
@@ -129,7 +144,7 @@ pub fn cmd_plan(
     let backend = state_backend(g, Some(&t))?;
     let state = backend.read()?;
     let rt = runtime()?;
-    let mut live = live_for(&t, &g.config, flags)?;
+    let mut live = live_for(&t, &g.config, flags, state.as_ref())?;
     let observed = rt.block_on(live.observe());
     if let Some(why) = sources_unknown(&observed) {
         rt.block_on(live.hosts.close_all());
@@ -248,7 +263,7 @@ pub fn cmd_apply(
         }
     }
     let rt = runtime()?;
-    let mut live = live_for(&t, &g.config, flags)?;
+    let mut live = live_for(&t, &g.config, flags, Some(&state))?;
     let observed = rt.block_on(live.observe());
     if let Some(why) = sources_unknown(&observed) {
         rt.block_on(live.hosts.close_all());

@@ -123,6 +123,9 @@ pub struct Managed {
 pub struct ManagedNode {
     pub address: String,
     pub roles: Vec<String>,
+    /// SSH port, so that a node whose block was deleted can still be reached.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ssh_port: Option<u16>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
