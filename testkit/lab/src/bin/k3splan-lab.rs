@@ -165,7 +165,7 @@ fn demo(args: &[String]) {
         &lab,
         &k3splan,
         &dir,
-        &["plan", "--allow-unreachable", "server-1"],
+        &["plan"],
     );
     let mut ok = code == 0 || code == 2;
     if ok {
@@ -174,7 +174,7 @@ fn demo(args: &[String]) {
             &lab,
             &k3splan,
             &dir,
-            &["apply", "--auto-approve", "--allow-unreachable", "server-1"],
+            &["apply", "--auto-approve"],
         ) == 0;
     }
     if ok {
