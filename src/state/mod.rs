@@ -4,6 +4,7 @@
 //! `flock`-based lock. Both are small so that another backend (etcd, with a lease-held lock)
 //! can sit beside them.
 
+pub mod etcd;
 pub mod local;
 pub mod model;
 
@@ -12,6 +13,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+pub use etcd::{EtcdBackend, EtcdBackendConfig, EtcdLock, StateBackend, StateLock};
 pub use local::{LocalBackend, LocalLock};
 pub use model::*;
 
