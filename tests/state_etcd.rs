@@ -393,6 +393,7 @@ fn a_killed_holder_loses_the_lock_after_the_lease_ttl() {
     // SIGKILL: no destructor runs, nothing revokes the lease; etcd expires it.
     child.0.kill().unwrap();
     child.0.wait().unwrap();
+    let killed = Instant::now();
     assert_eq!(
         b.lock_holder().unwrap().map(|h| h.id),
         Some(id.clone()),
@@ -401,6 +402,10 @@ fn a_killed_holder_loses_the_lock_after_the_lease_ttl() {
     let mine = b
         .lock(LockInfo::for_operation("apply"), Duration::from_secs(25))
         .expect("the dead holder's lock expires with its lease");
+    eprintln!(
+        "the lock of the SIGKILLed holder was taken {:?} after the kill (lease TTL {TEST_TTL:?})",
+        killed.elapsed()
+    );
     assert_ne!(mine.info.id, id);
     assert_eq!(b.lock_holder().unwrap().unwrap().id, mine.info.id);
 }
