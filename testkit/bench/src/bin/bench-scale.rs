@@ -1,0 +1,560 @@
+//! `k3splan plan` at scale next to the read floor (issue 9, figures 1 and 2).
+//!
+//! ```text
+//! bench-scale [--nodes 100,1000,5000] [--rounds 3] [--servers 5] [--pods-per-node 30]
+//!             [--pvcs-per-node 5] [--parallel-floor-ssh 16]
+//! ```
+//! For each size: a synthetic cluster (`N` nodes, `30·N` pods of ~8 KB JSON, `5·N` local-path
+//! PVCs and their PVs) served over HTTPS by the in-memory API in a child process; a real
+//! 3-member etcd 3.4 with TLS; one real sshd per server (`node-0000` … `node-0004`) with a
+//! `config.yaml`, a `k3s` binary that reports its version, and an active service. The topology
+//! declares every node: the servers at their sshd addresses, the `N − 5` agents at
+//! `127.88.x.y` addresses where no sshd listens (their SSH connect is refused at once; see
+//! docs/performance.md for why). Each round runs, as separate processes, the read floor
+//! (`bench-scale floor`) and `k3splan plan`, alternately; wall time from spawn to reap and
+//! peak RSS from `wait4`.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+use futures::{AsyncReadExt, StreamExt};
+use k3splan_bench::{
+    Measured, arg, exponent, hcl_str, k3splan_bin, loadavg, min_median, run_measured, today,
+};
+use k3splan_lab::{Lab, LabSpec, TopologyNode};
+use serde_json::{Value, json};
+
+/// Address of agent `n` (no sshd listens there: connect is refused at once).
+fn agent_addr(n: usize) -> String {
+    format!("127.88.{}.{}", n / 250, n % 250 + 1)
+}
+
+fn node_name(n: usize) -> String {
+    format!("node-{n:04}")
+}
+
+/// The synthetic cluster with the servers at their sshd addresses, server role labels, and
+/// agents at their `127.88.x.y` addresses.
+fn objects(nodes: usize, pods: usize, pvcs: usize, servers: &[String]) -> Vec<Value> {
+    let mut v = k3splan_testkit_kubeapi::synthetic::cluster(nodes, pods, pvcs);
+    // Nodes 0..servers carry the lab hosts' names (server-1, …, spare-1, …) everywhere.
+    let renames: Vec<(String, String)> = servers
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let (name, _) = s.split_once('=').expect("name=addr");
+            (format!("\"{}\"", node_name(i)), format!("\"{name}\""))
+        })
+        .collect();
+    for o in v.iter_mut() {
+        let mut text = o.to_string();
+        if renames.iter().any(|(a, _)| text.contains(a.as_str())) {
+            for (a, b) in &renames {
+                text = text.replace(a.as_str(), b);
+            }
+            *o = serde_json::from_str(&text).expect("json");
+        }
+    }
+    for o in v.iter_mut().filter(|o| o["kind"] == "Node") {
+        let name = o["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let labels = o["metadata"]["labels"].as_object_mut().expect("labels");
+        labels.remove("node-role.kubernetes.io/control-plane");
+        let server = servers.iter().find_map(|s| {
+            let (n, a) = s.split_once('=')?;
+            (n == name).then_some(a)
+        });
+        let addr = if let Some(a) = server {
+            let roles: &[&str] = if name.starts_with("server-") {
+                &["control-plane", "etcd", "master"]
+            } else {
+                &["control-plane", "master"]
+            };
+            for r in roles {
+                labels.insert(format!("node-role.kubernetes.io/{r}"), json!("true"));
+            }
+            a.to_string()
+        } else {
+            let n: usize = name.trim_start_matches("node-").parse().unwrap_or(0);
+            agent_addr(n)
+        };
+        o["status"]["addresses"][0]["address"] = json!(addr);
+    }
+    v
+}
+
+/// Child role: serve the API until stdin closes.
+async fn serve_kube(dir: &Path, nodes: usize, pods: usize, pvcs: usize, servers: Vec<String>) {
+    let t = Instant::now();
+    let server = k3splan_testkit_kubeapi::KubeApiServer::start(Default::default())
+        .await
+        .expect("start the API server");
+    server
+        .load_values(objects(nodes, pods, pvcs, &servers))
+        .expect("load the synthetic cluster");
+    server
+        .write_kubeconfig(&dir.join("kubeconfig"))
+        .expect("write kubeconfig");
+    println!("ready {:.1}s", t.elapsed().as_secs_f64());
+    std::io::stdout().flush().ok();
+    let _ = tokio::task::spawn_blocking(|| {
+        let mut line = String::new();
+        let _ = std::io::stdin().read_line(&mut line);
+    })
+    .await;
+}
+
+/// Child role: the read floor. The same reads k3splan's observe needs, bare and in
+/// parallel: the 4 big lists (nodes, pods, PVCs, PVs; `resourceVersion=0`, gzip, bodies read
+/// and dropped, nothing parsed), a member list from every etcd endpoint (TLS), and one SSH
+/// round per declared host (connect + authenticate + `true`; 16 at a time, k3splan's default).
+async fn floor(dir: &Path) {
+    let spec: Value =
+        serde_json::from_slice(&std::fs::read(dir.join("floor.json")).expect("floor.json"))
+            .expect("floor.json");
+    let t = Instant::now();
+    let kube_fut = async {
+        let kc = kube::config::Kubeconfig::read_from(dir.join("kubeconfig")).expect("kubeconfig");
+        let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default())
+            .await
+            .expect("kube config");
+        let client = kube::Client::try_from(cfg).expect("kube client");
+        let get = |p: &'static str| {
+            let client = client.clone();
+            async move {
+                let req = http::Request::get(format!("{p}?resourceVersion=0"))
+                    .body(Vec::new())
+                    .expect("request");
+                let mut body = Box::pin(client.request_stream(req).await.expect("list"));
+                let mut buf = vec![0u8; 1 << 16];
+                let mut n = 0usize;
+                loop {
+                    let k = body.read(&mut buf).await.expect("read body");
+                    if k == 0 {
+                        break n;
+                    }
+                    n += k;
+                }
+            }
+        };
+        let (a, b, c, d) = tokio::join!(
+            get("/api/v1/nodes"),
+            get("/api/v1/pods"),
+            get("/api/v1/persistentvolumeclaims"),
+            get("/api/v1/persistentvolumes")
+        );
+        a + b + c + d
+    };
+    let etcd_fut = async {
+        let tls = &spec["etcd_tls"];
+        let rd = |k: &str| std::fs::read(tls[k].as_str().expect("tls file")).expect("read tls");
+        let opts = etcd_client::ConnectOptions::new().with_tls(
+            etcd_client::TlsOptions::new()
+                .ca_certificate(etcd_client::Certificate::from_pem(rd("ca")))
+                .identity(etcd_client::Identity::from_pem(rd("cert"), rd("key"))),
+        );
+        let eps: Vec<String> = spec["etcd_endpoints"]
+            .as_array()
+            .expect("endpoints")
+            .iter()
+            .map(|e| e.as_str().expect("endpoint").to_string())
+            .collect();
+        let lists = futures::future::join_all(eps.into_iter().map(|ep| {
+            let opts = opts.clone();
+            async move {
+                let mut c = etcd_client::Client::connect([ep], Some(opts))
+                    .await
+                    .expect("etcd connect");
+                c.member_list().await.expect("member list").members().len()
+            }
+        }))
+        .await;
+        lists.iter().sum::<usize>()
+    };
+    let ssh_fut = async {
+        let key = PathBuf::from(spec["ssh_key"].as_str().expect("key"));
+        let kh = PathBuf::from(spec["known_hosts"].as_str().expect("known_hosts"));
+        let par = spec["ssh_parallelism"].as_u64().unwrap_or(16) as usize;
+        let hosts: Vec<(String, String, u16)> = spec["hosts"]
+            .as_array()
+            .expect("hosts")
+            .iter()
+            .map(|h| {
+                (
+                    h[0].as_str().unwrap().to_string(),
+                    h[1].as_str().unwrap().to_string(),
+                    h[2].as_u64().unwrap() as u16,
+                )
+            })
+            .collect();
+        let results: Vec<bool> = futures::stream::iter(hosts)
+            .map(|(name, addr, port)| {
+                let (key, kh) = (key.clone(), kh.clone());
+                async move {
+                    let mut s = k3splan_host::SshSettings::new(addr);
+                    s.port = port;
+                    s.private_key_file = Some(key);
+                    s.known_hosts_file = kh;
+                    s.agent_socket = None;
+                    match k3splan_host::HostSession::connect(&name, &s).await {
+                        Ok(sess) => sess.exec("true", "true", b"").await.is_ok(),
+                        Err(_) => false,
+                    }
+                }
+            })
+            .buffer_unordered(par)
+            .collect()
+            .await;
+        (
+            results.iter().filter(|r| **r).count(),
+            results.iter().filter(|r| !**r).count(),
+        )
+    };
+    let (bytes, members, (ok, refused)) = tokio::join!(kube_fut, etcd_fut, ssh_fut);
+    println!(
+        "{}",
+        json!({"wall_s": t.elapsed().as_secs_f64(), "kube_bytes": bytes, "etcd_members_listed": members,
+               "ssh_ok": ok, "ssh_failed": refused})
+    );
+}
+
+/// Child role: the pods list decoded into the slim struct, `buffered` (as k3splan-kube does
+/// today through `kube::Client::request`) or `streamed` (the proposed fix).
+async fn decode_pods(dir: &Path, how: &str) {
+    let kc = kube::config::Kubeconfig::read_from(dir.join("kubeconfig")).expect("kubeconfig");
+    let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default())
+        .await
+        .expect("kube config");
+    let client = kube::Client::try_from(cfg).expect("kube client");
+    let t = Instant::now();
+    let path = "/api/v1/pods?resourceVersion=0";
+    let pods = match how {
+        "buffered" => k3splan_bench::slim::list_buffered(&client, path).await,
+        _ => k3splan_bench::slim::list_streamed(&client, path).await,
+    };
+    let claims: usize = pods.iter().map(|p| p.spec.volumes.iter().filter(|v| v.persistent_volume_claim.is_some()).count()).sum();
+    println!("{}", json!({"wall_s": t.elapsed().as_secs_f64(), "pods": pods.len(), "claims": claims}));
+}
+
+struct Env {
+    lab: Lab,
+    /// (node name, address, ssh port, roles) of the hosts with sshd.
+    servers: Vec<(String, String, u16, &'static str)>,
+}
+
+/// The shared part: the lab's hosts (real sshd, the k3s stand-in, a real etcd member with
+/// TLS on each of the first 3 servers; the others control-plane-only servers, k3s
+/// `disable-etcd`, joined through server-1), as an operator's cluster would be.
+fn start_env(servers: usize) -> Env {
+    let etcd = servers.min(3);
+    let lab = Lab::start(LabSpec {
+        servers: etcd,
+        spare_hosts: servers - etcd,
+        ..LabSpec::default()
+    })
+    .expect("lab");
+    let first = lab.host("server-1").expect("server-1").server_url();
+    for i in 1..=servers - etcd {
+        let cp = format!("spare-{i}");
+        let addr = lab.host(&cp).expect("spare").address();
+        lab.write_file(
+            &cp,
+            "/etc/rancher/k3s/config.yaml",
+            &format!(
+                "server: {first}\ntoken: {}\nnode-name: {cp}\nnode-ip: {addr}\ndisable-etcd: true\n",
+                lab.token()
+            ),
+        )
+        .expect("config.yaml");
+        let (status, log) = lab
+            .ssh(
+                &cp,
+                &[
+                    ("INSTALL_K3S_VERSION", k3splan_lab::K3S_VERSION),
+                    ("INSTALL_K3S_EXEC", "server"),
+                    ("K3S_TOKEN", lab.token()),
+                    ("K3S_URL", &first),
+                ],
+                &lab.install_command(),
+            )
+            .expect("install control-plane server");
+        assert_eq!(status, 0, "install on {cp}: {log}");
+    }
+    let servers = lab
+        .hosts()
+        .iter()
+        .map(|h| {
+            let roles = if h.name().starts_with("server-") {
+                "[\"server\", \"etcd\"]"
+            } else {
+                "[\"control-plane\"]"
+            };
+            (h.name().to_string(), h.address().to_string(), h.ssh_port(), roles)
+        })
+        .collect();
+    Env { lab, servers }
+}
+
+fn topology(env: &Env, nodes: usize, dir: &Path) -> String {
+    // The lab's own rendering for the cluster block (stand-in host block, etcd TLS, SSH key
+    // and known_hosts), with this benchmark's kubeconfig.
+    let lab_nodes: Vec<TopologyNode> = env
+        .servers
+        .iter()
+        .map(|(n, _, _, r)| TopologyNode {
+            name: n.clone(),
+            roles: if r.contains("etcd") {
+                vec!["server".into(), "etcd".into()]
+            } else {
+                vec!["control-plane".into()]
+            },
+            primary: false,
+        })
+        .collect();
+    let lab_kc = hcl_str(&env.lab.files().kubeconfig.display().to_string());
+    let mut s = env
+        .lab
+        .render_topology(&lab_nodes, "")
+        .expect("render topology")
+        .replace(&lab_kc, &hcl_str(&dir.join("kubeconfig").display().to_string()));
+    for n in env.servers.len()..nodes {
+        s += &format!(
+            "\nnode {} {{\n  address = {}\n  roles   = [\"agent\"]\n}}\n",
+            hcl_str(&node_name(n)),
+            hcl_str(&agent_addr(n))
+        );
+    }
+    s
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let rt = || {
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .expect("tokio")
+    };
+    match args.get(1).map(String::as_str) {
+        Some("serve-kube") => {
+            let n = |i: usize| args[i].parse::<usize>().expect("size");
+            let servers = args[6].split(',').map(String::from).collect();
+            return rt().block_on(serve_kube(Path::new(&args[2]), n(3), n(4), n(5), servers));
+        }
+        Some("floor") => return rt().block_on(floor(Path::new(&args[2]))),
+        Some("decode-pods") => return rt().block_on(decode_pods(Path::new(&args[2]), &args[3])),
+        _ => {}
+    }
+    let sizes: Vec<usize> = arg("--nodes", "1000")
+        .split(',')
+        .map(|x| x.trim().parse().expect("--nodes"))
+        .collect();
+    let rounds: usize = arg("--rounds", "3").parse().expect("--rounds");
+    let servers: usize = arg("--servers", "5").parse().expect("--servers");
+    let ppn: usize = arg("--pods-per-node", "30")
+        .parse()
+        .expect("--pods-per-node");
+    let cpn: usize = arg("--pvcs-per-node", "5")
+        .parse()
+        .expect("--pvcs-per-node");
+    let k3splan = k3splan_bin();
+    let dir = tempfile::Builder::new()
+        .prefix("k3splan-bench-scale-")
+        .tempdir()
+        .expect("tempdir");
+    let exe = std::env::current_exe().expect("exe");
+    println!(
+        "bench-scale: {} · k3splan {} · load average {}",
+        today(),
+        k3splan.display(),
+        loadavg()
+    );
+    let t = Instant::now();
+    let env = start_env(servers);
+    println!(
+        "environment (lab): {servers} servers with sshd and the k3s stand-in, 3 of them etcd members (TLS), in {:.1}s",
+        t.elapsed().as_secs_f64()
+    );
+    let mut summary: Vec<(usize, usize, f64, f64, f64, f64)> = Vec::new();
+    for &nodes in &sizes {
+        let (pods, pvcs) = (nodes * ppn, nodes * cpn);
+        let sdir = dir.path().join(format!("n{nodes}"));
+        std::fs::create_dir_all(&sdir).expect("mkdir");
+        let addrs: Vec<String> = env
+            .servers
+            .iter()
+            .map(|s| format!("{}={}", s.0, s.1))
+            .collect();
+        let mut server = Command::new(&exe)
+            .args(["serve-kube", &sdir.display().to_string()])
+            .args([nodes, pods, pvcs].map(|x| x.to_string()))
+            .arg(addrs.join(","))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("spawn API server");
+        let mut line = String::new();
+        BufReader::new(server.stdout.take().expect("stdout"))
+            .read_line(&mut line)
+            .expect("API server ready line");
+        assert!(line.starts_with("ready"), "API server: {line}");
+        let topo = sdir.join("main.hcl");
+        std::fs::write(&topo, topology(&env, nodes, &sdir)).expect("topology");
+        let mut hosts: Vec<Value> = env
+            .servers
+            .iter()
+            .map(|(n, a, p, _)| json!([n, a, p]))
+            .collect();
+        hosts.extend((servers..nodes).map(|n| json!([node_name(n), agent_addr(n), 22])));
+        let f = env.lab.files();
+        let eps: Vec<String> = env
+            .servers
+            .iter()
+            .filter(|s| s.3.contains("etcd"))
+            .map(|s| format!("https://{}:2379", s.1))
+            .collect();
+        std::fs::write(
+            sdir.join("floor.json"),
+            json!({
+                "etcd_endpoints": eps,
+                "etcd_tls": {"ca": f.etcd_ca, "cert": f.etcd_cert, "key": f.etcd_key},
+                "ssh_key": f.ssh_key, "known_hosts": f.known_hosts, "hosts": hosts,
+                "ssh_parallelism": arg("--parallel-floor-ssh", "16").parse::<u64>().unwrap_or(16),
+            })
+            .to_string(),
+        )
+        .expect("floor.json");
+        println!(
+            "\n## {nodes} nodes, {pods} pods, {pvcs} PVCs + {pvcs} PVs (API loaded in {}); load average {}",
+            line.trim().trim_start_matches("ready "),
+            loadavg()
+        );
+        if k3splan_bench::flag("--hold") {
+            // For profiling: keep the environment up and print how to reach it.
+            println!(
+                "holding: K3S_TOKEN={} KUBECONFIG={} {} plan --no-color -c {} --state {}\nfloor: {} floor {}\n(press Enter to stop)",
+                env.lab.token(),
+                sdir.join("kubeconfig").display(),
+                k3splan.display(),
+                topo.display(),
+                sdir.join("state.json").display(),
+                exe.display(),
+                sdir.display()
+            );
+            let mut l = String::new();
+            let _ = std::io::stdin().read_line(&mut l);
+        }
+        let plan_cmd = || {
+            let mut c = Command::new(&k3splan);
+            c.args(["plan", "--no-color", "-c"])
+                .arg(&topo)
+                .arg("--state")
+                .arg(sdir.join("state.json"))
+                .env("K3S_TOKEN", env.lab.token())
+                .env("KUBECONFIG", sdir.join("kubeconfig"))
+                .env_remove("K3SPLAN_CONFIG")
+                .env_remove("SSH_AUTH_SOCK");
+            c
+        };
+        let mut floor_runs: Vec<Measured> = Vec::new();
+        let mut plan_runs: Vec<Measured> = Vec::new();
+        // One warm-up of each (page cache, sshd key files), not counted.
+        let _ = run_measured(Command::new(&exe).args(["floor", &sdir.display().to_string()]));
+        let warm = run_measured(&mut plan_cmd());
+        let first_line = warm
+            .stdout
+            .lines()
+            .rev()
+            .find(|l| l.starts_with("Plan:") || l.contains("No changes"))
+            .unwrap_or("")
+            .to_string();
+        if warm.code.is_none_or(|c| c > 2) || first_line.is_empty() {
+            eprintln!(
+                "k3splan plan exited {:?}:\n{}\n{}",
+                warm.code,
+                warm.stdout.lines().take(60).collect::<Vec<_>>().join("\n"),
+                warm.stderr
+            );
+        }
+        std::fs::write(sdir.join("plan.txt"), &warm.stdout).ok();
+        println!(
+            "plan exit {:?}: {} ({} lines of output)",
+            warm.code,
+            first_line,
+            warm.stdout.lines().count()
+        );
+        for _ in 0..rounds {
+            let f = run_measured(Command::new(&exe).args(["floor", &sdir.display().to_string()]));
+            assert_eq!(f.code, Some(0), "floor failed: {}", f.stderr);
+            floor_runs.push(f);
+            plan_runs.push(run_measured(&mut plan_cmd()));
+        }
+        drop(server.stdin.take());
+        let _ = server.wait();
+        let fw: Vec<f64> = floor_runs.iter().map(|m| m.wall.as_secs_f64()).collect();
+        let pw: Vec<f64> = plan_runs.iter().map(|m| m.wall.as_secs_f64()).collect();
+        let fr: Vec<f64> = floor_runs.iter().map(|m| m.max_rss_mb).collect();
+        let pr: Vec<f64> = plan_runs.iter().map(|m| m.max_rss_mb).collect();
+        let detail: Value =
+            serde_json::from_str(floor_runs[0].stdout.trim()).unwrap_or(Value::Null);
+        let (fmin, fmed) = min_median(&fw);
+        let (pmin, pmed) = min_median(&pw);
+        let (_, frm) = min_median(&fr);
+        let (_, prm) = min_median(&pr);
+        println!(
+            "floor: {:.0} MB of JSON read, {} etcd members listed, {} SSH rounds ok, {} refused",
+            detail["kube_bytes"].as_f64().unwrap_or(0.0) / 1e6,
+            detail["etcd_members_listed"],
+            detail["ssh_ok"],
+            detail["ssh_failed"]
+        );
+        println!("| run | wall min (s) | wall median (s) | peak RSS median (MB) | runs (s) |");
+        println!("|---|---|---|---|---|");
+        let fmt = |v: &[f64]| {
+            v.iter()
+                .map(|x| format!("{x:.2}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        println!(
+            "| read floor | {fmin:.2} | {fmed:.2} | {frm:.0} | {} |",
+            fmt(&fw)
+        );
+        println!(
+            "| k3splan plan | {pmin:.2} | {pmed:.2} | {prm:.0} | {} |",
+            fmt(&pw)
+        );
+        println!(
+            "ratio plan/floor: {:.2}× (medians), {:.2}× (minima); plan exit codes {:?}",
+            pmed / fmed,
+            pmin / fmin,
+            plan_runs.iter().map(|m| m.code).collect::<Vec<_>>()
+        );
+        summary.push((nodes, nodes + pods + 2 * pvcs, fmed, pmed, prm, pmin));
+    }
+    if summary.len() > 1 {
+        println!(
+            "\n## scaling\n| nodes | objects | floor median (s) | plan median (s) | plan min (s) | plan peak RSS (MB) | ratio |\n|---|---|---|---|---|---|---|"
+        );
+        for (n, o, f, p, r, pmin) in &summary {
+            println!(
+                "| {n} | {o} | {f:.2} | {p:.2} | {pmin:.2} | {r:.0} | {:.2}× |",
+                p / f
+            );
+        }
+        let pts: Vec<(f64, f64)> = summary.iter().map(|s| (s.1 as f64, s.3)).collect();
+        let fpts: Vec<(f64, f64)> = summary.iter().map(|s| (s.1 as f64, s.2)).collect();
+        let rpts: Vec<(f64, f64)> = summary.iter().map(|s| (s.1 as f64, s.4)).collect();
+        println!(
+            "exponent of plan time vs object count: {:.2} (floor: {:.2}; plan peak RSS: {:.2})",
+            exponent(&pts),
+            exponent(&fpts),
+            exponent(&rpts)
+        );
+    }
+    println!("load average at the end: {}", loadavg());
+}
