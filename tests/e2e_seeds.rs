@@ -426,3 +426,102 @@ fn quorum_lost_plan_refuses_with_recovery_advice() {
     assert_eq!(code(&o), Some(1));
     assert_eq!(lab.etcd().members.len(), 3, "nothing was changed");
 }
+
+/// Issue 7: two applies started together — one runs, the other stops at once and names the
+/// holder of the lock. The state lives in etcd (`backend "etcd"`, lease-held lock), on the
+/// lab's own etcd cluster.
+#[test]
+fn two_applies_at_once_one_runs_the_other_is_told_who_holds_the_etcd_lock() {
+    let lab = Lab::start(LabSpec {
+        servers: 3,
+        spare_hosts: 1,
+        ..LabSpec::default()
+    })
+    .expect("lab");
+    lab.kill_host("server-1").unwrap();
+    lab.wait_node_ready("server-1", false, Duration::from_secs(60))
+        .unwrap();
+    let f = lab.files();
+    let backend = format!(
+        "backend \"etcd\" {{\n  endpoints = [\"{}\", \"{}\"]\n  prefix    = \"k3splan/lab/\"\n  ca_file   = \"{}\"\n  cert_file = \"{}\"\n  key_file  = \"{}\"\n}}\n",
+        lab.host("server-2").unwrap().etcd_endpoint(),
+        lab.host("server-3").unwrap().etcd_endpoint(),
+        f.etcd_ca.display(),
+        f.etcd_cert.display(),
+        f.etcd_key.display()
+    );
+    let topo = lab
+        .write_topology(
+            "twice/main.hcl",
+            &names(&["server-2", "server-3", "spare-1"]),
+            &backend,
+        )
+        .unwrap();
+    let cmd = || {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_k3splan"));
+        c.args(["apply", "--auto-approve", "-c"]).arg(&topo);
+        for (k, v) in lab.k3splan_env() {
+            c.env(k, v);
+        }
+        c.stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        c
+    };
+    let first = cmd().spawn().unwrap();
+    // Wait until the first run holds the lock (its plan is printed after the lock is taken).
+    let etcd = lab.etcd_provider(None);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let held = rt.block_on(async {
+            let mut c = etcd
+                .client(&lab.host("server-2").unwrap().etcd_endpoint())
+                .await
+                .ok()?;
+            let r = c.get("k3splan/lab/lock", None).await.ok()?;
+            Some(!r.kvs().is_empty())
+        });
+        if held == Some(true) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "first apply never took the lock"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let second = cmd().output().unwrap();
+    let err = String::from_utf8_lossy(&second.stderr);
+    assert_eq!(second.status.code(), Some(1), "{err}");
+    assert!(err.contains("the state is locked"), "{err}");
+    assert!(err.contains("operation apply"), "{err}");
+    assert!(
+        err.contains(&format!("pid {}", first.id())),
+        "names the holder: {err}"
+    );
+    let first = first.wait_with_output().unwrap();
+    assert_eq!(
+        first.status.code(),
+        Some(0),
+        "{}{}",
+        String::from_utf8_lossy(&first.stdout),
+        String::from_utf8_lossy(&first.stderr)
+    );
+    // The state is in etcd, and a second apply now finds nothing to do.
+    let o = cmd().output().unwrap();
+    assert_eq!(o.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("No changes."));
+    let stored = rt.block_on(async {
+        let mut c = etcd
+            .client(&lab.host("server-3").unwrap().etcd_endpoint())
+            .await
+            .unwrap();
+        c.get("k3splan/lab/state", None).await.unwrap()
+    });
+    let v: serde_json::Value = serde_json::from_slice(stored.kvs()[0].value()).unwrap();
+    assert!(v["managed"]["nodes"]["spare-1"].is_object(), "{v}");
+    assert!(!String::from_utf8_lossy(stored.kvs()[0].value()).contains(lab.token()));
+}

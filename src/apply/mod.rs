@@ -21,8 +21,8 @@ use crate::config::Topology;
 use crate::observed::{Fact, Observed, url_host};
 use crate::plan::{Plan, Step};
 use crate::state::{
-    Journal, JournalStep, LocalBackend, LocalLock, ManagedFile, ManagedMember, ManagedNode,
-    ManagedPvc, State, StateError, StepStatus, now_rfc3339,
+    Journal, JournalStep, ManagedFile, ManagedMember, ManagedNode, ManagedPvc, State, StateBackend,
+    StateError, StateLock, StepStatus, now_rfc3339,
 };
 
 pub use exec::{Executor, Waits};
@@ -96,8 +96,8 @@ impl Progress {
 pub async fn run_plan(
     exec: &Executor<'_>,
     plan: &Plan,
-    backend: &LocalBackend,
-    lock: &LocalLock,
+    backend: &StateBackend,
+    lock: &StateLock,
     state: &mut State,
     progress: &mut Progress,
 ) -> Result<(), ApplyError> {

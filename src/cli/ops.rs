@@ -14,7 +14,8 @@ use crate::observed::Observed;
 use crate::plan::{self, Plan, PlanOptions, Refusal};
 use crate::render;
 use crate::state::{
-    DEFAULT_STATE_PATH, LocalBackend, LockInfo, State, local::write_atomic_private, random_id,
+    DEFAULT_STATE_PATH, EtcdBackend, EtcdBackendConfig, LocalBackend, LockInfo, State,
+    StateBackend, local::write_atomic_private, random_id,
 };
 
 use super::{CliError, EXIT_ERROR, EXIT_OK, GlobalArgs, load_valid, out, use_color};
@@ -37,20 +38,30 @@ fn base_dir(config: &Path) -> PathBuf {
     }
 }
 
-/// The local state file: `--state`, else the topology's `backend "local" { path }`, else
-/// `state/k3splan.state.json`.
-pub fn state_backend(g: &GlobalArgs, t: Option<&Topology>) -> Result<LocalBackend, CliError> {
+/// Where the state lives: `--state PATH` (a local file), else the topology's `backend`
+/// block, else `state/k3splan.state.json`.
+pub fn state_backend(g: &GlobalArgs, t: Option<&Topology>) -> Result<StateBackend, CliError> {
     if let Some(p) = &g.state {
-        return Ok(LocalBackend::new(p));
+        return Ok(StateBackend::Local(LocalBackend::new(p)));
     }
     match t.and_then(|t| t.backend.as_ref()) {
-        Some(Backend::Local { path: Some(p) }) => Ok(LocalBackend::new(p)),
-        Some(Backend::Etcd { .. }) => Err(CliError::Message(
-            "the etcd state backend is not implemented yet; use the local backend (--state PATH)"
-                .into(),
-        )),
-        _ => Ok(LocalBackend::new(DEFAULT_STATE_PATH)),
+        Some(Backend::Local { path: Some(p) }) => Ok(StateBackend::Local(LocalBackend::new(
+            crate::live::resolve(&base_dir(&g.config), p),
+        ))),
+        Some(b @ Backend::Etcd { .. }) => {
+            let cfg = EtcdBackendConfig::from_topology(b, &base_dir(&g.config))
+                .ok_or_else(|| CliError::Message("invalid etcd backend block".into()))?;
+            Ok(StateBackend::Etcd(EtcdBackend::new(cfg)?))
+        }
+        _ => Ok(StateBackend::Local(LocalBackend::new(DEFAULT_STATE_PATH))),
     }
+}
+
+/// The topology when it loads without error (for commands that only need its `backend`).
+fn topology_if_valid(g: &GlobalArgs) -> Option<Topology> {
+    crate::config::load_path(&g.config, crate::config::EnvSource::Process)
+        .ok()
+        .and_then(|l| l.topology)
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
@@ -317,10 +328,10 @@ pub fn cmd_apply(
     }
     out(b"\n")?;
     let snapshot_dir = backend
-        .path()
-        .parent()
+        .local_path()
+        .and_then(Path::parent)
         .map(|p| p.join("snapshots"))
-        .unwrap_or_else(|| PathBuf::from("snapshots"));
+        .unwrap_or_else(|| base_dir(&g.config).join("snapshots"));
     let exec = Executor {
         live: &live,
         waits: Waits::default(),
@@ -394,7 +405,7 @@ pub fn cmd_show(g: &GlobalArgs, plan_file: Option<&Path>, json: bool) -> Result<
             out(render_result(&Ok(sp.plan), json, color_out).as_bytes())?;
         }
         None => {
-            let backend = state_backend(g, None)?;
+            let backend = state_backend(g, topology_if_valid(g).as_ref())?;
             match backend.read()? {
                 Some(s) => {
                     let text = if json {
@@ -402,7 +413,7 @@ pub fn cmd_show(g: &GlobalArgs, plan_file: Option<&Path>, json: bool) -> Result<
                     } else {
                         let mut t = format!(
                             "# state {} (serial {}, lineage {})\n",
-                            backend.path().display(),
+                            backend.location(),
                             s.serial,
                             s.lineage
                         );
@@ -428,11 +439,11 @@ pub fn cmd_show(g: &GlobalArgs, plan_file: Option<&Path>, json: bool) -> Result<
 
 /// `k3splan state list|show`.
 pub fn cmd_state(g: &GlobalArgs, show: Option<&str>) -> Result<u8, CliError> {
-    let backend = state_backend(g, None)?;
+    let backend = state_backend(g, topology_if_valid(g).as_ref())?;
     let Some(s) = backend.read()? else {
         return Err(CliError::Message(format!(
             "no state at {}",
-            backend.path().display()
+            backend.location()
         )));
     };
     match show {
@@ -459,7 +470,7 @@ pub fn cmd_state(g: &GlobalArgs, show: Option<&str>) -> Result<u8, CliError> {
 
 /// `k3splan force-unlock ID`.
 pub fn cmd_force_unlock(g: &GlobalArgs, id: &str) -> Result<u8, CliError> {
-    let backend = state_backend(g, None)?;
+    let backend = state_backend(g, topology_if_valid(g).as_ref())?;
     backend.force_unlock(id)?;
     Ok(EXIT_OK)
 }

@@ -265,6 +265,9 @@ fn chain(e: &(dyn std::error::Error + 'static)) -> String {
     parts.join(": ")
 }
 
+/// How often a request that failed in transport (a member restarting) is retried.
+const TRANSPORT_RETRIES: u32 = 4;
+
 /// The state in etcd. Cheap to clone (clones share one connection and runtime).
 #[derive(Clone)]
 pub struct EtcdBackend {
@@ -434,8 +437,19 @@ impl EtcdBackend {
 
     /// Reads the state; `None` when the key does not exist yet.
     pub fn read(&self) -> Result<Option<State>, StateError> {
-        let inner = self.inner.clone();
-        let kv = self.inner.run(Self::get_raw(inner, "state"))?;
+        let mut attempt = 0;
+        let kv = loop {
+            let inner = self.inner.clone();
+            match self.inner.run(Self::get_raw(inner, "state")) {
+                // A transport error (a member restarting, a leader election): retry, the
+                // client balances over the other endpoints.
+                Err(StateError::Io { .. }) if attempt < TRANSPORT_RETRIES => {
+                    attempt += 1;
+                    std::thread::sleep(Duration::from_millis(500 * attempt as u64));
+                }
+                r => break r?,
+            }
+        };
         match kv {
             None => Ok(None),
             Some(kv) => parse_state(&self.location(), kv.value()).map(Some),
@@ -447,12 +461,37 @@ impl EtcdBackend {
     /// serial than `state.serial`, changed between the read and the write, or when `lock` is
     /// no longer the lock in etcd (its lease expired or it was force-unlocked).
     pub fn write(&self, lock: &EtcdLock, state: &mut State) -> Result<(), StateError> {
-        let inner = self.inner.clone();
         let lock_rev = lock.create_revision;
-        let st = state.clone();
-        let next = self
-            .inner
-            .run(async move { write_async(inner, lock_rev, st).await })?;
+        let mut attempt = 0;
+        let mut ambiguous = false;
+        let next = loop {
+            let inner = self.inner.clone();
+            let st = state.clone();
+            match self
+                .inner
+                .run(async move { write_async(inner, lock_rev, st).await })
+            {
+                Ok(next) => break next,
+                // Transport error: the transaction may or may not have been applied.
+                Err(StateError::Io { .. }) if attempt < TRANSPORT_RETRIES => {
+                    attempt += 1;
+                    ambiguous = true;
+                    std::thread::sleep(Duration::from_millis(500 * attempt as u64));
+                }
+                // After an ambiguous failure, our own write may have landed: the stored
+                // document is then exactly the one we meant to write.
+                Err(e @ StateError::SerialConflict { .. }) if ambiguous => {
+                    let mut intended = state.clone();
+                    intended.serial += 1;
+                    intended.k3splan_version = env!("CARGO_PKG_VERSION").to_string();
+                    match self.read() {
+                        Ok(Some(stored)) if stored == intended => break intended,
+                        _ => return Err(e),
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        };
         *state = next;
         Ok(())
     }
