@@ -161,21 +161,11 @@ fn demo(args: &[String]) {
     let dir = topo.parent().expect("dir").to_path_buf();
 
     stage(4, "k3splan plan");
-    let code = run_k3splan(
-        &lab,
-        &k3splan,
-        &dir,
-        &["plan"],
-    );
+    let code = run_k3splan(&lab, &k3splan, &dir, &["plan"]);
     let mut ok = code == 0 || code == 2;
     if ok {
         stage(5, "k3splan apply --auto-approve");
-        ok = run_k3splan(
-            &lab,
-            &k3splan,
-            &dir,
-            &["apply", "--auto-approve"],
-        ) == 0;
+        ok = run_k3splan(&lab, &k3splan, &dir, &["apply", "--auto-approve"]) == 0;
     }
     if ok {
         stage(6, "the cluster after apply");
