@@ -302,6 +302,31 @@ impl Loader<'_> {
         ));
     }
 
+    /// Reports `key` as declared twice when `seen` has it (pointing at `b`'s label, with a
+    /// note where it was first declared); otherwise records it. True when it was a duplicate.
+    fn duplicate(
+        &mut self,
+        seen: &mut HashMap<String, (usize, Range<usize>)>,
+        key: String,
+        b: &RawBlock,
+        message: String,
+    ) -> bool {
+        if let Some((f, s)) = seen.get(&key) {
+            let note = self.note_at(*f, s);
+            let d = Diagnostic::at(
+                Severity::Error,
+                &self.files[b.file],
+                b.label_span(),
+                message,
+            )
+            .with_note(format!("first declared at {note}"));
+            self.diags.push(d);
+            return true;
+        }
+        seen.insert(key, (b.file, b.label_span()));
+        false
+    }
+
     fn note_at(&self, file: usize, span: &Range<usize>) -> String {
         let f = &self.files[file];
         let (l, c) = f.line_col(span.start);
@@ -916,19 +941,10 @@ impl Loader<'_> {
         let mut addrs: HashMap<IpAddr, (usize, Range<usize>, String)> = HashMap::new();
         for b in top.iter().filter(|b| b.schema.ident == "node") {
             let name = b.label().to_string();
-            if let Some((f, s)) = names.get(&name) {
-                let note = self.note_at(*f, s);
-                let d = Diagnostic::at(
-                    Severity::Error,
-                    &self.files[b.file],
-                    b.label_span(),
-                    format!("duplicate node name \"{name}\""),
-                )
-                .with_note(format!("first declared at {note}"));
-                self.diags.push(d);
+            let msg = format!("duplicate node name \"{name}\"");
+            if self.duplicate(&mut names, name.clone(), b, msg) {
                 continue;
             }
-            names.insert(name.clone(), (b.file, b.label_span()));
             if !is_dns_name(&name) {
                 self.err(
                     b.file,
@@ -976,19 +992,10 @@ impl Loader<'_> {
         let mut seen_storage: HashMap<String, (usize, Range<usize>)> = HashMap::new();
         for b in top.iter().filter(|b| b.schema.ident == "storage") {
             let key = b.label().to_string();
-            if let Some((f, s)) = seen_storage.get(&key) {
-                let note = self.note_at(*f, s);
-                let d = Diagnostic::at(
-                    Severity::Error,
-                    &self.files[b.file],
-                    b.label_span(),
-                    format!("duplicate storage binding \"{key}\""),
-                )
-                .with_note(format!("first declared at {note}"));
-                self.diags.push(d);
+            let msg = format!("duplicate storage binding \"{key}\"");
+            if self.duplicate(&mut seen_storage, key, b, msg) {
                 continue;
             }
-            seen_storage.insert(key, (b.file, b.label_span()));
             if let Some(s) = self.build_storage(b, ctx, &nodes) {
                 storage.push(s);
             }
@@ -1001,19 +1008,10 @@ impl Loader<'_> {
             let v = self.eval_block(b, ctx);
             let namespace = str_of(&v, "namespace").unwrap_or_else(|| "kube-system".into());
             let key = format!("{namespace}/{}", b.label());
-            if let Some((f, s)) = seen_addons.get(&key) {
-                let note = self.note_at(*f, s);
-                let d = Diagnostic::at(
-                    Severity::Error,
-                    &self.files[b.file],
-                    b.label_span(),
-                    format!("duplicate addon \"{}\" in namespace {namespace}", b.label()),
-                )
-                .with_note(format!("first declared at {note}"));
-                self.diags.push(d);
+            let msg = format!("duplicate addon \"{}\" in namespace {namespace}", b.label());
+            if self.duplicate(&mut seen_addons, key, b, msg) {
                 continue;
             }
-            seen_addons.insert(key, (b.file, b.label_span()));
             let spread = str_of(&v, "spread");
             if let (Some(s), Some(val)) = (&spread, v.get("spread"))
                 && (s.is_empty() || s.contains(char::is_whitespace))
