@@ -1169,11 +1169,15 @@ impl Loader<'_> {
             etcd.ca_file = str_of(&ev, "ca_file").map(PathBuf::from);
             etcd.cert_file = str_of(&ev, "cert_file").map(PathBuf::from);
             etcd.key_file = str_of(&ev, "key_file").map(PathBuf::from);
-            if etcd.cert_file.is_some() != etcd.key_file.is_some() {
+            let set = [&etcd.ca_file, &etcd.cert_file, &etcd.key_file]
+                .iter()
+                .filter(|f| f.is_some())
+                .count();
+            if set != 0 && set != 3 {
                 self.err(
                     eb.file,
                     eb.ident_span.clone(),
-                    "`cert_file` and `key_file` go together: set both or neither",
+                    "`ca_file`, `cert_file` and `key_file` go together: k3s's etcd requires a client certificate, so set all three (k3s: server/tls/etcd/server-ca.crt, client.crt, client.key)",
                 );
             }
             if let Some(list) = list_of(&ev, "endpoints") {
