@@ -28,6 +28,8 @@ pub struct Measured {
     pub code: Option<i32>,
     /// What the child printed on stdout.
     pub stdout: String,
+    /// Each stdout line with the time it arrived, in seconds since spawn.
+    pub stdout_lines: Vec<(f64, String)>,
     /// What the child printed on stderr.
     pub stderr: String,
 }
@@ -42,12 +44,15 @@ pub fn run_measured(cmd: &mut Command) -> Measured {
     let mut child = cmd
         .spawn()
         .unwrap_or_else(|e| panic!("spawning {cmd:?}: {e}"));
-    let mut out = child.stdout.take().expect("stdout");
+    let out = child.stdout.take().expect("stdout");
     let mut err = child.stderr.take().expect("stderr");
     let to = std::thread::spawn(move || {
-        let mut s = Vec::new();
-        let _ = out.read_to_end(&mut s);
-        s
+        let mut lines = Vec::new();
+        for l in std::io::BufRead::lines(std::io::BufReader::new(out)) {
+            let Ok(l) = l else { break };
+            lines.push((t.elapsed().as_secs_f64(), l));
+        }
+        lines
     });
     let te = std::thread::spawn(move || {
         let mut s = Vec::new();
@@ -75,7 +80,8 @@ pub fn run_measured(cmd: &mut Command) -> Measured {
     );
     // The child is reaped: std's handle must not wait on it again.
     std::mem::forget(child);
-    let stdout = String::from_utf8_lossy(&to.join().unwrap_or_default()).into_owned();
+    let stdout_lines = to.join().unwrap_or_default();
+    let stdout: String = stdout_lines.iter().map(|(_, l)| format!("{l}\n")).collect();
     let stderr = String::from_utf8_lossy(&te.join().unwrap_or_default()).into_owned();
     let code = libc::WIFEXITED(status).then(|| libc::WEXITSTATUS(status));
     Measured {
@@ -83,6 +89,7 @@ pub fn run_measured(cmd: &mut Command) -> Measured {
         max_rss_mb: ru.ru_maxrss as f64 * 1024.0 / 1e6,
         code,
         stdout,
+        stdout_lines,
         stderr,
     }
 }

@@ -28,8 +28,11 @@ fn inherent(desc: &str) -> Option<&'static str> {
         Some("Node Ready")
     } else if desc.starts_with("install k3s") || desc.starts_with("restart k3s") {
         Some("service start (install/restart until healthy)")
-    } else if desc.starts_with("drain") || desc.starts_with("delete PVC") {
-        Some("pod eviction / reschedule")
+    } else if desc.starts_with("drain") && desc.contains("(evict its pods)") {
+        // Evictions wait for the pods to terminate. A drain "without eviction" (dead node)
+        // and the PVC/pod deletions of a rebind are API calls: the apply does not wait for
+        // the reschedule, so they count as k3splan's time.
+        Some("pod eviction")
     } else if desc.starts_with("take an etcd snapshot") {
         Some("etcd snapshot (remote work)")
     } else {
@@ -37,16 +40,34 @@ fn inherent(desc: &str) -> Option<&'static str> {
     }
 }
 
-/// `(description, seconds)` of every operation line: `      DESC … NOTE (1.2s)`.
-fn operations(out: &str) -> Vec<(String, f64)> {
-    out.lines()
-        .filter_map(|l| {
-            let l = l.trim_start();
-            let (desc, rest) = l.split_once(" … ")?;
+/// One operation of the apply: its description, the duration the apply printed (0.1 s
+/// resolution), and the duration measured here from the arrival times of the lines.
+struct Op {
+    desc: String,
+    printed: f64,
+    measured: f64,
+}
+
+/// Operation lines (`      DESC … NOTE (1.2s)`) with their measured durations: from the
+/// previous stdout line (the step header or the previous operation) to this one.
+fn operations(lines: &[(f64, String)]) -> Vec<Op> {
+    let mut out = Vec::new();
+    let mut prev = 0.0;
+    for (t, l) in lines {
+        let parsed = l.trim_start().split_once(" … ").and_then(|(desc, rest)| {
             let secs = rest.rsplit_once(" (")?.1.strip_suffix("s)")?.parse().ok()?;
             Some((desc.to_string(), secs))
-        })
-        .collect()
+        });
+        if let Some((desc, printed)) = parsed {
+            out.push(Op {
+                desc,
+                printed,
+                measured: t - prev,
+            });
+        }
+        prev = *t;
+    }
+    out
 }
 
 fn main() {
@@ -97,7 +118,14 @@ fn main() {
         if m.code != Some(0) {
             panic!("apply exited {:?}:\n{}\n{}", m.code, m.stdout, m.stderr);
         }
-        let ops = operations(&m.stdout);
+        let ops = operations(&m.stdout_lines);
+        let first_step = m
+            .stdout_lines
+            .iter()
+            .find(|(_, l)| l.starts_with("[1/"))
+            .map(|(t, _)| *t)
+            .unwrap_or(0.0);
+        let last_line = m.stdout_lines.last().map(|(t, _)| *t).unwrap_or(0.0);
         let total = m.wall.as_secs_f64();
         println!(
             "\n## round {round}: apply wall {total:.1}s, peak RSS {:.0} MB, {} operations, load average {}",
@@ -105,19 +133,29 @@ fn main() {
             ops.len(),
             loadavg()
         );
-        println!("| operation | s | inherent wait |\n|---|---|---|");
+        println!("| operation | printed (s) | measured (s) | inherent wait |\n|---|---|---|---|");
         let mut inherent_s = 0.0;
         let mut snapshot_s = 0.0;
-        for (d, s) in &ops {
-            let kind = inherent(d);
+        for o in &ops {
+            let kind = inherent(&o.desc);
             match kind {
-                Some(k) if k.starts_with("etcd snapshot") => snapshot_s += s,
-                Some(_) => inherent_s += s,
+                Some(k) if k.starts_with("etcd snapshot") => snapshot_s += o.measured,
+                Some(_) => inherent_s += o.measured,
                 None => {}
             }
-            println!("| {d} | {s:.1} | {} |", kind.unwrap_or("— (k3splan)"));
+            println!(
+                "| {} | {:.1} | {:.3} | {} |",
+                o.desc,
+                o.printed,
+                o.measured,
+                kind.unwrap_or("— (k3splan)")
+            );
         }
-        let ops_sum: f64 = ops.iter().map(|o| o.1).sum();
+        let ops_sum: f64 = ops.iter().map(|o| o.measured).sum();
+        println!(
+            "before the first step (process start, observe, plan, lock, journal): {first_step:.3}s; after the last line until exit: {:.3}s",
+            total - last_line
+        );
         let overhead = total - inherent_s - snapshot_s;
         println!(
             "total {total:.1}s = inherent waits {inherent_s:.1}s + etcd snapshot {snapshot_s:.1}s + other operations {:.1}s + outside operations (start, observe, plan, journal) {:.1}s",
@@ -148,11 +186,30 @@ mod tests {
 
     #[test]
     fn parses_operation_lines() {
-        let out = "[1/3] etcd_snapshot: take an etcd snapshot on server-2 (k3s etcd-snapshot save)\n      take an etcd snapshot on server-2 (k3s etcd-snapshot save) … saved x (1.3s)\n      done (1.3s)\n      wait until spare-1's etcd learner is promoted to voter … done (4.0s)\n";
-        let ops = operations(out);
+        let lines: Vec<(f64, String)> = [
+            (
+                0.5,
+                "[1/3] etcd_snapshot: take an etcd snapshot on server-2 (k3s etcd-snapshot save)",
+            ),
+            (
+                1.8,
+                "      take an etcd snapshot on server-2 (k3s etcd-snapshot save) … saved x (1.3s)",
+            ),
+            (1.81, "      done (1.3s)"),
+            (
+                5.81,
+                "      wait until spare-1's etcd learner is promoted to voter … done (4.0s)",
+            ),
+        ]
+        .into_iter()
+        .map(|(t, l)| (t, l.to_string()))
+        .collect();
+        let ops = operations(&lines);
         assert_eq!(ops.len(), 2);
-        assert_eq!(ops[0].1, 1.3);
-        assert_eq!(inherent(&ops[1].0), Some("learner catch-up + promotion"));
+        assert_eq!(ops[0].printed, 1.3);
+        assert!((ops[0].measured - 1.3).abs() < 1e-9);
+        assert!((ops[1].measured - 4.0).abs() < 1e-9);
+        assert_eq!(inherent(&ops[1].desc), Some("learner catch-up + promotion"));
         assert_eq!(inherent("write /etc/x on a"), None);
     }
 }

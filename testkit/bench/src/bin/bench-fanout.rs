@@ -94,7 +94,20 @@ fn main() {
         t.elapsed().as_secs_f64()
     );
     let key = fleet.client.private_key();
-    let kh = fleet.client.known_hosts();
+    // A fresh known_hosts from each host's key: the fleet's shared file is appended to by
+    // parallel start threads and was seen with interleaved (corrupt) lines at 100 hosts.
+    let kh = dir.path().join("known_hosts");
+    let lines: Vec<String> = fleet
+        .hosts
+        .iter()
+        .map(|h| {
+            h.known_hosts_line()
+                .expect("host key")
+                .trim_end()
+                .to_string()
+        })
+        .collect();
+    std::fs::write(&kh, lines.join("\n") + "\n").expect("known_hosts");
     let hosts: Vec<Value> = fleet
         .hosts
         .iter()

@@ -236,8 +236,20 @@ async fn decode_pods(dir: &Path, how: &str) {
         "buffered" => k3splan_bench::slim::list_buffered(&client, path).await,
         _ => k3splan_bench::slim::list_streamed(&client, path).await,
     };
-    let claims: usize = pods.iter().map(|p| p.spec.volumes.iter().filter(|v| v.persistent_volume_claim.is_some()).count()).sum();
-    println!("{}", json!({"wall_s": t.elapsed().as_secs_f64(), "pods": pods.len(), "claims": claims}));
+    let claims: usize = pods
+        .iter()
+        .map(|p| {
+            p.spec
+                .volumes
+                .iter()
+                .filter(|v| v.persistent_volume_claim.is_some())
+                .count()
+        })
+        .sum();
+    println!(
+        "{}",
+        json!({"wall_s": t.elapsed().as_secs_f64(), "pods": pods.len(), "claims": claims})
+    );
 }
 
 struct Env {
@@ -293,7 +305,12 @@ fn start_env(servers: usize) -> Env {
             } else {
                 "[\"control-plane\"]"
             };
-            (h.name().to_string(), h.address().to_string(), h.ssh_port(), roles)
+            (
+                h.name().to_string(),
+                h.address().to_string(),
+                h.ssh_port(),
+                roles,
+            )
         })
         .collect();
     Env { lab, servers }
@@ -320,7 +337,10 @@ fn topology(env: &Env, nodes: usize, dir: &Path) -> String {
         .lab
         .render_topology(&lab_nodes, "")
         .expect("render topology")
-        .replace(&lab_kc, &hcl_str(&dir.join("kubeconfig").display().to_string()));
+        .replace(
+            &lab_kc,
+            &hcl_str(&dir.join("kubeconfig").display().to_string()),
+        );
     for n in env.servers.len()..nodes {
         s += &format!(
             "\nnode {} {{\n  address = {}\n  roles   = [\"agent\"]\n}}\n",
