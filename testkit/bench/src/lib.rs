@@ -94,6 +94,23 @@ pub fn run_measured(cmd: &mut Command) -> Measured {
     }
 }
 
+/// `Lab::start` with up to 3 attempts: the sshd fleet under the lab appends host keys to a
+/// shared known_hosts from parallel threads, and lines occasionally interleave ("No ED25519
+/// host key is known … Host key verification failed" at bootstrap; see docs/performance.md).
+pub fn start_lab(spec: k3splan_lab::LabSpec) -> k3splan_lab::Lab {
+    let mut last = None;
+    for attempt in 1..=3 {
+        match k3splan_lab::Lab::start(spec.clone()) {
+            Ok(l) => return l,
+            Err(e) => {
+                eprintln!("lab start attempt {attempt} failed: {e}");
+                last = Some(e);
+            }
+        }
+    }
+    panic!("lab: {}", last.expect("an error"))
+}
+
 /// Minimum and median of a sample (0 for an empty one).
 pub fn min_median(v: &[f64]) -> (f64, f64) {
     if v.is_empty() {

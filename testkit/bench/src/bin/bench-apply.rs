@@ -17,7 +17,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use k3splan_bench::{arg, loadavg, min_median, run_measured, today};
-use k3splan_lab::{Lab, LabSpec, TopologyNode};
+use k3splan_lab::{LabSpec, TopologyNode};
 
 /// Whether an operation line describes an inherent wait (time spent by the cluster, not by
 /// k3splan), and which kind.
@@ -83,14 +83,13 @@ fn main() {
     let mut overheads = Vec::new();
     let mut overheads_with_snapshot = Vec::new();
     for round in 1..=rounds {
-        let lab = Lab::start(LabSpec {
+        let lab = k3splan_bench::start_lab(LabSpec {
             servers: 3,
             spare_hosts: 1,
             vip: true,
             seed_workloads: true,
             ..LabSpec::default()
-        })
-        .expect("lab");
+        });
         lab.kill_host("server-1").expect("kill server-1");
         lab.wait_node_ready("server-1", false, Duration::from_secs(90))
             .expect("server-1 NotReady");

@@ -263,12 +263,11 @@ struct Env {
 /// `disable-etcd`, joined through server-1), as an operator's cluster would be.
 fn start_env(servers: usize) -> Env {
     let etcd = servers.min(3);
-    let lab = Lab::start(LabSpec {
+    let lab = k3splan_bench::start_lab(LabSpec {
         servers: etcd,
         spare_hosts: servers - etcd,
         ..LabSpec::default()
-    })
-    .expect("lab");
+    });
     let first = lab.host("server-1").expect("server-1").server_url();
     for i in 1..=servers - etcd {
         let cp = format!("spare-{i}");
