@@ -491,8 +491,8 @@ fn main() {
             .find(|l| l.starts_with("Plan:") || l.contains("No changes"))
             .unwrap_or("")
             .to_string();
-        if warm.code.is_none_or(|c| c > 2) || first_line.is_empty() {
-            eprintln!(
+        if warm.code.is_none_or(|c| c == 1 || c > 2) || first_line.is_empty() {
+            panic!(
                 "k3splan plan exited {:?}:\n{}\n{}",
                 warm.code,
                 warm.stdout.lines().take(60).collect::<Vec<_>>().join("\n"),
