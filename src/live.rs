@@ -19,7 +19,7 @@ use k3splan_host::{
     ConfigFile, HostFacts, HostObservation, HostPool, K3sLayout, ManifestFile, ObserveSpec,
     ServiceManager, ServiceState,
 };
-use k3splan_kube::{AddonRef, KubeProvider, KubeSettings, ObserveRequest, Readiness};
+use k3splan_kube::{AddonRef, KubeProvider, KubeSettings, ObserveRequest, PodScope, Readiness};
 
 use crate::config::{Topology, model::DEFAULT_ADDONS};
 use crate::observed::{
@@ -253,8 +253,18 @@ impl Live {
         };
         let kube_fut = async {
             let kube = self.kube().await?;
+            // The planner reads pods only to find the workloads of `storage` blocks (their
+            // PVCs and sibling replicas): read those namespaces, not every pod.
+            let namespaces: Vec<String> = self
+                .topology
+                .storage
+                .iter()
+                .map(|s| s.namespace.clone())
+                .collect();
             kube.observe(&ObserveRequest {
                 addons,
+                pods: PodScope::Namespaces,
+                namespaces,
                 ..ObserveRequest::default()
             })
             .await

@@ -630,6 +630,7 @@ impl Executor<'_> {
                     addons: Vec::new(),
                     nodes_of_interest: Vec::new(),
                     pods: PodScope::NodesOfInterest,
+                    namespaces: Vec::new(),
                 })
                 .await
                 .map_err(err)?;
@@ -693,6 +694,7 @@ impl Executor<'_> {
                     addons: Vec::new(),
                     nodes_of_interest: Vec::new(),
                     pods: PodScope::NodesOfInterest,
+                    namespaces: Vec::new(),
                 })
                 .await
             {
@@ -741,6 +743,7 @@ async fn node_info(
             addons: Vec::new(),
             nodes_of_interest: Vec::new(),
             pods: PodScope::NodesOfInterest,
+            namespaces: Vec::new(),
         })
         .await?;
     Ok(o.nodes.into_iter().find(|n| n.name == name))

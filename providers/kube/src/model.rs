@@ -22,6 +22,8 @@ pub struct ObserveRequest {
     pub nodes_of_interest: Vec<String>,
     /// Which pods to read.
     pub pods: PodScope,
+    /// Namespaces whose pods are read with [`PodScope::Namespaces`].
+    pub namespaces: Vec<String>,
 }
 
 /// Which pods [`crate::KubeProvider::observe`] reads.
@@ -34,6 +36,10 @@ pub enum PodScope {
     /// Pending pods (`spec.nodeName=`: unscheduled pods waiting for a lost node's volume) and the
     /// pods of the add-ons. PVC `used_by` is then only known for those pods.
     NodesOfInterest,
+    /// Only the pods of `namespaces` (one list per namespace): the namespaces of the
+    /// workloads whose volumes k3splan manages. On a large cluster this is the difference
+    /// between reading 30,000 pods and a few hundred.
+    Namespaces,
 }
 
 /// An add-on to report.

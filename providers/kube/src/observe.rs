@@ -566,6 +566,17 @@ impl KubeProvider {
                 .await?;
                 Ok(lists.into_iter().flatten().collect())
             }
+            PodScope::Namespaces => {
+                let mut namespaces = req.namespaces.clone();
+                namespaces.sort();
+                namespaces.dedup();
+                let lists = futures::future::try_join_all(namespaces.iter().map(|ns| {
+                    let path = format!("/api/v1/namespaces/{ns}/pods");
+                    async move { self.list_slim::<SPod>(&path, None, None).await }
+                }))
+                .await?;
+                Ok(lists.into_iter().flatten().collect())
+            }
         }
     }
 

@@ -16,6 +16,7 @@ fn request() -> ObserveRequest {
         addons: AddonRef::k3s_defaults(),
         nodes_of_interest: vec![DEAD.into()],
         pods: PodScope::All,
+        namespaces: Vec::new(),
     }
 }
 
@@ -783,5 +784,48 @@ async fn drain_leaves_unmanaged_pods_unless_asked() {
     assert!(
         report.evicted.contains(&"default/debug-shell".to_string()),
         "{report:#?}"
+    );
+}
+
+/// `PodScope::Namespaces` (what `k3splan plan` uses: the namespaces of its storage blocks)
+/// lists only those namespaces' pods and still finds the stateful pods of the dead node.
+#[tokio::test]
+async fn observe_namespaces_lists_only_those_pods() {
+    let t = Target::memory_with(Controllers::default(), KubeSettings::default()).await;
+    let full = t.kube.observe(&request()).await.unwrap();
+    let before = t.server().requests().len();
+    let scoped = t
+        .kube
+        .observe(&ObserveRequest {
+            pods: PodScope::Namespaces,
+            namespaces: vec![
+                "onecloud-minio".into(),
+                "onecloud-monitoring".into(),
+                "onecloud".into(),
+            ],
+            ..request()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        stateful_summary(&scoped, DEAD),
+        stateful_summary(&full, DEAD)
+    );
+    assert!(
+        scoped
+            .pods
+            .iter()
+            .all(|p| p.namespace.starts_with("onecloud"))
+    );
+    assert!(scoped.pods.len() < full.pods.len());
+    let reqs = t.server().requests()[before..].to_vec();
+    assert!(
+        reqs.iter()
+            .any(|r| r.starts_with("GET /api/v1/namespaces/onecloud-minio/pods")),
+        "{reqs:#?}"
+    );
+    assert!(
+        !reqs.iter().any(|r| r.starts_with("GET /api/v1/pods")),
+        "no cluster-wide pod list: {reqs:#?}"
     );
 }

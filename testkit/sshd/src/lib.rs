@@ -198,7 +198,11 @@ impl ClientKeys {
             .append(true)
             .open(&kh)
             .map_err(io_err("append", &kh))?;
-        writeln!(f, "{line}").map_err(io_err("append", &kh))
+        // One write per line: hosts start in parallel, and `writeln!` may split a line
+        // into several writes that interleave with another thread's.
+        let mut entry = line.to_string();
+        entry.push('\n');
+        f.write_all(entry.as_bytes()).map_err(io_err("append", &kh))
     }
 }
 
