@@ -141,13 +141,32 @@ async fn floor(dir: &Path) {
                 }
             }
         };
+        let pods = futures::future::join_all(STORAGE_NAMESPACES.iter().map(|ns| {
+            let client = client.clone();
+            async move {
+                let req =
+                    http::Request::get(format!("/api/v1/namespaces/{ns}/pods?resourceVersion=0"))
+                        .body(Vec::new())
+                        .expect("request");
+                let mut body = Box::pin(client.request_stream(req).await.expect("list"));
+                let mut buf = vec![0u8; 1 << 16];
+                let mut n = 0usize;
+                loop {
+                    let k = body.read(&mut buf).await.expect("read body");
+                    if k == 0 {
+                        break n;
+                    }
+                    n += k;
+                }
+            }
+        }));
         let (a, b, c, d) = tokio::join!(
             get("/api/v1/nodes"),
-            get("/api/v1/pods"),
+            pods,
             get("/api/v1/persistentvolumeclaims"),
             get("/api/v1/persistentvolumes")
         );
-        a + b + c + d
+        a + b.iter().sum::<usize>() + c + d
     };
     let etcd_fut = async {
         let tls = &spec["etcd_tls"];
@@ -315,6 +334,9 @@ fn start_env(servers: usize) -> Env {
     Env { lab, servers }
 }
 
+/// Namespaces of the topology's `storage` blocks (5 of the synthetic cluster's 100).
+const STORAGE_NAMESPACES: [&str; 5] = ["ns-000", "ns-001", "ns-002", "ns-003", "ns-004"];
+
 fn topology(env: &Env, nodes: usize, dir: &Path) -> String {
     // The lab's own rendering for the cluster block (stand-in host block, etcd TLS, SSH key
     // and known_hosts), with this benchmark's kubeconfig.
@@ -332,9 +354,20 @@ fn topology(env: &Env, nodes: usize, dir: &Path) -> String {
         })
         .collect();
     let lab_kc = hcl_str(&env.lab.files().kubeconfig.display().to_string());
+    // Five stateful workloads under `storage` blocks: `plan` reads the pods of their
+    // namespaces (the synthetic cluster spreads its pods over ns-000..ns-099), and the
+    // floor lists the same namespaces.
+    let storage: String = STORAGE_NAMESPACES
+        .iter()
+        .map(|ns| {
+            format!(
+                "storage \"{ns}/app-0\" {{\n  kind         = \"StatefulSet\"\n  on_node_loss = \"keep\"\n}}\n\n"
+            )
+        })
+        .collect();
     let mut s = env
         .lab
-        .render_topology(&lab_nodes, "")
+        .render_topology(&lab_nodes, &storage)
         .expect("render topology")
         .replace(
             &lab_kc,
