@@ -332,12 +332,24 @@ impl Live {
             Ok(o) => map_etcd(o),
             Err(e) => Fact::unknown(format!("etcd: {e}")),
         };
+        // config.yaml and the keepalived manifest as text, from every reachable host at once.
+        let this: &Live = self;
+        let mut raws: BTreeMap<String, RawFiles> =
+            futures::future::join_all(hosts.iter().filter_map(|(name, obs)| match obs {
+                HostObservation::Reachable(facts) => {
+                    Some(async move { (name.clone(), this.read_raw_files(name, facts).await) })
+                }
+                HostObservation::Unreachable { .. } => None,
+            }))
+            .await
+            .into_iter()
+            .collect();
         let mut host_states = BTreeMap::new();
         for (name, obs) in hosts {
             let fact = match obs {
                 HostObservation::Reachable(facts) => {
                     let addr = self.host_addresses.get(&name).copied();
-                    let raw = self.read_raw_files(&name, &facts).await;
+                    let raw = raws.remove(&name).unwrap_or_default();
                     let manifest = self
                         .topology
                         .cluster
