@@ -19,3 +19,6 @@ if cargo nextest --version >/dev/null 2>&1; then
 else
   cargo test --workspace --no-fail-fast
 fi
+
+echo "==> benchmark smoke run (small sizes, no timing assertions)"
+./scripts/bench-smoke.sh
