@@ -532,18 +532,7 @@ async fn handle(
                     causes: vec![],
                 });
             }
-            let labels = q
-                .get("labelSelector")
-                .map(|s| select::parse_label_selector(s))
-                .transpose()
-                .map_err(ApiError::bad_request)?
-                .unwrap_or_default();
-            let fields = q
-                .get("fieldSelector")
-                .map(|s| select::parse_field_selector(s))
-                .transpose()
-                .map_err(ApiError::bad_request)?
-                .unwrap_or_default();
+            let (labels, fields) = selectors(&q)?;
             let limit = q.get("limit").and_then(|l| l.parse::<usize>().ok());
             let page = {
                 let st = sh.store.lock().unwrap_or_else(|p| p.into_inner());
@@ -675,18 +664,7 @@ async fn handle(
                     Ok(value_response(StatusCode::OK, &out))
                 }
                 None => {
-                    let labels = q
-                        .get("labelSelector")
-                        .map(|s| select::parse_label_selector(s))
-                        .transpose()
-                        .map_err(ApiError::bad_request)?
-                        .unwrap_or_default();
-                    let fields = q
-                        .get("fieldSelector")
-                        .map(|s| select::parse_field_selector(s))
-                        .transpose()
-                        .map_err(ApiError::bad_request)?
-                        .unwrap_or_default();
+                    let (labels, fields) = selectors(&q)?;
                     let victims: Vec<Value> = st
                         .all(t, if tp.namespaced { ns } else { None })
                         .into_iter()
@@ -730,4 +708,24 @@ fn scale_of(v: &Value) -> Value {
     json!({"kind": "Scale", "apiVersion": "autoscaling/v1",
            "metadata": {"name": v["metadata"]["name"], "namespace": v["metadata"]["namespace"], "resourceVersion": v["metadata"]["resourceVersion"]},
            "spec": {"replicas": v["spec"]["replicas"]}, "status": {"replicas": v["status"]["replicas"].as_i64().unwrap_or(0)}})
+}
+
+/// The `labelSelector` and `fieldSelector` of a list or delete-collection query (empty when
+/// absent; a malformed one is a 400).
+fn selectors(
+    q: &HashMap<String, String>,
+) -> Result<(Vec<select::LabelReq>, Vec<select::FieldReq>), ApiError> {
+    let labels = q
+        .get("labelSelector")
+        .map(|s| select::parse_label_selector(s))
+        .transpose()
+        .map_err(ApiError::bad_request)?
+        .unwrap_or_default();
+    let fields = q
+        .get("fieldSelector")
+        .map(|s| select::parse_field_selector(s))
+        .transpose()
+        .map_err(ApiError::bad_request)?
+        .unwrap_or_default();
+    Ok((labels, fields))
 }
