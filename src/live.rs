@@ -116,6 +116,16 @@ pub fn layout_of(t: &Topology) -> K3sLayout {
     layout
 }
 
+/// What `plan` and `apply` observe on every host of the topology (one round trip per host).
+pub fn observe_spec_of(t: &Topology) -> ObserveSpec {
+    ObserveSpec {
+        layout: layout_of(t),
+        keepalived_manifest: t.cluster.vip.as_ref().map(|v| v.manifest_path.clone()),
+        // The plan shows and rewrites these files: their text comes in the same round.
+        raw_files: true,
+    }
+}
+
 impl Live {
     /// Prepares connections (nothing is dialled yet). `extra_hosts` are nodes that are not
     /// declared but known (from the state or a previous observation) with their address.
@@ -194,6 +204,29 @@ impl Live {
         }
     }
 
+    /// The order in which hosts are dialled (at most `ssh_parallelism` at once): etcd members
+    /// first, then the other servers, then agents, then hosts that are not declared; by name
+    /// within each group. The servers carry the facts every quorum decision depends on, so
+    /// they must not queue behind a fleet of agents, some of which may be down and each cost
+    /// a connect timeout.
+    fn observe_order(&self) -> Vec<String> {
+        let mut names: Vec<(u8, String)> = self
+            .hosts
+            .names()
+            .map(|n| {
+                let rank = match self.topology.node(n) {
+                    Some(d) if d.roles.runs_etcd() => 0,
+                    Some(d) if d.roles.is_server() => 1,
+                    Some(_) => 2,
+                    None => 3,
+                };
+                (rank, n.to_string())
+            })
+            .collect();
+        names.sort();
+        names.into_iter().map(|(_, n)| n).collect()
+    }
+
     /// The etcd provider (TLS files are read here; a missing file is an error naming it).
     pub fn etcd(&self) -> Result<EtcdProvider, String> {
         EtcdProvider::new(self.etcd_config.clone()).map_err(|e| e.to_string())
@@ -223,15 +256,7 @@ impl Live {
     }
 
     fn observe_spec(&self) -> ObserveSpec {
-        ObserveSpec {
-            layout: self.layout.clone(),
-            keepalived_manifest: self
-                .topology
-                .cluster
-                .vip
-                .as_ref()
-                .map(|v| v.manifest_path.clone()),
-        }
+        observe_spec_of(&self.topology)
     }
 
     /// Reads everything, concurrently, and maps it into [`Observed`].
@@ -261,23 +286,36 @@ impl Live {
                 .iter()
                 .map(|s| s.namespace.clone())
                 .collect();
-            kube.observe(&ObserveRequest {
+            let req = ObserveRequest {
                 addons,
                 pods: PodScope::Namespaces,
                 namespaces,
                 ..ObserveRequest::default()
-            })
-            .await
-            .map_err(|e| e.to_string())
+            };
+            // A task of its own: reading and decoding the lists is the CPU-heavy part of an
+            // observation, and must not hold up the SSH handshakes polled by this task.
+            let kube = kube.clone();
+            match tokio::spawn(async move { kube.observe(&req).await }).await {
+                Ok(r) => r.map_err(|e| e.to_string()),
+                Err(e) => std::panic::resume_unwind(e.into_panic()),
+            }
         };
         let etcd_fut = async {
             match self.etcd() {
-                Ok(p) => Ok(p.observe().await),
+                Ok(p) => match tokio::spawn(async move { p.observe().await }).await {
+                    Ok(o) => Ok(o),
+                    Err(e) => std::panic::resume_unwind(e.into_panic()),
+                },
                 Err(e) => Err(e),
             }
         };
         let spec = self.observe_spec();
-        let hosts_fut = self.hosts.observe_all(&spec);
+        let order: Vec<(String, ObserveSpec)> = self
+            .observe_order()
+            .into_iter()
+            .map(|n| (n, spec.clone()))
+            .collect();
+        let hosts_fut = self.hosts.observe_many(order);
         let (kube, etcd, mut hosts) = tokio::join!(kube_fut, etcd_fut, hosts_fut);
 
         // Nodes seen by Kubernetes or etcd but not declared: observe their hosts too.
@@ -332,24 +370,12 @@ impl Live {
             Ok(o) => map_etcd(o),
             Err(e) => Fact::unknown(format!("etcd: {e}")),
         };
-        // config.yaml and the keepalived manifest as text, from every reachable host at once.
-        let this: &Live = self;
-        let mut raws: BTreeMap<String, RawFiles> =
-            futures::future::join_all(hosts.iter().filter_map(|(name, obs)| match obs {
-                HostObservation::Reachable(facts) => {
-                    Some(async move { (name.clone(), this.read_raw_files(name, facts).await) })
-                }
-                HostObservation::Unreachable { .. } => None,
-            }))
-            .await
-            .into_iter()
-            .collect();
         let mut host_states = BTreeMap::new();
         for (name, obs) in hosts {
             let fact = match obs {
                 HostObservation::Reachable(facts) => {
                     let addr = self.host_addresses.get(&name).copied();
-                    let raw = raws.remove(&name).unwrap_or_default();
+                    let raw = RawFiles::of(&facts);
                     let manifest = self
                         .topology
                         .cluster
@@ -378,31 +404,31 @@ impl Live {
             hosts: host_states,
         }
     }
-
-    /// Reads config.yaml and the keepalived manifest as text, masked, for plan diffs.
-    async fn read_raw_files(&self, name: &str, facts: &HostFacts) -> RawFiles {
-        let mut raw = RawFiles::default();
-        let Ok(session) = self.hosts.session(name).await else {
-            return raw;
-        };
-        if matches!(facts.config, ConfigFile::Present(_))
-            && let Ok(Some(f)) = session.read_file(&self.layout.config_path).await
-        {
-            raw.config = Some(mask_secrets(&String::from_utf8_lossy(&f.contents)));
-        }
-        if let (ManifestFile::Present(_), Some(v)) = (&facts.keepalived, &self.topology.cluster.vip)
-            && let Ok(Some(f)) = session.read_file(&v.manifest_path).await
-        {
-            raw.keepalived = Some(mask_secrets(&String::from_utf8_lossy(&f.contents)));
-        }
-        raw
-    }
 }
 
 #[derive(Default)]
 struct RawFiles {
     config: Option<String>,
     keepalived: Option<String>,
+}
+
+impl RawFiles {
+    /// config.yaml and the keepalived manifest as text, masked at once, for plan diffs (read
+    /// by the observe round itself: no second round trip per host).
+    fn of(facts: &HostFacts) -> Self {
+        let text = |r: &Option<k3splan_host::RawText>| {
+            r.as_ref()
+                .map(|r| mask_secrets(&String::from_utf8_lossy(r.expose())))
+        };
+        RawFiles {
+            config: matches!(facts.config, ConfigFile::Present(_))
+                .then(|| text(&facts.raw_config))
+                .flatten(),
+            keepalived: matches!(facts.keepalived, ManifestFile::Present(_))
+                .then(|| text(&facts.raw_keepalived))
+                .flatten(),
+        }
+    }
 }
 
 fn ssh_settings(

@@ -58,6 +58,7 @@ fn main() {
         keepalived_manifest: Some(
             "/var/lib/rancher/k3s/agent/pod-manifests/keepalived.yaml".into(),
         ),
+        raw_files: false,
     };
     let hosts: Vec<(String, SshSettings)> = fleet
         .hosts

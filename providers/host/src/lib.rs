@@ -30,7 +30,7 @@ pub use error::HostError;
 pub use keepalived::{KeepalivedConfig, KeepalivedSpec, parse_manifest, render_manifest};
 pub use observe::{
     ConfigFile, DiskSpace, EtcdDataDir, HostFacts, HostObservation, K3sBinary, K3sConfig,
-    K3sLayout, ManifestFile, ObserveSpec, ServiceAction, ServiceManager, ServiceState,
-    UnreachableKind,
+    K3sLayout, ManifestFile, ObserveSpec, RawText, ServiceAction, ServiceManager, ServiceState,
+    UnreachableKind, observe_command,
 };
 pub use ssh::{ExecOutput, HostPool, HostSession, SshSettings};

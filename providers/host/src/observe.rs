@@ -143,6 +143,11 @@ pub struct ObserveSpec {
     pub layout: K3sLayout,
     /// The VIP's keepalived static pod manifest (`vip.manifest_path`); `None`: not read.
     pub keepalived_manifest: Option<String>,
+    /// Also return the exact bytes of `config.yaml` and of the manifest, secrets included, as
+    /// [`HostFacts::raw_config`] / [`HostFacts::raw_keepalived`] (in the same round trip).
+    /// For callers that must show or rewrite the files; they must mask the secrets
+    /// themselves before printing anything.
+    pub raw_files: bool,
 }
 
 /// Result of observing one host: never "absent", only reachable or not.
@@ -239,6 +244,36 @@ pub struct HostFacts {
     pub etcd_data: EtcdDataDir,
     /// Free space where the data dir is (or would be).
     pub disk: Option<DiskSpace>,
+    /// The exact bytes of `config.yaml`, token included, when [`ObserveSpec::raw_files`] was
+    /// set and the file is a readable regular file. Never serialized; `Debug` prints
+    /// `<redacted>`.
+    #[serde(skip)]
+    pub raw_config: Option<RawText>,
+    /// The exact bytes of the keepalived manifest, likewise.
+    #[serde(skip)]
+    pub raw_keepalived: Option<RawText>,
+}
+
+/// A file's bytes that may hold secrets: `Debug` prints only the length, and the type is
+/// never serialized.
+#[derive(Clone, PartialEq, Eq, Default)]
+pub struct RawText(Vec<u8>);
+
+impl RawText {
+    /// Wraps bytes.
+    pub fn new(bytes: impl Into<Vec<u8>>) -> Self {
+        RawText(bytes.into())
+    }
+    /// The bytes (mask secrets before showing them).
+    pub fn expose(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for RawText {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "<redacted: {} bytes>", self.0.len())
+    }
 }
 
 /// The k3s binary.
@@ -379,6 +414,7 @@ CFG={cfg}
 DATA={data}
 MAN={man}
 K3S={k3s}
+RAW={raw}
 echo "$M hostname"; hostname 2>/dev/null || cat /proc/sys/kernel/hostname
 echo "$M os"; sed -n 's/^PRETTY_NAME=//p' /etc/os-release 2>/dev/null
 echo "$M kernel"; uname -sr 2>/dev/null
@@ -389,7 +425,7 @@ echo "$M svc-agent"; {agent_active} </dev/null >/dev/null 2>&1; echo $?
 echo "$M config"
 if [ ! -e "$CFG" ]; then echo absent
 elif [ ! -r "$CFG" ]; then echo unreadable
-else echo present; sed -E 's/^([[:space:]]*["'"'"']?(token|agent-token)["'"'"']?[[:space:]]*:).*$/\1 "<redacted>"/' "$CFG"
+else echo present; sed -E 's/^([[:space:]]*["'"'"']?(token|agent-token)["'"'"']?[[:space:]]*:).*$/\1 "<redacted>"/' "$CFG"; echo
 fi
 echo "$M manifest"
 if [ -z "$MAN" ]; then echo skipped
@@ -411,6 +447,10 @@ for b in "$DATA"/server/db/etcd-backup-*; do if [ -e "$b" ]; then printf 'backup
 echo "$M disk"
 p=$DATA; while [ ! -e "$p" ] && [ "$p" != / ] && [ -n "$p" ]; do p=$(dirname -- "$p"); done
 echo "$p"; df -Pk -- "$p" 2>/dev/null | tail -n 1
+if [ "$RAW" = 1 ]; then
+  echo "$M config-raw"; if [ -f "$CFG" ] && [ -r "$CFG" ]; then echo present; od -An -v -tx1 -- "$CFG"; fi
+  echo "$M manifest-raw"; if [ -n "$MAN" ] && [ -f "$MAN" ] && [ -r "$MAN" ]; then echo present; od -An -v -tx1 -- "$MAN"; fi
+fi
 echo "$M end"
 "#,
         marker = sh_quote(marker),
@@ -418,9 +458,15 @@ echo "$M end"
         data = sh_quote(l.data_dir.trim_end_matches('/')),
         man = sh_quote(&manifest),
         k3s = sh_quote(&l.k3s_bin),
+        raw = if spec.raw_files { "1" } else { "0" },
         server_active = l.services.is_active_command(&l.server_unit),
         agent_active = l.services.is_active_command(&l.agent_unit),
     )
+}
+
+/// The remote command line that runs [`observe_script`] (what [`HostSession::observe`] sends).
+pub fn observe_command(spec: &ObserveSpec, marker: &str) -> String {
+    sh_command(&["sh", "-c", &observe_script(spec, marker)])
 }
 
 fn sections(out: &str, marker: &str) -> BTreeMap<String, Vec<String>> {
@@ -633,6 +679,23 @@ pub fn parse_observe_output(
             total_bytes: total * 1024,
         })
     });
+    let raw = |k: &str| -> Result<Option<RawText>, HostError> {
+        let Some(lines) = s.get(k) else {
+            return Ok(None);
+        };
+        if lines.first().map(|l| l.trim()) != Some("present") {
+            return Ok(None);
+        }
+        let mut bytes = Vec::new();
+        for w in lines[1..].iter().flat_map(|l| l.split_whitespace()) {
+            let b = u8::from_str_radix(w, 16)
+                .map_err(|_| bad(format!("{k} section: {w:?} is not a hex byte")))?;
+            bytes.push(b);
+        }
+        Ok(Some(RawText(bytes)))
+    };
+    let raw_config = raw("config-raw")?;
+    let raw_keepalived = raw("manifest-raw")?;
     Ok(HostFacts {
         hostname,
         os: first("os").map(|o| unquote(&o)),
@@ -644,6 +707,8 @@ pub fn parse_observe_output(
         keepalived,
         etcd_data,
         disk,
+        raw_config,
+        raw_keepalived,
     })
 }
 
@@ -651,9 +716,8 @@ impl HostSession {
     /// Observes the host in one round trip (one exec of one `sh` script).
     pub async fn observe(&self, spec: &ObserveSpec) -> Result<HostFacts, HostError> {
         let marker = format!("@@k3splan-{}@@", nonce());
-        let script = observe_script(spec, &marker);
         let out = self
-            .exec("observe script", &sh_command(&["sh", "-c", &script]), b"")
+            .exec("observe script", &observe_command(spec, &marker), b"")
             .await?;
         if out.status != Some(0) && !out.stdout_str().contains(&format!("{marker} end")) {
             return Err(self.failed("observe script", &out));

@@ -158,6 +158,66 @@ fn observe_three_hosts_with_different_config_files() {
     assert!(!format!("{obs:?}").contains("secret-token"));
 }
 
+/// `plan` shows and rewrites config.yaml and the keepalived manifest from the text read in the
+/// observe round (no second round trip per host): the bytes must be exact, whatever the file
+/// holds, and the secrets they carry must not reach the facts' Debug or JSON.
+#[test]
+fn raw_files_come_back_byte_exact_in_the_observe_round_and_never_serialize() {
+    if skip() {
+        return;
+    }
+    let fleet = SshdFleet::start(&["raw-a", "raw-b"]).unwrap();
+    let [a, b] = &fleet.hosts[..] else {
+        unreachable!()
+    };
+    // No trailing newline, CRLF, a tab, quotes, a non-UTF-8 byte and a line that looks like
+    // the script's section marker.
+    let mut cfg = format!(
+        "token: \"{TOKEN}\"\r\nserver: https://10.0.0.1:6443\n\tnode-label: [\"a=b\"]\n@@k3splan-0@@ end\n"
+    )
+    .into_bytes();
+    cfg.extend_from_slice(&[0xff, b'x']);
+    a.write("/etc/rancher/k3s/config.yaml", cfg.clone())
+        .unwrap();
+    a.write(MANIFEST, manifest(100, "MASTER")).unwrap();
+    // b: an empty config, no manifest.
+    b.write("/etc/rancher/k3s/config.yaml", "").unwrap();
+
+    let rt = rt();
+    let pool = pool(&fleet.hosts, &fleet.client);
+    let mut with_raw = spec();
+    with_raw.raw_files = true;
+    let obs = rt.block_on(pool.observe_all(&with_raw));
+    let fa = obs["raw-a"]
+        .facts()
+        .unwrap_or_else(|| panic!("raw-a: {:?}", obs["raw-a"]));
+    assert_eq!(
+        fa.raw_config.as_ref().expect("config text").expose(),
+        &cfg[..]
+    );
+    assert_eq!(
+        fa.raw_keepalived.as_ref().expect("manifest text").expose(),
+        manifest(100, "MASTER").as_bytes()
+    );
+    let fb = obs["raw-b"].facts().expect("raw-b reachable");
+    assert_eq!(
+        fb.raw_config.as_ref().expect("empty config text").expose(),
+        b""
+    );
+    assert_eq!(fb.raw_keepalived, None);
+    let json = serde_json::to_string(&obs).unwrap();
+    let debug = format!("{obs:?}");
+    for secret in ["secret-token", "vrrp-pass"] {
+        assert!(!json.contains(secret), "{secret} in JSON: {json}");
+        assert!(!debug.contains(secret), "{secret} in Debug: {debug}");
+    }
+
+    // Without `raw_files`, the bytes are not sent at all.
+    let obs = rt.block_on(pool.observe_all(&spec()));
+    assert_eq!(obs["raw-a"].facts().unwrap().raw_config, None);
+    assert_eq!(obs["raw-a"].facts().unwrap().raw_keepalived, None);
+}
+
 #[test]
 fn stopped_and_black_holed_hosts_are_unreachable_while_others_answer() {
     if skip() {

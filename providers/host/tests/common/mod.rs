@@ -57,6 +57,7 @@ pub fn spec() -> ObserveSpec {
     ObserveSpec {
         layout: layout(),
         keepalived_manifest: Some(MANIFEST.into()),
+        raw_files: false,
     }
 }
 

@@ -40,6 +40,7 @@ async fn observe(dir: &Path) {
         .observe_all(&ObserveSpec {
             layout: K3sLayout::default(),
             keepalived_manifest: None,
+            raw_files: false,
         })
         .await;
     let ok = obs
