@@ -361,7 +361,7 @@ impl KubeProvider {
     }
 
     /// Lists `path` (e.g. `/api/v1/pods`) into slim items, following `continue` tokens.
-    pub(crate) async fn list_slim<T: DeserializeOwned>(
+    pub(crate) async fn list_slim<T: DeserializeOwned + Send + 'static>(
         &self,
         path: &str,
         label_selector: Option<&str>,
@@ -378,7 +378,7 @@ impl KubeProvider {
 
     /// Like [`Self::list_slim`], but a consistent read (no `resourceVersion=0`): for actions,
     /// which must not act on a stale cache.
-    pub(crate) async fn list_slim_fresh<T: DeserializeOwned>(
+    pub(crate) async fn list_slim_fresh<T: DeserializeOwned + Send + 'static>(
         &self,
         path: &str,
         label_selector: Option<&str>,
@@ -388,7 +388,7 @@ impl KubeProvider {
             .await
     }
 
-    async fn list_slim_rv<T: DeserializeOwned>(
+    async fn list_slim_rv<T: DeserializeOwned + Send + 'static>(
         &self,
         path: &str,
         label_selector: Option<&str>,
@@ -420,11 +420,14 @@ impl KubeProvider {
                 format!("{path}?{}", q.join("&"))
             };
             let req = http::Request::get(&url).body(Vec::new()).expect("request");
-            let page: SList<T> = self
+            let text = self
                 .client
-                .request(req)
+                .request_text(req)
                 .await
                 .map_err(|e| self.map_err(&format!("GET {url}"), e))?;
+            let page: SList<T> = decode_list(text)
+                .await
+                .map_err(|e| self.map_err(&format!("GET {url}"), kube::Error::SerdeError(e)))?;
             out.extend(page.items);
             match page.metadata.cont.filter(|c| !c.is_empty()) {
                 Some(c) => cont = Some(c),
@@ -827,5 +830,23 @@ pub(crate) fn pod_info(p: &SPod, rs_owner: &HashMap<(String, String), SOwner>) -
         owner: resolve_owner(&p.metadata, rs_owner),
         pvcs: p.claims(),
         labels: p.metadata.labels.clone(),
+    }
+}
+
+/// Bodies above this size are decoded on a blocking thread.
+const DECODE_OFF_RUNTIME_BYTES: usize = 256 * 1024;
+
+/// Decodes a list body. A large list is tens of milliseconds of CPU: decoding it on an async
+/// worker would stall everything else on that worker (SSH handshakes, etcd, the other lists)
+/// for that long, so large bodies go to a blocking thread.
+async fn decode_list<T: DeserializeOwned + Send + 'static>(
+    text: String,
+) -> Result<SList<T>, serde_json::Error> {
+    if text.len() < DECODE_OFF_RUNTIME_BYTES {
+        return serde_json::from_str(&text);
+    }
+    match tokio::task::spawn_blocking(move || serde_json::from_str(&text)).await {
+        Ok(r) => r,
+        Err(e) => std::panic::resume_unwind(e.into_panic()),
     }
 }
