@@ -12,7 +12,7 @@
 //! 9. add-on replicas/spread;
 //! 10. verification.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
 
 use serde_json::json;
@@ -85,15 +85,37 @@ fn is_healthy_member(m: Option<&EtcdMember>) -> bool {
 }
 
 impl<'a> Planner<'a> {
+    /// Neither declared nor a Node object (views hold every declared and every Node name).
+    fn gone(&self, name: &str) -> bool {
+        self.views
+            .get(name)
+            .is_none_or(|v| v.declared.is_none() && v.kube.is_none())
+    }
+
+    fn is_declared(&self, name: &str) -> bool {
+        self.views.get(name).is_some_and(|v| v.declared.is_some())
+    }
+
     fn new(t: &'a Topology, o: &'a Observed, opts: &'a PlanOptions) -> Self {
         let kube = o.kube.known();
         let etcd = o.etcd.known();
         let mut views: BTreeMap<String, NodeView<'a>> = BTreeMap::new();
+        // Name lookups through maps: `Topology::node` and `KubeState::node` scan their
+        // lists, which made this loop quadratic in the node count. First entry wins, as
+        // with `find`.
+        let mut declared: HashMap<&str, &'a Node> = HashMap::new();
+        for n in &t.nodes {
+            declared.entry(n.name.as_str()).or_insert(n);
+        }
+        let mut kube_nodes: HashMap<&str, &'a KubeNode> = HashMap::new();
+        for n in kube.map(|k| k.nodes.as_slice()).unwrap_or_default() {
+            kube_nodes.entry(n.name.as_str()).or_insert(n);
+        }
         let mut add = |name: &str| {
             views.entry(name.to_string()).or_insert_with(|| NodeView {
                 name: name.to_string(),
-                declared: t.node(name),
-                kube: kube.and_then(|k| k.node(name)),
+                declared: declared.get(name).copied(),
+                kube: kube_nodes.get(name).copied(),
                 member: None,
                 host: o.host(name),
                 address: None,
@@ -388,7 +410,7 @@ impl<'a> Planner<'a> {
                 .pvcs
                 .iter()
                 .filter_map(|p| p.bound_node.clone())
-                .filter(|n| self.t.node(n).is_none() && k.node(n).is_none())
+                .filter(|n| self.gone(n))
                 .collect();
         }
         safety::simulate(&start, &mut self.steps, snapshot_required)?;
@@ -1257,7 +1279,7 @@ impl<'a> Planner<'a> {
             };
             // Lost: removed by this plan, or already gone (neither declared nor a Node any
             // more — e.g. an earlier, interrupted apply deleted it before rebinding).
-            let gone = self.t.node(node).is_none() && k.node(node).is_none();
+            let gone = self.gone(node);
             if !self.lost.contains(node) && !gone {
                 continue;
             }
@@ -1281,7 +1303,7 @@ impl<'a> Planner<'a> {
             .iter()
             .flat_map(|(_, b, ..)| b.prefer_nodes.iter().cloned())
             .filter(|n| {
-                (self.t.node(n).is_some() && !self.lost.contains(n)) || self.joined.contains_key(n)
+                (self.is_declared(n) && !self.lost.contains(n)) || self.joined.contains_key(n)
             })
             .collect();
         if targets.is_empty() {
