@@ -181,7 +181,11 @@ fn version_and_completions() {
     assert!(text(&o.stdout).contains("_k3splan()"));
     assert!(text(&o.stdout).contains("validate"));
     let o = run(&["completions", "tcsh"]);
-    assert_eq!(o.status.code(), Some(2), "clap usage errors exit 2");
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "usage errors exit 1 (2 means changes)"
+    );
 }
 
 #[test]
@@ -312,4 +316,39 @@ fn a_closed_stdout_is_not_an_error() {
         .unwrap();
     assert_eq!(status.status.code(), Some(0), "{}", text(&status.stderr));
     assert_eq!(text(&status.stderr), "");
+}
+
+/// `--parallelism 0` would observe nothing; it is refused before anything is read, with
+/// exit 1: exit 2 means "changes present" to `plan --detailed-exitcode`.
+#[test]
+fn parallelism_out_of_range_is_refused_before_anything_is_read() {
+    for args in [
+        &["plan", "--parallelism", "0"][..],
+        &["apply", "--parallelism", "5000"][..],
+    ] {
+        let o = run(args);
+        assert_eq!(o.status.code(), Some(1), "{args:?}: {}", text(&o.stderr));
+        let err = text(&o.stderr);
+        assert!(
+            err.contains("--parallelism") && err.contains("1..=1024"),
+            "{args:?}: {err}"
+        );
+        assert_eq!(text(&o.stdout), "");
+    }
+}
+
+/// A cron job runs `plan --detailed-exitcode`, where 2 means "changes present". A mistyped
+/// flag must not look like drift: usage errors exit 1; `--help` exits 0.
+#[test]
+fn usage_errors_exit_1_not_the_changes_present_code() {
+    let o = run(&["plan", "--detailed-exitcode", "--detailled"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stderr).contains("--detailled"),
+        "{}",
+        text(&o.stderr)
+    );
+    let o = run(&["plan", "--help"]);
+    assert_eq!(o.status.code(), Some(0));
+    assert!(text(&o.stdout).contains("--detailed-exitcode"));
 }

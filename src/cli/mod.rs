@@ -88,6 +88,9 @@ pub enum Command {
         /// Add unknown SSH host keys to known_hosts (a changed key is still refused).
         #[arg(long)]
         accept_new_host_keys: bool,
+        /// How many hosts to reach over SSH at once (connect, observe, act).
+        #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..=1024))]
+        parallelism: u16,
     },
     /// Render a saved plan, or the current state.
     Show {
@@ -138,6 +141,9 @@ pub struct PlanArgs {
     /// is still refused.
     #[arg(long)]
     pub accept_new_host_keys: bool,
+    /// How many hosts to reach over SSH at once (connect, observe, act).
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub parallelism: u16,
 }
 
 #[derive(Debug, Subcommand)]
@@ -188,7 +194,16 @@ pub fn use_color(no_color: bool, terminal: bool) -> bool {
 
 /// Parses the arguments and runs the command; returns the process exit code.
 pub fn run() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            // clap exits 2 on a usage error, which `plan --detailed-exitcode` means "changes
+            // present": a cron job with a mistyped flag would report drift. Usage errors are
+            // errors (1); --help and --version are not.
+            return ExitCode::from(if e.use_stderr() { EXIT_ERROR } else { EXIT_OK });
+        }
+    };
     init_tracing(cli.global.verbose);
     let color = use_color(cli.global.no_color, io::stderr().is_terminal());
     match try_main(cli) {
@@ -247,6 +262,7 @@ pub fn try_main(cli: Cli) -> Result<u8, CliError> {
             &ops::LiveFlags {
                 allow_unreachable: a.allow_unreachable.clone(),
                 accept_new_host_keys: a.accept_new_host_keys,
+                parallelism: a.parallelism.into(),
             },
             a.json,
             a.detailed_exitcode,
@@ -258,11 +274,13 @@ pub fn try_main(cli: Cli) -> Result<u8, CliError> {
             allow_unreachable,
             lock_timeout,
             accept_new_host_keys,
+            parallelism,
         } => ops::cmd_apply(
             g,
             &ops::LiveFlags {
                 allow_unreachable: allow_unreachable.clone(),
                 accept_new_host_keys: *accept_new_host_keys,
+                parallelism: (*parallelism).into(),
             },
             plan_file.as_deref(),
             *auto_approve,

@@ -24,6 +24,8 @@ use super::{CliError, EXIT_ERROR, EXIT_OK, GlobalArgs, load_valid, out, use_colo
 pub struct LiveFlags {
     pub allow_unreachable: Vec<String>,
     pub accept_new_host_keys: bool,
+    /// SSH hosts reached at once.
+    pub parallelism: usize,
 }
 
 fn base_dir(config: &Path) -> PathBuf {
@@ -92,6 +94,7 @@ fn live_for(
         LiveOptions {
             base_dir: base_dir(config),
             accept_new_host_keys: flags.accept_new_host_keys,
+            ssh_parallelism: flags.parallelism,
             known_ssh_ports,
             ..LiveOptions::default()
         },
