@@ -79,6 +79,9 @@ pub struct ServerOptions {
     pub controllers: Controllers,
     /// The `gitVersion` served at `/version`.
     pub git_version: String,
+    /// Start the store in compact mode ([`Store::set_compact`]): objects kept as JSON bytes
+    /// plus a small head, for benchmark clusters of many thousand nodes. Off by default.
+    pub compact: bool,
 }
 
 impl Default for ServerOptions {
@@ -87,6 +90,7 @@ impl Default for ServerOptions {
             tls: true,
             controllers: Controllers::default(),
             git_version: "v1.28.5+k3s1".into(),
+            compact: false,
         }
     }
 }
@@ -167,7 +171,11 @@ impl KubeApiServer {
             .map_err(HarnessError::Bind)?;
         let addr = listener.local_addr().map_err(HarnessError::Bind)?;
         let shared = Arc::new(Shared {
-            store: Mutex::new(Store::new(opts.controllers.clone())),
+            store: Mutex::new({
+                let mut st = Store::new(opts.controllers.clone());
+                st.set_compact(opts.compact);
+                st
+            }),
             requests: Mutex::new(Vec::new()),
             gzip_requests: Default::default(),
             git_version: opts.git_version.clone(),
@@ -287,8 +295,10 @@ impl KubeApiServer {
         self.load_values(docs).map_err(|e| fx(e.to_string()))
     }
 
-    /// Loads objects (bulk: controllers run once at the end).
-    pub fn load_values(&self, docs: Vec<Value>) -> Result<(), ApiError> {
+    /// Loads objects (bulk: controllers run once at the end). The objects are consumed one
+    /// at a time, so an iterator that builds them lazily (as [`synthetic::objects`]) never
+    /// holds more than one in memory.
+    pub fn load_values(&self, docs: impl IntoIterator<Item = Value>) -> Result<(), ApiError> {
         let mut st = self.store();
         st.bulk_load(docs)
     }
@@ -323,8 +333,8 @@ impl KubeApiServer {
 }
 
 impl Store {
-    /// Inserts many objects, running the controllers once at the end.
-    pub fn bulk_load(&mut self, docs: Vec<Value>) -> Result<(), ApiError> {
+    /// Inserts many objects, running the controllers once at the end (consumed one at a time).
+    pub fn bulk_load(&mut self, docs: impl IntoIterator<Item = Value>) -> Result<(), ApiError> {
         self.set_bulk(true);
         let mut res = Ok(());
         for d in docs {
@@ -336,6 +346,78 @@ impl Store {
         self.set_bulk(false);
         self.reconcile();
         res
+    }
+}
+
+/// A list response body, written in chunks of about [`ListBody::CHUNK`] bytes from the
+/// stored items (shared, not copied), so that a large list never exists twice in memory.
+/// Its exact length is known up front (`Content-Length` as with a single buffer).
+struct ListBody {
+    head: Option<Vec<u8>>,
+    items: std::vec::IntoIter<Arc<Vec<u8>>>,
+    first: bool,
+    done: bool,
+    remaining: u64,
+}
+
+impl ListBody {
+    const CHUNK: usize = 256 * 1024;
+
+    fn new(head: Vec<u8>, items: Vec<Arc<Vec<u8>>>) -> Self {
+        let len = head.len()
+            + items.iter().map(|i| i.len()).sum::<usize>()
+            + items.len().saturating_sub(1)
+            + 2;
+        Self {
+            head: Some(head),
+            items: items.into_iter(),
+            first: true,
+            done: false,
+            remaining: len as u64,
+        }
+    }
+}
+
+impl hyper::body::Body for ListBody {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Self::Error>>> {
+        let this = &mut *self;
+        if this.done {
+            return std::task::Poll::Ready(None);
+        }
+        let mut buf = this.head.take().unwrap_or_default();
+        buf.reserve(Self::CHUNK);
+        while buf.len() < Self::CHUNK {
+            match this.items.next() {
+                Some(item) => {
+                    if !this.first {
+                        buf.push(b',');
+                    }
+                    this.first = false;
+                    buf.extend_from_slice(&item);
+                }
+                None => {
+                    buf.extend_from_slice(b"]}");
+                    this.done = true;
+                    break;
+                }
+            }
+        }
+        this.remaining = this.remaining.saturating_sub(buf.len() as u64);
+        std::task::Poll::Ready(Some(Ok(hyper::body::Frame::data(Bytes::from(buf)))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.done
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        hyper::body::SizeHint::with_exact(self.remaining)
     }
 }
 
@@ -545,30 +627,23 @@ async fn handle(
                     q.get("continue").map(String::as_str),
                 )?
             };
-            let mut out =
-                Vec::with_capacity(page.items.iter().map(|i| i.len() + 1).sum::<usize>() + 256);
             let mut m = json!({"resourceVersion": page.resource_version.to_string()});
             if let Some(c) = &page.continue_token {
                 m["continue"] = json!(c);
                 m["remainingItemCount"] = json!(page.remaining);
             }
-            out.extend_from_slice(
-                format!(
-                    "{{\"kind\":\"{}List\",\"apiVersion\":\"{}\",\"metadata\":{},\"items\":[",
-                    tp.kind,
-                    tp.api_version(),
-                    m
-                )
-                .as_bytes(),
+            let head = format!(
+                "{{\"kind\":\"{}List\",\"apiVersion\":\"{}\",\"metadata\":{},\"items\":[",
+                tp.kind,
+                tp.api_version(),
+                m
             );
-            for (i, item) in page.items.iter().enumerate() {
-                if i > 0 {
-                    out.push(b',');
-                }
-                out.extend_from_slice(item);
-            }
-            out.extend_from_slice(b"]}");
-            Ok(json_response(StatusCode::OK, out))
+            Ok((
+                StatusCode::OK,
+                [(header::CONTENT_TYPE, "application/json")],
+                axum::body::Body::new(ListBody::new(head.into_bytes(), page.items)),
+            )
+                .into_response())
         }
         (Method::GET, Some(n), None | Some("status")) => {
             let b = sh
@@ -665,14 +740,8 @@ async fn handle(
                 }
                 None => {
                     let (labels, fields) = selectors(&q)?;
-                    let victims: Vec<Value> = st
-                        .all(t, if tp.namespaced { ns } else { None })
-                        .into_iter()
-                        .filter(|v| {
-                            select::labels_match(&labels, v["metadata"].get("labels"))
-                                && select::fields_match(&fields, v)
-                        })
-                        .collect();
+                    let victims: Vec<Value> =
+                        st.select(t, if tp.namespaced { ns } else { None }, &labels, &fields);
                     let mut items = Vec::new();
                     for v in victims {
                         let vn = v["metadata"]["name"]

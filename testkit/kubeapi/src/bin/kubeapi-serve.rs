@@ -3,15 +3,17 @@
 //!
 //! ```text
 //! kubeapi-serve --kubeconfig PATH [--fixture FILE|seed004]... [--synthetic NODES,PODS,PVCS]
-//!               [--http] [--controllers all|none]
+//!               [--http] [--controllers all|none] [--compact]
 //! ```
-//! Prints `serving URL` once ready.
+//! Prints `serving URL` once ready. `--compact` keeps the objects as JSON bytes plus a small
+//! head ([`k3splan_testkit_kubeapi::Store::set_compact`]), for synthetic clusters of thousands
+//! of nodes.
 
 use k3splan_testkit_kubeapi::{Controllers, KubeApiServer, SEED004_YAML, ServerOptions, synthetic};
 
 fn usage() -> ! {
     eprintln!(
-        "usage: kubeapi-serve --kubeconfig PATH [--fixture FILE|seed004]... [--synthetic NODES,PODS,PVCS] [--http] [--controllers all|none]"
+        "usage: kubeapi-serve --kubeconfig PATH [--fixture FILE|seed004]... [--synthetic NODES,PODS,PVCS] [--http] [--controllers all|none] [--compact]"
     );
     std::process::exit(2)
 }
@@ -19,14 +21,15 @@ fn usage() -> ! {
 #[tokio::main]
 async fn main() {
     let mut args = std::env::args().skip(1);
-    let (mut kubeconfig, mut fixtures, mut synth, mut tls, mut controllers) =
-        (None, Vec::new(), None, true, Controllers::default());
+    let (mut kubeconfig, mut fixtures, mut synth, mut tls, mut controllers, mut compact) =
+        (None, Vec::new(), None, true, Controllers::default(), false);
     while let Some(a) = args.next() {
         match a.as_str() {
             "--kubeconfig" => kubeconfig = Some(args.next().unwrap_or_else(|| usage())),
             "--fixture" => fixtures.push(args.next().unwrap_or_else(|| usage())),
             "--synthetic" => synth = Some(args.next().unwrap_or_else(|| usage())),
             "--http" => tls = false,
+            "--compact" => compact = true,
             "--controllers" => {
                 controllers = match args.next().as_deref() {
                     Some("all") => Controllers::all(),
@@ -43,6 +46,7 @@ async fn main() {
     let server = KubeApiServer::start(ServerOptions {
         tls,
         controllers,
+        compact,
         ..Default::default()
     })
     .await
@@ -69,7 +73,7 @@ async fn main() {
         if v.len() != 3 {
             usage();
         }
-        if let Err(e) = server.load_values(synthetic::cluster(v[0], v[1], v[2])) {
+        if let Err(e) = server.load_values(synthetic::objects(v[0], v[1], v[2])) {
             eprintln!("kubeapi-serve: synthetic cluster: {e}");
             std::process::exit(1);
         }
