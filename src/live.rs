@@ -176,31 +176,26 @@ impl Live {
     /// A pool that also reaches undeclared nodes (to be removed) at their observed address,
     /// with the cluster's SSH defaults.
     fn with_extra_hosts(&mut self, extra: &BTreeMap<String, IpAddr>) {
-        let mut changed = false;
         for (name, addr) in extra {
-            if !self.host_addresses.contains_key(name) {
-                self.host_addresses.insert(name.clone(), *addr);
-                changed = true;
+            if self.host_addresses.contains_key(name) {
+                continue;
             }
-        }
-        if changed {
-            let ssh_default = &self.topology.cluster.ssh;
-            let hosts: Vec<_> = self
-                .host_addresses
-                .iter()
-                .map(|(name, addr)| {
-                    let ssh = self
-                        .topology
-                        .node(name)
-                        .map(|n| &n.ssh)
-                        .unwrap_or(ssh_default);
-                    (
-                        name.clone(),
-                        ssh_settings(&self.opts, &addr.to_string(), ssh),
-                    )
-                })
-                .collect();
-            self.hosts = HostPool::new(hosts, self.opts.ssh_parallelism);
+            self.host_addresses.insert(name.clone(), *addr);
+            let ssh = self
+                .topology
+                .node(name)
+                .map(|n| &n.ssh)
+                .unwrap_or(&self.topology.cluster.ssh);
+            let mut settings = ssh_settings(&self.opts, &addr.to_string(), ssh);
+            // A node no longer declared is reached at the port the state recorded for it.
+            if self.topology.node(name).is_none()
+                && let Some(port) = self.opts.known_ssh_ports.get(name)
+            {
+                settings.port = *port;
+            }
+            // Added to the pool in place: the connections already open (the declared
+            // hosts just observed) stay open for the steps that follow.
+            self.hosts.add_host(name.clone(), settings);
         }
     }
 

@@ -525,3 +525,59 @@ fn two_applies_at_once_one_runs_the_other_is_told_who_holds_the_etcd_lock() {
     assert!(v["managed"]["nodes"]["spare-1"].is_object(), "{v}");
     assert!(!String::from_utf8_lossy(stored.kvs()[0].value()).contains(lab.token()));
 }
+
+/// Scale-in: an agent leaves the topology while its host is alive. It is drained, its Node
+/// deleted and k3s uninstalled on it over SSH. The topology no longer says where its sshd
+/// listens (the lab's are not on port 22): the port comes from the state, recorded by the
+/// previous apply. Found while profiling for issue 9: the recorded ports were read from the
+/// state but never used, so such a host was dialled on the cluster's default port.
+#[test]
+fn issue9_removed_live_agent_is_uninstalled_at_the_port_the_state_recorded() {
+    let lab = Lab::start(LabSpec {
+        servers: 3,
+        agents: 1,
+        seed_workloads: true,
+        verbose: true,
+        ..LabSpec::default()
+    })
+    .expect("lab");
+    assert_ne!(lab.host("agent-1").unwrap().ssh_port(), 22);
+    let addon = "addon \"coredns\" {\n  replicas = 2\n}\n";
+    let mut all = names(&["server-1", "server-2", "server-3"]);
+    all.push(TopologyNode::agent("agent-1"));
+    let topo = lab
+        .write_topology("scale-in/main.hcl", &all, addon)
+        .unwrap();
+    // A first apply with a change, so that the state records every node and its SSH port.
+    let o = k3splan(&lab, &topo, &["apply", "--auto-approve"]);
+    assert_eq!(code(&o), Some(0));
+    let state = std::fs::read_to_string(lab.dir().join("state/k3splan.state.json")).unwrap();
+    assert!(
+        state.contains("agent-1"),
+        "the state records agent-1: {state}"
+    );
+
+    let topo = lab
+        .write_topology(
+            "scale-in/main.hcl",
+            &names(&["server-1", "server-2", "server-3"]),
+            addon,
+        )
+        .unwrap();
+    let o = k3splan(&lab, &topo, &["plan", "--detailed-exitcode"]);
+    assert_eq!(code(&o), Some(2));
+    let plan = stdout(&o);
+    assert!(plan.contains("node.agent-1 will be destroyed"), "{plan}");
+    assert!(plan.contains("uninstall k3s on agent-1"), "{plan}");
+    let o = k3splan(&lab, &topo, &["apply", "--auto-approve"]);
+    assert_eq!(code(&o), Some(0), "{}", stdout(&o));
+    assert!(!lab.nodes().contains(&"agent-1".to_string()));
+    let (rc, _) = lab
+        .ssh("agent-1", &[], "test -e /etc/rancher/k3s/config.yaml")
+        .unwrap();
+    assert_ne!(rc, 0, "k3s is uninstalled on agent-1 (its config is gone)");
+    let obs = lab.etcd();
+    assert_eq!(obs.health.healthy_voters, 3, "etcd untouched");
+    let o = k3splan(&lab, &topo, &["plan", "--detailed-exitcode"]);
+    assert_eq!(code(&o), Some(0), "second plan: no changes");
+}

@@ -511,6 +511,18 @@ impl HostPool {
         }
     }
 
+    /// Adds a host that the pool does not know yet; open connections are kept. Returns
+    /// false (and changes nothing) when `name` is already in the pool.
+    pub fn add_host(&mut self, name: impl Into<String>, settings: SshSettings) -> bool {
+        match self.hosts.entry(name.into()) {
+            std::collections::btree_map::Entry::Vacant(v) => {
+                v.insert(settings);
+                true
+            }
+            std::collections::btree_map::Entry::Occupied(_) => false,
+        }
+    }
+
     /// Host names, sorted.
     pub fn names(&self) -> impl Iterator<Item = &str> {
         self.hosts.keys().map(String::as_str)
