@@ -431,7 +431,7 @@ impl Executor<'_> {
         let mut w = FileWrite::new(path, out.clone().into_bytes());
         w.mode = 0o600;
         w.secrets = secrets;
-        let r = s.write_file(&w).await.map_err(err)?;
+        let r = s.write_file_over(&w, current.as_ref()).await.map_err(err)?;
         let digest = crate::apply::sha256_hex(out.as_bytes());
         Ok(OpResult {
             note: Some(if r.changed {

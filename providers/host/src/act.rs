@@ -254,17 +254,29 @@ impl HostSession {
     /// made (`changed == false`). The owner is not compared.
     pub async fn write_file(&self, w: &FileWrite) -> Result<WriteOutcome, HostError> {
         self.check_text("path", &w.path)?;
+        let old = self.read_file(&w.path).await?;
+        self.write_file_over(w, old.as_ref()).await
+    }
+
+    /// [`Self::write_file`] for a caller that has just read the file itself with
+    /// [`Self::read_file`] (`old`): one round trip less. `old` decides the idempotence check
+    /// and the diff, exactly as `write_file`'s own read would.
+    pub async fn write_file_over(
+        &self,
+        w: &FileWrite,
+        old: Option<&RemoteFile>,
+    ) -> Result<WriteOutcome, HostError> {
+        self.check_text("path", &w.path)?;
         if let Some(o) = &w.owner {
             self.check_text("owner", o)?;
         }
-        let old = self.read_file(&w.path).await?;
         let diff = unified_diff(
             &w.path,
             old.as_ref().map(|o| o.contents.as_slice()),
             &w.contents,
             &w.secrets,
         );
-        if let Some(o) = &old
+        if let Some(o) = old
             && o.contents == w.contents
             && o.mode == w.mode
         {
