@@ -114,6 +114,13 @@ fn main() {
             c.env(k, v);
         }
         let m = run_measured(&mut c);
+        // For profiling: K3SPLAN_LOG=debug BENCH_APPLY_STDERR=/tmp/apply.log keeps each
+        // round's log (timestamped SSH, etcd and API calls).
+        if let Some(p) = std::env::var_os("BENCH_APPLY_STDERR") {
+            let mut p = p;
+            p.push(format!(".{round}"));
+            std::fs::write(&p, &m.stderr).expect("write the apply log");
+        }
         if m.code != Some(0) {
             panic!("apply exited {:?}:\n{}\n{}", m.code, m.stdout, m.stderr);
         }

@@ -228,6 +228,9 @@ async fn floor(dir: &Path) {
                 )
             })
             .collect();
+        // The same remote command `k3splan plan` runs on each host (its observe script),
+        // output read and dropped; or `true` with `--floor-ssh-true` (connect + auth only).
+        let cmd = spec["ssh_command"].as_str().expect("ssh_command");
         let results: Vec<bool> = futures::stream::iter(hosts)
             .map(|(name, addr, port)| {
                 let (key, kh) = (key.clone(), kh.clone());
@@ -238,7 +241,7 @@ async fn floor(dir: &Path) {
                     s.known_hosts_file = kh;
                     s.agent_socket = None;
                     match k3splan_host::HostSession::connect(&name, &s).await {
-                        Ok(sess) => sess.exec("true", "true", b"").await.is_ok(),
+                        Ok(sess) => sess.exec("observe", cmd, b"").await.is_ok(),
                         Err(_) => false,
                     }
                 }
@@ -473,7 +476,17 @@ fn main() {
             .expect("API server ready line");
         assert!(line.starts_with("ready"), "API server: {line}");
         let topo = sdir.join("main.hcl");
-        std::fs::write(&topo, topology(&env, nodes, &sdir)).expect("topology");
+        let topo_text = topology(&env, nodes, &sdir);
+        std::fs::write(&topo, &topo_text).expect("topology");
+        // The floor's SSH round: the exact command `plan` sends to each host.
+        let ssh_command = if k3splan_bench::flag("--floor-ssh-true") {
+            "true".to_string()
+        } else {
+            let t = k3splan::config::load::load_str("main.hcl", &topo_text)
+                .topology
+                .expect("the benchmark's topology is valid");
+            k3splan_host::observe_command(&k3splan::live::observe_spec_of(&t), "@@floor@@")
+        };
         let mut hosts: Vec<Value> = env
             .servers
             .iter()
@@ -493,6 +506,7 @@ fn main() {
                 "etcd_endpoints": eps,
                 "etcd_tls": {"ca": f.etcd_ca, "cert": f.etcd_cert, "key": f.etcd_key},
                 "ssh_key": f.ssh_key, "known_hosts": f.known_hosts, "hosts": hosts,
+                "ssh_command": ssh_command,
                 "ssh_parallelism": arg("--parallel-floor-ssh", "16").parse::<u64>().unwrap_or(16),
             })
             .to_string(),
