@@ -9,7 +9,7 @@
 //! - hosts are keyed by node name and include nodes that are no longer declared but still
 //!   seen by Kubernetes or etcd (they are the ones a plan removes).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -205,11 +205,17 @@ impl Live {
     /// they must not queue behind a fleet of agents, some of which may be down and each cost
     /// a connect timeout.
     fn observe_order(&self) -> Vec<String> {
+        let declared: HashMap<&str, &crate::config::Node> = self
+            .topology
+            .nodes
+            .iter()
+            .map(|n| (n.name.as_str(), n))
+            .collect();
         let mut names: Vec<(u8, String)> = self
             .hosts
             .names()
             .map(|n| {
-                let rank = match self.topology.node(n) {
+                let rank = match declared.get(n) {
                     Some(d) if d.roles.runs_etcd() => 0,
                     Some(d) if d.roles.is_server() => 1,
                     Some(_) => 2,
@@ -292,14 +298,20 @@ impl Live {
             let kube = kube.clone();
             match tokio::spawn(async move { kube.observe(&req).await }).await {
                 Ok(r) => r.map_err(|e| e.to_string()),
-                Err(e) => std::panic::resume_unwind(e.into_panic()),
+                Err(e) => match e.try_into_panic() {
+                    Ok(p) => std::panic::resume_unwind(p),
+                    Err(e) => Err(format!("the Kubernetes read was cancelled: {e}")),
+                },
             }
         };
         let etcd_fut = async {
             match self.etcd() {
                 Ok(p) => match tokio::spawn(async move { p.observe().await }).await {
                     Ok(o) => Ok(o),
-                    Err(e) => std::panic::resume_unwind(e.into_panic()),
+                    Err(e) => match e.try_into_panic() {
+                        Ok(p) => std::panic::resume_unwind(p),
+                        Err(e) => Err(format!("the etcd read was cancelled: {e}")),
+                    },
                 },
                 Err(e) => Err(e),
             }

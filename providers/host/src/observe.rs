@@ -416,7 +416,7 @@ MAN={man}
 K3S={k3s}
 RAW={raw}
 echo "$M hostname"; hostname 2>/dev/null || cat /proc/sys/kernel/hostname
-echo "$M os"; sed -n 's/^PRETTY_NAME=//p' /etc/os-release 2>/dev/null
+echo "$M os"; sed -n 's/^PRETTY_NAME=//p' /etc/os-release 2>/dev/null; echo
 echo "$M kernel"; uname -sr 2>/dev/null
 echo "$M k3s"
 if [ -f "$K3S" ] && [ -x "$K3S" ]; then echo present; "$K3S" --version </dev/null 2>/dev/null | head -n 1; else echo absent; fi
@@ -448,8 +448,8 @@ echo "$M disk"
 p=$DATA; while [ ! -e "$p" ] && [ "$p" != / ] && [ -n "$p" ]; do p=$(dirname -- "$p"); done
 echo "$p"; df -Pk -- "$p" 2>/dev/null | tail -n 1
 if [ "$RAW" = 1 ]; then
-  echo "$M config-raw"; if [ -f "$CFG" ] && [ -r "$CFG" ]; then echo present; od -An -v -tx1 -- "$CFG"; fi
-  echo "$M manifest-raw"; if [ -n "$MAN" ] && [ -f "$MAN" ] && [ -r "$MAN" ]; then echo present; od -An -v -tx1 -- "$MAN"; fi
+  echo "$M config-raw"; if [ -f "$CFG" ] && [ -r "$CFG" ]; then echo present; if od -An -v -tx1 -- "$CFG"; then echo ok; else echo failed; fi; fi
+  echo "$M manifest-raw"; if [ -n "$MAN" ] && [ -f "$MAN" ] && [ -r "$MAN" ]; then echo present; if od -An -v -tx1 -- "$MAN"; then echo ok; else echo failed; fi; fi
 fi
 echo "$M end"
 "#,
@@ -686,8 +686,24 @@ pub fn parse_observe_output(
         if lines.first().map(|l| l.trim()) != Some("present") {
             return Ok(None);
         }
+        // The text is what `plan` shows and `apply` rewrites: a truncated read must not pass
+        // for a shorter file. `od` ends with `ok` only when it read the whole file.
+        let (last, hex) = match lines[1..].split_last() {
+            Some((last, hex)) => (last.trim(), hex),
+            None => ("", &[][..]),
+        };
+        if last != "ok" {
+            return Err(bad(format!(
+                "{k} section: `od -An -v -tx1` did not read the whole file ({})",
+                if last == "failed" {
+                    "it failed; is od (POSIX) installed?"
+                } else {
+                    "output cut short"
+                }
+            )));
+        }
         let mut bytes = Vec::new();
-        for w in lines[1..].iter().flat_map(|l| l.split_whitespace()) {
+        for w in hex.iter().flat_map(|l| l.split_whitespace()) {
             let b = u8::from_str_radix(w, 16)
                 .map_err(|_| bad(format!("{k} section: {w:?} is not a hex byte")))?;
             bytes.push(b);
@@ -770,5 +786,50 @@ impl HostPool {
             .map(|n| (n.to_string(), spec.clone()))
             .collect();
         self.observe_many(reqs).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn output(raw_section: &str) -> String {
+        let m = "@@m@@";
+        format!(
+            "{m} hostname\nh1\n{m} config\npresent\nserver: https://10.0.0.1:6443\n{m} manifest\nskipped\n{m} config-raw\n{raw_section}{m} end\n"
+        )
+    }
+
+    fn spec() -> ObserveSpec {
+        ObserveSpec {
+            raw_files: true,
+            ..ObserveSpec::default()
+        }
+    }
+
+    /// `plan` rewrites config.yaml from this text: a read that failed or was cut short must
+    /// be an observation failure, never an empty or shorter file.
+    #[test]
+    fn a_raw_read_without_its_ok_trailer_fails_the_observation() {
+        let ok = parse_observe_output("h1", &output("present\n 61 0a\nok\n"), "@@m@@", &spec())
+            .expect("complete read");
+        assert_eq!(ok.raw_config.unwrap().expose(), b"a\n");
+        let empty = parse_observe_output("h1", &output("present\nok\n"), "@@m@@", &spec())
+            .expect("an empty file is fine");
+        assert_eq!(empty.raw_config.unwrap().expose(), b"");
+        for (section, why) in [
+            ("present\nfailed\n", "is od (POSIX) installed?"),
+            ("present\n", "output cut short"),
+            ("present\n 61 0a\n", "output cut short"),
+        ] {
+            let e = parse_observe_output("h1", &output(section), "@@m@@", &spec())
+                .expect_err(section)
+                .to_string();
+            assert!(
+                e.contains("config-raw") && e.contains(why),
+                "{section:?}: {e}"
+            );
+            assert!(e.contains("h1"), "names the host: {e}");
+        }
     }
 }

@@ -847,6 +847,10 @@ async fn decode_list<T: DeserializeOwned + Send + 'static>(
     }
     match tokio::task::spawn_blocking(move || serde_json::from_str(&text)).await {
         Ok(r) => r,
-        Err(e) => std::panic::resume_unwind(e.into_panic()),
+        Err(e) => match e.try_into_panic() {
+            Ok(p) => std::panic::resume_unwind(p),
+            // Only at runtime shutdown.
+            Err(e) => Err(serde::de::Error::custom(format!("decoding cancelled: {e}"))),
+        },
     }
 }
