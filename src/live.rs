@@ -328,8 +328,14 @@ impl Live {
         // Nodes seen by Kubernetes or etcd but not declared: observe their hosts too.
         let mut extra = BTreeMap::new();
         if let Ok(k) = &kube {
+            let declared: BTreeSet<&str> = self
+                .topology
+                .nodes
+                .iter()
+                .map(|n| n.name.as_str())
+                .collect();
             for n in &k.nodes {
-                if self.topology.node(&n.name).is_none()
+                if !declared.contains(n.name.as_str())
                     && let Some(ip) = n.internal_ip.as_deref().and_then(|s| s.parse().ok())
                 {
                     extra.insert(n.name.clone(), ip);

@@ -420,12 +420,19 @@ impl KubeProvider {
                 format!("{path}?{}", q.join("&"))
             };
             let req = http::Request::get(&url).body(Vec::new()).expect("request");
-            let text = self
+            // The body is read into one buffer and parsed from bytes: `request_text` would
+            // collect it, copy it twice (`to_vec`, `String`) and validate it as UTF-8 first,
+            // which for a 100 MB list was most of the plan's page faults and memmove.
+            let body = self
                 .client
-                .request_text(req)
+                .request_stream(req)
                 .await
                 .map_err(|e| self.map_err(&format!("GET {url}"), e))?;
-            let page: SList<T> = decode_list(text)
+            let mut bytes = Vec::new();
+            futures::io::AsyncReadExt::read_to_end(&mut Box::pin(body), &mut bytes)
+                .await
+                .map_err(|e| self.map_err(&format!("GET {url}"), kube::Error::ReadEvents(e)))?;
+            let page: SList<T> = decode_list(bytes)
                 .await
                 .map_err(|e| self.map_err(&format!("GET {url}"), kube::Error::SerdeError(e)))?;
             out.extend(page.items);
@@ -840,12 +847,12 @@ const DECODE_OFF_RUNTIME_BYTES: usize = 256 * 1024;
 /// worker would stall everything else on that worker (SSH handshakes, etcd, the other lists)
 /// for that long, so large bodies go to a blocking thread.
 async fn decode_list<T: DeserializeOwned + Send + 'static>(
-    text: String,
+    bytes: Vec<u8>,
 ) -> Result<SList<T>, serde_json::Error> {
-    if text.len() < DECODE_OFF_RUNTIME_BYTES {
-        return serde_json::from_str(&text);
+    if bytes.len() < DECODE_OFF_RUNTIME_BYTES {
+        return serde_json::from_slice(&bytes);
     }
-    match tokio::task::spawn_blocking(move || serde_json::from_str(&text)).await {
+    match tokio::task::spawn_blocking(move || serde_json::from_slice(&bytes)).await {
         Ok(r) => r,
         Err(e) => match e.try_into_panic() {
             Ok(p) => std::panic::resume_unwind(p),
