@@ -6,15 +6,15 @@
 #   scripts/bench.sh                 # everything (about 15-25 minutes on 2 cores)
 #   scripts/bench.sh scale fanout    # only some: scale fanout apply startup
 #
-# Environment: CARGO_TARGET_DIR (default target), ROUNDS (3), SIZES (100,1000,2500; 5000
-# needs ~16 GB for the in-memory API server alone),
+# Environment: CARGO_TARGET_DIR (default target), ROUNDS (3), SIZES (100,1000,5000; the
+# in-memory API server peaks at ~2.4 GB at 5,000 nodes),
 # FANOUT_HOSTS (100), APPLY_ROUNDS (2).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 T="${CARGO_TARGET_DIR:-$PWD/target}"
 export CARGO_TARGET_DIR="$T"
 ROUNDS="${ROUNDS:-3}"
-SIZES="${SIZES:-100,1000,2500}"
+SIZES="${SIZES:-100,1000,5000}"
 FANOUT_HOSTS="${FANOUT_HOSTS:-100}"
 APPLY_ROUNDS="${APPLY_ROUNDS:-2}"
 what=("$@")
