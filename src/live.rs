@@ -410,7 +410,7 @@ impl Live {
         }
         Observed {
             kube: match kube {
-                Ok(k) => Fact::Known(map_kube(&k)),
+                Ok(k) => Fact::Known(map_kube(k)),
                 Err(e) => Fact::unknown(format!("Kubernetes API: {e}")),
             },
             etcd: etcd_state,
@@ -472,81 +472,83 @@ fn member_node_name(member: &str) -> String {
     }
 }
 
-fn map_kube(k: &k3splan_kube::ClusterObservation) -> KubeState {
+/// Moves the observation into the planner's model (it is not used afterwards: no copies of
+/// the thousands of strings a large cluster holds).
+fn map_kube(k: k3splan_kube::ClusterObservation) -> KubeState {
     use k3splan_kube::WorkloadKind as W;
     KubeState {
         nodes: k
             .nodes
-            .iter()
+            .into_iter()
             .map(|n| KubeNode {
-                name: n.name.clone(),
                 internal_ip: n.internal_ip.as_deref().and_then(|s| s.parse().ok()),
                 ready: n.ready == Readiness::Ready,
-                ready_since: n.ready_since.clone(),
                 unschedulable: n.unschedulable,
-                roles: n.roles.clone(),
-                version: Some(n.kubelet_version.clone()).filter(|v| !v.is_empty()),
+                version: Some(n.kubelet_version).filter(|v| !v.is_empty()),
+                name: n.name,
+                ready_since: n.ready_since,
+                roles: n.roles,
             })
             .collect(),
         pods: k
             .pods
-            .iter()
+            .into_iter()
             .map(|p| {
-                let (kind, name) = match &p.owner {
+                let (kind, name) = match p.owner {
                     Some(o) => (
-                        Some(match &o.kind {
+                        Some(match o.kind {
                             W::Deployment => "Deployment".to_string(),
                             W::ReplicaSet => "ReplicaSet".into(),
                             W::StatefulSet => "StatefulSet".into(),
                             W::DaemonSet => "DaemonSet".into(),
                             W::Job => "Job".into(),
                             W::Node => "Node".into(),
-                            W::Other(s) => s.clone(),
+                            W::Other(s) => s,
                         }),
-                        Some(o.name.clone()),
+                        Some(o.name),
                     ),
                     None => (None, None),
                 };
                 Pod {
-                    namespace: p.namespace.clone(),
-                    name: p.name.clone(),
-                    node: p.node.clone(),
+                    namespace: p.namespace,
+                    name: p.name,
+                    node: p.node,
                     owner_kind: kind,
                     owner_name: name,
-                    phase: p.phase.clone(),
-                    pvcs: p.pvcs.clone(),
+                    phase: p.phase,
+                    pvcs: p.pvcs,
                 }
             })
             .collect(),
         pvcs: k
             .pvcs
-            .iter()
+            .into_iter()
             .map(|c| Pvc {
-                namespace: c.namespace.clone(),
-                name: c.name.clone(),
-                uid: c.uid.clone(),
-                storage_class: c.storage_class.clone(),
-                phase: c.phase.clone(),
-                bound_node: c.local_node.clone(),
-                volume: c.volume.clone(),
+                namespace: c.namespace,
+                name: c.name,
+                uid: c.uid,
+                storage_class: c.storage_class,
+                phase: c.phase,
+                bound_node: c.local_node,
+                volume: c.volume,
             })
             .collect(),
         addons: k
             .addons
-            .iter()
+            .into_iter()
             .filter(|a| a.found)
             .map(|a| AddonDeployment {
-                namespace: a.namespace.clone(),
-                name: a.name.clone(),
                 replicas: a.replicas.max(0) as u32,
                 ready_replicas: a.ready_replicas.max(0) as u32,
-                pod_nodes: a.pod_nodes.clone(),
                 spread: a
                     .spread_topology_keys
                     .first()
                     .or(a.anti_affinity_topology_keys.first())
                     .cloned(),
                 helm_chart_config: a.helm_chart_config.is_some() || a.helm_chart.is_some(),
+                namespace: a.namespace,
+                name: a.name,
+                pod_nodes: a.pod_nodes,
             })
             .collect(),
     }

@@ -468,25 +468,16 @@ impl KubeProvider {
         pod_infos.dedup_by(|a, b| a.namespace == b.namespace && a.name == b.name);
 
         let pv_infos: Vec<PvInfo> = pvs
-            .iter()
-            .map(|p| PvInfo {
-                name: p.metadata.name.clone(),
-                storage_class: p.spec.storage_class_name.clone(),
-                capacity: p.spec.capacity.get("storage").cloned(),
-                phase: p.status.phase.clone(),
-                reclaim_policy: p.spec.persistent_volume_reclaim_policy.clone(),
+            .into_iter()
+            .map(|mut p| PvInfo {
                 local_node: p.local_node(),
-                claim: p
-                    .spec
-                    .claim_ref
-                    .as_ref()
-                    .map(|c| (c.namespace.clone(), c.name.clone())),
-                path: p
-                    .spec
-                    .host_path
-                    .as_ref()
-                    .or(p.spec.local.as_ref())
-                    .map(|h| h.path.clone()),
+                capacity: p.spec.capacity.remove("storage"),
+                claim: p.spec.claim_ref.map(|c| (c.namespace, c.name)),
+                path: p.spec.host_path.or(p.spec.local).map(|h| h.path),
+                name: p.metadata.name,
+                storage_class: p.spec.storage_class_name,
+                phase: p.status.phase,
+                reclaim_policy: p.spec.persistent_volume_reclaim_policy,
             })
             .collect();
         let pv_node: HashMap<&str, Option<String>> = pv_infos
