@@ -126,10 +126,12 @@ async fn serve_kube(dir: &Path, nodes: usize, pods: usize, pvcs: usize, servers:
     .await;
 }
 
-/// Child role: the read floor. The same reads k3splan's observe needs, bare and in
-/// parallel: the 4 big lists (nodes, pods, PVCs, PVs; `resourceVersion=0`, gzip, bodies read
-/// and dropped, nothing parsed), a member list from every etcd endpoint (TLS), and one SSH
-/// round per declared host (connect + authenticate + `true`; 16 at a time, k3splan's default).
+/// Child role: the read floor. The same reads k3splan's observe makes, bare and in
+/// parallel: the same 14 API requests (nodes, PVCs, PVs, ReplicaSets, the pods of the storage
+/// namespaces, the HelmCharts and HelmChartConfigs of kube-system — `resourceVersion=0`, gzip,
+/// bodies read and dropped, nothing parsed — and a GET of each default add-on Deployment), a
+/// member list from every etcd endpoint (TLS), and one SSH round per declared host running
+/// the command `plan` sends (16 at a time, k3splan's default).
 async fn floor(dir: &Path) {
     let spec: Value =
         serde_json::from_slice(&std::fs::read(dir.join("floor.json")).expect("floor.json"))
@@ -178,13 +180,31 @@ async fn floor(dir: &Path) {
                 }
             }
         }));
-        let (a, b, c, d) = tokio::join!(
+        // The add-on Deployments are fetched one by one (404 in this cluster: counted as 0).
+        let addon = |name: &'static str| {
+            let client = client.clone();
+            async move {
+                let req = http::Request::get(format!(
+                    "/apis/apps/v1/namespaces/kube-system/deployments/{name}"
+                ))
+                .body(Vec::new())
+                .expect("request");
+                client.request_text(req).await.map(|t| t.len()).unwrap_or(0)
+            }
+        };
+        let (a, b, c, d, e, f, g, h) = tokio::join!(
             get("/api/v1/nodes"),
             pods,
             get("/api/v1/persistentvolumeclaims"),
-            get("/api/v1/persistentvolumes")
+            get("/api/v1/persistentvolumes"),
+            get("/apis/apps/v1/replicasets"),
+            get("/apis/helm.cattle.io/v1/namespaces/kube-system/helmcharts"),
+            get("/apis/helm.cattle.io/v1/namespaces/kube-system/helmchartconfigs"),
+            futures::future::join_all(
+                ["coredns", "metrics-server", "local-path-provisioner"].map(addon)
+            ),
         );
-        a + b.iter().sum::<usize>() + c + d
+        a + b.iter().sum::<usize>() + c + d + e + f + g + h.iter().sum::<usize>()
     };
     let etcd_fut = async {
         let tls = &spec["etcd_tls"];
