@@ -66,8 +66,27 @@ pub struct Live {
     pub hosts: HostPool,
     /// Addresses of the hosts in the pool, by node name.
     pub host_addresses: BTreeMap<String, IpAddr>,
+    /// Declared nodes by name (index into `topology.nodes`, first wins as with
+    /// `Topology::node`): every observation looks names up, once per host and per Node.
+    declared: HashMap<String, usize>,
     etcd_config: EtcdConfig,
     kube: tokio::sync::OnceCell<Result<KubeProvider, String>>,
+}
+
+/// Runs `fut` as a task of its own (on another worker while this one polls the rest), and
+/// waits for it. A panic in it is resumed here.
+async fn in_own_task<F>(what: &str, fut: F) -> Result<F::Output, String>
+where
+    F: std::future::Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    match tokio::spawn(fut).await {
+        Ok(v) => Ok(v),
+        Err(e) => match e.try_into_panic() {
+            Ok(p) => std::panic::resume_unwind(p),
+            Err(e) => Err(format!("{what} was cancelled: {e}")),
+        },
+    }
 }
 
 /// Resolves a topology path: `~/` is the home directory, relative paths are relative to the
@@ -162,15 +181,25 @@ impl Live {
                 key_file: resolve(&opts.base_dir, key),
             });
         }
+        let mut declared = HashMap::new();
+        for (i, n) in topology.nodes.iter().enumerate() {
+            declared.entry(n.name.clone()).or_insert(i);
+        }
         Ok(Live {
             topology: topology.clone(),
             opts,
             layout,
             hosts: pool,
             host_addresses,
+            declared,
             etcd_config,
             kube: tokio::sync::OnceCell::new(),
         })
+    }
+
+    /// The declared node called `name`.
+    fn declared(&self, name: &str) -> Option<&crate::config::Node> {
+        self.declared.get(name).map(|&i| &self.topology.nodes[i])
     }
 
     /// A pool that also reaches undeclared nodes (to be removed) at their observed address,
@@ -181,14 +210,11 @@ impl Live {
                 continue;
             }
             self.host_addresses.insert(name.clone(), *addr);
-            let ssh = self
-                .topology
-                .node(name)
-                .map(|n| &n.ssh)
-                .unwrap_or(&self.topology.cluster.ssh);
+            let node = self.declared(name);
+            let ssh = node.map(|n| &n.ssh).unwrap_or(&self.topology.cluster.ssh);
             let mut settings = ssh_settings(&self.opts, &addr.to_string(), ssh);
             // A node no longer declared is reached at the port the state recorded for it.
-            if self.topology.node(name).is_none()
+            if node.is_none()
                 && let Some(port) = self.opts.known_ssh_ports.get(name)
             {
                 settings.port = *port;
@@ -205,17 +231,11 @@ impl Live {
     /// they must not queue behind a fleet of agents, some of which may be down and each cost
     /// a connect timeout.
     fn observe_order(&self) -> Vec<String> {
-        let declared: HashMap<&str, &crate::config::Node> = self
-            .topology
-            .nodes
-            .iter()
-            .map(|n| (n.name.as_str(), n))
-            .collect();
         let mut names: Vec<(u8, String)> = self
             .hosts
             .names()
             .map(|n| {
-                let rank = match declared.get(n) {
+                let rank = match self.declared(n) {
                     Some(d) if d.roles.runs_etcd() => 0,
                     Some(d) if d.roles.is_server() => 1,
                     Some(_) => 2,
@@ -296,25 +316,16 @@ impl Live {
             // A task of its own: reading and decoding the lists is the CPU-heavy part of an
             // observation, and must not hold up the SSH handshakes polled by this task.
             let kube = kube.clone();
-            match tokio::spawn(async move { kube.observe(&req).await }).await {
-                Ok(r) => r.map_err(|e| e.to_string()),
-                Err(e) => match e.try_into_panic() {
-                    Ok(p) => std::panic::resume_unwind(p),
-                    Err(e) => Err(format!("the Kubernetes read was cancelled: {e}")),
-                },
-            }
+            in_own_task(
+                "the Kubernetes read",
+                async move { kube.observe(&req).await },
+            )
+            .await?
+            .map_err(|e| e.to_string())
         };
         let etcd_fut = async {
-            match self.etcd() {
-                Ok(p) => match tokio::spawn(async move { p.observe().await }).await {
-                    Ok(o) => Ok(o),
-                    Err(e) => match e.try_into_panic() {
-                        Ok(p) => std::panic::resume_unwind(p),
-                        Err(e) => Err(format!("the etcd read was cancelled: {e}")),
-                    },
-                },
-                Err(e) => Err(e),
-            }
+            let p = self.etcd()?;
+            in_own_task("the etcd read", async move { p.observe().await }).await
         };
         let spec = self.observe_spec();
         let order: Vec<(String, ObserveSpec)> = self
@@ -328,14 +339,8 @@ impl Live {
         // Nodes seen by Kubernetes or etcd but not declared: observe their hosts too.
         let mut extra = BTreeMap::new();
         if let Ok(k) = &kube {
-            let declared: BTreeSet<&str> = self
-                .topology
-                .nodes
-                .iter()
-                .map(|n| n.name.as_str())
-                .collect();
             for n in &k.nodes {
-                if !declared.contains(n.name.as_str())
+                if self.declared(&n.name).is_none()
                     && let Some(ip) = n.internal_ip.as_deref().and_then(|s| s.parse().ok())
                 {
                     extra.insert(n.name.clone(), ip);
