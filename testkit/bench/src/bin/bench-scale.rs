@@ -143,7 +143,7 @@ async fn floor(dir: &Path) {
             .await
             .expect("kube config");
         let client = kube::Client::try_from(cfg).expect("kube client");
-        let get = |p: &'static str| {
+        let get = |p: String| {
             let client = client.clone();
             async move {
                 let req = http::Request::get(format!("{p}?resourceVersion=0"))
@@ -161,25 +161,11 @@ async fn floor(dir: &Path) {
                 }
             }
         };
-        let pods = futures::future::join_all(STORAGE_NAMESPACES.iter().map(|ns| {
-            let client = client.clone();
-            async move {
-                let req =
-                    http::Request::get(format!("/api/v1/namespaces/{ns}/pods?resourceVersion=0"))
-                        .body(Vec::new())
-                        .expect("request");
-                let mut body = Box::pin(client.request_stream(req).await.expect("list"));
-                let mut buf = vec![0u8; 1 << 16];
-                let mut n = 0usize;
-                loop {
-                    let k = body.read(&mut buf).await.expect("read body");
-                    if k == 0 {
-                        break n;
-                    }
-                    n += k;
-                }
-            }
-        }));
+        let pods = futures::future::join_all(
+            STORAGE_NAMESPACES
+                .iter()
+                .map(|ns| get(format!("/api/v1/namespaces/{ns}/pods"))),
+        );
         // The add-on Deployments are fetched one by one (404 in this cluster: counted as 0).
         let addon = |name: &'static str| {
             let client = client.clone();
@@ -193,13 +179,13 @@ async fn floor(dir: &Path) {
             }
         };
         let (a, b, c, d, e, f, g, h) = tokio::join!(
-            get("/api/v1/nodes"),
+            get("/api/v1/nodes".into()),
             pods,
-            get("/api/v1/persistentvolumeclaims"),
-            get("/api/v1/persistentvolumes"),
-            get("/apis/apps/v1/replicasets"),
-            get("/apis/helm.cattle.io/v1/namespaces/kube-system/helmcharts"),
-            get("/apis/helm.cattle.io/v1/namespaces/kube-system/helmchartconfigs"),
+            get("/api/v1/persistentvolumeclaims".into()),
+            get("/api/v1/persistentvolumes".into()),
+            get("/apis/apps/v1/replicasets".into()),
+            get("/apis/helm.cattle.io/v1/namespaces/kube-system/helmcharts".into()),
+            get("/apis/helm.cattle.io/v1/namespaces/kube-system/helmchartconfigs".into()),
             futures::future::join_all(
                 ["coredns", "metrics-server", "local-path-provisioner"].map(addon)
             ),
