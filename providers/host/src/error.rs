@@ -47,8 +47,8 @@ pub enum HostError {
     },
     /// The host offered a key different from the recorded one: refused, always.
     #[error(
-        "ssh {host}: HOST KEY CHANGED for {host_port}: the host offers {fingerprint}, but {known_hosts} \
-         line {line} records a different key. Possible man-in-the-middle, or the host was reinstalled; \
+        "ssh {host}: HOST KEY CHANGED for {host_port}: expected {expected} ({known_hosts} line {line}), \
+         the host offers {fingerprint}. Possible man-in-the-middle, or the host was reinstalled; \
          refusing to connect. Remove the stale line only after verifying the new key"
     )]
     HostKeyChanged {
@@ -58,6 +58,8 @@ pub enum HostError {
         host_port: String,
         /// Algorithm and SHA256 fingerprint of the offered key.
         fingerprint: String,
+        /// Algorithm and SHA256 fingerprint of the key known_hosts records.
+        expected: String,
         /// The known_hosts file consulted.
         known_hosts: PathBuf,
         /// 1-based line of the recorded key.
