@@ -17,15 +17,15 @@ use std::time::Duration;
 use k3splan_etcd::{EtcdConfig, EtcdProvider, TlsFiles};
 use k3splan_host::{
     ConfigFile, HostFacts, HostObservation, HostPool, K3sLayout, ManifestFile, ObserveSpec,
-    ServiceManager, ServiceState,
+    ServiceManager, ServiceState, UnreachableKind,
 };
 use k3splan_kube::{AddonRef, KubeProvider, KubeSettings, ObserveRequest, PodScope, Readiness};
 
 use crate::config::{Topology, model::DEFAULT_ADDONS};
 use crate::observed::{
-    AddonDeployment, EtcdDataDir, EtcdMember, EtcdState, Fact, HostState, K3sConfigFile,
-    K3sInstall, KeepalivedManifest, KubeNode, KubeState, MemberHealth, Observed, Pod, Pvc,
-    url_host,
+    AddonDeployment, EtcdDataDir, EtcdMember, EtcdState, Fact, HostState, HostUnknown,
+    K3sConfigFile, K3sInstall, KeepalivedManifest, KubeNode, KubeState, MemberHealth, Observed,
+    Pod, Pvc, url_host,
 };
 use crate::plan::files::mask_secrets;
 
@@ -389,6 +389,7 @@ impl Live {
             Err(e) => Fact::unknown(format!("etcd: {e}")),
         };
         let mut host_states = BTreeMap::new();
+        let mut host_failures = BTreeMap::new();
         for (name, obs) in hosts {
             let fact = match obs {
                 HostObservation::Reachable(facts) => {
@@ -409,7 +410,10 @@ impl Live {
                         &etcd_state,
                     ))
                 }
-                HostObservation::Unreachable { reason, .. } => Fact::unknown(reason),
+                HostObservation::Unreachable { reason, kind } => {
+                    host_failures.insert(name.clone(), host_unknown(kind));
+                    Fact::unknown(reason)
+                }
             };
             host_states.insert(name, fact);
         }
@@ -420,7 +424,20 @@ impl Live {
             },
             etcd: etcd_state,
             hosts: host_states,
+            host_failures,
         }
+    }
+}
+
+/// What an SSH failure says about the host (see [`HostUnknown`]).
+fn host_unknown(kind: UnreachableKind) -> HostUnknown {
+    match kind {
+        UnreachableKind::Network => HostUnknown::Refused,
+        UnreachableKind::Timeout => HostUnknown::Unanswered,
+        UnreachableKind::Auth => HostUnknown::Credentials,
+        UnreachableKind::HostKeyChanged => HostUnknown::HostKeyChanged,
+        UnreachableKind::HostKey => HostUnknown::HostKeyUnknown,
+        UnreachableKind::ObserveFailed => HostUnknown::ObserveFailed,
     }
 }
 

@@ -190,7 +190,7 @@ impl client::Handler for Verifier {
                     host_port: s.host_port(),
                     fingerprint: fingerprint(key),
                     expected,
-                    known_hosts: self.known_hosts.clone(),
+                    known_hosts: self.known_hosts.clone().into_boxed_path(),
                     line,
                 })
             }

@@ -339,7 +339,11 @@ fn host_keys_unknown_changed_and_accept_new() {
     let fps: Vec<&str> = msg
         .split("SHA256:")
         .skip(1)
-        .map(|r| r.split(|c: char| c.is_whitespace() || c == ')' || c == ',').next().unwrap())
+        .map(|r| {
+            r.split(|c: char| c.is_whitespace() || c == ')' || c == ',')
+                .next()
+                .unwrap()
+        })
         .collect();
     assert_eq!(fps.len(), 2, "expected and offered fingerprints: {msg}");
     assert_ne!(fps[0], fps[1], "{msg}");
