@@ -181,6 +181,21 @@ fn issue13_file_of_a_device_is_refused_at_the_call() {
         )) && err.contains("it is a character device; file() reads only regular files"),
         "{err}"
     );
+    // Of two calls, the failing one (column 29).
+    write(dir.path(), "ok", b"10.0.0.1");
+    let f = write(
+        dir.path(),
+        "two.hcl",
+        node_with("\"${file(\"ok\")}${file(\"/dev/zero\")}\"").as_bytes(),
+    );
+    let err = rejected(&f);
+    assert!(
+        err.contains(&format!(
+            "{}:6:29: error: file(): cannot read \"/dev/zero\"",
+            f.display()
+        )),
+        "{err}"
+    );
     // A secret read from a device is refused the same way (the token path).
     let f = write(
         dir.path(),

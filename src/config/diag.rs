@@ -138,14 +138,12 @@ fn clip(message: String) -> String {
 fn quote_with(s: &str, q: Option<char>, max: usize, escape: bool) -> String {
     let mut out = String::with_capacity(s.len().min(max * 2) + 2);
     out.extend(q);
-    let mut shown = 0;
     let mut cut = false;
-    for c in s.chars() {
+    for (shown, c) in s.chars().enumerate() {
         if shown == max {
             cut = true;
             break;
         }
-        shown += 1;
         if Some(c) == q {
             out.push('\\');
             out.push(c);

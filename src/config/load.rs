@@ -277,7 +277,7 @@ fn fn_env(args: FuncArgs) -> Result<Value, String> {
         e.env
             .get(&name)
             .map(Value::from)
-            .ok_or_else(|| format!("environment variable {name} is not set"))
+            .ok_or_else(|| format!("environment variable {} is not set", shown(&name)))
     })
 }
 
@@ -620,12 +620,12 @@ impl Loader<'_> {
         }
         let Some(schema) = parent.block(ident) else {
             let mut msg = if parent.ident == "(top level)" {
-                format!("unknown block type {ident_c}", ident_c = code(&ident))
+                format!("unknown block type {ident_c}", ident_c = code(ident))
             } else {
                 format!(
                     "unknown block {ident_c} in `{}` block",
                     parent.ident,
-                    ident_c = code(&ident)
+                    ident_c = code(ident)
                 )
             };
             let candidates = parent
@@ -968,7 +968,17 @@ impl Loader<'_> {
                     K::FuncCall(f, m) => {
                         // At the call itself, which may be inside a larger expression.
                         let name = f.to_string();
-                        if let Some((_, s)) = refs.calls.iter().find(|(n, _)| *n == name) {
+                        // Of several calls, the one whose literal argument the message names.
+                        let named = |arg: &Option<String>| {
+                            arg.as_ref().is_some_and(|x| {
+                                m.contains(&quote(x)) || m.contains(&format!(" {} ", shown(x)))
+                            })
+                        };
+                        let calls = || refs.calls.iter().filter(|(n, ..)| *n == name);
+                        if let Some((.., s)) = calls()
+                            .find(|(_, arg, _)| named(arg))
+                            .or_else(|| calls().next())
+                        {
                             span = s.clone();
                         }
                         format!("{}(): {m}", shown(&name))
@@ -1207,7 +1217,7 @@ impl Loader<'_> {
                                 "`{}` must be a map of strings, {k_c} is {}",
                                 a.name,
                                 value_kind(v),
-                                k_c = code(&k)
+                                k_c = code(k)
                             ),
                         );
                         None
@@ -1282,12 +1292,12 @@ impl Loader<'_> {
                         format!(
                             "address {} is already used by node {other_q}",
                             node.address,
-                            other_q = quote(&other)
+                            other_q = quote(other)
                         ),
                     )
                     .with_note(format!(
                         "{other_q} declared at {note}",
-                        other_q = quote(&other)
+                        other_q = quote(other)
                     ));
                     self.diags.push(d);
                 } else {
@@ -1340,7 +1350,7 @@ impl Loader<'_> {
                 self.err(
                         b.file,
                         val.attr.expr_span.clone(),
-                        format!("`spread` must be a node label key such as \"kubernetes.io/hostname\", found {s_q}", s_q = quote(&s)),
+                        format!("`spread` must be a node label key such as \"kubernetes.io/hostname\", found {s_q}", s_q = quote(s)),
                     );
             }
             let Some(replicas) = int_of(&v, "replicas") else {
@@ -1641,7 +1651,7 @@ impl Loader<'_> {
                             self.warn(
                                 b.file,
                                 span,
-                                format!("role {r_q} is listed twice", r_q = quote(&r)),
+                                format!("role {r_q} is listed twice", r_q = quote(r)),
                             );
                         }
                     }
@@ -1649,18 +1659,18 @@ impl Loader<'_> {
                         roles_ok = false;
                         let mut msg = format!(
                             "unknown role {r_q}; roles are \"server\", \"etcd\", \"control-plane\", \"agent\"",
-                            r_q = quote(&r)
+                            r_q = quote(r)
                         );
                         if let Some(s) = did_you_mean(r, Role::ALL.iter().map(|r| r.as_str())) {
                             msg = format!(
                                 "unknown role {r_q}; did you mean {s_q}?",
-                                r_q = quote(&r),
-                                s_q = quote(&s)
+                                r_q = quote(r),
+                                s_q = quote(s)
                             );
                         } else if r == "master" {
                             msg = format!(
                                 "unknown role {r_q}; did you mean \"server\"?",
-                                r_q = quote(&r)
+                                r_q = quote(r)
                             );
                         }
                         self.err(b.file, span, msg);
@@ -1678,7 +1688,7 @@ impl Loader<'_> {
                     b.file,
                     a.expr_span.clone(),
                     format!(
-                        "node {name_q} cannot be both \"agent\" and {other_q}: an agent runs no k3s server, so no etcd member and no control plane", name_q = quote(&name), other_q = quote(&other)),
+                        "node {name_q} cannot be both \"agent\" and {other_q}: an agent runs no k3s server, so no etcd member and no control plane", name_q = quote(&name), other_q = quote(other)),
                 );
                 roles_ok = false;
             }
@@ -1704,7 +1714,7 @@ impl Loader<'_> {
                         self.err(
                             b.file,
                             span,
-                            format!("invalid taint {t_q}: {why}", t_q = quote(&t)),
+                            format!("invalid taint {t_q}: {why}", t_q = quote(t)),
                         );
                     }
                 }
@@ -1749,7 +1759,7 @@ impl Loader<'_> {
                 self.err(
                     b.file,
                     b.label_span(),
-                    format!("storage label must be \"NAMESPACE/NAME\" (a workload's namespace and name), found {key_q}", key_q = quote(&key)),
+                    format!("storage label must be \"NAMESPACE/NAME\" (a workload's namespace and name), found {key_q}", key_q = quote(key)),
                 );
                 return None;
             }
@@ -1760,13 +1770,13 @@ impl Loader<'_> {
             Some(other) => {
                 let mut msg = format!(
                     "unknown workload kind {other_q}; expected \"StatefulSet\" or \"Deployment\"",
-                    other_q = quote(&other)
+                    other_q = quote(other)
                 );
                 if let Some(s) = did_you_mean(other, ["StatefulSet", "Deployment"]) {
                     msg = format!(
                         "unknown workload kind {other_q}; did you mean {s_q}?",
-                        other_q = quote(&other),
-                        s_q = quote(&s)
+                        other_q = quote(other),
+                        s_q = quote(s)
                     );
                 }
                 self.err(b.file, v["kind"].attr.expr_span.clone(), msg);
@@ -1782,13 +1792,13 @@ impl Loader<'_> {
             Some(other) => {
                 let mut msg = format!(
                     "unknown on_node_loss policy {other_q}; expected \"rebind\", \"recreate\" or \"keep\"",
-                    other_q = quote(&other)
+                    other_q = quote(other)
                 );
                 if let Some(s) = did_you_mean(other, ["rebind", "recreate", "keep"]) {
                     msg = format!(
                         "unknown on_node_loss policy {other_q}; did you mean {s_q}?",
-                        other_q = quote(&other),
-                        s_q = quote(&s)
+                        other_q = quote(other),
+                        s_q = quote(s)
                     );
                 }
                 self.err(b.file, v["on_node_loss"].attr.expr_span.clone(), msg);
@@ -1812,11 +1822,11 @@ impl Loader<'_> {
                         let span = elem_span(&a.expr, i).unwrap_or(a.expr_span.clone());
                         let mut msg = format!(
                             "storage {key_q} prefers node {n_q}, which is not declared",
-                            key_q = quote(&key),
-                            n_q = quote(&n)
+                            key_q = quote(key),
+                            n_q = quote(n)
                         );
                         if let Some(s) = did_you_mean(n, nodes.iter().map(|x| x.name.as_str())) {
-                            msg.push_str(&format!("; did you mean {s_q}?", s_q = quote(&s)));
+                            msg.push_str(&format!("; did you mean {s_q}?", s_q = quote(s)));
                         }
                         self.err(b.file, span, msg);
                     }
@@ -1877,13 +1887,13 @@ impl Loader<'_> {
             other => {
                 let mut msg = format!(
                     "unknown backend {other_q}; expected \"local\" or \"etcd\"",
-                    other_q = quote(&other)
+                    other_q = quote(other)
                 );
                 if let Some(s) = did_you_mean(other, ["local", "etcd"]) {
                     msg = format!(
                         "unknown backend {other_q}; did you mean {s_q}?",
-                        other_q = quote(&other),
-                        s_q = quote(&s)
+                        other_q = quote(other),
+                        s_q = quote(s)
                     );
                 }
                 self.err(b.file, b.label_span(), msg);
@@ -2286,11 +2296,12 @@ struct Ref {
     span: Range<usize>,
 }
 
-/// The references and the function calls (name, span) of an expression, in source order.
+/// The references and the function calls (name, literal first argument, span) of an
+/// expression, in source order.
 #[derive(Default)]
 struct ExprRefs {
     refs: Vec<Ref>,
-    calls: Vec<(String, Range<usize>)>,
+    calls: Vec<(String, Option<String>, Range<usize>)>,
 }
 
 impl hcl_edit::visit::Visit for ExprRefs {
@@ -2318,8 +2329,12 @@ impl hcl_edit::visit::Visit for ExprRefs {
     }
 
     fn visit_func_call(&mut self, c: &hcl_edit::expr::FuncCall) {
+        let arg = match c.args.iter().next() {
+            Some(hcl_edit::expr::Expression::String(s)) => Some(s.value().clone()),
+            _ => None,
+        };
         self.calls
-            .push((c.name.name.as_str().to_string(), span_of(c)));
+            .push((c.name.name.as_str().to_string(), arg, span_of(c)));
         hcl_edit::visit::visit_func_call(self, c);
     }
 }
@@ -2436,12 +2451,12 @@ fn check_https_url(s: &str) -> Result<(), String> {
     let Some(rest) = s.strip_prefix("https://") else {
         return Err(format!(
             "must be an https:// URL, found {s_q}",
-            s_q = quote(&s)
+            s_q = quote(s)
         ));
     };
     let host_port = rest.split('/').next().unwrap_or("");
     if host_port.is_empty() {
-        return Err(format!("has no host: {s_q}", s_q = quote(&s)));
+        return Err(format!("has no host: {s_q}", s_q = quote(s)));
     }
     let (host, port) = if let Some(h) = host_port.strip_prefix('[') {
         match h.split_once(']') {
@@ -2449,7 +2464,7 @@ fn check_https_url(s: &str) -> Result<(), String> {
             None => {
                 return Err(format!(
                     "has an unclosed IPv6 bracket: {s_q}",
-                    s_q = quote(&s)
+                    s_q = quote(s)
                 ));
             }
         }
@@ -2460,15 +2475,15 @@ fn check_https_url(s: &str) -> Result<(), String> {
         }
     };
     if host.is_empty() {
-        return Err(format!("has no host: {s_q}", s_q = quote(&s)));
+        return Err(format!("has no host: {s_q}", s_q = quote(s)));
     }
     if let Some(p) = port
         && p.parse::<u16>().map(|p| p == 0).unwrap_or(true)
     {
         return Err(format!(
             "has an invalid port {p_q}: {s_q}",
-            p_q = quote(&p),
-            s_q = quote(&s)
+            p_q = quote(p),
+            s_q = quote(s)
         ));
     }
     Ok(())
@@ -2485,7 +2500,7 @@ fn parse_taint(s: &str) -> Result<Taint, String> {
         other => {
             return Err(format!(
                 "unknown effect {other_q} (NoSchedule, PreferNoSchedule, NoExecute)",
-                other_q = quote(&other)
+                other_q = quote(other)
             ));
         }
     };
