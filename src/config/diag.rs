@@ -395,6 +395,44 @@ mod tests {
     }
 
     #[test]
+    fn issue13_quoted_values_are_cut_and_escaped() {
+        assert_eq!(quote("abc"), "\"abc\"");
+        assert_eq!(quote("a\"b\nc\u{1b}"), "\"a\\\"b\\nc\\u{1b}\"");
+        let long = "é".repeat(100);
+        assert_eq!(
+            quote(&long),
+            format!("\"{}…\" (200 bytes)", "é".repeat(QUOTE_MAX_CHARS))
+        );
+        assert_eq!(code("x`y"), "`x\\`y`");
+        assert_eq!(shown("local.a"), "local.a");
+    }
+
+    #[test]
+    fn issue13_long_source_lines_are_a_window_around_the_column() {
+        let line = format!("  address = \"{}\"", "x".repeat(100_000));
+        let f = SourceFile::new("t.hcl", line.clone());
+        let start = line.len() - 5;
+        let d = Diagnostic::at(Severity::Error, &f, start..start + 3, "bad");
+        let out = d.render(false);
+        assert!(out.len() < 600, "{out}");
+        assert!(out.starts_with(&format!("t.hcl:1:{}: error: bad\n", start + 1)));
+        let lines: Vec<&str> = out.lines().collect();
+        assert!(lines[1].contains(" | …xxx"), "{out}");
+        let caret = lines[2].find('^').unwrap();
+        let shown: Vec<char> = lines[1].chars().collect();
+        assert_eq!(lines[2][caret..].trim_end(), "^^^");
+        let under: String = shown[caret..].iter().collect();
+        assert_eq!(
+            under, "xxxx\"",
+            "the caret is under the span's first character"
+        );
+        // Spans ending inside a character are not a panic.
+        let f = SourceFile::new("t.hcl", "\u{feff}é😀\n");
+        let d = Diagnostic::at(Severity::Error, &f, 1..3, "bad");
+        assert_eq!((d.line, d.col), (1, 1));
+    }
+
+    #[test]
     fn suggests_close_names_only() {
         assert_eq!(
             did_you_mean("adress", ["address", "roles"]),
