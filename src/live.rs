@@ -282,6 +282,7 @@ impl Live {
 
     /// Reads everything, concurrently, and maps it into [`Observed`].
     pub async fn observe(&mut self) -> Observed {
+        let started = std::time::Instant::now();
         let addons: Vec<AddonRef> = if self.topology.addons.is_empty() {
             DEFAULT_ADDONS
                 .iter()
@@ -417,7 +418,7 @@ impl Live {
             };
             host_states.insert(name, fact);
         }
-        Observed {
+        let observed = Observed {
             kube: match kube {
                 Ok(k) => Fact::Known(map_kube(k)),
                 Err(e) => Fact::unknown(format!("Kubernetes API: {e}")),
@@ -425,8 +426,43 @@ impl Live {
             etcd: etcd_state,
             hosts: host_states,
             host_failures,
+        };
+        log_observation(&observed, started.elapsed());
+        observed
+    }
+}
+
+/// One `-v` line per source: what was read, and why a source is unknown.
+fn log_observation(o: &Observed, elapsed: Duration) {
+    match &o.kube {
+        Fact::Known(k) => tracing::info!(
+            nodes = k.nodes.len(),
+            pods = k.pods.len(),
+            pvcs = k.pvcs.len(),
+            "Kubernetes API read"
+        ),
+        Fact::Unknown { reason } => tracing::info!(%reason, "Kubernetes API unknown"),
+    }
+    match &o.etcd {
+        Fact::Known(e) => tracing::info!(
+            members = e.members.len(),
+            healthy = e.members.iter().filter(|m| m.is_healthy()).count(),
+            "etcd read"
+        ),
+        Fact::Unknown { reason } => tracing::info!(%reason, "etcd unknown"),
+    }
+    for (name, h) in &o.hosts {
+        if let Fact::Unknown { reason } = h {
+            tracing::info!(host = %name, %reason, "host unknown");
         }
     }
+    let read = o.hosts.values().filter(|h| h.is_known()).count();
+    tracing::info!(
+        hosts = o.hosts.len(),
+        read,
+        elapsed_ms = elapsed.as_millis() as u64,
+        "observed the cluster"
+    );
 }
 
 /// What an SSH failure says about the host (see [`HostUnknown`]).

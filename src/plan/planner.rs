@@ -302,6 +302,7 @@ impl<'a> Planner<'a> {
         self.rebind();
         self.addons();
         self.unplanned_drift();
+        self.planned_drift();
         let pinned_url = self.steps.iter().any(|s| {
             s.operations.iter().any(|op| {
                 matches!(
@@ -1627,6 +1628,33 @@ impl<'a> Planner<'a> {
                     )),
                 });
             }
+        }
+    }
+
+    /// `drift[]` is every difference found: the objects this plan creates, destroys or
+    /// replaces get an entry (planned) unless a phase already recorded one for them.
+    fn planned_drift(&mut self) {
+        let recorded: BTreeSet<String> = self.drift.iter().map(|d| d.address.clone()).collect();
+        let mut seen = BTreeSet::new();
+        for s in &self.steps {
+            let address = s.address.to_string();
+            let (attribute, declared, observed) = match s.action {
+                Action::Create => ("present", "true", "false"),
+                Action::Delete => ("present", "false", "true"),
+                Action::Replace => ("replace", "requested", "present"),
+                Action::Update | Action::Read => continue,
+            };
+            if recorded.contains(&address) || !seen.insert(address.clone()) {
+                continue;
+            }
+            self.drift.push(Drift {
+                address,
+                attribute: attribute.into(),
+                declared: Some(declared.into()),
+                observed: Some(observed.into()),
+                planned: true,
+                note: Some(s.why.clone()),
+            });
         }
     }
 
