@@ -467,6 +467,7 @@ fn seed002_observed() -> Observed {
         cluster_id: Some("5d8a1e0f".into()),
         belongs_to_cluster: Some(false),
         tombstone: false,
+        initial_cluster: None,
     });
     o
 }
