@@ -1337,60 +1337,59 @@ impl<'a> Planner<'a> {
 
     /// The keepalived step of one server (none when its manifest is as declared).
     fn keepalived_node(&mut self, d: &'a Node, vip: &crate::config::Vip) {
-        {
-            let Some(w) = keepalived_want(self.t, d) else {
+        let Some(w) = keepalived_want(self.t, d) else {
+            return;
+        };
+        let v = &self.views[&d.name];
+        let h = match v.host.known() {
+            Some(h) => h,
+            None => {
+                self.warnings.push(format!(
+                    "host_file.{}:{}: host unreachable ({}); keepalived not checked",
+                    d.name,
+                    vip.manifest_path,
+                    v.host_reason().unwrap_or_default()
+                ));
                 return;
-            };
-            let v = &self.views[&d.name];
-            let h = match v.host.known() {
-                Some(h) => h,
-                None => {
-                    self.warnings.push(format!(
-                        "host_file.{}:{}: host unreachable ({}); keepalived not checked",
-                        d.name,
-                        vip.manifest_path,
-                        v.host_reason().unwrap_or_default()
-                    ));
-                    return;
-                }
-            };
-            let addr = Address::host_file(&d.name, &vip.manifest_path);
-            match &h.keepalived {
-                Some(m) if keepalived_matches(m, &w) => {}
-                Some(m) => {
-                    let before = mask_secrets(&m.raw);
-                    let after = mask_secrets(&rewrite_keepalived(&m.raw, &w));
-                    let mut changed = Vec::new();
-                    let mut drift = |attr: &str, decl: String, obs: Option<String>| {
-                        if obs.as_deref() != Some(decl.as_str()) {
-                            changed.push(format!(
-                                "{attr} {} → {decl}",
-                                obs.clone().unwrap_or_else(|| "unset".into())
-                            ));
-                            self.drift.push(Drift {
-                                address: addr.to_string(),
-                                attribute: attr.into(),
-                                declared: Some(decl),
-                                observed: obs,
-                                planned: true,
-                                note: None,
-                            });
-                        }
-                    };
-                    drift(
-                        "priority",
-                        w.priority.to_string(),
-                        m.priority.map(|p| p.to_string()),
-                    );
-                    drift("vip", w.vip.clone(), m.vip.clone());
-                    drift("interface", w.interface.clone(), m.interface.clone());
-                    drift(
-                        "router_id",
-                        w.router_id.to_string(),
-                        m.router_id.map(|p| p.to_string()),
-                    );
-                    let role = if d.primary { "primary" } else { "backup" };
-                    self.push(
+            }
+        };
+        let addr = Address::host_file(&d.name, &vip.manifest_path);
+        match &h.keepalived {
+            Some(m) if keepalived_matches(m, &w) => {}
+            Some(m) => {
+                let before = mask_secrets(&m.raw);
+                let after = mask_secrets(&rewrite_keepalived(&m.raw, &w));
+                let mut changed = Vec::new();
+                let mut drift = |attr: &str, decl: String, obs: Option<String>| {
+                    if obs.as_deref() != Some(decl.as_str()) {
+                        changed.push(format!(
+                            "{attr} {} → {decl}",
+                            obs.clone().unwrap_or_else(|| "unset".into())
+                        ));
+                        self.drift.push(Drift {
+                            address: addr.to_string(),
+                            attribute: attr.into(),
+                            declared: Some(decl),
+                            observed: obs,
+                            planned: true,
+                            note: None,
+                        });
+                    }
+                };
+                drift(
+                    "priority",
+                    w.priority.to_string(),
+                    m.priority.map(|p| p.to_string()),
+                );
+                drift("vip", w.vip.clone(), m.vip.clone());
+                drift("interface", w.interface.clone(), m.interface.clone());
+                drift(
+                    "router_id",
+                    w.router_id.to_string(),
+                    m.router_id.map(|p| p.to_string()),
+                );
+                let role = if d.primary { "primary" } else { "backup" };
+                self.push(
                         addr.clone(),
                         Action::Update,
                         ActionReason::KeepalivedDrift,
@@ -1405,16 +1404,16 @@ impl<'a> Planner<'a> {
                         Some(json!({"priority": m.priority, "vip": m.vip, "interface": m.interface, "router_id": m.router_id})),
                         Some(json!({"priority": w.priority, "vip": w.vip, "interface": w.interface, "router_id": w.router_id})),
                     );
-                }
-                None => {
-                    let (after, sensitive) =
-                        files::keepalived_manifest_for(self.t, d).expect("server with a VIP");
-                    let reason = if self.joined.contains_key(&d.name) {
-                        ActionReason::CreateBecauseDeclared
-                    } else {
-                        ActionReason::KeepalivedDrift
-                    };
-                    self.push(
+            }
+            None => {
+                let (after, sensitive) =
+                    files::keepalived_manifest_for(self.t, d).expect("server with a VIP");
+                let reason = if self.joined.contains_key(&d.name) {
+                    ActionReason::CreateBecauseDeclared
+                } else {
+                    ActionReason::KeepalivedDrift
+                };
+                self.push(
                         addr.clone(),
                         Action::Create,
                         reason,
@@ -1434,7 +1433,6 @@ impl<'a> Planner<'a> {
                         None,
                         Some(json!({"priority": w.priority, "vip": w.vip, "interface": w.interface, "router_id": w.router_id})),
                     );
-                }
             }
         }
     }
