@@ -596,8 +596,10 @@ impl KubeProvider {
 
     /// Rebinds a local-path volume of a lost node (see [`RebindPolicy`]).
     ///
-    /// Refused ([`KubeError::Refused`]) when `lost_node` is Ready, or when the PVC is bound to a
-    /// Ready node: a PVC whose node is healthy is never touched. A PVC that is already gone, has
+    /// Refused ([`KubeError::Refused`]) when `lost_node` is Ready, when the request's
+    /// [`HostGoneEvidence`] does not say its host is gone, when it has been not Ready for less
+    /// than [`RebindRequest::min_not_ready`], or when the PVC is bound to a Ready node: a PVC
+    /// whose node may be healthy is never touched. A PVC that is already gone, has
     /// another UID than `expected_pvc_uid`, or is bound to a node other than `lost_node` while
     /// that node is not Ready, means the rebind already happened: `AlreadyDone` (after finishing
     /// any step an interrupted run left undone).
