@@ -124,6 +124,7 @@ fn rule1_unreachable_host_of_a_ready_node_is_not_removed() {
     // With the flag: planned, but k3s is not uninstalled and a warning says so.
     let opts = PlanOptions {
         allow_unreachable: ["c".to_string()].into(),
+        ..PlanOptions::default()
     };
     let p = ok(plan(&t, &o, &opts));
     assert!(p.steps.iter().any(|s| s.address == Address::member("c")));
@@ -205,6 +206,7 @@ fn desired_node_that_is_dead_is_not_destroyed_but_reported() {
     assert_eq!(render::detailed_exitcode(&Ok(p)), 1);
     let opts = PlanOptions {
         allow_unreachable: ["c".to_string()].into(),
+        ..PlanOptions::default()
     };
     let p = ok(plan(&t, &o, &opts));
     assert!(p.is_complete());
@@ -273,6 +275,7 @@ fn issue13_unknown_declared_hosts_make_the_plan_incomplete_never_no_changes() {
     // Accepting all three: complete, and the text lists them as warnings.
     let opts = PlanOptions {
         allow_unreachable: ["a", "b", "c"].iter().map(|s| s.to_string()).collect(),
+        ..PlanOptions::default()
     };
     let r = plan(&t, &o, &opts);
     assert!(ok(r.clone()).is_complete());
@@ -316,6 +319,7 @@ fn issue13_removing_a_silent_host_needs_the_flag_and_says_unknown() {
     );
     let opts = PlanOptions {
         allow_unreachable: ["c".to_string()].into(),
+        ..PlanOptions::default()
     };
     let p = ok(plan(&t, &o, &opts));
     assert!(p.steps.iter().any(|s| s.address == Address::member("c")));
@@ -561,6 +565,7 @@ fn rule6_simulation_rejects_deleting_a_pvc_on_a_node_that_stays() {
             pvc_uid: "u".into(),
             pod: None,
             from_node: "n1".into(),
+            evidence: Default::default(),
         }],
     )];
     let r = simulate(&sim(&[true, true, true]), &mut steps, false).unwrap_err();

@@ -26,6 +26,8 @@ pub struct LiveFlags {
     pub accept_new_host_keys: bool,
     /// SSH hosts reached at once.
     pub parallelism: usize,
+    /// `--rebind-min-not-ready SECONDS`.
+    pub rebind_min_not_ready: Option<u64>,
 }
 
 fn base_dir(config: &Path) -> PathBuf {
@@ -105,6 +107,7 @@ fn live_for(
 fn plan_options(flags: &LiveFlags) -> PlanOptions {
     PlanOptions {
         allow_unreachable: flags.allow_unreachable.iter().cloned().collect(),
+        rebind_min_not_ready_secs: flags.rebind_min_not_ready,
     }
 }
 
@@ -343,6 +346,23 @@ pub fn cmd_apply(
             .as_ref()
             .map(|s| s.allow_unreachable.iter().cloned().collect())
             .unwrap_or_else(|| plan_options(flags).allow_unreachable),
+        // A saved plan keeps the threshold it was made with (it is part of its operations).
+        rebind_min_not_ready_secs: saved
+            .as_ref()
+            .and_then(|s| {
+                s.plan
+                    .steps
+                    .iter()
+                    .flat_map(|st| &st.operations)
+                    .find_map(|op| match op {
+                        plan::Operation::RebindVolume { evidence, .. }
+                        | plan::Operation::RecreateWorkload { evidence, .. } => {
+                            Some(evidence.min_not_ready_secs)
+                        }
+                        _ => None,
+                    })
+            })
+            .or(flags.rebind_min_not_ready),
     };
     let result = plan::plan(&t, &observed, &opts);
     let plan = match (&result, &saved) {
