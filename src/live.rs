@@ -481,6 +481,7 @@ fn host_unknown(kind: UnreachableKind) -> HostUnknown {
 struct RawFiles {
     config: Option<String>,
     keepalived: Option<String>,
+    config_secrets: crate::plan::files::SecretDigests,
 }
 
 impl RawFiles {
@@ -498,6 +499,13 @@ impl RawFiles {
             keepalived: matches!(facts.keepalived, ManifestFile::Present(_))
                 .then(|| text(&facts.raw_keepalived))
                 .flatten(),
+            config_secrets: facts
+                .raw_config
+                .as_ref()
+                .map(|r| {
+                    crate::plan::files::SecretDigests::of(&String::from_utf8_lossy(r.expose()))
+                })
+                .unwrap_or_default(),
         }
     }
 }
@@ -676,6 +684,7 @@ fn map_host(
             disable_etcd: c.disable_etcd,
             disable_apiserver: c.disable_apiserver,
             raw: raw.config.unwrap_or_default(),
+            secrets: raw.config_secrets,
         }),
         // An unparsable config is still a config: show it as present with its text.
         ConfigFile::Invalid { .. } => Some(K3sConfigFile {

@@ -321,6 +321,9 @@ pub struct K3sConfigFile {
     pub disable_apiserver: bool,
     /// The file's content. May hold the token: renderers mask it.
     pub raw: String,
+    /// Keyed digests of its secrets (compared with the declared ones, never serialized).
+    #[serde(skip)]
+    pub secrets: crate::plan::files::SecretDigests,
 }
 
 /// The keepalived static pod manifest, parsed, with its raw text for diffs.

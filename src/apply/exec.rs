@@ -17,7 +17,7 @@ use k3splan_kube::{
 
 use crate::live::Live;
 use crate::observed::url_host;
-use crate::plan::files::SENSITIVE;
+use crate::plan::files::{SENSITIVE, SENSITIVE_CHANGED, SENSITIVE_FILE};
 use crate::plan::{Operation, SensitiveValue};
 use crate::state::SnapshotRecord;
 
@@ -388,6 +388,11 @@ impl Executor<'_> {
             .as_ref()
             .map(|f| String::from_utf8_lossy(&f.contents).into_owned())
             .unwrap_or_default();
+        if after.lines().any(|l| l.starts_with(SENSITIVE_FILE)) {
+            return Err(format!(
+                "{path} on {node}: the file on the host could not be parsed, so its content was not shown and cannot be rewritten; fix or remove it by hand"
+            ));
+        }
         let mut secrets = Vec::new();
         let mut out = String::new();
         let mut last_env_name: Option<String> = None;
@@ -400,10 +405,13 @@ impl Executor<'_> {
             {
                 last_env_name = Some(n);
             }
-            if !line.contains(SENSITIVE) {
+            let placeholder = [SENSITIVE_CHANGED, SENSITIVE]
+                .into_iter()
+                .find(|p| line.contains(p));
+            let Some(placeholder) = placeholder else {
                 out.push_str(line);
                 continue;
-            }
+            };
             let key = if trimmed.starts_with("value:") {
                 last_env_name.clone().unwrap_or_default()
             } else {
@@ -412,6 +420,7 @@ impl Executor<'_> {
                     .next()
                     .unwrap_or_default()
                     .trim()
+                    .trim_matches(['"', '\''])
                     .to_string()
             };
             let value = match sensitive.iter().find(|v| v.key == key) {
@@ -428,9 +437,9 @@ impl Executor<'_> {
             let quoted = if trimmed.starts_with("value:") {
                 format!("\"{}\"", value.replace('\\', "\\\\").replace('"', "\\\""))
             } else {
-                value
+                crate::plan::files::yaml_scalar(&value)
             };
-            out.push_str(&line.replacen(SENSITIVE, &quoted, 1));
+            out.push_str(&line.replacen(placeholder, &quoted, 1));
         }
         let mut w = FileWrite::new(path, out.clone().into_bytes());
         w.mode = 0o600;
@@ -796,27 +805,10 @@ fn done_note(outcome: String) -> OpResult {
     })
 }
 
-/// The value of `key` in a YAML-ish file: `key: value` lines, or the `value:` following a
-/// `name: KEY` env entry.
+/// The value of `key` in a file read from a host: a YAML key, or the `value` of a
+/// `name: KEY` env entry (the file is parsed, see [`crate::plan::files::existing_secret`]).
 fn existing_value(text: &str, key: &str) -> Option<String> {
-    let mut want_value = false;
-    for line in text.lines() {
-        let t = line.trim_start().trim_start_matches("- ");
-        if want_value && let Some(v) = t.strip_prefix("value:") {
-            return Some(v.trim().trim_matches('"').to_string());
-        }
-        if let Some(v) = t.strip_prefix("name:") {
-            want_value = v.trim().trim_matches('"') == key;
-            continue;
-        }
-        if let Some(v) = t.strip_prefix(key).and_then(|r| r.strip_prefix(':')) {
-            let v = v.trim();
-            if !v.is_empty() {
-                return Some(v.trim_matches('"').to_string());
-            }
-        }
-    }
-    None
+    crate::plan::files::existing_secret(text, key)
 }
 
 /// Host part of an etcd peer URL (`https://10.0.0.1:2380` → `10.0.0.1`).

@@ -1050,6 +1050,8 @@ impl<'a> Planner<'a> {
         }
         // config.yaml (never cluster-init, rule 10).
         let (after, sensitive) = files::config_yaml_for(self.t, d, &url);
+        let host_secrets = h.config.as_ref().map(|c| &c.secrets);
+        let after = files::mark_changed_secrets(self.t, &after, &sensitive, host_secrets);
         let before = h.config.as_ref().map(|c| mask_secrets(&c.raw));
         let path = h
             .config

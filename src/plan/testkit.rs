@@ -153,6 +153,7 @@ pub fn config_file(t: &Topology, n: &Node, server: Option<&str>) -> K3sConfigFil
         cluster_init: server.is_none(),
         disable_etcd: n.roles.is_server() && !n.roles.runs_etcd(),
         disable_apiserver: n.roles.is_server() && !n.roles.runs_control_plane(),
+        secrets: crate::plan::files::SecretDigests::of(&raw),
         raw,
     }
 }
