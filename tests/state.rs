@@ -254,3 +254,57 @@ fn a_waiting_run_gets_the_lock_when_it_is_released_within_the_timeout() {
     drop(first);
     assert!(waiter.join().unwrap().is_ok());
 }
+
+/// A state document as stored, with `edit` applied to its JSON.
+fn stored_state(b: &LocalBackend, edit: impl FnOnce(&mut serde_json::Value)) -> Vec<u8> {
+    std::fs::create_dir_all(b.path().parent().unwrap()).unwrap();
+    let mut s = State::new("l");
+    s.serial = 3;
+    let mut v = serde_json::to_value(&s).unwrap();
+    edit(&mut v);
+    let bytes = serde_json::to_vec_pretty(&v).unwrap();
+    std::fs::write(b.path(), &bytes).unwrap();
+    bytes
+}
+
+/// Reading and writing over the stored state both fail with `expect`, and the file keeps
+/// its bytes.
+fn refused_untouched(b: &LocalBackend, bytes: &[u8], expect: &str) {
+    let err = b.read().unwrap_err().to_string();
+    assert!(err.contains(expect) && err.contains("left untouched"), "{err}");
+    let lock = b
+        .lock(LockInfo::for_operation("apply"), Duration::ZERO)
+        .unwrap();
+    let mut s = State::new("l");
+    s.serial = 3;
+    let err = b.write(&lock, &mut s).unwrap_err().to_string();
+    assert!(err.contains(expect), "{err}");
+    assert_eq!(std::fs::read(b.path()).unwrap(), bytes, "the file changed");
+}
+
+#[test]
+fn issue13_a_serial_at_u64_max_is_refused_not_wrapped() {
+    let (_d, b) = backend();
+    let bytes = stored_state(&b, |v| v["serial"] = u64::MAX.into());
+    refused_untouched(&b, &bytes, "serial 18446744073709551615");
+    // And the bump itself is checked.
+    let mut s = State::new("l");
+    s.serial = u64::MAX;
+    assert!(s.next_serial("x").is_err());
+}
+
+#[test]
+fn issue13_an_empty_lineage_is_refused() {
+    let (_d, b) = backend();
+    let bytes = stored_state(&b, |v| v["lineage"] = "".into());
+    refused_untouched(&b, &bytes, "lineage is empty");
+}
+
+#[test]
+fn issue13_a_state_of_a_newer_k3splan_is_refused() {
+    let (_d, b) = backend();
+    let bytes = stored_state(&b, |v| v["k3splan_version"] = "99.0.0".into());
+    refused_untouched(&b, &bytes, "written by k3splan 99.0.0, newer than this k3splan");
+    let bytes = stored_state(&b, |v| v["version"] = (STATE_VERSION + 1).into());
+    refused_untouched(&b, &bytes, "written by a newer k3splan");
+}

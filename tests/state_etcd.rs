@@ -473,3 +473,31 @@ fn errors_name_the_endpoint_and_the_key() {
     .unwrap_err();
     assert!(err.to_string().contains("/nonexistent/ca.crt"), "{err}");
 }
+
+#[test]
+fn issue13_invalid_states_are_refused_and_left_untouched_in_etcd() {
+    let c = cluster();
+    let b = backend(&c);
+    let raw = Raw::new(&c);
+    let lock = b
+        .lock(LockInfo::for_operation("apply"), Duration::ZERO)
+        .unwrap();
+    let edits: [(&str, serde_json::Value, &str); 3] = [
+        ("serial", u64::MAX.into(), "serial 18446744073709551615"),
+        ("lineage", "".into(), "lineage is empty"),
+        ("k3splan_version", "99.0.0".into(), "written by k3splan 99.0.0"),
+    ];
+    for (field, value, expect) in edits {
+        let mut s = State::new("l");
+        s.serial = 3;
+        let mut v = serde_json::to_value(&s).unwrap();
+        v[field] = value;
+        let bytes = v.to_string();
+        raw.put("k3splan/state", bytes.as_bytes());
+        let err = b.read().unwrap_err().to_string();
+        assert!(err.contains(expect) && err.contains("left untouched"), "{err}");
+        let err = b.write(&lock, &mut s).unwrap_err().to_string();
+        assert!(err.contains(expect), "{err}");
+        assert_eq!(raw.get("k3splan/state").unwrap(), bytes.as_bytes());
+    }
+}

@@ -482,7 +482,7 @@ impl EtcdBackend {
                 // document is then exactly the one we meant to write.
                 Err(e @ StateError::SerialConflict { .. }) if ambiguous => {
                     let mut intended = state.clone();
-                    intended.serial += 1;
+                    intended.serial = state.next_serial(&self.location())?;
                     intended.k3splan_version = env!("CARGO_PKG_VERSION").to_string();
                     match self.read() {
                         Ok(Some(stored)) if stored == intended => break intended,
@@ -589,7 +589,7 @@ async fn write_async(inner: Arc<Inner>, lock_rev: i64, state: State) -> Result<S
         check_current(&location, kv.value(), &state)?;
     }
     let mut next = state.clone();
-    next.serial += 1;
+    next.serial = state.next_serial(&location)?;
     next.k3splan_version = env!("CARGO_PKG_VERSION").to_string();
     let mut json = serde_json::to_vec_pretty(&next).expect("state serializes");
     json.push(b'\n');

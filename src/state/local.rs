@@ -92,7 +92,7 @@ impl LocalBackend {
             }
         }
         let mut next = state.clone();
-        next.serial += 1;
+        next.serial = state.next_serial(&self.path.display().to_string())?;
         next.k3splan_version = env!("CARGO_PKG_VERSION").to_string();
         let mut json = serde_json::to_vec_pretty(&next).expect("state serializes");
         json.push(b'\n');
@@ -193,7 +193,7 @@ fn read_lock_info(file: &mut File) -> LockInfo {
     serde_json::from_str(&s).unwrap_or_else(|_| LockInfo::unknown())
 }
 
-/// Parses a state document, refusing unknown versions.
+/// Parses a state document, refusing unknown versions and invalid states ([`State::validate`]).
 pub fn parse_state(location: &str, bytes: &[u8]) -> Result<State, StateError> {
     #[derive(serde::Deserialize)]
     struct Version {
@@ -212,10 +212,12 @@ pub fn parse_state(location: &str, bytes: &[u8]) -> Result<State, StateError> {
             });
         }
     }
-    serde_json::from_slice(bytes).map_err(|source| StateError::Corrupt {
+    let state: State = serde_json::from_slice(bytes).map_err(|source| StateError::Corrupt {
         location: location.to_string(),
         source,
-    })
+    })?;
+    state.validate(location)?;
+    Ok(state)
 }
 
 /// Atomic write with mode 0600: temp file in the same directory, fsync, rename, fsync dir.

@@ -109,13 +109,21 @@ pub enum StateError {
         source: serde_json::Error,
     },
     #[error(
-        "{location}: state format version {} is not supported (this k3splan reads version {STATE_VERSION}); it was left untouched",
-        found.map(|v| v.to_string()).unwrap_or_else(|| "(missing)".into())
+        "{location}: state format version {} is not supported (this k3splan reads version {STATE_VERSION}){}; it was left untouched",
+        found.map(|v| v.to_string()).unwrap_or_else(|| "(missing)".into()),
+        if found.is_some_and(|v| v > STATE_VERSION) { ": it was written by a newer k3splan, use that version or a later one" } else { "" }
     )]
     UnsupportedVersion {
         location: String,
         found: Option<u32>,
     },
+    #[error(
+        "{location}: the state was written by k3splan {found}, newer than this k3splan ({}); use that version or a later one. It was left untouched",
+        env!("CARGO_PKG_VERSION")
+    )]
+    NewerK3splan { location: String, found: String },
+    #[error("{location}: the state is invalid: {why}; it was left untouched")]
+    Invalid { location: String, why: String },
     #[error(
         "{location}: the state belongs to another lineage ({found}, expected {expected}): is this the state of another cluster? It was left untouched"
     )]

@@ -8,6 +8,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use super::StateError;
+
 /// The only state format version this k3splan reads and writes.
 pub const STATE_VERSION: u32 = 1;
 
@@ -49,6 +51,48 @@ impl State {
             journal: None,
             last_snapshot: None,
         }
+    }
+
+    /// Checks a state read from a backend before anything uses or overwrites it (both
+    /// backends read through [`crate::state::local::parse_state`], which calls this): a
+    /// serial that cannot be bumped, an empty lineage, or a state written by a newer
+    /// k3splan is refused, and the stored state is left as it is.
+    pub fn validate(&self, location: &str) -> Result<(), StateError> {
+        let invalid = |why: String| StateError::Invalid {
+            location: location.to_string(),
+            why,
+        };
+        if self.lineage.trim().is_empty() {
+            return Err(invalid(
+                "its lineage is empty (every state has the lineage it was created with)".into(),
+            ));
+        }
+        if self.serial == u64::MAX {
+            return Err(invalid(format!(
+                "its serial {} is the largest possible and cannot be bumped",
+                self.serial
+            )));
+        }
+        let ours = env!("CARGO_PKG_VERSION");
+        match (semver_triple(&self.k3splan_version), semver_triple(ours)) {
+            (Some(theirs), Some(mine)) if theirs > mine => Err(StateError::NewerK3splan {
+                location: location.to_string(),
+                found: self.k3splan_version.clone(),
+            }),
+            (Some(_), _) => Ok(()),
+            (None, _) => Err(invalid(format!(
+                "its k3splan_version {:?} is not a version",
+                self.k3splan_version
+            ))),
+        }
+    }
+
+    /// The serial the next write gets (checked: a serial never wraps).
+    pub fn next_serial(&self, location: &str) -> Result<u64, StateError> {
+        self.serial.checked_add(1).ok_or_else(|| StateError::Invalid {
+            location: location.to_string(),
+            why: format!("its serial {} cannot be bumped", self.serial),
+        })
     }
 
     /// Addresses of everything the state records, sorted (`k3splan state list`).
@@ -98,6 +142,15 @@ impl State {
             _ => None,
         }
     }
+}
+
+/// `MAJOR.MINOR.PATCH` of a version (`v0.1.0`, `0.2.0-rc.1+g1234` → `(0, 2, 0)`).
+fn semver_triple(v: &str) -> Option<(u64, u64, u64)> {
+    let core = v.trim().trim_start_matches('v');
+    let core = core.split(['-', '+']).next()?;
+    let mut it = core.split('.').map(|x| x.parse::<u64>().ok());
+    let t = (it.next()??, it.next()??, it.next()??);
+    it.next().is_none().then_some(t)
 }
 
 /// What k3splan manages.
