@@ -271,7 +271,10 @@ fn stored_state(b: &LocalBackend, edit: impl FnOnce(&mut serde_json::Value)) -> 
 /// its bytes.
 fn refused_untouched(b: &LocalBackend, bytes: &[u8], expect: &str) {
     let err = b.read().unwrap_err().to_string();
-    assert!(err.contains(expect) && err.contains("left untouched"), "{err}");
+    assert!(
+        err.contains(expect) && err.contains("left untouched"),
+        "{err}"
+    );
     let lock = b
         .lock(LockInfo::for_operation("apply"), Duration::ZERO)
         .unwrap();
@@ -304,7 +307,72 @@ fn issue13_an_empty_lineage_is_refused() {
 fn issue13_a_state_of_a_newer_k3splan_is_refused() {
     let (_d, b) = backend();
     let bytes = stored_state(&b, |v| v["k3splan_version"] = "99.0.0".into());
-    refused_untouched(&b, &bytes, "written by k3splan 99.0.0, newer than this k3splan");
+    refused_untouched(
+        &b,
+        &bytes,
+        "written by k3splan 99.0.0, newer than this k3splan",
+    );
     let bytes = stored_state(&b, |v| v["version"] = (STATE_VERSION + 1).into());
     refused_untouched(&b, &bytes, "written by a newer k3splan");
+}
+
+const WHO_HELPER_ENV: &str = "K3SPLAN_TEST_LOCK_WHO_HELPER";
+
+/// The user name of this process's uid, from /etc/passwd (the expectation, computed apart).
+fn passwd_name() -> Option<String> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let uid = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))?
+        .split_whitespace()
+        .next()?
+        .to_string();
+    std::fs::read_to_string("/etc/passwd")
+        .ok()?
+        .lines()
+        .find_map(|l| {
+            let f: Vec<&str> = l.split(':').collect();
+            (f.len() > 2 && f[2] == uid).then(|| f[0].to_string())
+        })
+}
+
+#[test]
+fn issue13_the_lock_holder_is_named_from_passwd_when_user_is_unset() {
+    let Some(name) = passwd_name() else {
+        eprintln!("SKIP: this uid has no /etc/passwd entry (an NSS-only user): nothing to compare");
+        return;
+    };
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "lock_who_helper_process",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env_remove("USER")
+        .env_remove("LOGNAME")
+        .env(WHO_HELPER_ENV, "1")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let who = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("WHO "))
+        .unwrap_or_else(|| panic!("helper printed no WHO line: {stdout}"));
+    assert!(who.starts_with(&format!("{name}@")), "{who}");
+}
+
+/// Not a test: prints `LockInfo::for_operation(..).who` for
+/// `issue13_the_lock_holder_is_named_from_passwd_when_user_is_unset`, which runs it with
+/// USER and LOGNAME unset.
+#[test]
+#[ignore = "helper process"]
+fn lock_who_helper_process() {
+    if std::env::var(WHO_HELPER_ENV).is_err() {
+        return;
+    }
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "\nWHO {}", LockInfo::for_operation("apply").who).unwrap();
 }

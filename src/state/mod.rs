@@ -38,9 +38,7 @@ pub struct LockInfo {
 impl LockInfo {
     /// Lock details for this process.
     pub fn for_operation(operation: &str) -> Self {
-        let user = std::env::var("USER")
-            .or_else(|_| std::env::var("LOGNAME"))
-            .unwrap_or_else(|_| "unknown".into());
+        let user = user_name();
         let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
             .map(|h| h.trim().to_string())
             .unwrap_or_else(|_| "unknown".into());
@@ -74,6 +72,41 @@ impl fmt::Display for LockInfo {
             self.id, self.operation, self.who, self.pid, self.created, self.version
         )
     }
+}
+
+/// This process's user: the name of its real uid in the passwd database (through NSS, so
+/// directory users too), else `$USER` / `$LOGNAME`, else `uid N`. `$USER` alone is often
+/// unset (cron, systemd units, `env -i`).
+pub fn user_name() -> String {
+    // SAFETY: getuid cannot fail; getpwuid_r writes only into `pwd` and `buf` (whose length
+    // it is given) and sets `result` to null or to `&pwd`, whose strings point into `buf`,
+    // which outlives their use here.
+    let uid = unsafe { libc::getuid() };
+    let mut buf = vec![0 as libc::c_char; 1024];
+    loop {
+        let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
+        let mut result: *mut libc::passwd = std::ptr::null_mut();
+        let rc =
+            unsafe { libc::getpwuid_r(uid, &mut pwd, buf.as_mut_ptr(), buf.len(), &mut result) };
+        if rc == libc::ERANGE && buf.len() < 1 << 20 {
+            buf.resize(buf.len() * 2, 0);
+            continue;
+        }
+        if rc == 0 && !result.is_null() && !pwd.pw_name.is_null() {
+            let name = unsafe { std::ffi::CStr::from_ptr(pwd.pw_name) }
+                .to_string_lossy()
+                .into_owned();
+            if !name.is_empty() {
+                return name;
+            }
+        }
+        break;
+    }
+    std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .ok()
+        .filter(|u| !u.is_empty())
+        .unwrap_or_else(|| format!("uid {uid}"))
 }
 
 /// 16 random hex digits.

@@ -89,10 +89,12 @@ impl State {
 
     /// The serial the next write gets (checked: a serial never wraps).
     pub fn next_serial(&self, location: &str) -> Result<u64, StateError> {
-        self.serial.checked_add(1).ok_or_else(|| StateError::Invalid {
-            location: location.to_string(),
-            why: format!("its serial {} cannot be bumped", self.serial),
-        })
+        self.serial
+            .checked_add(1)
+            .ok_or_else(|| StateError::Invalid {
+                location: location.to_string(),
+                why: format!("its serial {} cannot be bumped", self.serial),
+            })
     }
 
     /// Addresses of everything the state records, sorted (`k3splan state list`).
