@@ -539,11 +539,9 @@ pub fn cmd_state(g: &GlobalArgs, show: Option<&str>) -> Result<u8, CliError> {
             }
         }
         Some(addr) => match s.show(addr) {
-            Some(v) => out(format!(
-                "# {addr}\n{}\n",
-                serde_json::to_string_pretty(&v).expect("json")
-            )
-            .as_bytes())?,
+            Some(v) => {
+                out(format!("{}\n", serde_json::to_string_pretty(&v).expect("json")).as_bytes())?
+            }
             None => {
                 return Err(CliError::Message(format!(
                     "no object at address {addr} in the state"
