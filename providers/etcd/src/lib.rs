@@ -326,9 +326,21 @@ impl EtcdProvider {
         if let Some(tls) = &self.tls {
             opts = opts.with_tls(tls.clone());
         }
-        Client::connect([endpoint], Some(opts))
-            .await
-            .map_err(|e| classify(endpoint, "connect", &e))
+        Client::connect([endpoint], Some(opts)).await.map_err(|e| {
+            let mut err = classify(endpoint, "connect", &e);
+            // tonic says only "transport error" for unusable TLS material: name the file.
+            if let Some(files) = &self.config.tls
+                && let Err(reason) = tlsprobe::check_files(files)
+            {
+                err.kind = EndpointErrorKind::Tls;
+                err.message = if err.message.split(": ").all(|p| p == "transport error") {
+                    format!("TLS: {reason}")
+                } else {
+                    format!("TLS: {reason} (transport said: {})", err.message)
+                };
+            }
+            err
+        })
     }
 }
 

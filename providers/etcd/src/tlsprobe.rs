@@ -12,29 +12,66 @@ use tokio_rustls::rustls::{self, ClientConfig, RootCertStore};
 
 use crate::{MemberId, TlsFiles, url_host};
 
+/// A rustls client config from the TLS files; errors name the file at fault and why.
 fn client_config(files: &TlsFiles, alpn: &[u8]) -> Result<ClientConfig, String> {
     let mut roots = RootCertStore::empty();
     let ca = CertificateDer::pem_file_iter(&files.ca_file)
-        .map_err(|e| format!("reading {}: {e}", files.ca_file.display()))?;
+        .map_err(|e| format!("CA file {}: {e}", files.ca_file.display()))?;
     for c in ca {
-        let c = c.map_err(|e| format!("parsing {}: {e}", files.ca_file.display()))?;
-        roots.add(c).map_err(|e| e.to_string())?;
+        let c = c.map_err(|e| format!("CA file {}: not PEM: {e}", files.ca_file.display()))?;
+        roots
+            .add(c)
+            .map_err(|e| format!("CA file {}: {e}", files.ca_file.display()))?;
+    }
+    if roots.is_empty() {
+        return Err(format!(
+            "CA file {}: no PEM certificate in it",
+            files.ca_file.display()
+        ));
     }
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&files.cert_file)
-        .map_err(|e| format!("reading {}: {e}", files.cert_file.display()))?
+        .map_err(|e| format!("client certificate file {}: {e}", files.cert_file.display()))?
         .collect::<Result<_, _>>()
-        .map_err(|e| format!("parsing {}: {e}", files.cert_file.display()))?;
-    let key = PrivateKeyDer::from_pem_file(&files.key_file)
-        .map_err(|e| format!("reading {}: {e}", files.key_file.display()))?;
+        .map_err(|e| {
+            format!(
+                "client certificate file {}: not PEM: {e}",
+                files.cert_file.display()
+            )
+        })?;
+    if certs.is_empty() {
+        return Err(format!(
+            "client certificate file {}: no PEM certificate in it",
+            files.cert_file.display()
+        ));
+    }
+    let key = PrivateKeyDer::from_pem_file(&files.key_file).map_err(|e| {
+        format!(
+            "client key file {}: no PEM private key in it ({e})",
+            files.key_file.display()
+        )
+    })?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| e.to_string())?
         .with_root_certificates(roots)
         .with_client_auth_cert(certs, key)
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| {
+            format!(
+                "client key file {} does not fit the certificate in {}: {e}",
+                files.key_file.display(),
+                files.cert_file.display()
+            )
+        })?;
     config.alpn_protocols = vec![alpn.to_vec()];
     Ok(config)
+}
+
+/// Checks that the TLS files make a usable client identity: the error names the file at
+/// fault and the reason (no certificate in it, not PEM, a key that does not fit the
+/// certificate). tonic only says "transport error" for all of these.
+pub(crate) fn check_files(files: &TlsFiles) -> Result<(), String> {
+    client_config(files, b"h2").map(|_| ())
 }
 
 /// `(host:port, host without brackets)` of a URL.
@@ -66,7 +103,10 @@ pub(crate) async fn diagnose(
 
 async fn run(endpoint: &str, files: &TlsFiles) -> Option<String> {
     let (hostport, host) = target(endpoint)?;
-    let config = client_config(files, b"h2").ok()?;
+    let config = match client_config(files, b"h2") {
+        Ok(c) => c,
+        Err(e) => return Some(e),
+    };
     let name = ServerName::try_from(host).ok()?;
     let tcp = tokio::net::TcpStream::connect(&hostport).await.ok()?;
     let mut tls = match TlsConnector::from(Arc::new(config))
@@ -74,7 +114,12 @@ async fn run(endpoint: &str, files: &TlsFiles) -> Option<String> {
         .await
     {
         Ok(s) => s,
-        Err(e) => return Some(format!("handshake failed: {e}")),
+        Err(e) => {
+            return Some(format!(
+                "handshake failed: {e} (the server's certificate is checked against the CA file {})",
+                files.ca_file.display()
+            ));
+        }
     };
     // HTTP/2 preface + empty SETTINGS: a healthy server answers with its SETTINGS; a server
     // that rejected our certificate answers with an alert.
@@ -87,7 +132,10 @@ async fn run(endpoint: &str, files: &TlsFiles) -> Option<String> {
             let msg = e.to_string();
             let lower = msg.to_lowercase();
             if lower.contains("alert") || lower.contains("certificate") {
-                Some(format!("the server rejected the connection: {msg}"))
+                Some(format!(
+                    "the server rejected the client certificate {}: {msg}",
+                    files.cert_file.display()
+                ))
             } else {
                 None
             }

@@ -615,3 +615,65 @@ async fn issue13_members_without_a_configured_endpoint_are_asked_at_their_client
         other => panic!("dead member should be unreachable at its URL, is {other:?}"),
     }
 }
+
+/// Bad client certificates: each error names the endpoint, the file at fault and the TLS
+/// reason, never just "transport error".
+#[tokio::test]
+async fn issue13_bad_client_certificates_name_endpoint_file_and_reason() {
+    let c = start_cluster(1).await;
+    let ep = c.member(0).client_url();
+    let good = tls_of(c.client_tls());
+    let dir = c.root().join("bad-tls");
+    std::fs::create_dir_all(&dir).unwrap();
+    let other_client = c.pki().issue_client("other-client").unwrap();
+    let garbage = dir.join("garbage.crt");
+    std::fs::write(&garbage, "not a certificate\n").unwrap();
+    let other_ca = Pki::create(&c.root().join("other"), "other-ca").unwrap();
+    let intruder = other_ca.issue_client("intruder").unwrap();
+    let mut cases = Vec::new();
+    // The key of another certificate: the pair does not match.
+    let mut t = good.clone();
+    t.key_file = other_client.key_file.clone();
+    cases.push(("mismatched key", t, other_client.key_file.clone()));
+    // A cert file that holds no certificate.
+    let mut t = good.clone();
+    t.cert_file = garbage.clone();
+    cases.push(("garbage cert", t, garbage.clone()));
+    // A key file that holds a certificate.
+    let mut t = good.clone();
+    t.key_file = good.cert_file.clone();
+    cases.push(("cert as key", t, good.cert_file.clone()));
+    // A certificate of another CA (the server rejects it).
+    let mut t = good.clone();
+    t.cert_file = intruder.cert_file.clone();
+    t.key_file = intruder.key_file.clone();
+    cases.push(("other CA", t, intruder.cert_file.clone()));
+    for (what, tls, file) in cases {
+        let msg = match EtcdProvider::new(
+            EtcdConfig::new([ep.clone()])
+                .with_tls(tls)
+                .with_timeout(TIMEOUT),
+        ) {
+            Err(e) => e.to_string(),
+            Ok(p) => {
+                let o = p.observe().await;
+                o.endpoints[0]
+                    .error
+                    .as_ref()
+                    .unwrap_or_else(|| panic!("{what}: TLS must fail"))
+                    .to_string()
+            }
+        };
+        eprintln!("{what}: {msg}");
+        assert!(msg.contains(&ep), "{what}: names the endpoint: {msg}");
+        assert!(
+            msg.contains(&file.display().to_string()),
+            "{what}: names {}: {msg}",
+            file.display()
+        );
+        assert!(
+            !msg.contains("transport error: transport error"),
+            "{what}: {msg}"
+        );
+    }
+}
