@@ -485,7 +485,11 @@ fn issue13_invalid_states_are_refused_and_left_untouched_in_etcd() {
     let edits: [(&str, serde_json::Value, &str); 3] = [
         ("serial", u64::MAX.into(), "serial 18446744073709551615"),
         ("lineage", "".into(), "lineage is empty"),
-        ("k3splan_version", "99.0.0".into(), "written by k3splan 99.0.0"),
+        (
+            "k3splan_version",
+            "99.0.0".into(),
+            "written by k3splan 99.0.0",
+        ),
     ];
     for (field, value, expect) in edits {
         let mut s = State::new("l");
@@ -495,7 +499,10 @@ fn issue13_invalid_states_are_refused_and_left_untouched_in_etcd() {
         let bytes = v.to_string();
         raw.put("k3splan/state", bytes.as_bytes());
         let err = b.read().unwrap_err().to_string();
-        assert!(err.contains(expect) && err.contains("left untouched"), "{err}");
+        assert!(
+            err.contains(expect) && err.contains("left untouched"),
+            "{err}"
+        );
         let err = b.write(&lock, &mut s).unwrap_err().to_string();
         assert!(err.contains(expect), "{err}");
         assert_eq!(raw.get("k3splan/state").unwrap(), bytes.as_bytes());

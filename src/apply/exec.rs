@@ -111,10 +111,7 @@ impl Executor<'_> {
                 };
                 let report = k.drain(node, &opts).await.map_err(err)?;
                 if !report.complete() {
-                    return Err(format!(
-                        "drain of {node} did not finish: blocked {:?}",
-                        report.blocked
-                    ));
+                    return Err(report.incomplete_message());
                 }
                 Ok(note(format!(
                     "{} evicted, {} deleted, {} DaemonSet/mirror pods left",

@@ -56,6 +56,25 @@ pub struct BlockedPod {
     pub pod: String,
     /// Why (the API's message, e.g. the disruption budget).
     pub reason: String,
+    /// What the operator can do about it.
+    pub advice: String,
+}
+
+impl std::fmt::Display for BlockedPod {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}: {}; what to do: {}",
+            self.pod, self.reason, self.advice
+        )
+    }
+}
+
+/// Advice for a pod whose eviction a PodDisruptionBudget refuses.
+fn pdb_advice(namespace: &str) -> String {
+    format!(
+        "its PodDisruptionBudget allows no disruption now (see `kubectl get pdb -n {namespace}`): wait until the workload's other replicas are ready, scale it up or relax the budget, then run apply again"
+    )
 }
 
 /// What [`KubeProvider::drain`] did. Pod names are `namespace/name`.
@@ -84,6 +103,28 @@ impl DrainReport {
     /// Every evictable pod is gone.
     pub fn complete(&self) -> bool {
         self.blocked.is_empty() && self.still_terminating.is_empty()
+    }
+
+    /// Why the drain is not complete, for the operator: each blocked pod with the API's
+    /// reason and what to do, then the pods still terminating.
+    pub fn incomplete_message(&self) -> String {
+        let mut s = format!("drain of {} did not finish", self.node);
+        if !self.blocked.is_empty() {
+            s.push_str(&format!(
+                "; {} pod(s) could not be evicted:",
+                self.blocked.len()
+            ));
+            for b in &self.blocked {
+                s.push_str(&format!("\n  - {b}"));
+            }
+        }
+        if !self.still_terminating.is_empty() {
+            s.push_str(&format!(
+                "\n  evicted but still terminating at the deadline: {}; what to do: their kubelet may be gone; if the host is down, remove or replace the node (k3splan then deletes its pods without eviction), else wait and run apply again",
+                self.still_terminating.join(", ")
+            ));
+        }
+        s
     }
 }
 
@@ -492,6 +533,7 @@ impl KubeProvider {
                     reason:
                         "not managed by a controller: it would not be recreated (remove_unmanaged)"
                             .into(),
+                    advice: "delete the pod yourself if it may go, or move it to a controller, then run apply again".into(),
                 });
             } else {
                 todo.push(p);
@@ -544,8 +586,11 @@ impl KubeProvider {
                 {
                     Ok(_) => evicted.push(p),
                     Err(KubeError::Api {
-                        code: 429, message, ..
-                    }) => still.push((p, message)),
+                        code: 429,
+                        reason,
+                        message,
+                        ..
+                    }) => still.push((p, format!("429 {reason}: {message}"))),
                     Err(KubeError::Api {
                         code,
                         reason,
@@ -553,7 +598,8 @@ impl KubeProvider {
                         ..
                     }) => report.blocked.push(BlockedPod {
                         pod: pod_key(&p),
-                        reason: format!("{code} {reason}: {message}"),
+                        reason: format!("eviction failed: {code} {reason}: {message}"),
+                        advice: "fix what the API server names, then run apply again".into(),
                     }),
                     Err(e) => return Err(e),
                 }
@@ -567,7 +613,11 @@ impl KubeProvider {
         for (p, msg) in pending {
             report.blocked.push(BlockedPod {
                 pod: pod_key(&p),
-                reason: format!("eviction refused until the deadline: {msg}"),
+                reason: format!(
+                    "eviction refused until the deadline ({:?}): {msg}",
+                    opts.deadline
+                ),
+                advice: pdb_advice(&p.metadata.namespace),
             });
         }
         // Wait for evicted pods to disappear (same name and uid).

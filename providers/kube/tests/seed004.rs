@@ -973,3 +973,41 @@ dual_test!(
     Controllers::all(),
     issue13_rebind_guard_body
 );
+
+/// A drain blocked by a PodDisruptionBudget is explained: namespace/name, the API's reason
+/// and what to do, not Rust Debug.
+#[tokio::test]
+async fn issue13_a_drain_blocked_by_a_pdb_says_which_pod_why_and_what_to_do() {
+    let t = Target::memory(Controllers::default()).await;
+    let report = t
+        .kube
+        .drain(N3, &quick_drain(DrainMode::Evict, 800))
+        .await
+        .unwrap();
+    // Premise: MinIO's budget blocks the drain.
+    assert!(!report.complete(), "{report:#?}");
+    let msg = report.incomplete_message();
+    assert!(!msg.contains("BlockedPod"), "{msg}");
+    assert!(!msg.contains(" {"), "no Debug braces: {msg}");
+    assert!(
+        msg.contains(&format!("drain of {N3} did not finish")),
+        "{msg}"
+    );
+    for pod in [
+        "onecloud-minio/minio-2",
+        "onecloud-monitoring/monitor-minio-2",
+    ] {
+        let line = msg
+            .lines()
+            .find(|l| l.contains(pod))
+            .unwrap_or_else(|| panic!("{pod} not named: {msg}"));
+        assert!(line.contains("429"), "the API's code: {line}");
+        assert!(
+            line.contains("disruption budget"),
+            "the API's reason: {line}"
+        );
+        assert!(line.contains("what to do:"), "{line}");
+        assert!(line.contains("kubectl get pdb -n "), "{line}");
+    }
+    t.kube.uncordon(N3).await.unwrap();
+}
