@@ -42,6 +42,8 @@ pub struct LiveOptions {
     pub accept_new_host_keys: bool,
     /// SSH ports of nodes the state remembers, for nodes no longer declared.
     pub known_ssh_ports: BTreeMap<String, u16>,
+    /// How long etcd is observed again while its members answer without a leader.
+    pub etcd_election_wait: Duration,
 }
 
 impl Default for LiveOptions {
@@ -54,6 +56,7 @@ impl Default for LiveOptions {
             kube_connect_timeout: Duration::from_secs(5),
             accept_new_host_keys: false,
             known_ssh_ports: BTreeMap::new(),
+            etcd_election_wait: Duration::from_secs(15),
         }
     }
 }
@@ -326,7 +329,8 @@ impl Live {
         };
         let etcd_fut = async {
             let p = self.etcd()?;
-            in_own_task("the etcd read", async move { p.observe().await }).await
+            let wait = self.opts.etcd_election_wait;
+            in_own_task("the etcd read", async move { observe_etcd(&p, wait).await }).await
         };
         let spec = self.observe_spec();
         let order: Vec<(String, ObserveSpec)> = self
@@ -429,6 +433,32 @@ impl Live {
         };
         log_observation(&observed, started.elapsed());
         observed
+    }
+}
+
+/// Observes etcd; while members answer but none knows a leader (an election after the
+/// leader died or was cut off: seconds on a real cluster, ~7 s measured on k3s v1.21), looks
+/// again for up to `election_wait`, so that an election in progress is not reported as
+/// quorum lost. A cluster that really lost quorum costs this wait once, and the last
+/// observation that had a member list is kept (a survivor without quorum may exit while we
+/// wait, as k3s does: then the earlier look says more than the later one).
+async fn observe_etcd(p: &EtcdProvider, election_wait: Duration) -> k3splan_etcd::Observation {
+    let deadline = tokio::time::Instant::now() + election_wait;
+    let mut listed: Option<k3splan_etcd::Observation> = None;
+    loop {
+        let o = p.observe().await;
+        let answering = o.endpoints.iter().any(|e| e.reachable());
+        if o.health.leader.is_some() {
+            return o;
+        }
+        if !o.members.is_empty() {
+            listed = Some(o.clone());
+        }
+        if !answering || tokio::time::Instant::now() >= deadline {
+            return listed.unwrap_or(o);
+        }
+        tracing::info!("etcd members answer but know no leader (election in progress?); looking again");
+        tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }
 

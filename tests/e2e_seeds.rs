@@ -424,7 +424,19 @@ fn quorum_lost_plan_refuses_with_recovery_advice() {
     );
     let o = k3splan(&lab, &topo, &["apply", "--auto-approve"]);
     assert_eq!(code(&o), Some(1));
-    assert_eq!(lab.etcd().members.len(), 3, "nothing was changed");
+    let out = format!("{}{}", stdout(&o), String::from_utf8_lossy(&o.stderr));
+    assert!(
+        out.contains("Nothing will be changed") || out.contains("nothing was changed"),
+        "{out}"
+    );
+    assert!(!out.contains("Apply complete"), "{out}");
+    // The survivor's k3s exits ~10 s after it loses quorum (as k3s does, lab.md), so the
+    // member list may no longer be readable; when it is, no member was removed.
+    let members = lab.etcd().members;
+    assert!(
+        members.is_empty() || members.len() == 3,
+        "nothing was changed: {members:?}"
+    );
 }
 
 /// Issue 7: two applies started together — one runs, the other stops at once and names the
