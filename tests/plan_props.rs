@@ -212,6 +212,7 @@ fn build(c: &Case) -> (Topology, Observed, PlanOptions) {
         } else {
             BTreeSet::new()
         },
+        ..PlanOptions::default()
     };
     (desired, o, opts)
 }

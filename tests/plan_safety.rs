@@ -127,6 +127,7 @@ fn rule1_unreachable_host_of_a_ready_node_is_not_removed() {
     // With the flag: planned, but k3s is not uninstalled and a warning says so.
     let opts = PlanOptions {
         allow_unreachable: ["c".to_string()].into(),
+        ..PlanOptions::default()
     };
     let p = ok(plan(&t, &o, &opts));
     assert!(p.steps.iter().any(|s| s.address == Address::member("c")));

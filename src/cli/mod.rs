@@ -82,6 +82,10 @@ pub enum Command {
         /// Nodes whose unreachable hosts may be treated as gone.
         #[arg(long, value_name = "NODE")]
         allow_unreachable: Vec<String>,
+        /// Rebuild this node (drain, delete, remove its etcd member, uninstall, join again),
+        /// in this apply only. Repeatable; `-replace=node.NAME` as in Terraform.
+        #[arg(long = "replace", value_name = "node.NAME")]
+        replace: Vec<String>,
         /// How long to wait for the state lock, e.g. 30s.
         #[arg(long, default_value = "0s")]
         lock_timeout: String,
@@ -137,6 +141,10 @@ pub struct PlanArgs {
     /// Nodes whose unreachable hosts may be treated as gone (safety rule 1).
     #[arg(long, value_name = "NODE")]
     pub allow_unreachable: Vec<String>,
+    /// Plan the rebuild of this node (drain, delete, remove its etcd member, uninstall,
+    /// join again), for this plan only. Repeatable; `-replace=node.NAME` as in Terraform.
+    #[arg(long = "replace", value_name = "node.NAME")]
+    pub replace: Vec<String>,
     /// Add unknown SSH host keys to known_hosts (like OpenSSH's accept-new); a changed key
     /// is still refused.
     #[arg(long)]
@@ -194,7 +202,7 @@ pub fn use_color(no_color: bool, terminal: bool) -> bool {
 
 /// Parses the arguments and runs the command; returns the process exit code.
 pub fn run() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let cli = match Cli::try_parse_from(terraform_style_args(std::env::args_os())) {
         Ok(cli) => cli,
         Err(e) => {
             let _ = e.print();
@@ -221,6 +229,29 @@ pub fn run() -> ExitCode {
             ExitCode::from(EXIT_ERROR)
         }
     }
+}
+
+/// Accepts Terraform's single-dash spelling of `-replace` (`-replace=node.NAME`,
+/// `-replace node.NAME`) as `--replace`. Nothing after `--` is touched.
+pub fn terraform_style_args(
+    args: impl IntoIterator<Item = std::ffi::OsString>,
+) -> Vec<std::ffi::OsString> {
+    let mut after_dashes = false;
+    args.into_iter()
+        .map(|a| {
+            if after_dashes {
+                return a;
+            }
+            match a.to_str() {
+                Some("--") => {
+                    after_dashes = true;
+                    a
+                }
+                Some(s) if s == "-replace" || s.starts_with("-replace=") => format!("-{s}").into(),
+                _ => a,
+            }
+        })
+        .collect()
 }
 
 fn init_tracing(verbose: u8) {
@@ -261,6 +292,7 @@ pub fn try_main(cli: Cli) -> Result<u8, CliError> {
             g,
             &ops::LiveFlags {
                 allow_unreachable: a.allow_unreachable.clone(),
+                replace: a.replace.clone(),
                 accept_new_host_keys: a.accept_new_host_keys,
                 parallelism: a.parallelism.into(),
             },
@@ -272,6 +304,7 @@ pub fn try_main(cli: Cli) -> Result<u8, CliError> {
             plan_file,
             auto_approve,
             allow_unreachable,
+            replace,
             lock_timeout,
             accept_new_host_keys,
             parallelism,
@@ -279,6 +312,7 @@ pub fn try_main(cli: Cli) -> Result<u8, CliError> {
             g,
             &ops::LiveFlags {
                 allow_unreachable: allow_unreachable.clone(),
+                replace: replace.clone(),
                 accept_new_host_keys: *accept_new_host_keys,
                 parallelism: (*parallelism).into(),
             },

@@ -1361,6 +1361,27 @@ impl Loader<'_> {
                     .collect::<BTreeMap<_, _>>()
             })
             .unwrap_or_default();
+        // `replace = true` was a persistent attribute: left in the file, it replaced the node
+        // again on every apply (issue 13). A replacement is a one-shot command-line request.
+        if let Some(r) = bool_of(&v, "replace") {
+            let span = v["replace"].attr.key_span.clone();
+            let how = format!(
+                "remove it and run `k3splan apply -replace=node.{name}` (one-shot: recorded in the saved plan and the apply journal, never repeated)"
+            );
+            if r {
+                self.err(
+                    b.file,
+                    span,
+                    format!("`replace = true` is no longer supported: as an attribute it stays in the file and replaces node \"{name}\" again on every apply; {how}"),
+                );
+            } else {
+                self.warn(
+                    b.file,
+                    span,
+                    format!("`replace` is deprecated and has no effect; {how} when node \"{name}\" must be rebuilt"),
+                );
+            }
+        }
         let ssh = self.build_ssh(b.child("ssh"), ctx, ssh_default);
         Some(Node {
             name,
@@ -1371,7 +1392,7 @@ impl Loader<'_> {
             ssh,
             labels,
             taints,
-            replace: bool_of(&v, "replace").unwrap_or(false),
+            replace: false,
         })
     }
 
