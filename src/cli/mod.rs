@@ -529,3 +529,38 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), CliError> {
     tmp.persist(path).map_err(|e| io_err(e.error))?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 13: Terraform's spelling `-replace=node.NAME` (repeatable) parses, for `plan`
+    /// and `apply`, as `--replace` does.
+    #[test]
+    fn issue13_terraform_style_replace_flag_parses() {
+        let args = |v: &[&str]| terraform_style_args(v.iter().map(std::ffi::OsString::from));
+        let cli = Cli::try_parse_from(args(&[
+            "k3splan",
+            "plan",
+            "-replace=node.a",
+            "-replace",
+            "node.b",
+            "--replace=node.c",
+        ]))
+        .expect("parses");
+        let Command::Plan(p) = cli.command else {
+            panic!("plan")
+        };
+        assert_eq!(p.replace, ["node.a", "node.b", "node.c"]);
+        let cli = Cli::try_parse_from(args(&["k3splan", "apply", "-replace=node.a"])).unwrap();
+        let Command::Apply { replace, .. } = cli.command else {
+            panic!("apply")
+        };
+        assert_eq!(replace, ["node.a"]);
+        // After `--`, nothing is rewritten.
+        assert_eq!(
+            args(&["k3splan", "--", "-replace=x"])[2],
+            std::ffi::OsString::from("-replace=x")
+        );
+    }
+}

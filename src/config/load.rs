@@ -2143,6 +2143,44 @@ mod tests {
         );
     }
 
+    /// Issue 13: `replace = true` replaced the node on every apply while it stayed in the
+    /// file. It is refused, pointing to the one-shot `-replace=node.NAME`; `replace = false`
+    /// is a deprecation warning. On main both were accepted silently.
+    #[test]
+    fn issue13_replace_attribute_is_refused_pointing_to_the_flag() {
+        let l = load_env(
+            &format!(
+                "{CLUSTER}{}",
+                node("a", "10.0.0.1", "\"server\"", "  replace = true\n")
+            ),
+            &[("K3S_TOKEN", "tok")],
+        );
+        let errs: Vec<_> = l
+            .diagnostics
+            .iter()
+            .filter(|d| d.is_error())
+            .map(|d| d.message.clone())
+            .collect();
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert!(errs[0].contains("-replace=node.a"), "{errs:?}");
+        assert!(errs[0].contains("every apply"), "{errs:?}");
+        let l = load_env(
+            &format!(
+                "{CLUSTER}{}",
+                node("a", "10.0.0.1", "\"server\"", "  replace = false\n")
+            ),
+            &[("K3S_TOKEN", "tok")],
+        );
+        assert!(!l.diagnostics.has_errors());
+        assert!(
+            l.diagnostics
+                .iter()
+                .any(|d| !d.is_error() && d.message.contains("-replace=node.a")),
+            "deprecation warning"
+        );
+        assert!(!l.topology.unwrap().nodes[0].replace);
+    }
+
     #[test]
     fn vip_priorities() {
         let src = format!(
