@@ -192,7 +192,7 @@ fn desired_node_that_is_dead_is_not_destroyed_but_reported() {
     assert!(
         p.warnings
             .iter()
-            .any(|w| w.contains("etcd_member.c") && w.contains("replace = true"))
+            .any(|w| w.contains("etcd_member.c") && w.contains("-replace=node.c"))
     );
 }
 
