@@ -385,8 +385,9 @@ fn kill_at_and_converge(lab: &Lab, topo: &Path, point: &str) -> Result<(), Strin
 /// and between the last step and the final state write; after each, a re-apply converges.
 ///
 /// Each kill point needs its own freshly broken cluster, so each runs in its own lab; the
-/// labs run `K3SPLAN_CRASH_PARALLEL` at a time (default 4; the labs mostly wait, on
-/// heartbeat grace and joins) to keep the wall time to a few minutes.
+/// labs run `K3SPLAN_CRASH_PARALLEL` at a time (default 2: each lab runs three etcd members,
+/// and with more labs at once on a loaded 2-core machine etcd lost its leader in the lab
+/// itself) — about 8 minutes for the 21 kill points.
 #[test]
 fn issue13_seed004_killed_at_every_step_boundary_converges() {
     if let Some(r) = k3splan_lab::skip_reason() {
@@ -429,11 +430,23 @@ fn issue13_seed004_killed_at_every_step_boundary_converges() {
     let parallel: usize = std::env::var("K3SPLAN_CRASH_PARALLEL")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(4)
+        .unwrap_or(2)
         .max(1);
     let check = |lab: &Lab, topo: &Path, point: &str| {
         let t0 = Instant::now();
-        let r = kill_at_and_converge(lab, topo, point);
+        // A panic (the hold point never reached, a lab error) is this point's failure; the
+        // other points still run and every failure is reported.
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            kill_at_and_converge(lab, topo, point)
+        }))
+        .unwrap_or_else(|e| {
+            let msg = e
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_default();
+            Err(format!("kill at {point}: panicked: {msg}"))
+        });
         eprintln!(
             "kill point {point}: {} in {:.0?}",
             if r.is_ok() { "converged" } else { "FAILED" },

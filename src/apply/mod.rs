@@ -159,13 +159,34 @@ pub fn resume_replacements(
     (set, notes)
 }
 
+/// Replacements an interrupted apply recorded whose old node is removed but whose rebuilt
+/// node has not rejoined: not replaced again, but still recorded in the next journal so that
+/// a second interruption does not forget them.
+pub fn replacements_in_progress(state: Option<&State>) -> BTreeSet<String> {
+    let Some(j) = state
+        .and_then(|s| s.journal.as_ref())
+        .filter(|j| j.interrupted())
+    else {
+        return BTreeSet::new();
+    };
+    j.replace
+        .iter()
+        .filter(|r| {
+            r.removal_steps.iter().all(|&i| j.step_done(i))
+                && !r.rejoin_step.is_some_and(|i| j.step_done(i))
+        })
+        .map(|r| r.node.clone())
+        .collect()
+}
+
 /// The journal's replacement records for `plan`: for each node being replaced (and each
 /// node whose replacement an interrupted apply left half done), the steps that remove the
-/// old node and the step that rejoins it.
+/// old node and the step that rejoins it. Every node named is recorded, with no steps when
+/// the plan has none for it (its removal is done: a resumed apply never repeats it).
 pub fn replacements_in(plan: &Plan, nodes: &BTreeSet<String>) -> Vec<JournalReplacement> {
     nodes
         .iter()
-        .filter_map(|n| {
+        .map(|n| {
             let joins = |s: &Step| {
                 s.operations.iter().any(|op| {
                     matches!(op, Operation::JoinServer { node, .. } | Operation::JoinAgent { node, .. } if node == n)
@@ -181,11 +202,11 @@ pub fn replacements_in(plan: &Plan, nodes: &BTreeSet<String>) -> Vec<JournalRepl
                 .map(|s| s.id)
                 .collect();
             let rejoin_step = plan.steps.iter().find(|s| joins(s)).map(|s| s.id);
-            (!removal_steps.is_empty() || rejoin_step.is_some()).then(|| JournalReplacement {
+            JournalReplacement {
                 node: n.clone(),
                 removal_steps,
                 rejoin_step,
-            })
+            }
         })
         .collect()
 }

@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use crate::apply::{
     self, Executor, Progress, SAVED_PLAN_VERSION, SavedPlan, Waits, config_digest, plan_id,
-    prune_cordons, record_managed, resume_replacements, sha256_hex, test_hold,
+    prune_cordons, record_managed, replacements_in_progress, resume_replacements, sha256_hex,
+    test_hold,
 };
 use crate::config::{Backend, Topology};
 use crate::live::{Live, LiveOptions};
@@ -458,7 +459,11 @@ pub fn cmd_apply(
     let r = rt.block_on(apply::run_plan(
         &exec,
         &plan,
-        &opts.replace,
+        &opts
+            .replace
+            .union(&replacements_in_progress(Some(&state)))
+            .cloned()
+            .collect(),
         &backend,
         &lock,
         &mut state,
