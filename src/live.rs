@@ -17,15 +17,15 @@ use std::time::Duration;
 use k3splan_etcd::{EtcdConfig, EtcdProvider, TlsFiles};
 use k3splan_host::{
     ConfigFile, HostFacts, HostObservation, HostPool, K3sLayout, ManifestFile, ObserveSpec,
-    ServiceManager, ServiceState,
+    ServiceManager, ServiceState, UnreachableKind,
 };
 use k3splan_kube::{AddonRef, KubeProvider, KubeSettings, ObserveRequest, PodScope, Readiness};
 
 use crate::config::{Topology, model::DEFAULT_ADDONS};
 use crate::observed::{
-    AddonDeployment, EtcdDataDir, EtcdMember, EtcdState, Fact, HostState, K3sConfigFile,
-    K3sInstall, KeepalivedManifest, KubeNode, KubeState, MemberHealth, Observed, Pod, Pvc,
-    url_host,
+    AddonDeployment, EtcdDataDir, EtcdMember, EtcdState, Fact, HostState, HostUnknown,
+    K3sConfigFile, K3sInstall, KeepalivedManifest, KubeNode, KubeState, MemberHealth, Observed,
+    Pod, Pvc, url_host,
 };
 use crate::plan::files::mask_secrets;
 
@@ -282,6 +282,7 @@ impl Live {
 
     /// Reads everything, concurrently, and maps it into [`Observed`].
     pub async fn observe(&mut self) -> Observed {
+        let started = std::time::Instant::now();
         let addons: Vec<AddonRef> = if self.topology.addons.is_empty() {
             DEFAULT_ADDONS
                 .iter()
@@ -389,6 +390,7 @@ impl Live {
             Err(e) => Fact::unknown(format!("etcd: {e}")),
         };
         let mut host_states = BTreeMap::new();
+        let mut host_failures = BTreeMap::new();
         for (name, obs) in hosts {
             let fact = match obs {
                 HostObservation::Reachable(facts) => {
@@ -409,18 +411,69 @@ impl Live {
                         &etcd_state,
                     ))
                 }
-                HostObservation::Unreachable { reason, .. } => Fact::unknown(reason),
+                HostObservation::Unreachable { reason, kind } => {
+                    host_failures.insert(name.clone(), host_unknown(kind));
+                    Fact::unknown(reason)
+                }
             };
             host_states.insert(name, fact);
         }
-        Observed {
+        let observed = Observed {
             kube: match kube {
                 Ok(k) => Fact::Known(map_kube(k)),
                 Err(e) => Fact::unknown(format!("Kubernetes API: {e}")),
             },
             etcd: etcd_state,
             hosts: host_states,
+            host_failures,
+        };
+        log_observation(&observed, started.elapsed());
+        observed
+    }
+}
+
+/// One `-v` line per source: what was read, and why a source is unknown.
+fn log_observation(o: &Observed, elapsed: Duration) {
+    match &o.kube {
+        Fact::Known(k) => tracing::info!(
+            nodes = k.nodes.len(),
+            pods = k.pods.len(),
+            pvcs = k.pvcs.len(),
+            "Kubernetes API read"
+        ),
+        Fact::Unknown { reason } => tracing::info!(%reason, "Kubernetes API unknown"),
+    }
+    match &o.etcd {
+        Fact::Known(e) => tracing::info!(
+            members = e.members.len(),
+            healthy = e.members.iter().filter(|m| m.is_healthy()).count(),
+            "etcd read"
+        ),
+        Fact::Unknown { reason } => tracing::info!(%reason, "etcd unknown"),
+    }
+    for (name, h) in &o.hosts {
+        if let Fact::Unknown { reason } = h {
+            tracing::info!(host = %name, %reason, "host unknown");
         }
+    }
+    let read = o.hosts.values().filter(|h| h.is_known()).count();
+    tracing::info!(
+        hosts = o.hosts.len(),
+        read,
+        elapsed_ms = elapsed.as_millis() as u64,
+        "observed the cluster"
+    );
+}
+
+/// What an SSH failure says about the host (see [`HostUnknown`]).
+fn host_unknown(kind: UnreachableKind) -> HostUnknown {
+    match kind {
+        UnreachableKind::Network => HostUnknown::Refused,
+        UnreachableKind::Timeout => HostUnknown::Unanswered,
+        UnreachableKind::Auth => HostUnknown::Credentials,
+        UnreachableKind::HostKeyChanged => HostUnknown::HostKeyChanged,
+        UnreachableKind::HostKey => HostUnknown::HostKeyUnknown,
+        UnreachableKind::ObserveFailed => HostUnknown::ObserveFailed,
     }
 }
 

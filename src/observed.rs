@@ -59,8 +59,48 @@ pub struct Observed {
     pub kube: Fact<KubeState>,
     /// The etcd member API side.
     pub etcd: Fact<EtcdState>,
-    /// Per node name: what SSH saw on the host (`Unknown` = unreachable, with the reason).
+    /// Per node name: what SSH saw on the host (`Unknown` = not observed, with the reason).
     pub hosts: BTreeMap<String, Fact<HostState>>,
+    /// Per node name whose host is unknown: what kind of failure it was. A host missing here
+    /// (older fixtures, saved observations) counts as [`HostUnknown::Unanswered`]: the
+    /// conservative reading.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub host_failures: BTreeMap<String, HostUnknown>,
+}
+
+/// Why a host is unknown, as far as it tells anything about the host's liveness.
+///
+/// Only [`HostUnknown::Refused`] is (weak) evidence that the host is down: something at
+/// its address answered that nothing listens on the SSH port, or the network has no route
+/// to it. Every other kind says nothing about the host: a connect that timed out may be a
+/// live host behind a partition, and a credential or host-key failure is a problem on the
+/// operator's side.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HostUnknown {
+    /// Connection refused, reset or no route to host.
+    Refused,
+    /// Nothing answered within the connect timeout (or the kind was not recorded).
+    Unanswered,
+    /// Authentication failed, or the private key could not be loaded.
+    Credentials,
+    /// The host key is not in known_hosts, or known_hosts cannot be read.
+    HostKeyUnknown,
+    /// The host offered a key different from the recorded one: possible man-in-the-middle.
+    HostKeyChanged,
+    /// Connected and authenticated, but the observation failed.
+    ObserveFailed,
+}
+
+impl HostUnknown {
+    /// How the plan names a host of this kind: "unreachable" only for a refused connection
+    /// (the host looks down), "unknown" for everything else.
+    pub fn word(self) -> &'static str {
+        match self {
+            HostUnknown::Refused => "unreachable",
+            _ => "unknown",
+        }
+    }
 }
 
 impl Observed {
@@ -70,6 +110,20 @@ impl Observed {
             Some(Fact::Known(h)) => Fact::Known(h),
             Some(Fact::Unknown { reason }) => Fact::unknown(reason.clone()),
             None => Fact::unknown("host was not observed"),
+        }
+    }
+
+    /// Why the host of `node` is unknown (`None` when it is known). A host without a
+    /// recorded kind is [`HostUnknown::Unanswered`].
+    pub fn host_failure(&self, node: &str) -> Option<HostUnknown> {
+        match self.hosts.get(node) {
+            Some(Fact::Known(_)) => None,
+            _ => Some(
+                self.host_failures
+                    .get(node)
+                    .copied()
+                    .unwrap_or(HostUnknown::Unanswered),
+            ),
         }
     }
 }

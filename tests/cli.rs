@@ -352,3 +352,28 @@ fn usage_errors_exit_1_not_the_changes_present_code() {
     assert_eq!(o.status.code(), Some(0));
     assert!(text(&o.stdout).contains("--detailed-exitcode"));
 }
+
+/// issue 13: `-v` adds info lines (what was read, what is unknown); without it, none.
+#[test]
+fn issue13_verbose_adds_info_lines_and_quiet_has_none() {
+    let dir = unreachable_topology();
+    let cfg = dir.path().to_str().unwrap();
+    let state = dir.path().join("state/k3splan.state.json");
+    let args = ["plan", "-c", cfg, "--state", state.to_str().unwrap()];
+    let quiet = run(&args);
+    assert!(
+        !text(&quiet.stderr).contains("INFO"),
+        "{}",
+        text(&quiet.stderr)
+    );
+    let mut v = args.to_vec();
+    v.push("-v");
+    let o = run(&v);
+    let err = text(&o.stderr);
+    assert!(
+        err.contains("INFO") && err.contains("observed the cluster"),
+        "{err}"
+    );
+    assert!(err.contains("Kubernetes API unknown"), "{err}");
+    assert!(!err.contains("DEBUG"), "-v is info, not debug: {err}");
+}

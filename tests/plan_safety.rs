@@ -99,10 +99,7 @@ fn rule1_unreachable_host_of_a_ready_node_is_not_removed() {
     let mut t = three();
     t.nodes.retain(|n| n.name != "c");
     let mut o = observed_matching(&three());
-    o.hosts.insert(
-        "c".into(),
-        Fact::unknown("ssh 10.0.0.3:22: no route to host"),
-    );
+    host_refused(&mut o, "c", "ssh 10.0.0.3:22: no route to host");
     let r = refusal(plan(&t, &o, &PlanOptions::default()));
     let v = &r.violations[0];
     assert_eq!(v.rule, Rule::NeverDestroyFromUnknown);
@@ -137,7 +134,11 @@ fn rule1_unreachable_host_of_a_ready_node_is_not_removed() {
             .flat_map(|s| &s.operations)
             .any(|op| matches!(op, Operation::UninstallK3s { .. }))
     );
-    assert!(p.warnings.iter().any(|w| w.contains("not uninstalled")));
+    assert!(
+        p.warnings
+            .iter()
+            .any(|w| w.contains("will not be uninstalled"))
+    );
 }
 
 #[test]
@@ -145,7 +146,7 @@ fn rule1_dead_by_all_sources_is_removed_without_the_flag_and_without_eviction() 
     let mut t = three();
     t.nodes.retain(|n| n.name != "c");
     let mut o = observed_matching(&three());
-    o.hosts.insert("c".into(), Fact::unknown("timeout"));
+    host_refused(&mut o, "c", "ssh 10.0.0.3:22: connection refused");
     set_ready(&mut o, "c", false);
     set_member(&mut o, "c", dead());
     let p = ok(plan(&t, &o, &PlanOptions::default()));
@@ -189,11 +190,149 @@ fn desired_node_that_is_dead_is_not_destroyed_but_reported() {
     set_member(&mut o, "c", dead());
     let p = ok(plan(&t, &o, &PlanOptions::default()));
     assert!(p.steps.is_empty(), "{:?}", p.steps);
+    // issue 13: a dead declared member is drift (exit 2 under --detailed-exitcode), with
+    // what to do; and its unread host makes the plan incomplete (exit 1) until accepted.
+    let d = p
+        .drift
+        .iter()
+        .find(|d| d.address == "etcd_member.c")
+        .unwrap_or_else(|| panic!("dead member is drift: {:?}", p.drift));
+    assert!(!d.planned);
+    assert!(
+        d.note.as_deref().unwrap().contains("-replace=node.c"),
+        "{d:?}"
+    );
+    assert!(!p.is_complete(), "host c was not read: {:?}", p.unknown);
+    assert_eq!(render::detailed_exitcode(&Ok(p)), 1);
+    let opts = PlanOptions {
+        allow_unreachable: ["c".to_string()].into(),
+        ..PlanOptions::default()
+    };
+    let p = ok(plan(&t, &o, &opts));
+    assert!(p.is_complete());
+    let text = render::text(&Ok(p.clone()), TextOptions::default());
+    assert!(!text.contains("No changes."), "{text}");
+    assert!(text.contains("etcd_member.c.health"), "{text}");
+    assert_eq!(render::detailed_exitcode(&Ok(p)), 2);
+}
+
+/// issue 13: a declared server whose member is dead while its host answers (rebuilt empty)
+/// is drift, not "No changes.": `plan --detailed-exitcode` exits 2.
+#[test]
+fn issue13_dead_member_of_a_reachable_declared_server_is_drift_exit_2() {
+    let t = three();
+    let mut o = observed_matching(&t);
+    set_member(&mut o, "c", dead());
+    let p = ok(plan(&t, &o, &PlanOptions::default()));
+    assert!(p.is_complete());
+    assert!(
+        p.drift
+            .iter()
+            .any(|d| d.address == "etcd_member.c" && d.attribute == "health"),
+        "{:?}",
+        p.drift
+    );
+    let text = render::text(&Ok(p.clone()), TextOptions::default());
+    assert!(!text.contains("No changes."), "{text}");
+    assert_eq!(render::detailed_exitcode(&Ok(p)), 2);
+}
+
+/// issue 13: with every host unknown (known_hosts missing, wrong key), the plan is
+/// incomplete: it never says "No changes." and exits 1, naming each host and why; accepted
+/// hosts are warnings.
+#[test]
+fn issue13_unknown_declared_hosts_make_the_plan_incomplete_never_no_changes() {
+    let t = three();
+    let mut o = observed_matching(&t);
+    for n in ["a", "b", "c"] {
+        o.hosts.insert(
+            n.into(),
+            Fact::unknown(format!(
+                "ssh {n}: authentication as root failed (tried key)"
+            )),
+        );
+        o.host_failures
+            .insert(n.into(), k3splan::observed::HostUnknown::Credentials);
+    }
+    let r = plan(&t, &o, &PlanOptions::default());
+    let p = ok(r.clone());
+    assert!(p.steps.is_empty() && !p.is_complete(), "{p:?}");
+    assert_eq!(p.unknown.len(), 3);
+    let text = render::text(&r, TextOptions::default());
+    assert!(!text.contains("No changes."), "{text}");
+    assert!(
+        text.contains("the plan is incomplete: 3 declared sources"),
+        "{text}"
+    );
+    assert!(
+        text.contains("host.a is unknown: ssh a: authentication as root failed"),
+        "{text}"
+    );
+    assert_eq!(render::detailed_exitcode(&r), 1);
+    let json = render::json_value(&r);
+    assert_eq!(json["complete"], false, "{json}");
+    assert_eq!(json["unknown"].as_array().unwrap().len(), 3);
+    // Accepting all three: complete, and the text lists them as warnings.
+    let opts = PlanOptions {
+        allow_unreachable: ["a", "b", "c"].iter().map(|s| s.to_string()).collect(),
+        ..PlanOptions::default()
+    };
+    let r = plan(&t, &o, &opts);
+    assert!(ok(r.clone()).is_complete());
+    let text = render::text(&r, TextOptions::default());
+    assert!(
+        text.contains("Warning: host.b is unknown (accepted"),
+        "{text}"
+    );
+    assert_eq!(render::detailed_exitcode(&r), 0);
+}
+
+/// issue 13: a removed node whose host did not answer in time (it may be alive behind a
+/// partition) is not removed without --allow-unreachable, even when its Node is NotReady and
+/// its member dead; the plan says "unknown", not "unreachable", and with the flag it warns
+/// that k3s will not be uninstalled.
+#[test]
+fn issue13_removing_a_silent_host_needs_the_flag_and_says_unknown() {
+    let mut t = three();
+    t.nodes.retain(|n| n.name != "c");
+    let mut o = observed_matching(&three());
+    host_silent(
+        &mut o,
+        "c",
+        "ssh c: connect to 10.0.0.3:22 timed out after 10s",
+    );
+    set_ready(&mut o, "c", false);
+    set_member(&mut o, "c", dead());
+    let r = refusal(plan(&t, &o, &PlanOptions::default()));
+    let v = &r.violations[0];
+    assert_eq!(v.rule, Rule::NeverDestroyFromUnknown);
+    assert!(
+        v.message.contains("is unknown") && v.message.contains("partition"),
+        "{}",
+        v.message
+    );
+    assert!(
+        v.advice
+            .as_deref()
+            .unwrap()
+            .contains("--allow-unreachable c")
+    );
+    let opts = PlanOptions {
+        allow_unreachable: ["c".to_string()].into(),
+        ..PlanOptions::default()
+    };
+    let p = ok(plan(&t, &o, &opts));
+    assert!(p.steps.iter().any(|s| s.address == Address::member("c")));
     assert!(
         p.warnings
             .iter()
-            .any(|w| w.contains("etcd_member.c") && w.contains("-replace=node.c"))
+            .any(|w| w.contains("node.c: host unknown") && w.contains("will not be uninstalled")),
+        "{:?}",
+        p.warnings
     );
+    let json = render::json(&Ok(p));
+    assert!(json.contains("\"unknown: ssh c: connect"), "{json}");
+    assert!(!json.contains("unreachable: ssh c"), "{json}");
 }
 
 // ---------------------------------------------------------------- rule 2
@@ -279,7 +418,7 @@ fn rule3_replacement_of_a_failed_member_removes_before_it_adds() {
     let mut o = observed_matching(&three());
     set_member(&mut o, "c", dead());
     set_ready(&mut o, "c", false);
-    o.hosts.insert("c".into(), Fact::unknown("timeout"));
+    host_refused(&mut o, "c", "ssh 10.0.0.3:22: connection refused");
     o.hosts
         .insert("d".into(), Fact::Known(HostState::default()));
     let p = ok(plan(&t, &o, &PlanOptions::default()));

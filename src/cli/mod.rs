@@ -192,6 +192,9 @@ pub enum CliError {
     Output(#[source] io::Error),
     #[error("{0}")]
     Message(String),
+    /// A command line that parses but names something that does not exist.
+    #[error("usage: {0}")]
+    Usage(String),
 }
 
 /// Whether to colour output: not with `--no-color`, not when `NO_COLOR` is set (non-empty),

@@ -198,6 +198,47 @@ fn sources_unknown(o: &Observed) -> Option<String> {
     })
 }
 
+/// Checks that must pass before anything is planned from an observation (both fail the
+/// command and change nothing):
+/// - a host offering a host key other than the one known_hosts records is a possible
+///   man-in-the-middle: stop, naming the host with the expected and offered fingerprints;
+/// - every `--allow-unreachable` name must be a node (declared or observed) or an etcd
+///   member: a typo would otherwise accept nothing, silently.
+fn check_observation(t: &Topology, o: &Observed, flags: &LiveFlags) -> Result<(), CliError> {
+    let changed: Vec<String> = o
+        .host_failures
+        .iter()
+        .filter(|(_, k)| **k == crate::observed::HostUnknown::HostKeyChanged)
+        .filter_map(|(n, _)| o.hosts.get(n).and_then(|f| f.unknown_reason()))
+        .map(str::to_string)
+        .collect();
+    if !changed.is_empty() {
+        return Err(CliError::Message(format!(
+            "refusing to continue, nothing was changed: {}",
+            changed.join("; ")
+        )));
+    }
+    let mut known = crate::live::known_nodes(o);
+    known.extend(t.nodes.iter().map(|n| n.name.clone()));
+    if let Some(e) = o.etcd.known() {
+        known.extend(e.members.iter().map(|m| m.name.clone()));
+    }
+    let bad: Vec<&str> = flags
+        .allow_unreachable
+        .iter()
+        .filter(|n| !known.contains(*n))
+        .map(String::as_str)
+        .collect();
+    if !bad.is_empty() {
+        return Err(CliError::Usage(format!(
+            "--allow-unreachable {}: no declared or observed node, and no etcd member, has that name (nodes: {})",
+            bad.join(", "),
+            known.iter().cloned().collect::<Vec<_>>().join(", ")
+        )));
+    }
+    Ok(())
+}
+
 fn observed_digest(o: &Observed) -> String {
     sha256_hex(&serde_json::to_vec(o).unwrap_or_default())
 }
@@ -238,6 +279,10 @@ pub fn cmd_plan(
         rt.block_on(live.hosts.close_all());
         return Err(CliError::Message(why));
     }
+    if let Err(e) = check_observation(&t, &observed, flags) {
+        rt.block_on(live.hosts.close_all());
+        return Err(e);
+    }
     let opts = plan_options(&flags.allow_unreachable, replace, state.as_ref());
     let mut result = plan::plan(&t, &observed, &opts);
     if let Ok(p) = &mut result {
@@ -249,7 +294,11 @@ pub fn cmd_plan(
         }
     }
     out(render_result(&result, json, color_out).as_bytes())?;
-    if let (Some(path), Ok(p)) = (save, &result) {
+    let incomplete = result.as_ref().is_ok_and(|p| !p.is_complete());
+    if incomplete && save.is_some() && !json {
+        out(b"\nThe plan is incomplete: it was not saved.\n")?;
+    }
+    if let (Some(path), Ok(p), false) = (save, &result, incomplete) {
         let saved = SavedPlan {
             format_version: SAVED_PLAN_VERSION,
             k3splan_version: env!("CARGO_PKG_VERSION").into(),
@@ -277,6 +326,8 @@ pub fn cmd_plan(
     rt.block_on(live.hosts.close_all());
     match &result {
         Err(_) => Ok(EXIT_ERROR),
+        // Sources were not read: never "no changes", with or without --detailed-exitcode.
+        Ok(p) if !p.is_complete() => Ok(EXIT_ERROR),
         // An interrupted apply is something to do (its result is not recorded): never 0.
         Ok(_) if detailed && interrupted.is_some() => Ok(super::EXIT_CHANGES),
         Ok(_) if detailed => Ok(render::detailed_exitcode(&result) as u8),
@@ -389,6 +440,10 @@ pub fn cmd_apply(
         rt.block_on(live.hosts.close_all());
         return Err(CliError::Message(format!("{why}; nothing was changed")));
     }
+    if let Err(e) = check_observation(&t, &observed, flags) {
+        rt.block_on(live.hosts.close_all());
+        return Err(e);
+    }
     let allow: &[String] = match &saved {
         Some(s) => &s.allow_unreachable,
         None => &flags.allow_unreachable,
@@ -399,6 +454,14 @@ pub fn cmd_apply(
         (Err(_), _) => {
             out(render_result(&result, false, color_out).as_bytes())?;
             return Ok(EXIT_ERROR);
+        }
+        (Ok(p), _) if !p.is_complete() => {
+            out(render_result(&result, false, color_out).as_bytes())?;
+            rt.block_on(live.hosts.close_all());
+            return Err(CliError::Message(
+                "the plan is incomplete (declared sources could not be read); nothing was changed"
+                    .into(),
+            ));
         }
         (Ok(p), Some(sp)) => {
             if plan_id(p) != plan_id(&sp.plan) {

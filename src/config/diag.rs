@@ -38,8 +38,13 @@ pub struct SourceFile {
 }
 
 impl SourceFile {
+    /// A leading UTF-8 byte order mark is dropped: it is not part of the text, and positions
+    /// count from the first character after it.
     pub fn new(path: impl Into<PathBuf>, text: impl Into<String>) -> Self {
-        let text = text.into();
+        let mut text = text.into();
+        if text.starts_with(BOM) {
+            text.drain(..BOM.len_utf8());
+        }
         let mut line_starts = vec![0];
         line_starts.extend(text.match_indices('\n').map(|(i, _)| i + 1));
         SourceFile {
@@ -51,7 +56,7 @@ impl SourceFile {
 
     /// 1-based (line, column) of a byte offset; the column counts characters.
     pub fn line_col(&self, offset: usize) -> (usize, usize) {
-        let offset = offset.min(self.text.len());
+        let offset = floor_char_boundary(&self.text, offset);
         let line = match self.line_starts.binary_search(&offset) {
             Ok(i) => i,
             Err(i) => i - 1,
@@ -65,16 +70,124 @@ impl SourceFile {
     pub fn line_text(&self, line: usize) -> &str {
         let start = self
             .line_starts
-            .get(line - 1)
+            .get(line.wrapping_sub(1))
             .copied()
             .unwrap_or(self.text.len());
         let end = self
             .line_starts
             .get(line)
-            .map(|e| e - 1)
+            .map(|e| e.saturating_sub(1))
             .unwrap_or(self.text.len());
-        self.text[start..end.max(start)].trim_end_matches('\r')
+        slice(&self.text, start..end).trim_end_matches('\r')
     }
+}
+
+/// The UTF-8 byte order mark some editors put at the start of a file.
+pub const BOM: char = '\u{feff}';
+
+/// The largest char boundary of `s` at or before `i` (`s.len()` when `i` is past the end).
+fn floor_char_boundary(s: &str, i: usize) -> usize {
+    let mut i = i.min(s.len());
+    while !s.is_char_boundary(i) {
+        i -= 1;
+    }
+    i
+}
+
+/// `s[range]` that never panics: both ends are moved back to char boundaries and clamped to
+/// the text (spans come from parsers and arithmetic such as `offset..offset + 1`, which may
+/// end inside a multi-byte character).
+pub fn slice(s: &str, range: Range<usize>) -> &str {
+    let start = floor_char_boundary(s, range.start);
+    let end = floor_char_boundary(s, range.end).max(start);
+    &s[start..end]
+}
+
+/// Longest value quoted in full in a diagnostic, in characters; longer ones are cut.
+pub const QUOTE_MAX_CHARS: usize = 60;
+
+/// `s` in double quotes, for a diagnostic message: control characters (and the quote) escaped
+/// so the value cannot break the line or the terminal, and a value longer than
+/// [`QUOTE_MAX_CHARS`] cut to its start with its size: `"aaaa…" (52428800 bytes)`. Every value
+/// a diagnostic quotes goes through here (or [`code`]), so no input is echoed at length.
+pub fn quote(s: &str) -> String {
+    quote_with(s, Some('"'), QUOTE_MAX_CHARS, true)
+}
+
+/// Like [`quote`], in backticks: for names and expressions taken from the source.
+pub fn code(s: &str) -> String {
+    quote_with(s, Some('`'), QUOTE_MAX_CHARS, true)
+}
+
+/// Like [`quote`], without quotes: for names in running text (`cycle: local.a → local.b`).
+pub fn shown(s: &str) -> String {
+    quote_with(s, None, QUOTE_MAX_CHARS, true)
+}
+
+/// Longest message a diagnostic keeps, in characters: the last guard against a message that
+/// embeds a value some library formatted in full.
+const MESSAGE_MAX_CHARS: usize = 1000;
+
+fn clip(message: String) -> String {
+    if message.len() <= MESSAGE_MAX_CHARS {
+        return message;
+    }
+    quote_with(&message, None, MESSAGE_MAX_CHARS, false)
+}
+
+fn quote_with(s: &str, q: Option<char>, max: usize, escape: bool) -> String {
+    let mut out = String::with_capacity(s.len().min(max * 2) + 2);
+    out.extend(q);
+    let mut cut = false;
+    for (shown, c) in s.chars().enumerate() {
+        if shown == max {
+            cut = true;
+            break;
+        }
+        if Some(c) == q {
+            out.push('\\');
+            out.push(c);
+        } else if escape && c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    if cut {
+        out.push('…');
+        out.extend(q);
+        out.push_str(&format!(" ({} bytes)", s.len()));
+    } else {
+        out.extend(q);
+    }
+    out
+}
+
+/// Longest source line shown under a diagnostic, in characters; a longer one is shown as a
+/// window around the column.
+const SOURCE_MAX_CHARS: usize = 120;
+
+/// The part of `line` to show for a caret at 1-based `col` of `width` characters: the text,
+/// and the caret's column and width in it.
+fn source_window(line: &str, col: usize, width: usize) -> (String, usize, usize) {
+    let len = line.chars().count();
+    if len <= SOURCE_MAX_CHARS {
+        return (line.to_string(), col, width);
+    }
+    let start = col.saturating_sub(1).saturating_sub(SOURCE_MAX_CHARS / 3);
+    let mut text = String::new();
+    let mut shift = start;
+    if start > 0 {
+        text.push('…');
+        shift -= 1;
+    }
+    text.extend(line.chars().skip(start).take(SOURCE_MAX_CHARS));
+    if start + SOURCE_MAX_CHARS < len {
+        text.push('…');
+    }
+    let col = col.saturating_sub(shift).max(1);
+    let room = text.chars().count().saturating_sub(col - 1).max(1);
+    (text, col, width.clamp(1, room))
 }
 
 /// A diagnostic with its position resolved.
@@ -105,7 +218,7 @@ impl Diagnostic {
         let (line, col) = file.line_col(span.start);
         let source_line = file.line_text(line).to_string();
         let rest = source_line.chars().count().saturating_sub(col - 1).max(1);
-        let width = file.text[span.start.min(file.text.len())..span.end.min(file.text.len())]
+        let width = slice(&file.text, span)
             .split('\n')
             .next()
             .map(|s| s.chars().count())
@@ -117,7 +230,7 @@ impl Diagnostic {
             line,
             col,
             width,
-            message: message.into(),
+            message: clip(message.into()),
             source_line,
             notes: Vec::new(),
         }
@@ -131,14 +244,14 @@ impl Diagnostic {
             line: 0,
             col: 0,
             width: 0,
-            message: message.into(),
+            message: clip(message.into()),
             source_line: String::new(),
             notes: Vec::new(),
         }
     }
 
     pub fn with_note(mut self, note: impl Into<String>) -> Self {
-        self.notes.push(note.into());
+        self.notes.push(clip(note.into()));
         self
     }
 
@@ -174,17 +287,14 @@ impl Diagnostic {
         if self.line > 0 {
             let num = self.line.to_string();
             let pad = " ".repeat(num.len().max(4));
-            out.push_str(&format!("{num:>4} | {}\n", self.source_line));
-            let indent: String = self
-                .source_line
+            let (line, col, width) = source_window(&self.source_line, self.col, self.width);
+            out.push_str(&format!("{num:>4} | {line}\n"));
+            let indent: String = line
                 .chars()
-                .take(self.col - 1)
+                .take(col.saturating_sub(1))
                 .map(|c| if c == '\t' { '\t' } else { ' ' })
                 .collect();
-            out.push_str(&format!(
-                "{pad} | {indent}{}\n",
-                "^".repeat(self.width.max(1))
-            ));
+            out.push_str(&format!("{pad} | {indent}{}\n", "^".repeat(width.max(1))));
         }
         for n in &self.notes {
             out.push_str(&format!("  = note: {n}\n"));
@@ -282,6 +392,44 @@ mod tests {
             d.render(false),
             "t.hcl:2:3: error: unknown attribute\n   2 |   adress = \"x\"\n     |   ^^^^^^\n"
         );
+    }
+
+    #[test]
+    fn issue13_quoted_values_are_cut_and_escaped() {
+        assert_eq!(quote("abc"), "\"abc\"");
+        assert_eq!(quote("a\"b\nc\u{1b}"), "\"a\\\"b\\nc\\u{1b}\"");
+        let long = "é".repeat(100);
+        assert_eq!(
+            quote(&long),
+            format!("\"{}…\" (200 bytes)", "é".repeat(QUOTE_MAX_CHARS))
+        );
+        assert_eq!(code("x`y"), "`x\\`y`");
+        assert_eq!(shown("local.a"), "local.a");
+    }
+
+    #[test]
+    fn issue13_long_source_lines_are_a_window_around_the_column() {
+        let line = format!("  address = \"{}\"", "x".repeat(100_000));
+        let f = SourceFile::new("t.hcl", line.clone());
+        let start = line.len() - 5;
+        let d = Diagnostic::at(Severity::Error, &f, start..start + 3, "bad");
+        let out = d.render(false);
+        assert!(out.len() < 600, "{out}");
+        assert!(out.starts_with(&format!("t.hcl:1:{}: error: bad\n", start + 1)));
+        let lines: Vec<&str> = out.lines().collect();
+        assert!(lines[1].contains(" | …xxx"), "{out}");
+        let caret = lines[2].find('^').unwrap();
+        let shown: Vec<char> = lines[1].chars().collect();
+        assert_eq!(lines[2][caret..].trim_end(), "^^^");
+        let under: String = shown[caret..].iter().collect();
+        assert_eq!(
+            under, "xxxx\"",
+            "the caret is under the span's first character"
+        );
+        // Spans ending inside a character are not a panic.
+        let f = SourceFile::new("t.hcl", "\u{feff}é😀\n");
+        let d = Diagnostic::at(Severity::Error, &f, 1..3, "bad");
+        assert_eq!((d.line, d.col), (1, 1));
     }
 
     #[test]

@@ -29,6 +29,10 @@ pub enum FmtError {
 
 /// Formats HCL source canonically.
 pub fn format_source(src: &str) -> Result<String, FmtError> {
+    // A UTF-8 byte order mark is kept as it is, in front of the formatted text.
+    if let Some(rest) = src.strip_prefix(super::diag::BOM) {
+        return format_source(rest).map(|out| format!("{}{out}", super::diag::BOM));
+    }
     let before = parse_body(src).map_err(|e| FmtError::Syntax {
         line: e.location().line(),
         col: e.location().column(),

@@ -16,7 +16,9 @@ use hcl::{Expression, Value};
 use hcl_edit::Span;
 use hcl_edit::structure::{Block, Body, Structure};
 
-use super::diag::{Diagnostic, Diagnostics, Severity, SourceFile, did_you_mean};
+use super::diag::{
+    Diagnostic, Diagnostics, Severity, SourceFile, code, did_you_mean, quote, shown, slice,
+};
 use super::model::*;
 use super::schema::{self, BlockSchema, Ty};
 
@@ -103,15 +105,33 @@ pub fn config_files(path: &Path) -> Result<Vec<PathBuf>, LoadError> {
 }
 
 /// Loads the topology at `path` (a file or a directory of `*.hcl`).
+///
+/// A file that is not UTF-8 is reported at the line and column of its first invalid byte;
+/// nothing else is checked then (the rest of the text cannot be trusted).
 pub fn load_path(path: &Path, env: EnvSource) -> Result<Loaded, LoadError> {
     let files = config_files(path)?;
     let mut sources = Vec::new();
+    let mut not_utf8 = Diagnostics::default();
     for f in &files {
-        let text = std::fs::read_to_string(f).map_err(|source| LoadError::Read {
+        let bytes = std::fs::read(f).map_err(|source| LoadError::Read {
             path: f.clone(),
             source,
         })?;
-        sources.push(SourceFile::new(f.clone(), text));
+        match String::from_utf8(bytes) {
+            Ok(text) => sources.push(SourceFile::new(f.clone(), text)),
+            Err(e) => {
+                let (file, d) = not_utf8_diagnostic(f, e.as_bytes(), e.utf8_error());
+                not_utf8.push(d);
+                sources.push(file);
+            }
+        }
+    }
+    if !not_utf8.is_empty() {
+        return Ok(Loaded {
+            topology: None,
+            diagnostics: not_utf8,
+            files: sources,
+        });
     }
     let base_dir = if path.is_dir() {
         path.to_path_buf()
@@ -127,6 +147,36 @@ pub fn load_path(path: &Path, env: EnvSource) -> Result<Loaded, LoadError> {
     ))
 }
 
+/// The error for a configuration file that is not UTF-8, at its first invalid byte, with the
+/// file as text (invalid bytes replaced) to show the line.
+fn not_utf8_diagnostic(
+    path: &Path,
+    bytes: &[u8],
+    err: std::str::Utf8Error,
+) -> (SourceFile, Diagnostic) {
+    let valid = err.valid_up_to();
+    let bad = bytes.get(valid).copied().unwrap_or(0);
+    // The lossy text keeps the valid prefix byte for byte, so `valid` is an offset into it
+    // (less the byte order mark SourceFile drops).
+    let text = String::from_utf8_lossy(bytes).into_owned();
+    let bom = if text.starts_with(super::diag::BOM) {
+        super::diag::BOM.len_utf8()
+    } else {
+        0
+    };
+    let file = SourceFile::new(path, text);
+    let offset = valid - bom.min(valid);
+    let d = Diagnostic::at(
+        Severity::Error,
+        &file,
+        offset..offset + 1,
+        format!(
+            "the file is not UTF-8 text: byte 0x{bad:02X} here is not part of a UTF-8 character; save the file as UTF-8"
+        ),
+    );
+    (file, d)
+}
+
 /// Loads one in-memory file (tests, `fmt`).
 pub fn load_str(name: &str, src: &str) -> Loaded {
     load_sources(vec![SourceFile::new(name, src)], &LoadOptions::default())
@@ -140,6 +190,7 @@ pub fn load_sources(files: Vec<SourceFile>, opts: &LoadOptions) -> Loaded {
         opts,
         seen_idents: HashMap::new(),
         bad_vars: Vec::new(),
+        bad_locals: Vec::new(),
     };
     let topology = cx.run();
     let mut diagnostics = cx.diags;
@@ -226,9 +277,13 @@ fn fn_env(args: FuncArgs) -> Result<Value, String> {
         e.env
             .get(&name)
             .map(Value::from)
-            .ok_or_else(|| format!("environment variable {name} is not set"))
+            .ok_or_else(|| format!("environment variable {} is not set", shown(&name)))
     })
 }
+
+/// The largest file `file("…")` reads: a secret, a certificate or a short text. Anything
+/// bigger is a mistake (a device, a log, an image), refused before it can exhaust memory.
+pub const FILE_MAX_BYTES: u64 = 1 << 20;
 
 fn fn_file(args: FuncArgs) -> Result<Value, String> {
     let name = args[0].as_str().unwrap_or_default().to_string();
@@ -236,11 +291,77 @@ fn fn_file(args: FuncArgs) -> Result<Value, String> {
         let e = e.borrow();
         let e = e.as_ref().ok_or("no environment")?;
         let path = resolve_path(&e.base_dir, &name);
-        std::fs::read_to_string(&path)
+        read_small_file(&path)
             .map(|s| Value::from(s.trim_end_matches(['\n', '\r']).to_string()))
-            .map_err(|err| {
-                format!("cannot read \"{name}\" (relative to the configuration directory): {err}")
+            .map_err(|why| {
+                format!(
+                    "cannot read {} (relative to the configuration directory): {why}",
+                    quote(&name)
+                )
             })
+    })
+}
+
+/// Reads a regular file of at most [`FILE_MAX_BYTES`] bytes as UTF-8 text. A FIFO, a device, a
+/// socket or a directory is refused without being opened (opening a FIFO would block), and
+/// never more than the limit plus one byte is read, whatever the file claims its size is.
+fn read_small_file(path: &Path) -> Result<String, String> {
+    use std::io::Read;
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let meta = std::fs::metadata(path).map_err(|e| e.to_string())?;
+    let ft = meta.file_type();
+    let kind = if ft.is_file() {
+        None
+    } else if ft.is_dir() {
+        Some("a directory")
+    } else if ft.is_fifo() {
+        Some("a FIFO (named pipe)")
+    } else if ft.is_char_device() {
+        Some("a character device")
+    } else if ft.is_block_device() {
+        Some("a block device")
+    } else if ft.is_socket() {
+        Some("a socket")
+    } else {
+        Some("not a regular file")
+    };
+    if let Some(kind) = kind {
+        return Err(format!("it is {kind}; file() reads only regular files"));
+    }
+    let too_big = |n: String| {
+        format!(
+            "it is larger than {} bytes (1 MiB){n}, the limit of file()",
+            FILE_MAX_BYTES
+        )
+    };
+    if meta.len() > FILE_MAX_BYTES {
+        return Err(too_big(format!(": {} bytes", meta.len())));
+    }
+    let f = std::fs::File::open(path).map_err(|e| e.to_string())?;
+    let opened = f.metadata().map_err(|e| e.to_string())?;
+    if !opened.is_file() || opened.dev() != meta.dev() || opened.ino() != meta.ino() {
+        return Err("it was replaced while being read".into());
+    }
+    let mut buf = Vec::new();
+    f.take(FILE_MAX_BYTES + 1)
+        .read_to_end(&mut buf)
+        .map_err(|e| e.to_string())?;
+    if buf.len() as u64 > FILE_MAX_BYTES {
+        return Err(too_big(String::new()));
+    }
+    String::from_utf8(buf).map_err(|e| {
+        let valid = e.utf8_error().valid_up_to();
+        let bytes = e.as_bytes();
+        let line = bytes[..valid].iter().filter(|b| **b == b'\n').count() + 1;
+        let start = bytes[..valid]
+            .iter()
+            .rposition(|b| *b == b'\n')
+            .map_or(0, |i| i + 1);
+        let col = String::from_utf8_lossy(&bytes[start..valid]).chars().count() + 1;
+        format!(
+            "it is not UTF-8 text: byte 0x{:02X} at line {line}, column {col} is not part of a UTF-8 character",
+            bytes[valid]
+        )
     })
 }
 
@@ -281,6 +402,8 @@ struct Loader<'a> {
     seen_idents: HashMap<String, usize>,
     /// Variables that have no value (already reported).
     bad_vars: Vec<String>,
+    /// Locals that have no value (already reported).
+    bad_locals: Vec<String>,
 }
 
 impl Loader<'_> {
@@ -343,9 +466,22 @@ impl Loader<'_> {
                 Err(e) => {
                     parse_ok = false;
                     let loc = e.location();
-                    let offset = offset_of(f, loc.line(), loc.column());
-                    let (span, msg) = explain_syntax_error(&f.text, offset, e.message());
-                    self.err(i, span, format!("syntax error: {msg}"));
+                    // The byte offset is exact; the column hcl-edit derives from it is not
+                    // when the error is at a multi-byte character. At the end of the input
+                    // the offset is clamped to the last byte: use the column there.
+                    let offset = if loc.offset() + 1 >= f.text.len() {
+                        offset_of(f, loc.line(), loc.column())
+                    } else {
+                        loc.offset()
+                    };
+                    let (span, msg) = match number_out_of_range(&f.text, offset) {
+                        Some(found) => found,
+                        None => {
+                            let (span, msg) = explain_syntax_error(&f.text, offset, e.message());
+                            (span, format!("syntax error: {msg}"))
+                        }
+                    };
+                    self.err(i, span, msg);
                 }
             }
         }
@@ -406,10 +542,15 @@ impl Loader<'_> {
                     if !schema.any_attrs && schema.attr(&name).is_none() {
                         let mut msg = if schema.ident == "(top level)" {
                             format!(
-                                "unexpected attribute `{name}` at the top level: only blocks are allowed here"
+                                "unexpected attribute {name_c} at the top level: only blocks are allowed here",
+                                name_c = code(&name)
                             )
                         } else {
-                            format!("unknown attribute `{name}` in `{}` block", schema.ident)
+                            format!(
+                                "unknown attribute {name_c} in `{}` block",
+                                schema.ident,
+                                name_c = code(&name)
+                            )
                         };
                         if let Some(s) = did_you_mean(&name, schema.attrs.iter().map(|a| a.name)) {
                             msg.push_str(&format!("; did you mean `{s}`?"));
@@ -424,8 +565,9 @@ impl Loader<'_> {
                             &self.files[file],
                             key_span,
                             format!(
-                                "attribute `{name}` is set twice in `{}` block",
-                                schema.ident
+                                "attribute {name_c} is set twice in `{}` block",
+                                schema.ident,
+                                name_c = code(&name)
                             ),
                         )
                         .with_note(format!("first set at {note}"));
@@ -478,9 +620,13 @@ impl Loader<'_> {
         }
         let Some(schema) = parent.block(ident) else {
             let mut msg = if parent.ident == "(top level)" {
-                format!("unknown block type `{ident}`")
+                format!("unknown block type {ident_c}", ident_c = code(ident))
             } else {
-                format!("unknown block `{ident}` in `{}` block", parent.ident)
+                format!(
+                    "unknown block {ident_c} in `{}` block",
+                    parent.ident,
+                    ident_c = code(ident)
+                )
             };
             let candidates = parent
                 .blocks
@@ -570,7 +716,7 @@ impl Loader<'_> {
                 let what = if raw.labels.is_empty() {
                     format!("`{ident}` block")
                 } else {
-                    format!("`{ident} \"{}\"`", raw.label())
+                    format!("`{ident} {}`", quote(raw.label()))
                 };
                 self.err(
                     file,
@@ -597,7 +743,7 @@ impl Loader<'_> {
                 self.err(
                     b.file,
                     b.label_span(),
-                    format!("variable `{name}` is declared twice"),
+                    format!("variable {} is declared twice", code(&name)),
                 );
                 continue;
             }
@@ -605,16 +751,51 @@ impl Loader<'_> {
             let value = if let Some(v) = self.opts.env.get(&env_name) {
                 Value::from(v)
             } else if let Some(def) = b.attrs.iter().find(|a| a.name == "default") {
-                match self.eval_expr(def, &base) {
+                // A default is a constant: it is evaluated before any variable or local.
+                let refs = expr_refs(&def.expr);
+                let value = match refs.refs.first() {
+                    Some(r) if r.root == "var" && r.name == name => {
+                        let me = shown(&format!("var.{name}"));
+                        self.err(
+                            def.file,
+                            r.span.clone(),
+                            format!(
+                                "cycle: {me} → {me}: the default of variable {} refers to itself",
+                                code(&name)
+                            ),
+                        );
+                        None
+                    }
+                    Some(r) => {
+                        self.err(
+                            def.file,
+                            r.span.clone(),
+                            format!(
+                                "the default of variable {} cannot refer to {}: a default is a constant; derive values from variables in a `locals` block",
+                                code(&name),
+                                code(&format!("{}.{}", r.root, r.name))
+                            ),
+                        );
+                        None
+                    }
+                    None => self.eval_expr(def, &base),
+                };
+                match value {
                     Some(v) => v,
-                    None => continue,
+                    None => {
+                        // Reported; uses of the variable are not reported again.
+                        self.bad_vars.push(name.clone());
+                        Value::Null
+                    }
                 }
             } else {
                 self.err(
                     b.file,
                     b.label_span(),
                     format!(
-                        "variable `{name}` has no value: give it a `default` or set {env_name}"
+                        "variable {} has no value: give it a `default` or set {}",
+                        code(&name),
+                        shown(&env_name)
                     ),
                 );
                 self.bad_vars.push(name.clone());
@@ -646,7 +827,7 @@ impl Loader<'_> {
                             self.err(
                                 a.file,
                                 a.key_span.clone(),
-                                format!("local `{}` is defined twice", a.name),
+                                format!("local {} is defined twice", code(&a.name)),
                             );
                         } else {
                             locals.insert(a.name.clone(), v);
@@ -660,15 +841,86 @@ impl Loader<'_> {
                 break;
             }
         }
-        for a in &pending {
-            // Report the real error (undefined variable, cycle…).
-            let mut lctx = base_context();
-            lctx.declare_var("var", Value::Object(vars.clone()));
-            lctx.declare_var("local", Value::Object(locals.clone()));
-            self.eval_expr(a, &lctx);
-        }
+        let mut lctx = base_context();
+        lctx.declare_var("var", Value::Object(vars.clone()));
+        lctx.declare_var("local", Value::Object(locals.clone()));
+        self.report_pending_locals(&pending, &lctx);
         ctx.declare_var("local", Value::Object(locals));
         ctx
+    }
+
+    /// Reports the locals that could not be evaluated. Each one is in a cycle (reported as
+    /// the chain of references), uses a local that failed (not reported again: its error is
+    /// the cause), or has an error of its own (reported as evaluation found it).
+    fn report_pending_locals(&mut self, pending: &[RawAttr], lctx: &Context) {
+        let mut index: HashMap<&str, usize> = HashMap::new();
+        for (i, a) in pending.iter().enumerate() {
+            index.entry(a.name.as_str()).or_insert(i);
+        }
+        // The references of each pending local to pending locals: (target, span).
+        let succ: Vec<Vec<(usize, Range<usize>)>> = pending
+            .iter()
+            .map(|a| {
+                expr_refs(&a.expr)
+                    .refs
+                    .into_iter()
+                    .filter(|r| r.root == "local")
+                    .filter_map(|r| index.get(r.name.as_str()).map(|j| (*j, r.span)))
+                    .collect()
+            })
+            .collect();
+        let mut in_cycle = vec![false; pending.len()];
+        for i in 0..pending.len() {
+            if in_cycle[i] || index.get(pending[i].name.as_str()) != Some(&i) {
+                continue;
+            }
+            let Some(path) = shortest_cycle(i, &succ) else {
+                continue;
+            };
+            for &j in &path {
+                in_cycle[j] = true;
+            }
+            let chain: Vec<String> = path
+                .iter()
+                .chain(std::iter::once(&i))
+                .map(|&j| shown(&format!("local.{}", pending[j].name)))
+                .collect();
+            let span_of_edge = |from: usize, to: usize| {
+                succ[from]
+                    .iter()
+                    .find(|(j, _)| *j == to)
+                    .map(|(_, s)| s.clone())
+                    .unwrap_or(pending[from].expr_span.clone())
+            };
+            let next = |k: usize| path.get(k + 1).copied().unwrap_or(i);
+            let a = &pending[i];
+            let mut d = Diagnostic::at(
+                Severity::Error,
+                &self.files[a.file],
+                span_of_edge(i, next(0)),
+                format!(
+                    "cycle: {}: these locals refer to each other, so none has a value",
+                    chain.join(" → ")
+                ),
+            );
+            if path.len() == 1 {
+                d.message = format!("cycle: {}: this local refers to itself", chain.join(" → "));
+            }
+            for k in 1..path.len() {
+                let from = path[k];
+                let to = next(k);
+                let note = self.note_at(pending[from].file, &span_of_edge(from, to));
+                d = d.with_note(format!("{} refers to {} at {note}", chain[k], chain[k + 1]));
+            }
+            self.diags.push(d);
+        }
+        for (i, a) in pending.iter().enumerate() {
+            self.bad_locals.push(a.name.clone());
+            if !in_cycle[i] && succ[i].is_empty() {
+                // The real error (an undefined variable, a failing function…).
+                self.eval_expr(a, lctx);
+            }
+        }
     }
 
     fn eval_expr(&mut self, a: &RawAttr, ctx: &Context) -> Option<Value> {
@@ -676,33 +928,80 @@ impl Loader<'_> {
         match expr.evaluate(ctx) {
             Ok(v) => Some(v),
             Err(e) => {
+                let refs = expr_refs(&a.expr);
+                if refs.refs.iter().any(|r| match r.root {
+                    "var" => self.bad_vars.contains(&r.name),
+                    _ => self.bad_locals.contains(&r.name),
+                }) {
+                    // Reported where that variable or local is defined.
+                    return None;
+                }
+                let mut span = a.expr_span.clone();
+                let attr = code(&a.name);
+                use hcl::eval::ErrorKind as K;
                 let msg = match e.kind() {
-                    hcl::eval::ErrorKind::UndefinedVar(v) => format!(
-                        "undefined variable `{v}` in `{}`; variables are `var.NAME` and `local.NAME`",
-                        a.name
+                    K::UndefinedVar(v) => format!(
+                        "undefined variable {} in {attr}; variables are `var.NAME` and `local.NAME`",
+                        code(v)
                     ),
-                    hcl::eval::ErrorKind::NoSuchKey(k) => {
-                        let src = &self.files[a.file].text[a.expr_span.clone()];
-                        if src.contains(&format!("var.{k}")) {
+                    K::NoSuchKey(k) => {
+                        if refs.refs.iter().any(|r| r.root == "var" && r.name == *k) {
                             format!(
-                                "undefined variable `var.{k}`: there is no `variable \"{k}\"` block"
+                                "undefined variable {}: there is no `variable {}` block",
+                                code(&format!("var.{k}")),
+                                quote(k)
                             )
-                        } else if src.contains(&format!("local.{k}")) {
-                            format!("undefined local `local.{k}`: no `locals` block defines `{k}`")
+                        } else if refs.refs.iter().any(|r| r.root == "local" && r.name == *k) {
+                            format!(
+                                "undefined local {}: no `locals` block defines {}",
+                                code(&format!("local.{k}")),
+                                code(k)
+                            )
                         } else {
-                            format!("no such key `{k}` in `{}`", a.name)
+                            format!("no such key {} in {attr}", code(k))
                         }
                     }
-                    hcl::eval::ErrorKind::UndefinedFunc(f) => {
-                        format!(
-                            "unknown function `{f}` in `{}`; available: env(), file()",
-                            a.name
-                        )
+                    K::UndefinedFunc(f) => format!(
+                        "unknown function {} in {attr}; available: env(), file()",
+                        code(&f.to_string())
+                    ),
+                    K::FuncCall(f, m) => {
+                        // At the call itself, which may be inside a larger expression.
+                        let name = f.to_string();
+                        // Of several calls, the one whose literal argument the message names.
+                        let named = |arg: &Option<String>| {
+                            arg.as_ref().is_some_and(|x| {
+                                m.contains(&quote(x)) || m.contains(&format!(" {} ", shown(x)))
+                            })
+                        };
+                        let calls = || refs.calls.iter().filter(|(n, ..)| *n == name);
+                        if let Some((.., s)) = calls()
+                            .find(|(_, arg, _)| named(arg))
+                            .or_else(|| calls().next())
+                        {
+                            span = s.clone();
+                        }
+                        format!("{}(): {m}", shown(&name))
                     }
-                    hcl::eval::ErrorKind::FuncCall(f, m) => format!("{f}(): {m}"),
-                    other => format!("cannot evaluate `{}`: {other}", a.name),
+                    K::Unexpected(v, expected) => format!(
+                        "cannot evaluate {attr}: unexpected value {}, expected {expected}",
+                        code(&v.to_string())
+                    ),
+                    K::UnaryOp(op, v) => format!(
+                        "cannot evaluate {attr}: operator `{op}` does not apply to {}",
+                        code(&v.to_string())
+                    ),
+                    K::BinaryOp(l, op, r) => format!(
+                        "cannot evaluate {attr}: operator `{op}` does not apply to {} and {}",
+                        code(&l.to_string()),
+                        code(&r.to_string())
+                    ),
+                    K::KeyExists(k) => {
+                        format!("cannot evaluate {attr}: key {} is set twice", code(k))
+                    }
+                    other => format!("cannot evaluate {attr}: {other}"),
                 };
-                self.err(a.file, a.expr_span.clone(), msg);
+                self.err(a.file, span, msg);
                 None
             }
         }
@@ -790,15 +1089,13 @@ impl Loader<'_> {
 
     fn check_type(&mut self, a: &RawAttr, value: Value, ty: Ty) -> Option<Value> {
         let found = value_kind(&value);
-        if value.is_null() {
-            let src = &self.files[a.file].text[a.expr_span.clone()];
-            if self
-                .bad_vars
-                .iter()
-                .any(|v| src.contains(&format!("var.{v}")))
-            {
-                return None; // already reported at the variable
-            }
+        if value.is_null()
+            && expr_refs(&a.expr).refs.iter().any(|r| match r.root {
+                "var" => self.bad_vars.contains(&r.name),
+                _ => self.bad_locals.contains(&r.name),
+            })
+        {
+            return None; // already reported at the variable
         }
         let bad = |me: &mut Self, span: Range<usize>, what: &str, found: &str| {
             me.err(
@@ -827,25 +1124,50 @@ impl Loader<'_> {
                 }
             },
             Ty::Int(lo, hi) => {
-                let n = match &value {
-                    Value::Number(n) => n
-                        .as_i64()
-                        .or_else(|| n.as_f64().filter(|f| f.fract() == 0.0).map(|f| f as i64)),
-                    Value::String(s) => s.parse::<i64>().ok(),
-                    _ => None,
+                // An integer too large for i64 (`1e20`, `99999999999999999999`) is out of range
+                // like any other, shown as written: never saturated to i64::MAX.
+                let huge = |f: f64| f.fract() == 0.0 && !(-9.2e18..9.2e18).contains(&f);
+                let (n, shown_n) = match &value {
+                    Value::Number(num) => match num.as_i64() {
+                        Some(i) => (Some(i), i.to_string()),
+                        None => match num.as_f64() {
+                            Some(f) if huge(f) => {
+                                let written = match &a.expr {
+                                    hcl_edit::expr::Expression::Number(_) => {
+                                        slice(&self.files[a.file].text, a.expr_span.clone())
+                                            .to_string()
+                                    }
+                                    _ => num.to_string(),
+                                };
+                                (None, written)
+                            }
+                            Some(f) if f.fract() == 0.0 => (Some(f as i64), num.to_string()),
+                            _ => (None, String::new()),
+                        },
+                    },
+                    Value::String(s) => match s.parse::<i64>() {
+                        Ok(i) => (Some(i), i.to_string()),
+                        Err(_) if s.parse::<f64>().is_ok_and(huge) => (None, s.clone()),
+                        Err(_) => (None, String::new()),
+                    },
+                    _ => (None, String::new()),
                 };
                 match n {
                     Some(n) if (lo..=hi).contains(&n) => Some(Value::from(n)),
-                    Some(n) => {
+                    None if shown_n.is_empty() => {
+                        bad(self, a.expr_span.clone(), &ty.describe(), found);
+                        None
+                    }
+                    _ => {
                         self.err(
                             a.file,
                             a.expr_span.clone(),
-                            format!("`{}` must be from {lo} to {hi}, found {n}", a.name),
+                            format!(
+                                "`{}` must be from {lo} to {hi}, found {}",
+                                a.name,
+                                shown(&shown_n)
+                            ),
                         );
-                        None
-                    }
-                    None => {
-                        bad(self, a.expr_span.clone(), &ty.describe(), found);
                         None
                     }
                 }
@@ -892,9 +1214,10 @@ impl Loader<'_> {
                             a.file,
                             a.expr_span.clone(),
                             format!(
-                                "`{}` must be a map of strings, `{k}` is {}",
+                                "`{}` must be a map of strings, {k_c} is {}",
                                 a.name,
-                                value_kind(v)
+                                value_kind(v),
+                                k_c = code(k)
                             ),
                         );
                         None
@@ -941,7 +1264,7 @@ impl Loader<'_> {
         let mut addrs: HashMap<IpAddr, (usize, Range<usize>, String)> = HashMap::new();
         for b in top.iter().filter(|b| b.schema.ident == "node") {
             let name = b.label().to_string();
-            let msg = format!("duplicate node name \"{name}\"");
+            let msg = format!("duplicate node name {name_q}", name_q = quote(&name));
             if self.duplicate(&mut names, name.clone(), b, msg) {
                 continue;
             }
@@ -949,7 +1272,7 @@ impl Loader<'_> {
                 self.err(
                     b.file,
                     b.label_span(),
-                    format!("node name \"{name}\" is not a valid Kubernetes node name (lowercase letters, digits, '-' and '.')"),
+                    format!("node name {name_q} is not a valid Kubernetes node name (lowercase letters, digits, '-' and '.')", name_q = quote(&name)),
                 );
             }
             let ssh_default = cluster.as_ref().map(|c| c.ssh.clone()).unwrap_or_default();
@@ -967,11 +1290,15 @@ impl Loader<'_> {
                         &self.files[b.file],
                         span,
                         format!(
-                            "address {} is already used by node \"{other}\"",
-                            node.address
+                            "address {} is already used by node {other_q}",
+                            node.address,
+                            other_q = quote(other)
                         ),
                     )
-                    .with_note(format!("\"{other}\" declared at {note}"));
+                    .with_note(format!(
+                        "{other_q} declared at {note}",
+                        other_q = quote(other)
+                    ));
                     self.diags.push(d);
                 } else {
                     let span = b
@@ -992,7 +1319,7 @@ impl Loader<'_> {
         let mut seen_storage: HashMap<String, (usize, Range<usize>)> = HashMap::new();
         for b in top.iter().filter(|b| b.schema.ident == "storage") {
             let key = b.label().to_string();
-            let msg = format!("duplicate storage binding \"{key}\"");
+            let msg = format!("duplicate storage binding {key_q}", key_q = quote(&key));
             if self.duplicate(&mut seen_storage, key, b, msg) {
                 continue;
             }
@@ -1008,7 +1335,11 @@ impl Loader<'_> {
             let v = self.eval_block(b, ctx);
             let namespace = str_of(&v, "namespace").unwrap_or_else(|| "kube-system".into());
             let key = format!("{namespace}/{}", b.label());
-            let msg = format!("duplicate addon \"{}\" in namespace {namespace}", b.label());
+            let msg = format!(
+                "duplicate addon {} in namespace {}",
+                quote(b.label()),
+                quote(&namespace)
+            );
             if self.duplicate(&mut seen_addons, key, b, msg) {
                 continue;
             }
@@ -1019,7 +1350,7 @@ impl Loader<'_> {
                 self.err(
                         b.file,
                         val.attr.expr_span.clone(),
-                        format!("`spread` must be a node label key such as \"kubernetes.io/hostname\", found \"{s}\""),
+                        format!("`spread` must be a node label key such as \"kubernetes.io/hostname\", found {s_q}", s_q = quote(s)),
                     );
             }
             let Some(replicas) = int_of(&v, "replicas") else {
@@ -1098,7 +1429,10 @@ impl Loader<'_> {
                     self.err(
                         b.file,
                         v[key].attr.expr_span.clone(),
-                        format!("`{key}` must be an absolute path, found \"{p}\""),
+                        format!(
+                            "`{key}` must be an absolute path, found {p_q}",
+                            p_q = quote(&p)
+                        ),
                     );
                 }
                 match key {
@@ -1139,7 +1473,10 @@ impl Loader<'_> {
             self.err(
                 b.file,
                 val.attr.expr_span.clone(),
-                format!("`data_dir` must be an absolute path, found \"{data_dir}\""),
+                format!(
+                    "`data_dir` must be an absolute path, found {data_dir_q}",
+                    data_dir_q = quote(&data_dir)
+                ),
             );
         }
         let api_endpoint = str_of(&v, "api_endpoint");
@@ -1158,7 +1495,10 @@ impl Loader<'_> {
             self.err(
                 b.file,
                 val.attr.expr_span.clone(),
-                format!("`k3s_version` must look like \"v1.28.5+k3s1\", found \"{ver}\""),
+                format!(
+                    "`k3s_version` must look like \"v1.28.5+k3s1\", found {ver_q}",
+                    ver_q = quote(&ver)
+                ),
             );
         }
         let ssh = self.build_ssh(b.child("ssh"), ctx, &SshSettings::default());
@@ -1204,7 +1544,10 @@ impl Loader<'_> {
                     self.err(
                         vb.file,
                         vv["address"].attr.expr_span.clone(),
-                        format!("invalid IP address \"{addr_s}\" for the VIP"),
+                        format!(
+                            "invalid IP address {addr_s_q} for the VIP",
+                            addr_s_q = quote(&addr_s)
+                        ),
                     );
                     return None;
                 }
@@ -1214,7 +1557,10 @@ impl Loader<'_> {
                 self.err(
                     vb.file,
                     vv["interface"].attr.expr_span.clone(),
-                    format!("invalid network interface name \"{interface}\""),
+                    format!(
+                        "invalid network interface name {interface_q}",
+                        interface_q = quote(&interface)
+                    ),
                 );
             }
             let router_id = int_of(&vv, "router_id")? as u8;
@@ -1266,7 +1612,10 @@ impl Loader<'_> {
                     self.err(
                         b.file,
                         v["address"].attr.expr_span.clone(),
-                        format!("node \"{name}\": {s} is not a usable address"),
+                        format!(
+                            "node {name_q}: {s} is not a usable address",
+                            name_q = quote(&name)
+                        ),
                     );
                     None
                 }
@@ -1275,7 +1624,11 @@ impl Loader<'_> {
                     self.err(
                         b.file,
                         v["address"].attr.expr_span.clone(),
-                        format!("node \"{name}\": invalid IP address \"{s}\""),
+                        format!(
+                            "node {name_q}: invalid IP address {s_q}",
+                            name_q = quote(&name),
+                            s_q = quote(&s)
+                        ),
                     );
                     None
                 }
@@ -1287,7 +1640,7 @@ impl Loader<'_> {
         if let Some(list) = list_of(&v, "roles") {
             let a = v["roles"].attr.clone();
             if list.is_empty() {
-                self.err(b.file, a.expr_span.clone(), format!("node \"{name}\" has no role: give it at least one of \"server\", \"etcd\", \"control-plane\", \"agent\""));
+                self.err(b.file, a.expr_span.clone(), format!("node {name_q} has no role: give it at least one of \"server\", \"etcd\", \"control-plane\", \"agent\"", name_q = quote(&name)));
                 roles_ok = false;
             }
             for (i, r) in list.iter().enumerate() {
@@ -1295,18 +1648,30 @@ impl Loader<'_> {
                 match Role::parse(r) {
                     Some(role) => {
                         if !roles.0.insert(role) {
-                            self.warn(b.file, span, format!("role \"{r}\" is listed twice"));
+                            self.warn(
+                                b.file,
+                                span,
+                                format!("role {r_q} is listed twice", r_q = quote(r)),
+                            );
                         }
                     }
                     None => {
                         roles_ok = false;
                         let mut msg = format!(
-                            "unknown role \"{r}\"; roles are \"server\", \"etcd\", \"control-plane\", \"agent\""
+                            "unknown role {r_q}; roles are \"server\", \"etcd\", \"control-plane\", \"agent\"",
+                            r_q = quote(r)
                         );
                         if let Some(s) = did_you_mean(r, Role::ALL.iter().map(|r| r.as_str())) {
-                            msg = format!("unknown role \"{r}\"; did you mean \"{s}\"?");
+                            msg = format!(
+                                "unknown role {r_q}; did you mean {s_q}?",
+                                r_q = quote(r),
+                                s_q = quote(s)
+                            );
                         } else if r == "master" {
-                            msg = format!("unknown role \"{r}\"; did you mean \"server\"?");
+                            msg = format!(
+                                "unknown role {r_q}; did you mean \"server\"?",
+                                r_q = quote(r)
+                            );
                         }
                         self.err(b.file, span, msg);
                     }
@@ -1323,8 +1688,7 @@ impl Loader<'_> {
                     b.file,
                     a.expr_span.clone(),
                     format!(
-                        "node \"{name}\" cannot be both \"agent\" and \"{other}\": an agent runs no k3s server, so no etcd member and no control plane"
-                    ),
+                        "node {name_q} cannot be both \"agent\" and {other_q}: an agent runs no k3s server, so no etcd member and no control plane", name_q = quote(&name), other_q = quote(other)),
                 );
                 roles_ok = false;
             }
@@ -1336,7 +1700,7 @@ impl Loader<'_> {
             self.err(
                 b.file,
                 v["primary"].attr.key_span.clone(),
-                format!("node \"{name}\" is an agent and cannot be the VIP primary: keepalived runs on servers"),
+                format!("node {name_q} is an agent and cannot be the VIP primary: keepalived runs on servers", name_q = quote(&name)),
             );
         }
         let mut taints = Vec::new();
@@ -1347,7 +1711,11 @@ impl Loader<'_> {
                     Ok(t) => taints.push(t),
                     Err(why) => {
                         let span = elem_span(&a.expr, i).unwrap_or(a.expr_span.clone());
-                        self.err(b.file, span, format!("invalid taint \"{t}\": {why}"));
+                        self.err(
+                            b.file,
+                            span,
+                            format!("invalid taint {t_q}: {why}", t_q = quote(t)),
+                        );
                     }
                 }
             }
@@ -1412,7 +1780,7 @@ impl Loader<'_> {
                 self.err(
                     b.file,
                     b.label_span(),
-                    format!("storage label must be \"NAMESPACE/NAME\" (a workload's namespace and name), found \"{key}\""),
+                    format!("storage label must be \"NAMESPACE/NAME\" (a workload's namespace and name), found {key_q}", key_q = quote(key)),
                 );
                 return None;
             }
@@ -1422,10 +1790,15 @@ impl Loader<'_> {
             Some("Deployment") => WorkloadKind::Deployment,
             Some(other) => {
                 let mut msg = format!(
-                    "unknown workload kind \"{other}\"; expected \"StatefulSet\" or \"Deployment\""
+                    "unknown workload kind {other_q}; expected \"StatefulSet\" or \"Deployment\"",
+                    other_q = quote(other)
                 );
                 if let Some(s) = did_you_mean(other, ["StatefulSet", "Deployment"]) {
-                    msg = format!("unknown workload kind \"{other}\"; did you mean \"{s}\"?");
+                    msg = format!(
+                        "unknown workload kind {other_q}; did you mean {s_q}?",
+                        other_q = quote(other),
+                        s_q = quote(s)
+                    );
                 }
                 self.err(b.file, v["kind"].attr.expr_span.clone(), msg);
                 return None;
@@ -1439,10 +1812,15 @@ impl Loader<'_> {
             Some("keep") => OnNodeLoss::Keep,
             Some(other) => {
                 let mut msg = format!(
-                    "unknown on_node_loss policy \"{other}\"; expected \"rebind\", \"recreate\" or \"keep\""
+                    "unknown on_node_loss policy {other_q}; expected \"rebind\", \"recreate\" or \"keep\"",
+                    other_q = quote(other)
                 );
                 if let Some(s) = did_you_mean(other, ["rebind", "recreate", "keep"]) {
-                    msg = format!("unknown on_node_loss policy \"{other}\"; did you mean \"{s}\"?");
+                    msg = format!(
+                        "unknown on_node_loss policy {other_q}; did you mean {s_q}?",
+                        other_q = quote(other),
+                        s_q = quote(s)
+                    );
                 }
                 self.err(b.file, v["on_node_loss"].attr.expr_span.clone(), msg);
                 return None;
@@ -1464,10 +1842,12 @@ impl Loader<'_> {
                     _ => {
                         let span = elem_span(&a.expr, i).unwrap_or(a.expr_span.clone());
                         let mut msg = format!(
-                            "storage \"{key}\" prefers node \"{n}\", which is not declared"
+                            "storage {key_q} prefers node {n_q}, which is not declared",
+                            key_q = quote(key),
+                            n_q = quote(n)
                         );
                         if let Some(s) = did_you_mean(n, nodes.iter().map(|x| x.name.as_str())) {
-                            msg.push_str(&format!("; did you mean \"{s}\"?"));
+                            msg.push_str(&format!("; did you mean {s_q}?", s_q = quote(s)));
                         }
                         self.err(b.file, span, msg);
                     }
@@ -1526,10 +1906,16 @@ impl Loader<'_> {
                 })
             }
             other => {
-                let mut msg =
-                    format!("unknown backend \"{other}\"; expected \"local\" or \"etcd\"");
+                let mut msg = format!(
+                    "unknown backend {other_q}; expected \"local\" or \"etcd\"",
+                    other_q = quote(other)
+                );
                 if let Some(s) = did_you_mean(other, ["local", "etcd"]) {
-                    msg = format!("unknown backend \"{other}\"; did you mean \"{s}\"?");
+                    msg = format!(
+                        "unknown backend {other_q}; did you mean {s_q}?",
+                        other_q = quote(other),
+                        s_q = quote(s)
+                    );
                 }
                 self.err(b.file, b.label_span(), msg);
                 None
@@ -1618,9 +2004,9 @@ impl Loader<'_> {
                             Severity::Error,
                             &self.files[b.file],
                             span,
-                            format!("node \"{}\" is a second VIP primary: only one node may have `primary = true`", n.name),
+                            format!("node {} is a second VIP primary: only one node may have `primary = true`", quote(&n.name)),
                         )
-                        .with_note(format!("\"{}\" is primary at {note}", first.name));
+                        .with_note(format!("{} is primary at {note}", quote(&first.name)));
                         self.diags.push(d);
                     }
                 }
@@ -1647,9 +2033,13 @@ impl Loader<'_> {
                         Severity::Error,
                         &self.files[vb.file],
                         span,
-                        format!("the VIP {} is the address of node \"{}\": the VIP must be a free address", vip.address, n.name),
+                        format!(
+                            "the VIP {} is the address of node {}: the VIP must be a free address",
+                            vip.address,
+                            quote(&n.name)
+                        ),
                     )
-                    .with_note(format!("\"{}\" has that address at {note}", n.name));
+                    .with_note(format!("{} has that address at {note}", quote(&n.name)));
                     self.diags.push(d);
                 }
                 if let [(primary, _)] = primaries.as_slice() {
@@ -1675,10 +2065,10 @@ impl Loader<'_> {
                             b.file,
                             span,
                             format!(
-                                "node \"{}\" has VIP priority {}, not below the primary \"{}\" ({p}): the primary must have the highest priority",
-                                n.name,
+                                "node {} has VIP priority {}, not below the primary {} ({p}): the primary must have the highest priority",
+                                quote(&n.name),
                                 prio(n),
-                                primary.name
+                                quote(&primary.name)
                             ),
                         );
                     }
@@ -1694,7 +2084,7 @@ impl Loader<'_> {
                             .find(|a| a.name == "primary")
                             .map(|a| a.key_span.clone())
                             .unwrap_or(b.label_span());
-                        self.warn(b.file, span, format!("node \"{}\" is `primary`, but the cluster declares no `vip`: it has no effect", n.name));
+                        self.warn(b.file, span, format!("node {} is `primary`, but the cluster declares no `vip`: it has no effect", quote(&n.name)));
                     }
                     if n.vip_priority.is_some() {
                         let span = b
@@ -1703,7 +2093,7 @@ impl Loader<'_> {
                             .find(|a| a.name == "vip_priority")
                             .map(|a| a.key_span.clone())
                             .unwrap_or(b.label_span());
-                        self.warn(b.file, span, format!("node \"{}\" sets `vip_priority`, but the cluster declares no `vip`: it has no effect", n.name));
+                        self.warn(b.file, span, format!("node {} sets `vip_priority`, but the cluster declares no `vip`: it has no effect", quote(&n.name)));
                     }
                 }
             }
@@ -1849,6 +2239,162 @@ fn explain_syntax_error(text: &str, offset: usize, raw: &str) -> (Range<usize>, 
     (offset..offset + 1, msg)
 }
 
+/// A numeric literal no number can hold (`1e400`, a 400-digit integer) on the line of a syntax
+/// error at `offset`: the parser only says "expected newline or eof"; say what is wrong,
+/// naming the attribute.
+fn number_out_of_range(text: &str, offset: usize) -> Option<(Range<usize>, String)> {
+    let b = text.as_bytes();
+    let line_start = b[..offset.min(b.len())]
+        .iter()
+        .rposition(|c| *c == b'\n')
+        .map_or(0, |i| i + 1);
+    let line_end = b[line_start..]
+        .iter()
+        .position(|c| *c == b'\n')
+        .map_or(b.len(), |i| line_start + i);
+    let ident = |c: u8| c.is_ascii_alphanumeric() || c == b'_' || c == b'-' || c == b'.';
+    let mut i = line_start;
+    while i < line_end {
+        let word = |c: u8| c.is_ascii_alphanumeric() || c == b'_' || c == b'.';
+        let starts = b[i].is_ascii_digit() && (i == line_start || !word(b[i - 1]));
+        if !starts {
+            i += 1;
+            continue;
+        }
+        let start = if i > line_start && b[i - 1] == b'-' {
+            i - 1
+        } else {
+            i
+        };
+        let mut end = i;
+        let digits = |mut j: usize| {
+            while j < line_end && b[j].is_ascii_digit() {
+                j += 1;
+            }
+            j
+        };
+        end = digits(end);
+        if end + 1 < line_end && b[end] == b'.' && b[end + 1].is_ascii_digit() {
+            end = digits(end + 1);
+        }
+        if end < line_end && (b[end] == b'e' || b[end] == b'E') {
+            let mut j = end + 1;
+            if j < line_end && (b[j] == b'+' || b[j] == b'-') {
+                j += 1;
+            }
+            if j < line_end && b[j].is_ascii_digit() {
+                end = digits(j);
+            }
+        }
+        let literal = &text[start..end];
+        // The parser stops inside the literal (`1e400`) or, having backtracked, at the start of
+        // the attribute (a 400-digit integer): any literal on the line from there on counts.
+        if end >= offset && !literal.parse::<f64>().is_ok_and(f64::is_finite) {
+            let before = text[line_start..start].trim();
+            let what = before
+                .strip_suffix('=')
+                .map(str::trim)
+                .filter(|k| !k.is_empty() && k.bytes().all(ident))
+                .map(|k| format!(" for {}", code(k)))
+                .unwrap_or_default();
+            return Some((
+                start..end,
+                format!(
+                    "number {} is out of range{what}: numbers must be between -1.7976931348623157e308 and 1.7976931348623157e308",
+                    code(literal)
+                ),
+            ));
+        }
+        i = end.max(i + 1);
+    }
+    None
+}
+
+/// A reference `var.NAME` or `local.NAME` (also `local["NAME"]`) in an expression.
+struct Ref {
+    root: &'static str,
+    name: String,
+    span: Range<usize>,
+}
+
+/// The references and the function calls (name, literal first argument, span) of an
+/// expression, in source order.
+#[derive(Default)]
+struct ExprRefs {
+    refs: Vec<Ref>,
+    calls: Vec<(String, Option<String>, Range<usize>)>,
+}
+
+impl hcl_edit::visit::Visit for ExprRefs {
+    fn visit_traversal(&mut self, t: &hcl_edit::expr::Traversal) {
+        use hcl_edit::expr::{Expression as E, TraversalOperator as Op};
+        if let E::Variable(root) = &t.expr
+            && let Some(first) = t.operators.first()
+        {
+            let root = match root.as_str() {
+                "var" => Some("var"),
+                "local" => Some("local"),
+                _ => None,
+            };
+            let name = match first.value() {
+                Op::GetAttr(id) => Some(id.as_str().to_string()),
+                Op::Index(E::String(s)) => Some(s.value().clone()),
+                _ => None,
+            };
+            if let (Some(root), Some(name)) = (root, name) {
+                let span = span_of(&t.expr).start..span_of(first).end;
+                self.refs.push(Ref { root, name, span });
+            }
+        }
+        hcl_edit::visit::visit_traversal(self, t);
+    }
+
+    fn visit_func_call(&mut self, c: &hcl_edit::expr::FuncCall) {
+        let arg = match c.args.iter().next() {
+            Some(hcl_edit::expr::Expression::String(s)) => Some(s.value().clone()),
+            _ => None,
+        };
+        self.calls
+            .push((c.name.name.as_str().to_string(), arg, span_of(c)));
+        hcl_edit::visit::visit_func_call(self, c);
+    }
+}
+
+fn expr_refs(expr: &hcl_edit::expr::Expression) -> ExprRefs {
+    use hcl_edit::visit::Visit;
+    let mut r = ExprRefs::default();
+    r.visit_expr(expr);
+    r
+}
+
+/// The shortest cycle through `start` in the graph `succ` (edges with their spans): the nodes
+/// from `start` on, without repeating `start` at the end.
+fn shortest_cycle(start: usize, succ: &[Vec<(usize, Range<usize>)>]) -> Option<Vec<usize>> {
+    let mut prev: Vec<Option<usize>> = vec![None; succ.len()];
+    let mut queue = std::collections::VecDeque::from([start]);
+    let mut seen = vec![false; succ.len()];
+    while let Some(n) = queue.pop_front() {
+        for (m, _) in &succ[n] {
+            if *m == start {
+                let mut path = vec![n];
+                let mut k = n;
+                while k != start {
+                    k = prev[k]?;
+                    path.push(k);
+                }
+                path.reverse();
+                return Some(path);
+            }
+            if !seen[*m] {
+                seen[*m] = true;
+                prev[*m] = Some(n);
+                queue.push_back(*m);
+            }
+        }
+    }
+    None
+}
+
 fn elem_span(expr: &hcl_edit::expr::Expression, i: usize) -> Option<Range<usize>> {
     match expr {
         hcl_edit::expr::Expression::Array(arr) => arr.iter().nth(i).and_then(|e| e.span()),
@@ -1924,16 +2470,24 @@ fn is_k3s_version(s: &str) -> bool {
 
 fn check_https_url(s: &str) -> Result<(), String> {
     let Some(rest) = s.strip_prefix("https://") else {
-        return Err(format!("must be an https:// URL, found \"{s}\""));
+        return Err(format!(
+            "must be an https:// URL, found {s_q}",
+            s_q = quote(s)
+        ));
     };
     let host_port = rest.split('/').next().unwrap_or("");
     if host_port.is_empty() {
-        return Err(format!("has no host: \"{s}\""));
+        return Err(format!("has no host: {s_q}", s_q = quote(s)));
     }
     let (host, port) = if let Some(h) = host_port.strip_prefix('[') {
         match h.split_once(']') {
             Some((h, p)) => (h, p.strip_prefix(':')),
-            None => return Err(format!("has an unclosed IPv6 bracket: \"{s}\"")),
+            None => {
+                return Err(format!(
+                    "has an unclosed IPv6 bracket: {s_q}",
+                    s_q = quote(s)
+                ));
+            }
         }
     } else {
         match host_port.rsplit_once(':') {
@@ -1942,12 +2496,16 @@ fn check_https_url(s: &str) -> Result<(), String> {
         }
     };
     if host.is_empty() {
-        return Err(format!("has no host: \"{s}\""));
+        return Err(format!("has no host: {s_q}", s_q = quote(s)));
     }
     if let Some(p) = port
         && p.parse::<u16>().map(|p| p == 0).unwrap_or(true)
     {
-        return Err(format!("has an invalid port \"{p}\": \"{s}\""));
+        return Err(format!(
+            "has an invalid port {p_q}: {s_q}",
+            p_q = quote(p),
+            s_q = quote(s)
+        ));
     }
     Ok(())
 }
@@ -1962,7 +2520,8 @@ fn parse_taint(s: &str) -> Result<Taint, String> {
         "NoExecute" => TaintEffect::NoExecute,
         other => {
             return Err(format!(
-                "unknown effect \"{other}\" (NoSchedule, PreferNoSchedule, NoExecute)"
+                "unknown effect {other_q} (NoSchedule, PreferNoSchedule, NoExecute)",
+                other_q = quote(other)
             ));
         }
     };

@@ -20,7 +20,8 @@ use serde_json::json;
 
 use crate::config::{Node, OnNodeLoss, Topology, WorkloadKind};
 use crate::observed::{
-    EtcdMember, EtcdState, Fact, HostState, KubeNode, KubeState, Observed, Pvc, url_host,
+    EtcdMember, EtcdState, Fact, HostState, HostUnknown, KubeNode, KubeState, Observed, Pvc,
+    url_host,
 };
 use crate::plan::files::{
     self, K3S_CONFIG_PATH, keepalived_matches, keepalived_want, mask_secrets, rewrite_keepalived,
@@ -29,7 +30,7 @@ use crate::plan::files::{
 use crate::plan::safety::{self, Sim, SimMember};
 use crate::plan::{
     Action, ActionReason, Address, Drift, Operation, Plan, PlanOptions, Refusal, Rule, Step,
-    Violation,
+    UnknownSource, Violation,
 };
 
 /// Compute the plan that takes the cluster from `observed` to `desired`.
@@ -315,6 +316,7 @@ impl<'a> Planner<'a> {
         self.leftover_cordons();
         self.addons();
         self.unplanned_drift();
+        self.planned_drift();
         let pinned_url = self.steps.iter().any(|s| {
             s.operations.iter().any(|op| {
                 matches!(
@@ -428,7 +430,9 @@ impl<'a> Planner<'a> {
                 .collect();
         }
         safety::simulate(&start, &mut self.steps, snapshot_required)?;
+        let unknown = self.unknown_sources();
         Ok(Plan {
+            unknown,
             steps: self.steps,
             drift: self.drift,
             warnings: self.warnings,
@@ -539,6 +543,24 @@ impl<'a> Planner<'a> {
         let Some(reason) = v.host_reason() else {
             return true;
         };
+        // A host that did not answer (or whose credentials or host key failed) says nothing
+        // about whether it is alive: it may run k3s behind a partition. Only a refused
+        // connection counts as a host that looks down.
+        let kind = self.o.host_failure(n).unwrap_or(HostUnknown::Unanswered);
+        if kind != HostUnknown::Refused && !self.opts.allow_unreachable.contains(n) {
+            self.refuse(
+                Rule::NeverDestroyFromUnknown,
+                addr.to_string(),
+                format!(
+                    "host of {n} is unknown ({reason}): {}; an unknown host is not an absent host",
+                    unknown_meaning(kind)
+                ),
+                Some(format!(
+                    "check the host and re-run plan, or pass --allow-unreachable {n} to remove it anyway: k3s on it is then not uninstalled, and must be stopped by hand if the host comes back"
+                )),
+            );
+            return false;
+        }
         let ready = v.kube.is_some_and(|k| k.ready);
         let healthy = is_healthy_member(v.member);
         let kube_unknown = self.kube.is_none();
@@ -587,7 +609,14 @@ impl<'a> Planner<'a> {
         }
         match &v.host {
             Fact::Known(_) => b["host"] = json!("reachable"),
-            Fact::Unknown { reason } => b["host"] = json!(format!("unreachable: {reason}")),
+            Fact::Unknown { reason } => {
+                let word = self
+                    .o
+                    .host_failure(&v.name)
+                    .unwrap_or(HostUnknown::Unanswered)
+                    .word();
+                b["host"] = json!(format!("{word}: {reason}"))
+            }
         }
         b
     }
@@ -709,7 +738,13 @@ impl<'a> Planner<'a> {
             );
             if skip_eviction {
                 let why = match v.host_reason() {
-                    Some(r) => format!("host unreachable: {r}"),
+                    Some(r) => format!(
+                        "host {}: {r}",
+                        self.o
+                            .host_failure(n)
+                            .unwrap_or(HostUnknown::Unanswered)
+                            .word()
+                    ),
                     None => "Node is NotReady".into(),
                 };
                 self.note(id, format!("eviction skipped ({why}): eviction would wait for a kubelet that does not answer"));
@@ -763,8 +798,13 @@ impl<'a> Planner<'a> {
             Fact::Known(_) => {}
             Fact::Unknown { reason: r } => {
                 if !replacing {
+                    let word = self
+                        .o
+                        .host_failure(n)
+                        .unwrap_or(HostUnknown::Unanswered)
+                        .word();
                     self.warnings.push(format!(
-                        "node.{n}: host unreachable ({r}): k3s is not uninstalled; if the host comes back, stop k3s there before it tries to rejoin"
+                        "node.{n}: host {word} ({r}): k3s will not be uninstalled; if the host comes back, stop k3s there before it tries to rejoin"
                     ));
                 }
             }
@@ -1645,22 +1685,84 @@ impl<'a> Planner<'a> {
             {
                 let host = match &v.host {
                     Fact::Known(_) => "host reachable".to_string(),
-                    Fact::Unknown { reason } => format!("host unreachable: {reason}"),
+                    Fact::Unknown { reason } => format!(
+                        "host {}: {reason}",
+                        self.o
+                            .host_failure(&d.name)
+                            .unwrap_or(HostUnknown::Unanswered)
+                            .word()
+                    ),
                 };
                 let ready = match v.kube {
                     Some(k) if k.ready => "Node Ready",
                     Some(_) => "Node NotReady",
                     None => "no Node object",
                 };
-                self.warnings.push(format!(
-                    "etcd_member.{}: {} ({ready}, {host}); fault tolerance is reduced. Remove node \"{}\" from the configuration or run `k3splan apply -replace=node.{}` to rebuild it",
-                    d.name,
-                    m.health.describe(),
-                    d.name,
-                    d.name
-                ));
+                // A declared member that is not healthy is drift (the configuration says a
+                // healthy voter): a drift check must not stay green while fault tolerance
+                // is gone.
+                self.drift.push(Drift {
+                    address: Address::member(&d.name).to_string(),
+                    attribute: "health".into(),
+                    declared: Some("healthy".into()),
+                    observed: Some(m.health.describe()),
+                    planned: false,
+                    note: Some(format!(
+                        "{ready}, {host}; fault tolerance is reduced. If its data is intact, start k3s on it again; otherwise rebuild it with `-replace=node.{}`, or remove node \"{}\" from the configuration",
+                        d.name, d.name
+                    )),
+                });
             }
         }
+    }
+
+    /// `drift[]` is every difference found: the objects this plan creates, destroys or
+    /// replaces get an entry (planned) unless a phase already recorded one for them.
+    fn planned_drift(&mut self) {
+        let recorded: BTreeSet<String> = self.drift.iter().map(|d| d.address.clone()).collect();
+        let mut seen = BTreeSet::new();
+        for s in &self.steps {
+            let address = s.address.to_string();
+            let (attribute, declared, observed) = match s.action {
+                Action::Create => ("present", "true", "false"),
+                Action::Delete => ("present", "false", "true"),
+                Action::Replace => ("replace", "requested", "present"),
+                Action::Update | Action::Read => continue,
+            };
+            if recorded.contains(&address) || !seen.insert(address.clone()) {
+                continue;
+            }
+            self.drift.push(Drift {
+                address,
+                attribute: attribute.into(),
+                declared: Some(declared.into()),
+                observed: Some(observed.into()),
+                planned: true,
+                note: Some(s.why.clone()),
+            });
+        }
+    }
+
+    /// Declared nodes whose host could not be read: the plan cannot know what differs
+    /// there. Accepted when the operator listed the node in `--allow-unreachable`.
+    fn unknown_sources(&self) -> Vec<UnknownSource> {
+        self.t
+            .nodes
+            .iter()
+            .filter_map(|d| {
+                let reason = self.views[&d.name].host_reason()?;
+                let kind = self
+                    .o
+                    .host_failure(&d.name)
+                    .unwrap_or(HostUnknown::Unanswered);
+                Some(UnknownSource {
+                    address: format!("host.{}", d.name),
+                    reason: reason.to_string(),
+                    kind: kind.word().into(),
+                    accepted: self.opts.allow_unreachable.contains(&d.name),
+                })
+            })
+            .collect()
     }
 
     fn snapshot_node(&self) -> Option<String> {
@@ -1675,6 +1777,22 @@ impl<'a> Planner<'a> {
                         .is_some_and(|h| h.k3s.as_ref().is_some_and(|k| k.service_active))
             })
             .map(|d| d.name.clone())
+    }
+}
+
+/// What an unknown host of this kind means for a plan that would destroy it.
+fn unknown_meaning(kind: HostUnknown) -> &'static str {
+    match kind {
+        HostUnknown::Refused => "its SSH port refuses connections",
+        HostUnknown::Unanswered => {
+            "it did not answer within the connect timeout and may be alive behind a partition"
+        }
+        HostUnknown::Credentials => {
+            "SSH authentication failed, which says nothing about whether the host is alive"
+        }
+        HostUnknown::HostKeyUnknown => "its host key could not be verified against known_hosts",
+        HostUnknown::HostKeyChanged => "its host key changed (possible man-in-the-middle)",
+        HostUnknown::ObserveFailed => "it answered but could not be observed",
     }
 }
 

@@ -251,5 +251,22 @@ pub fn observed_matching(t: &Topology) -> Observed {
         kube: Fact::Known(kube),
         etcd: Fact::Known(etcd),
         hosts,
+        host_failures: Default::default(),
     }
+}
+
+/// Marks the host of `name` as refusing SSH connections (it looks down): the failure kind
+/// that counts as evidence for a removal without `--allow-unreachable`.
+pub fn host_refused(o: &mut Observed, name: &str, reason: &str) {
+    o.hosts.insert(name.into(), Fact::unknown(reason));
+    o.host_failures
+        .insert(name.into(), crate::observed::HostUnknown::Refused);
+}
+
+/// Marks the host of `name` as not answering within the connect timeout (it may be alive
+/// behind a partition).
+pub fn host_silent(o: &mut Observed, name: &str, reason: &str) {
+    o.hosts.insert(name.into(), Fact::unknown(reason));
+    o.host_failures
+        .insert(name.into(), crate::observed::HostUnknown::Unanswered);
 }

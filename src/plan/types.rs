@@ -566,6 +566,35 @@ pub struct Plan {
     pub warnings: Vec<String>,
     /// Quorum as observed, before any step (`None` when etcd is unknown or empty).
     pub quorum_before: Option<Quorum>,
+    /// Declared sources that could not be read. A plan with an unknown that the operator
+    /// did not accept (`--allow-unreachable NODE`) is incomplete: it may miss changes, so
+    /// `plan` exits 1 and never reports "No changes".
+    #[serde(default)]
+    pub unknown: Vec<UnknownSource>,
+}
+
+/// A declared source the plan could not read.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UnknownSource {
+    /// What could not be read, e.g. `host.server-1`.
+    pub address: String,
+    /// Why (the provider's error: host, address, command or file).
+    pub reason: String,
+    /// `unknown` (it may be alive) or `unreachable` (connection refused).
+    pub kind: String,
+    /// The operator accepted it (`--allow-unreachable NODE`).
+    pub accepted: bool,
+}
+
+impl Plan {
+    /// Unknown sources the operator did not accept: the plan is incomplete.
+    pub fn unaccepted_unknowns(&self) -> impl Iterator<Item = &UnknownSource> {
+        self.unknown.iter().filter(|u| !u.accepted)
+    }
+    /// Whether every declared source was read (or its absence accepted).
+    pub fn is_complete(&self) -> bool {
+        self.unaccepted_unknowns().next().is_none()
+    }
 }
 
 /// Counts for the summary line.

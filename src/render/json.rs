@@ -60,8 +60,9 @@ pub fn json_value(result: &Result<Plan, Refusal>) -> Value {
             let sum = p.summary();
             json!({
                 "format_version": FORMAT_VERSION,
-                "complete": true,
+                "complete": p.is_complete(),
                 "errored": false,
+                "unknown": p.unknown,
                 "resource_changes": resource_changes,
                 "safety": {
                     "quorum_before": p.quorum_before,
@@ -92,6 +93,7 @@ pub fn json_value(result: &Result<Plan, Refusal>) -> Value {
                     "advice": v.advice,
                 })).collect::<Vec<_>>(),
             },
+            "unknown": [],
             "drift": [],
             "warnings": [],
             "summary": {"add": 0, "change": 0, "remove": 0},

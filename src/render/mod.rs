@@ -18,6 +18,8 @@ use crate::plan::{Plan, Refusal};
 pub fn detailed_exitcode(result: &Result<Plan, Refusal>) -> i32 {
     match result {
         Err(_) => 1,
+        // An incomplete plan is an error, never "no changes" (an unread host may differ).
+        Ok(p) if !p.is_complete() => 1,
         Ok(p) if p.steps.is_empty() && p.drift.is_empty() => 0,
         Ok(_) => 2,
     }

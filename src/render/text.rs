@@ -62,8 +62,15 @@ pub fn text(result: &Result<Plan, Refusal>, opts: TextOptions) -> String {
 
 fn plan_text(p: &Plan, st: &Style) -> String {
     let mut o = String::new();
+    unknown_text(&mut o, p, st);
     if p.steps.is_empty() {
-        if p.drift.is_empty() {
+        if !p.is_complete() {
+            let _ = writeln!(
+                o,
+                "{}",
+                st.bold("No changes found in what could be read, but the plan is incomplete: the sources above were not read, so the cluster may differ from the configuration there.")
+            );
+        } else if p.drift.is_empty() {
             let _ = writeln!(
                 o,
                 "{}",
@@ -239,6 +246,43 @@ fn attributes(o: &mut String, s: &Step, st: &Style) {
             _ => continue,
         };
         let _ = writeln!(o, "        {line}");
+    }
+}
+
+/// Unknown declared sources: an error block when any is not accepted (the plan is
+/// incomplete), a warning line for each accepted one.
+fn unknown_text(o: &mut String, p: &Plan, st: &Style) {
+    let open: Vec<_> = p.unaccepted_unknowns().collect();
+    if !open.is_empty() {
+        let _ = writeln!(
+            o,
+            "{} the plan is incomplete: {} declared source{} could not be read.",
+            st.paint("31;1", "Error:"),
+            open.len(),
+            if open.len() == 1 { "" } else { "s" }
+        );
+        for u in &open {
+            let _ = writeln!(o, "  - {} is {}: {}", u.address, u.kind, u.reason);
+        }
+        let names: Vec<&str> = open
+            .iter()
+            .map(|u| u.address.trim_start_matches("host."))
+            .collect();
+        let _ = writeln!(
+            o,
+            "  Fix access (credentials, known_hosts, network) and re-run, or accept each with --allow-unreachable {}.\n",
+            names.join(" --allow-unreachable ")
+        );
+    }
+    for u in p.unknown.iter().filter(|u| u.accepted) {
+        let _ = writeln!(
+            o,
+            "{} {} is {} (accepted with --allow-unreachable): {}\n",
+            st.paint("33;1", "Warning:"),
+            u.address,
+            u.kind,
+            u.reason
+        );
     }
 }
 

@@ -258,15 +258,41 @@ impl EtcdProvider {
     /// Never fails: unreachable endpoints are reported in [`Observation::endpoints`] and
     /// their members as [`MemberHealth::Unreachable`]. Returns within about the configured
     /// timeout even when endpoints hang.
+    ///
+    /// Members that no configured endpoint belongs to (a server whose node is no longer
+    /// declared, or was never in the endpoint list) are then asked at their own client
+    /// URLs from the member list, so that their health is read rather than assumed: the
+    /// quorum simulation must count every healthy voter, declared or not.
     pub async fn observe(&self) -> Observation {
         let started = Instant::now();
-        let probes = futures::future::join_all(self.config.endpoints.iter().map(|ep| async move {
+        let mut probes =
+            futures::future::join_all(self.config.endpoints.iter().map(|ep| async move {
+                let t = Instant::now();
+                let r = self.probe(ep, true).await;
+                (ep.clone(), r, t.elapsed())
+            }))
+            .await;
+        let first = build_observation(&probes, started.elapsed());
+        let extra: Vec<String> = first
+            .members
+            .iter()
+            .filter(|m| matches!(m.health, MemberHealth::NotObserved))
+            .filter_map(|m| m.client_urls.first().cloned())
+            .filter(|u| first.endpoint(u).is_none())
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        if extra.is_empty() {
+            return first;
+        }
+        let more = futures::future::join_all(extra.iter().map(|ep| async move {
             let t = Instant::now();
-            let r = self.probe(ep, true).await;
+            let r = self.probe(ep, false).await;
             (ep.clone(), r, t.elapsed())
         }))
         .await;
-        build_observation(probes, started.elapsed())
+        probes.extend(more);
+        build_observation(&probes, started.elapsed())
     }
 }
 
@@ -302,13 +328,13 @@ fn ms(d: Duration) -> u64 {
 }
 
 fn build_observation(
-    probes: Vec<(String, Result<Probe, EndpointError>, Duration)>,
+    probes: &[(String, Result<Probe, EndpointError>, Duration)],
     elapsed: Duration,
 ) -> Observation {
     // The cluster is the cluster ID most answering endpoints report: a member started on a
     // stale data dir may lead its own one-member cluster and must not win by being leader.
     let mut votes: BTreeMap<u64, usize> = BTreeMap::new();
-    for (_, r, _) in &probes {
+    for (_, r, _) in probes {
         if let Ok(p) = r {
             *votes.entry(p.state.cluster_id.0).or_default() += 1;
         }
@@ -316,7 +342,7 @@ fn build_observation(
     let majority_cluster = votes.iter().max_by_key(|(_, n)| **n).map(|(c, _)| *c);
     // Member list: prefer the leader's view, then the voter with the highest raft term.
     let mut best: Option<(&str, &EndpointState, &Vec<etcd_client::Member>)> = None;
-    for (ep, r, _) in &probes {
+    for (ep, r, _) in probes {
         if let Ok(p) = r
             && let Some(Ok(list)) = &p.members
             && !p.state.is_learner

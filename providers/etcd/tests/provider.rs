@@ -574,3 +574,44 @@ async fn nospace_alarm_is_reported_per_endpoint() {
     let json = serde_json::to_string(&o).unwrap();
     assert!(json.contains("\"NOSPACE\""), "{json}");
 }
+
+/// issue 13: a member whose endpoint is not configured (its node is no longer declared) is
+/// asked at its own client URL from the member list: a healthy one counts as healthy, a
+/// dead one as unreachable — never "not observed", which the planner read as down and
+/// which made plan claim quorum was lost while 2 of 3 members were healthy.
+#[tokio::test]
+async fn issue13_members_without_a_configured_endpoint_are_asked_at_their_client_urls() {
+    let mut c = start_cluster(3).await;
+    // Only member 0 is configured, as when server-2 and server-3 left the topology.
+    let p = provider(&c, &[0], common_timeout());
+    let o = observe_until(&p, "leader known", |o| o.health.leader.is_some()).await;
+    assert_eq!(o.members.len(), 3, "{o:#?}");
+    assert_eq!(
+        o.health.healthy_voters, 3,
+        "every member's status is read: {o:#?}"
+    );
+    for m in &o.members {
+        assert!(m.is_healthy(), "{m:?}");
+    }
+    // Kill member 2 (not configured): it is unreachable at its own URL, and the other two
+    // still hold quorum.
+    let dead_url = c.member(2).client_url();
+    c.kill(2);
+    let o = observe_until(&p, "member 2 seen unreachable", |o| {
+        o.members
+            .iter()
+            .any(|m| matches!(m.health, MemberHealth::Unreachable { .. }))
+    })
+    .await;
+    assert_eq!(o.health.healthy_voters, 2, "{o:#?}");
+    assert!(o.health.quorum, "2 of 3 hold quorum: {o:#?}");
+    let dead = o
+        .members
+        .iter()
+        .find(|m| m.client_urls.first() == Some(&dead_url))
+        .expect("dead member listed");
+    match &dead.health {
+        MemberHealth::Unreachable { error } => assert_eq!(error.endpoint, dead_url),
+        other => panic!("dead member should be unreachable at its URL, is {other:?}"),
+    }
+}

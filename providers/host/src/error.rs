@@ -47,9 +47,10 @@ pub enum HostError {
     },
     /// The host offered a key different from the recorded one: refused, always.
     #[error(
-        "ssh {host}: HOST KEY CHANGED for {host_port}: the host offers {fingerprint}, but {known_hosts} \
-         line {line} records a different key. Possible man-in-the-middle, or the host was reinstalled; \
-         refusing to connect. Remove the stale line only after verifying the new key"
+        "ssh {host}: HOST KEY CHANGED for {host_port}: expected {expected} ({} line {line}), \
+         the host offers {fingerprint}. Possible man-in-the-middle, or the host was reinstalled; \
+         refusing to connect. Remove the stale line only after verifying the new key",
+        known_hosts.display()
     )]
     HostKeyChanged {
         /// Host name.
@@ -58,8 +59,10 @@ pub enum HostError {
         host_port: String,
         /// Algorithm and SHA256 fingerprint of the offered key.
         fingerprint: String,
-        /// The known_hosts file consulted.
-        known_hosts: PathBuf,
+        /// Algorithm and SHA256 fingerprint of the key known_hosts records.
+        expected: String,
+        /// The known_hosts file consulted (boxed: keeps `HostError` small).
+        known_hosts: Box<std::path::Path>,
         /// 1-based line of the recorded key.
         line: usize,
     },

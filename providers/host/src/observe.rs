@@ -174,8 +174,10 @@ pub enum UnreachableKind {
     Timeout,
     /// TCP/SSH-level failure (refused, reset, …).
     Network,
-    /// Host key unknown or changed: refused for safety.
+    /// Host key unknown (or known_hosts unreadable): refused for safety.
     HostKey,
+    /// Host key differs from the one known_hosts records: possible man-in-the-middle.
+    HostKeyChanged,
     /// Authentication failed or the key could not be loaded.
     Auth,
     /// Connected, but the observe script failed or printed nonsense.
@@ -196,9 +198,10 @@ impl HostObservation {
         let kind = match e {
             HostError::ConnectTimeout { .. } => UnreachableKind::Timeout,
             HostError::Connect { .. } => UnreachableKind::Network,
-            HostError::UnknownHostKey { .. }
-            | HostError::HostKeyChanged { .. }
-            | HostError::KnownHosts { .. } => UnreachableKind::HostKey,
+            HostError::HostKeyChanged { .. } => UnreachableKind::HostKeyChanged,
+            HostError::UnknownHostKey { .. } | HostError::KnownHosts { .. } => {
+                UnreachableKind::HostKey
+            }
             HostError::AuthFailed { .. } | HostError::PrivateKey { .. } => UnreachableKind::Auth,
             _ => UnreachableKind::ObserveFailed,
         };

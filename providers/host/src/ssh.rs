@@ -174,11 +174,23 @@ impl client::Handler for Verifier {
                 known_hosts: self.known_hosts.clone(),
             }),
             Err(russh::keys::Error::KeyChanged { line }) => {
+                // The recorded key's fingerprint, so the operator can compare both out of
+                // band (as OpenSSH's "REMOTE HOST IDENTIFICATION HAS CHANGED" does).
+                let expected = russh::keys::known_hosts::known_host_keys_path(
+                    &s.address,
+                    s.port,
+                    &self.known_hosts,
+                )
+                .ok()
+                .and_then(|keys| keys.into_iter().find(|(l, _)| *l == line))
+                .map(|(_, k)| fingerprint(&k))
+                .unwrap_or_else(|| "(unreadable)".into());
                 self.refuse(HostError::HostKeyChanged {
                     host: self.host.clone(),
                     host_port: s.host_port(),
                     fingerprint: fingerprint(key),
-                    known_hosts: self.known_hosts.clone(),
+                    expected,
+                    known_hosts: self.known_hosts.clone().into_boxed_path(),
                     line,
                 })
             }

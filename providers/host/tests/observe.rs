@@ -333,6 +333,21 @@ fn host_keys_unknown_changed_and_accept_new() {
         "{err}"
     );
     assert!(err.to_string().contains("HOST KEY CHANGED"), "{err}");
+    // issue 13: the message names the expected (recorded) and the offered fingerprints,
+    // and they differ.
+    let msg = err.to_string();
+    let fps: Vec<&str> = msg
+        .split("SHA256:")
+        .skip(1)
+        .map(|r| {
+            r.split(|c: char| c.is_whitespace() || c == ')' || c == ',')
+                .next()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(fps.len(), 2, "expected and offered fingerprints: {msg}");
+    assert_ne!(fps[0], fps[1], "{msg}");
+    assert!(msg.contains("expected"), "{msg}");
     unknown.accept_new_host_keys = true;
     let err = rt
         .block_on(HostSession::connect("keyed", &unknown))
@@ -340,7 +355,9 @@ fn host_keys_unknown_changed_and_accept_new() {
     assert!(matches!(err, HostError::HostKeyChanged { .. }), "{err}");
     let pool = HostPool::new([("keyed".to_string(), good)], 0);
     match rt.block_on(pool.observe("keyed", &spec())) {
-        HostObservation::Unreachable { kind, .. } => assert_eq!(kind, UnreachableKind::HostKey),
+        HostObservation::Unreachable { kind, .. } => {
+            assert_eq!(kind, UnreachableKind::HostKeyChanged)
+        }
         other => panic!("expected unreachable: {other:?}"),
     }
 }

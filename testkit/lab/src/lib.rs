@@ -831,6 +831,13 @@ impl Lab {
         Ok(())
     }
 
+    /// The host's SSH host key is replaced (as after a reinstall, or by a man-in-the-middle)
+    /// and its sshd restarted; the lab's known_hosts keeps the old key.
+    pub fn rotate_host_key(&self, name: &str) -> Result<()> {
+        self.host(name)?.sshd.rotate_host_key()?;
+        Ok(())
+    }
+
     /// The host's network is cut, its processes stay alive: sshd (its listener process
     /// group), the k3s daemon and etcd are SIGSTOPped. Peers and clients time out instead of
     /// being refused (like dropped packets); heartbeats stop so the Node goes NotReady.
@@ -1474,10 +1481,15 @@ fn sshd_pids(listen: &str) -> Vec<i32> {
         let Ok(cmd) = fs::read(format!("/proc/{pid}/cmdline")) else {
             continue;
         };
-        let args: Vec<String> = cmd
+        let mut args: Vec<String> = cmd
             .split(|b| *b == 0)
             .map(|a| String::from_utf8_lossy(a).into_owned())
             .collect();
+        // OpenSSH 9 rewrites its title: the listener's cmdline is one string,
+        // `sshd: /usr/sbin/sshd -D -e -f CONFIG [listener] 0 of 10-100 startups`.
+        if let Some(title) = args.first().and_then(|a| a.strip_prefix("sshd: ")) {
+            args = title.split_whitespace().map(str::to_string).collect();
+        }
         if !args.first().is_some_and(|a| a.ends_with("sshd")) || !args.iter().any(|a| a == "-D") {
             continue;
         }
