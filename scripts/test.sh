@@ -2,7 +2,7 @@
 # The whole test suite, as CI runs it: formatting, lints, the benchmark smoke run, then every
 # test of the workspace (unit, golden, property, the tests against real etcd and sshd, and the
 # end-to-end seed scenarios against the lab). Needs root and the Debian packages etcd-server,
-# etcd-client, openssh-server, protobuf-compiler, curl (`.ci/run` installs them).
+# etcd-client, openssh-server, protobuf-compiler, libprotobuf-dev, gcc, curl (`.ci/run` installs them).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -723,6 +723,7 @@ fn map_host(
                 belongs
             },
             tombstone: f.etcd_data.tombstone,
+            initial_cluster: f.etcd_data.initial_cluster.clone(),
         }
     });
     HostState {

@@ -347,4 +347,8 @@ pub struct EtcdDataDir {
     pub belongs_to_cluster: Option<bool>,
     /// k3s wrote `server/db/etcd/tombstone`: the member was removed while this dir survived.
     pub tombstone: bool,
+    /// `initial-cluster` of the etcd config k3s left in it (`name=peer-url,...`): the peers
+    /// the member was created with, which tell this cluster's data from another's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub initial_cluster: Option<String>,
 }

@@ -581,3 +581,78 @@ fn issue9_removed_live_agent_is_uninstalled_at_the_port_the_state_recorded() {
     let o = k3splan(&lab, &topo, &["plan", "--detailed-exitcode"]);
     assert_eq!(code(&o), Some(0), "second plan: no changes");
 }
+
+/// Issue 13, point 2: `verify` counted Ready Nodes only, so a removed node whose kubelet
+/// registered it again ("3 Nodes Ready" while a fourth, undeclared Node existed) passed.
+/// Every Node must be declared; an undeclared one is named.
+#[test]
+fn issue13_verify_fails_on_an_undeclared_node() {
+    use k3splan::apply::{Executor, Waits};
+    use k3splan::config::load::{EnvSource, load_path};
+    use k3splan::live::{Live, LiveOptions};
+    use k3splan::plan::Operation;
+
+    let lab = Lab::start(LabSpec {
+        servers: 3,
+        verbose: true,
+        ..LabSpec::default()
+    })
+    .expect("lab");
+    let topo = lab
+        .write_topology(
+            "verify/main.hcl",
+            &names(&["server-1", "server-2", "server-3"]),
+            "",
+        )
+        .unwrap();
+    let env = lab.k3splan_env().into_iter().collect();
+    let loaded = load_path(&topo, EnvSource::Map(env)).expect("load topology");
+    let mut t = loaded
+        .topology
+        .unwrap_or_else(|| panic!("topology: {:?}", loaded.diagnostics));
+    t.cluster.kubeconfig = Some(lab.files().kubeconfig.clone());
+    let live = Live::new(
+        &t,
+        LiveOptions {
+            base_dir: topo.parent().unwrap().to_path_buf(),
+            ..LiveOptions::default()
+        },
+    )
+    .expect("live");
+    let exec = Executor {
+        live: &live,
+        waits: Waits {
+            verify: Duration::from_secs(3),
+            ..Waits::default()
+        },
+        snapshot_dir: lab.dir().join("snapshots"),
+    };
+    let verify = Operation::Verify {
+        expect_members: 3,
+        expect_nodes: 3,
+    };
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    // Premise: the declared cluster verifies.
+    let ok = rt.block_on(exec.run(&verify));
+    assert!(ok.is_ok(), "premise: the declared cluster verifies: {ok:?}");
+
+    // A fourth Node, Ready, that no block declares (as a removed agent re-registers itself).
+    let ghost = serde_json::json!({"apiVersion": "v1", "kind": "Node",
+        "metadata": {"name": "agent-ghost", "labels": {"kubernetes.io/hostname": "agent-ghost"}},
+        "status": {"conditions": [{"type": "Ready", "status": "True",
+            "lastTransitionTime": "2026-12-01T00:00:00Z"}],
+            "addresses": [{"type": "InternalIP", "address": "127.77.250.9"}],
+            "nodeInfo": {"kubeletVersion": "v1.28.5+k3s1"}}});
+    lab.kube()
+        .load_values(vec![ghost])
+        .expect("add the undeclared Node");
+    assert!(lab.nodes().contains(&"agent-ghost".to_string()), "premise");
+    let err = rt
+        .block_on(exec.run(&verify))
+        .expect_err("verify must fail on an undeclared Node");
+    assert!(
+        err.contains("undeclared Node") && err.contains("agent-ghost"),
+        "{err}"
+    );
+    rt.block_on(live.hosts.close_all());
+}

@@ -484,6 +484,7 @@ fn seed002_observed() -> Observed {
         cluster_id: Some("5d8a1e0f".into()),
         belongs_to_cluster: Some(false),
         tombstone: false,
+        initial_cluster: None,
     });
     o
 }
@@ -680,4 +681,275 @@ fn issue7_pvcs_of_an_already_deleted_node_are_still_rebound() {
         !all.contains("export-minio-2"),
         "healthy node's PVC untouched: {all}"
     );
+}
+
+// ---------------------------------------------------------------- issue 13
+
+use k3splan::plan::Operation;
+
+/// Position of the first operation matching `f`, as (step index, operation index).
+fn op_pos(p: &Plan, f: impl Fn(&Operation) -> bool) -> Option<(usize, usize)> {
+    p.steps
+        .iter()
+        .enumerate()
+        .find_map(|(i, s)| s.operations.iter().position(&f).map(|j| (i, j)))
+}
+
+/// Issue 13, point 2: a live node leaving the configuration is drained, k3s is uninstalled
+/// on its host, and only then is its Node object deleted: deleted first, the kubelet still
+/// running there registers it again.
+#[test]
+fn issue13_removal_uninstalls_k3s_before_deleting_the_node() {
+    let t = topology(
+        cluster("scalein"),
+        vec![
+            node("s1", "10.0.3.1", &S),
+            node("s2", "10.0.3.2", &S),
+            node("s3", "10.0.3.3", &S),
+        ],
+    );
+    let mut before = t.clone();
+    before.nodes.push(node("a1", "10.0.3.4", &[Role::Agent]));
+    before.nodes.push(node("s4", "10.0.3.5", &S));
+    let o = observed_matching(&before);
+    let p = plan(&t, &o, &PlanOptions::default()).unwrap_or_else(|e| panic!("{e}"));
+    let text = render::text(&Ok(p.clone()), TextOptions { color: false });
+    for n in ["a1", "s4"] {
+        let drain = op_pos(
+            &p,
+            |op| matches!(op, Operation::Drain { node, .. } if node == n),
+        );
+        let uninstall = op_pos(
+            &p,
+            |op| matches!(op, Operation::UninstallK3s { node } if node == n),
+        );
+        let delete = op_pos(
+            &p,
+            |op| matches!(op, Operation::DeleteNode { node } if node == n),
+        );
+        let (Some(drain), Some(uninstall), Some(delete)) = (drain, uninstall, delete) else {
+            panic!("{n}: drain, uninstall and delete planned:\n{text}");
+        };
+        assert!(
+            drain < uninstall && uninstall < delete,
+            "{n}: drain {drain:?} → uninstall {uninstall:?} → delete Node {delete:?}:\n{text}"
+        );
+    }
+    // The server's member is removed while its k3s still runs (quorum simulated), before
+    // the uninstall.
+    let member = op_pos(
+        &p,
+        |op| matches!(op, Operation::RemoveEtcdMember { name, .. } if *name == member_name("s4")),
+    )
+    .unwrap();
+    let uninstall = op_pos(
+        &p,
+        |op| matches!(op, Operation::UninstallK3s { node } if node == "s4"),
+    )
+    .unwrap();
+    assert!(member < uninstall, "{text}");
+    // The rendered plan shows the order too.
+    let i = text.find("uninstall k3s on a1").expect("uninstall shown");
+    let j = text.find("delete Node a1").expect("delete shown");
+    assert!(i < j, "{text}");
+}
+
+/// Issue 13, point 5: the rebind operations carry the plan's evidence that the host is gone,
+/// which the provider checks again before it deletes anything.
+#[test]
+fn issue13_rebind_operations_carry_the_evidence_that_the_host_is_gone() {
+    let t = seed004_desired();
+    let o = load_fixture("seed004", seed004_observed);
+    // The dead host times out: the operator accepts it (issue 13.3).
+    let allow = || ["lzx-ha-env".to_string()].into();
+    let p = plan(
+        &t,
+        &o,
+        &PlanOptions {
+            allow_unreachable: allow(),
+            ..PlanOptions::default()
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let ev: Vec<_> = p
+        .steps
+        .iter()
+        .flat_map(|s| &s.operations)
+        .filter_map(|op| match op {
+            Operation::RebindVolume { evidence, .. }
+            | Operation::RecreateWorkload { evidence, .. } => Some(evidence.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(ev.len(), 3);
+    for e in &ev {
+        assert!(
+            e.host_unreachable && e.member_dead && !e.uninstalled_by_plan,
+            "{e:?}"
+        );
+        assert!(e.host_gone());
+        assert_eq!(e.not_ready_since.as_deref(), Some("2026-11-21T23:10:00Z"));
+        assert_eq!(e.min_not_ready_secs, 300);
+    }
+    // The threshold is the operator's to set (--rebind-min-not-ready).
+    let opts = PlanOptions {
+        rebind_min_not_ready_secs: Some(900),
+        allow_unreachable: allow(),
+        ..PlanOptions::default()
+    };
+    let p = plan(&t, &o, &opts).unwrap();
+    assert!(
+        p.steps
+            .iter()
+            .flat_map(|s| &s.operations)
+            .any(|op| matches!(op,
+        Operation::RebindVolume { evidence, .. } if evidence.min_not_ready_secs == 900))
+    );
+}
+
+/// The stale data dir step's reason for host s4 of seed 002, with `dir` as its data dir.
+fn stale_reason(dir: EtcdDataDir, s2_initial_cluster: Option<&str>) -> String {
+    let t = seed002_desired();
+    let mut o = seed002_observed();
+    host_mut(&mut o, "s4").etcd_data = Some(dir);
+    if let Some(ic) = s2_initial_cluster {
+        host_mut(&mut o, "s2")
+            .etcd_data
+            .as_mut()
+            .unwrap()
+            .initial_cluster = Some(ic.into());
+    }
+    let p = plan(&t, &o, &PlanOptions::default()).unwrap_or_else(|e| panic!("{e}"));
+    p.steps
+        .iter()
+        .find(|s| matches!(s.operations[..], [Operation::MoveAsideDataDir { ref node, .. }] if node == "s4"))
+        .map(|s| s.why.clone())
+        .expect("the stale data dir is moved aside")
+}
+
+/// Issue 13, point 8a: a removed member's own data dir (same cluster) was described as
+/// "belongs to another cluster". Each case says which it is, and why.
+#[test]
+fn issue13_stale_data_dir_says_whether_it_is_this_clusters_or_another() {
+    // As the live observation gives it: no cluster ID read, a tombstone (k3s removed the
+    // member), so belongs_to_cluster = false.
+    let removed = |initial_cluster: &str| EtcdDataDir {
+        path: "/var/lib/rancher/k3s/server/db/etcd".into(),
+        member_name: Some("s4-0a1b2c3d".into()),
+        cluster_id: None,
+        belongs_to_cluster: Some(false),
+        tombstone: true,
+        initial_cluster: Some(initial_cluster.into()),
+    };
+    // It joined this cluster: its peers then are members now.
+    let why = stale_reason(
+        removed(&format!(
+            "{}=https://10.0.2.1:2380,{}=https://10.0.2.2:2380,s4-0a1b2c3d=https://10.0.2.4:2380",
+            member_name("s1"),
+            member_name("s2")
+        )),
+        None,
+    );
+    assert!(
+        why.contains("this cluster's: a removed member's own data"),
+        "{why}"
+    );
+    assert!(!why.contains("another cluster"), "{why}");
+    // It was the first server (created alone): a current member lists it as a peer.
+    let why = stale_reason(
+        removed("s4-0a1b2c3d=https://10.0.2.4:2380"),
+        Some(&format!(
+            "s4-0a1b2c3d=https://10.0.2.4:2380,{}=https://10.0.2.2:2380",
+            member_name("s2")
+        )),
+    );
+    assert!(
+        why.contains("this cluster's") && why.contains("s4-0a1b2c3d"),
+        "{why}"
+    );
+    assert!(!why.contains("another cluster"), "{why}");
+    // Created with peers none of which is a member here: another cluster.
+    let why = stale_reason(
+        removed("s4-0a1b2c3d=https://10.0.2.4:2380,old-1=https://10.9.9.1:2380"),
+        None,
+    );
+    assert!(
+        why.contains("belongs to another cluster") && why.contains("old-1"),
+        "{why}"
+    );
+    // Nothing to tell by: it says so rather than guess.
+    let why = stale_reason(removed("s4-0a1b2c3d=https://10.0.2.4:2380"), None);
+    assert!(
+        why.contains("unknown") && !why.contains("another cluster"),
+        "{why}"
+    );
+}
+
+/// Issue 13, point 8b: a returning ex-primary still holds its old keepalived manifest
+/// (priority 100, MASTER), a static pod that k3s starts with it: the manifest is rewritten
+/// before k3s starts on it, so it cannot take the VIP.
+#[test]
+fn issue13_returning_ex_primary_keepalived_manifest_is_rewritten_before_k3s_starts() {
+    let mut t = seed004_desired();
+    // lzx-ha-env comes back as a backup; lzx-ha-env-2 stays primary.
+    t.nodes.retain(|n| n.name != "lzx-test-add-node");
+    t.nodes.push(node("lzx-ha-env", "192.168.0.254", &S));
+    t.storage.clear();
+    t.addons.clear();
+    let mut before = t.clone();
+    before.nodes.retain(|n| n.name != "lzx-ha-env");
+    let mut o = observed_matching(&before);
+    // The host answers, k3s stopped, its member and Node removed; its old manifest says
+    // priority 100.
+    let mut old = seed004_desired();
+    old.nodes.iter_mut().for_each(|n| n.primary = false);
+    let mut ex = node("lzx-ha-env", "192.168.0.254", &S);
+    ex.primary = true;
+    old.nodes.push(ex.clone());
+    let manifest = keepalived_file(&old, &ex).expect("manifest");
+    assert_eq!(
+        manifest.priority,
+        Some(100),
+        "premise: the old manifest is the primary's"
+    );
+    set_host(
+        &mut o,
+        "lzx-ha-env",
+        Fact::Known(HostState {
+            address: Some("192.168.0.254".parse().unwrap()),
+            keepalived: Some(manifest),
+            ..Default::default()
+        }),
+    );
+    let p = plan(&t, &o, &PlanOptions::default()).unwrap_or_else(|e| panic!("{e}"));
+    let text = render::text(&Ok(p.clone()), TextOptions { color: false });
+    let write = op_pos(&p, |op| {
+        matches!(op, Operation::WriteFile { node, path, .. } if node == "lzx-ha-env" && path.ends_with("keepalived.yaml"))
+    })
+    .unwrap_or_else(|| panic!("the manifest is rewritten:\n{text}"));
+    let start = op_pos(
+        &p,
+        |op| matches!(op, Operation::JoinServer { node, .. } if node == "lzx-ha-env"),
+    )
+    .unwrap_or_else(|| panic!("the node joins:\n{text}"));
+    assert!(
+        write < start,
+        "keepalived written {write:?} before k3s starts {start:?}:\n{text}"
+    );
+    let after = p.steps[write.0].operations.iter().find_map(|op| match op {
+        Operation::WriteFile { after, .. } => Some(after.clone()),
+        _ => None,
+    });
+    assert!(
+        after.is_some_and(|a| !a.contains("\"100\"") && a.contains("90")),
+        "{text}"
+    );
+    // Written once.
+    let writes = p
+        .steps
+        .iter()
+        .flat_map(|s| &s.operations)
+        .filter(|op| matches!(op, Operation::WriteFile { node, path, .. } if node == "lzx-ha-env" && path.ends_with("keepalived.yaml")))
+        .count();
+    assert_eq!(writes, 1, "{text}");
 }

@@ -195,6 +195,7 @@ fn build(c: &Case) -> (Topology, Observed, PlanOptions) {
                     cluster_id: None,
                     belongs_to_cluster: None,
                     tombstone: true,
+                    initial_cluster: None,
                 }),
                 ..Default::default()
             })

@@ -565,6 +565,7 @@ fn rule6_simulation_rejects_deleting_a_pvc_on_a_node_that_stays() {
             pvc_uid: "u".into(),
             pod: None,
             from_node: "n1".into(),
+            evidence: Default::default(),
         }],
     )];
     let r = simulate(&sim(&[true, true, true]), &mut steps, false).unwrap_err();

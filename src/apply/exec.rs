@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 use k3splan_etcd::MemberId;
 use k3splan_host::{FileWrite, InstallRequest, K3sRole, ServiceAction};
 use k3splan_kube::{
-    AddonChange, AddonMethod, DrainMode, DrainOptions, ObserveRequest, PodScope, Readiness,
-    RebindPolicy, RebindRequest,
+    AddonChange, AddonMethod, DrainMode, DrainOptions, HostGoneEvidence, ObserveRequest, PodScope,
+    Readiness, RebindPolicy, RebindRequest,
 };
 
 use crate::live::Live;
@@ -232,6 +232,7 @@ impl Executor<'_> {
                 pvc,
                 pvc_uid,
                 from_node,
+                evidence,
                 ..
             } => {
                 self.rebind(
@@ -239,6 +240,7 @@ impl Executor<'_> {
                     pvc,
                     pvc_uid,
                     from_node,
+                    evidence,
                     RebindPolicy::StatefulSetRecreatePvcAndPod,
                 )
                 .await
@@ -248,6 +250,7 @@ impl Executor<'_> {
                 pvc,
                 pvc_uid,
                 from_node,
+                evidence,
                 ..
             } => {
                 self.rebind(
@@ -255,6 +258,7 @@ impl Executor<'_> {
                     pvc,
                     pvc_uid,
                     from_node,
+                    evidence,
                     RebindPolicy::DeploymentDeleteForOperator,
                 )
                 .await
@@ -607,6 +611,7 @@ impl Executor<'_> {
         pvc: &str,
         uid: &str,
         from_node: &str,
+        evidence: &crate::plan::LossEvidence,
         policy: RebindPolicy,
     ) -> Result<OpResult, String> {
         let k = self.live.kube().await?;
@@ -618,6 +623,16 @@ impl Executor<'_> {
                 policy,
                 expected_pvc_uid: Some(uid.to_string()),
                 deadline: self.waits.pod_rescheduled,
+                // The plan's facts about the lost node: the provider refuses to delete the
+                // PVC unless they say its host is gone (issue 13).
+                evidence: HostGoneEvidence {
+                    uninstalled_by_plan: evidence.uninstalled_by_plan,
+                    k3s_absent: evidence.k3s_absent,
+                    host_unreachable: evidence.host_unreachable,
+                    member_dead: evidence.member_dead,
+                    not_ready_since: evidence.not_ready_since.clone(),
+                },
+                min_not_ready: Duration::from_secs(evidence.min_not_ready_secs),
             })
             .await
             .map_err(err)?;
@@ -699,9 +714,26 @@ impl Executor<'_> {
                 .await
             {
                 Ok(c) => {
+                    // Every Node must be declared: an undeclared one is a node the plan
+                    // removed coming back (its kubelet registered it again) or one nobody
+                    // manages; counting Ready nodes alone hides it (issue 13).
+                    let undeclared: Vec<String> = c
+                        .nodes
+                        .iter()
+                        .filter(|n| self.live.topology.node(&n.name).is_none())
+                        .map(|n| format!("{} ({:?})", n.name, n.ready))
+                        .collect();
+                    if !undeclared.is_empty() {
+                        problems.push(format!(
+                            "undeclared Node{} in the cluster: {} (a removed node whose kubelet still runs registers itself again)",
+                            if undeclared.len() == 1 { "" } else { "s" },
+                            undeclared.join(", ")
+                        ));
+                    }
                     let ready = c
                         .nodes
                         .iter()
+                        .filter(|n| self.live.topology.node(&n.name).is_some())
                         .filter(|n| n.ready == Readiness::Ready)
                         .count();
                     if ready < nodes {

@@ -95,6 +95,9 @@ pub enum Command {
         /// How many hosts to reach over SSH at once (connect, observe, act).
         #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..=1024))]
         parallelism: u16,
+        /// Seconds a lost node must have been NotReady before a PVC pinned to it is deleted.
+        #[arg(long, value_name = "SECONDS", env = "K3SPLAN_REBIND_MIN_NOT_READY")]
+        rebind_min_not_ready: Option<u64>,
     },
     /// Render a saved plan, or the current state.
     Show {
@@ -152,6 +155,11 @@ pub struct PlanArgs {
     /// How many hosts to reach over SSH at once (connect, observe, act).
     #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..=1024))]
     pub parallelism: u16,
+    /// Seconds a lost node must have been NotReady before a PVC pinned to it is deleted
+    /// (default 300: Kubernetes' taint-eviction delay; a kubelet restart or a network blip
+    /// turns a Node NotReady within ~50 s).
+    #[arg(long, value_name = "SECONDS", env = "K3SPLAN_REBIND_MIN_NOT_READY")]
+    pub rebind_min_not_ready: Option<u64>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -298,6 +306,7 @@ pub fn try_main(cli: Cli) -> Result<u8, CliError> {
                 replace: a.replace.clone(),
                 accept_new_host_keys: a.accept_new_host_keys,
                 parallelism: a.parallelism.into(),
+                rebind_min_not_ready: a.rebind_min_not_ready,
             },
             a.json,
             a.detailed_exitcode,
@@ -311,6 +320,7 @@ pub fn try_main(cli: Cli) -> Result<u8, CliError> {
             lock_timeout,
             accept_new_host_keys,
             parallelism,
+            rebind_min_not_ready,
         } => ops::cmd_apply(
             g,
             &ops::LiveFlags {
@@ -318,6 +328,7 @@ pub fn try_main(cli: Cli) -> Result<u8, CliError> {
                 replace: replace.clone(),
                 accept_new_host_keys: *accept_new_host_keys,
                 parallelism: (*parallelism).into(),
+                rebind_min_not_ready: *rebind_min_not_ready,
             },
             plan_file.as_deref(),
             *auto_approve,

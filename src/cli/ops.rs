@@ -30,6 +30,8 @@ pub struct LiveFlags {
     pub accept_new_host_keys: bool,
     /// SSH hosts reached at once.
     pub parallelism: usize,
+    /// `--rebind-min-not-ready SECONDS`.
+    pub rebind_min_not_ready: Option<u64>,
 }
 
 fn base_dir(config: &Path) -> PathBuf {
@@ -148,6 +150,7 @@ fn plan_options(
         cordoned_by_k3splan: state
             .map(|s| s.managed.cordons.keys().cloned().collect())
             .unwrap_or_default(),
+        rebind_min_not_ready_secs: None,
     }
 }
 
@@ -283,7 +286,8 @@ pub fn cmd_plan(
         rt.block_on(live.hosts.close_all());
         return Err(e);
     }
-    let opts = plan_options(&flags.allow_unreachable, replace, state.as_ref());
+    let mut opts = plan_options(&flags.allow_unreachable, replace, state.as_ref());
+    opts.rebind_min_not_ready_secs = flags.rebind_min_not_ready;
     let mut result = plan::plan(&t, &observed, &opts);
     if let Ok(p) = &mut result {
         p.warnings.extend(notes);
@@ -448,7 +452,24 @@ pub fn cmd_apply(
         Some(s) => &s.allow_unreachable,
         None => &flags.allow_unreachable,
     };
-    let opts = plan_options(allow, replace, Some(&state));
+    let mut opts = plan_options(allow, replace, Some(&state));
+    // A saved plan keeps the threshold it was made with (it is part of its operations).
+    opts.rebind_min_not_ready_secs = saved
+        .as_ref()
+        .and_then(|s| {
+            s.plan
+                .steps
+                .iter()
+                .flat_map(|st| &st.operations)
+                .find_map(|op| match op {
+                    plan::Operation::RebindVolume { evidence, .. }
+                    | plan::Operation::RecreateWorkload { evidence, .. } => {
+                        Some(evidence.min_not_ready_secs)
+                    }
+                    _ => None,
+                })
+        })
+        .or(flags.rebind_min_not_ready);
     let result = plan::plan(&t, &observed, &opts);
     let plan = match (&result, &saved) {
         (Err(_), _) => {

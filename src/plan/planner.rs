@@ -29,8 +29,8 @@ use crate::plan::files::{
 };
 use crate::plan::safety::{self, Sim, SimMember};
 use crate::plan::{
-    Action, ActionReason, Address, Drift, Operation, Plan, PlanOptions, Refusal, Rule, Step,
-    UnknownSource, Violation,
+    Action, ActionReason, Address, DEFAULT_REBIND_MIN_NOT_READY_SECS, Drift, LossEvidence,
+    Operation, Plan, PlanOptions, Refusal, Rule, Step, UnknownSource, Violation,
 };
 
 /// Compute the plan that takes the cluster from `observed` to `desired`.
@@ -81,6 +81,8 @@ struct Planner<'a> {
     refused: BTreeSet<String>,
     /// Nodes this plan uncordons.
     uncordoned: BTreeSet<String>,
+    /// Joining servers whose old keepalived manifest is rewritten before k3s starts.
+    keepalived_before_start: BTreeSet<String>,
     sim: Sim,
 }
 
@@ -200,6 +202,7 @@ impl<'a> Planner<'a> {
             joined: BTreeMap::new(),
             refused: BTreeSet::new(),
             uncordoned: BTreeSet::new(),
+            keepalived_before_start: BTreeSet::new(),
             sim,
         }
     }
@@ -722,7 +725,8 @@ impl<'a> Planner<'a> {
                 node: n.into(),
                 skip_eviction,
             });
-            ops.push(Operation::DeleteNode { node: n.into() });
+            // The Node object is deleted last (below), once k3s is uninstalled: a kubelet
+            // that still runs registers a deleted Node again (issue 13).
             let id = self.push(
                 node_addr.clone(),
                 if replacing {
@@ -772,19 +776,25 @@ impl<'a> Planner<'a> {
                 None,
             );
         }
-        // Host side.
+        // Host side, then the Node object: drain → uninstall k3s → delete Node. Deleted
+        // before the uninstall, the Node is registered again by the kubelet still running
+        // there (issue 13).
+        let action = if replacing {
+            Action::Replace
+        } else {
+            Action::Delete
+        };
+        let delete_node = v.kube.map(|_| Operation::DeleteNode { node: n.into() });
         match &v.host {
             Fact::Known(h) if h.k3s.is_some() => {
+                let mut ops = vec![Operation::UninstallK3s { node: n.into() }];
+                ops.extend(delete_node);
                 let id = self.push(
                     node_addr.clone(),
-                    if replacing {
-                        Action::Replace
-                    } else {
-                        Action::Delete
-                    },
+                    action,
                     reason,
                     format!("{why_base}; its host answers"),
-                    vec![Operation::UninstallK3s { node: n.into() }],
+                    ops,
                     Some(json!({"k3s": h.k3s.as_ref().and_then(|k| k.version.clone())})),
                     None,
                 );
@@ -795,9 +805,10 @@ impl<'a> Planner<'a> {
                     );
                 }
             }
-            Fact::Known(_) => {}
-            Fact::Unknown { reason: r } => {
-                if !replacing {
+            host => {
+                if let Fact::Unknown { reason: r } = host
+                    && !replacing
+                {
                     let word = self
                         .o
                         .host_failure(n)
@@ -807,7 +818,66 @@ impl<'a> Planner<'a> {
                         "node.{n}: host {word} ({r}): k3s will not be uninstalled; if the host comes back, stop k3s there before it tries to rejoin"
                     ));
                 }
+                if let Some(op) = delete_node {
+                    self.push(
+                        node_addr.clone(),
+                        action,
+                        reason,
+                        match host {
+                            Fact::Known(_) => {
+                                format!("{why_base}; k3s is not installed on its host")
+                            }
+                            Fact::Unknown { .. } => format!(
+                                "{why_base}; its host is {}",
+                                self.o
+                                    .host_failure(n)
+                                    .unwrap_or(HostUnknown::Unanswered)
+                                    .word()
+                            ),
+                        },
+                        vec![op],
+                        None,
+                        None,
+                    );
+                }
             }
+        }
+    }
+
+    /// What this plan knows about lost node `n`, for the rebind operations: the provider
+    /// deletes a PVC only when it says the host is gone (issue 13).
+    fn loss_evidence(&self, n: &str) -> LossEvidence {
+        let v = self.views.get(n);
+        let uninstalled_by_plan = self.steps.iter().any(|s| {
+            s.operations
+                .iter()
+                .any(|op| matches!(op, Operation::UninstallK3s { node } if node == n))
+        });
+        let host_unreachable = match v.map(|v| &v.host) {
+            Some(Fact::Known(_)) => false,
+            Some(Fact::Unknown { .. }) => true,
+            None => !self.o.host(n).is_known(),
+        };
+        let member_dead = match v.and_then(|v| v.member) {
+            Some(m) => !m.is_healthy(),
+            None => self.etcd.is_some(),
+        };
+        LossEvidence {
+            uninstalled_by_plan,
+            k3s_absent: match v.map(|v| &v.host) {
+                Some(Fact::Known(h)) => h.k3s.is_none(),
+                _ => false,
+            },
+            host_unreachable,
+            member_dead,
+            not_ready_since: v
+                .and_then(|v| v.kube)
+                .filter(|k| !k.ready)
+                .and_then(|k| k.ready_since.clone()),
+            min_not_ready_secs: self
+                .opts
+                .rebind_min_not_ready_secs
+                .unwrap_or(DEFAULT_REBIND_MIN_NOT_READY_SECS),
         }
     }
 
@@ -961,9 +1031,17 @@ impl<'a> Planner<'a> {
             if dd.tombstone {
                 why.push_str(" (k3s left a tombstone: the member was removed)");
             }
-            if dd.belongs_to_cluster == Some(false) {
-                why.push_str(" (it belongs to another cluster)");
-            }
+            // Whose data it is: a removed member's own (this cluster) or another cluster's.
+            let (origin, evidence) = self.stale_data_origin(&v, dd);
+            why.push_str(&match origin {
+                Some(true) => {
+                    format!(" (it is this cluster's: a removed member's own data; {evidence})")
+                }
+                Some(false) => format!(" (it belongs to another cluster: {evidence})"),
+                None => format!(
+                    " (whether it is this cluster's or another one's is unknown: {evidence})"
+                ),
+            });
             self.push(
                 Address::host_file(n, &dd.path),
                 Action::Delete,
@@ -978,6 +1056,11 @@ impl<'a> Planner<'a> {
                     "member_name": dd.member_name,
                     "cluster_id": dd.cluster_id,
                     "belongs_to_cluster": dd.belongs_to_cluster,
+                    "origin": match origin {
+                        Some(true) => "this_cluster",
+                        Some(false) => "another_cluster",
+                        None => "unknown",
+                    },
                 })),
                 None,
             );
@@ -1015,6 +1098,16 @@ impl<'a> Planner<'a> {
                 before.as_ref().map(|b| json!({ "content": b })),
                 Some(json!({ "content": after })),
             );
+        }
+        // An old keepalived manifest on the host (a returning ex-primary's says priority 100)
+        // is a static pod: k3s would start it with k3s and it could take the VIP. Rewrite it
+        // before k3s starts (issue 13).
+        if d.roles.is_server()
+            && h.keepalived.is_some()
+            && let Some(vip) = &self.t.cluster.vip
+        {
+            self.keepalived_node(d, vip);
+            self.keepalived_before_start.insert(n.to_string());
         }
         let mut ops = Vec::new();
         if d.roles.is_server() {
@@ -1056,6 +1149,112 @@ impl<'a> Planner<'a> {
             })),
         );
         self.joined.insert(n.to_string(), id);
+    }
+
+    /// Whose etcd data a stale data dir on a joining host holds: `Some(true)` this cluster's
+    /// (a removed member's own), `Some(false)` another cluster's, `None` unknown; with the
+    /// evidence, for the operator. Evidence, strongest first: the cluster ID recorded in it
+    /// against the one in the data dirs of the current members; the peers it was created
+    /// with (`initial-cluster`) against the current members; the current members' own
+    /// `initial-cluster` naming this host's member (it was their peer).
+    fn stale_data_origin(
+        &self,
+        v: &NodeView,
+        dd: &crate::observed::EtcdDataDir,
+    ) -> (Option<bool>, String) {
+        let members: Vec<&EtcdMember> = self
+            .etcd
+            .map(|e| e.members.iter().collect())
+            .unwrap_or_default();
+        // Data dirs of hosts whose member is in the cluster now.
+        let member_dirs: Vec<(&str, &crate::observed::EtcdDataDir)> = self
+            .views
+            .values()
+            .filter(|w| w.name != v.name && w.member.is_some())
+            .filter_map(|w| {
+                w.host
+                    .known()
+                    .and_then(|h| h.etcd_data.as_ref())
+                    .map(|d| (w.name.as_str(), d))
+            })
+            .collect();
+        if let Some(id) = &dd.cluster_id
+            && let Some(ours) = member_dirs.iter().find_map(|(_, d)| d.cluster_id.as_ref())
+        {
+            return if id == ours {
+                (Some(true), format!("same cluster ID {id}"))
+            } else {
+                (
+                    Some(false),
+                    format!("cluster ID {id}; this cluster's is {ours}"),
+                )
+            };
+        }
+        let own = v.address;
+        let peers = |ic: &str| -> Vec<(String, Option<IpAddr>)> {
+            ic.split(',')
+                .filter_map(|e| e.split_once('='))
+                .map(|(name, url)| {
+                    (
+                        name.trim().to_string(),
+                        url_host(url.trim()).and_then(|h| h.parse().ok()),
+                    )
+                })
+                .collect()
+        };
+        let created_with: Vec<(String, Option<IpAddr>)> = dd
+            .initial_cluster
+            .as_deref()
+            .map(peers)
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|(_, a)| a.is_none() || *a != own)
+            .collect();
+        let current: Vec<&(String, Option<IpAddr>)> = created_with
+            .iter()
+            .filter(|(_, a)| a.is_some() && members.iter().any(|m| m.peer_address() == *a))
+            .collect();
+        if !current.is_empty() {
+            let names: Vec<&str> = current.iter().map(|(n, _)| n.as_str()).collect();
+            return (
+                Some(true),
+                format!(
+                    "it was created with peers that are members now ({})",
+                    names.join(", ")
+                ),
+            );
+        }
+        // A current member that was created with this host's member as a peer.
+        if let Some((peer, _)) = member_dirs.iter().find(|(_, d)| {
+            d.initial_cluster.as_deref().map(peers).is_some_and(|ps| {
+                ps.iter().any(|(name, a)| {
+                    (own.is_some() && *a == own)
+                        || dd.member_name.as_deref().is_some_and(|m| m == name)
+                })
+            })
+        }) {
+            return (
+                Some(true),
+                format!(
+                    "member {} at this address was a peer of {peer}'s member when it joined",
+                    dd.member_name.as_deref().unwrap_or("(unnamed)")
+                ),
+            );
+        }
+        if !created_with.is_empty() && self.etcd.is_some() {
+            let names: Vec<&str> = created_with.iter().map(|(n, _)| n.as_str()).collect();
+            return (
+                Some(false),
+                format!(
+                    "none of the peers it was created with ({}) is a member of this cluster",
+                    names.join(", ")
+                ),
+            );
+        }
+        (
+            None,
+            "no cluster ID could be read and no peer of it is known to this cluster".into(),
+        )
     }
 
     /// A join URL is fine when it names the api_endpoint or a server that is healthy (or
@@ -1190,59 +1389,68 @@ impl<'a> Planner<'a> {
         // Backups first; the primary last, so the VIP moves once the others are set.
         nodes.sort_by_key(|d| self.t.vip_priority(d).unwrap_or(0));
         for d in nodes {
-            let Some(w) = keepalived_want(self.t, d) else {
-                continue;
-            };
-            let v = &self.views[&d.name];
-            let h = match v.host.known() {
-                Some(h) => h,
-                None => {
-                    self.warnings.push(format!(
-                        "host_file.{}:{}: host unreachable ({}); keepalived not checked",
-                        d.name,
-                        vip.manifest_path,
-                        v.host_reason().unwrap_or_default()
-                    ));
-                    continue;
-                }
-            };
-            let addr = Address::host_file(&d.name, &vip.manifest_path);
-            match &h.keepalived {
-                Some(m) if keepalived_matches(m, &w) => {}
-                Some(m) => {
-                    let before = mask_secrets(&m.raw);
-                    let after = mask_secrets(&rewrite_keepalived(&m.raw, &w));
-                    let mut changed = Vec::new();
-                    let mut drift = |attr: &str, decl: String, obs: Option<String>| {
-                        if obs.as_deref() != Some(decl.as_str()) {
-                            changed.push(format!(
-                                "{attr} {} → {decl}",
-                                obs.clone().unwrap_or_else(|| "unset".into())
-                            ));
-                            self.drift.push(Drift {
-                                address: addr.to_string(),
-                                attribute: attr.into(),
-                                declared: Some(decl),
-                                observed: obs,
-                                planned: true,
-                                note: None,
-                            });
-                        }
-                    };
-                    drift(
-                        "priority",
-                        w.priority.to_string(),
-                        m.priority.map(|p| p.to_string()),
-                    );
-                    drift("vip", w.vip.clone(), m.vip.clone());
-                    drift("interface", w.interface.clone(), m.interface.clone());
-                    drift(
-                        "router_id",
-                        w.router_id.to_string(),
-                        m.router_id.map(|p| p.to_string()),
-                    );
-                    let role = if d.primary { "primary" } else { "backup" };
-                    self.push(
+            // Joined by this plan: its manifest was rewritten before k3s started.
+            if !self.keepalived_before_start.contains(&d.name) {
+                self.keepalived_node(d, vip);
+            }
+        }
+    }
+
+    /// The keepalived step of one server (none when its manifest is as declared).
+    fn keepalived_node(&mut self, d: &'a Node, vip: &crate::config::Vip) {
+        let Some(w) = keepalived_want(self.t, d) else {
+            return;
+        };
+        let v = &self.views[&d.name];
+        let h = match v.host.known() {
+            Some(h) => h,
+            None => {
+                self.warnings.push(format!(
+                    "host_file.{}:{}: host unreachable ({}); keepalived not checked",
+                    d.name,
+                    vip.manifest_path,
+                    v.host_reason().unwrap_or_default()
+                ));
+                return;
+            }
+        };
+        let addr = Address::host_file(&d.name, &vip.manifest_path);
+        match &h.keepalived {
+            Some(m) if keepalived_matches(m, &w) => {}
+            Some(m) => {
+                let before = mask_secrets(&m.raw);
+                let after = mask_secrets(&rewrite_keepalived(&m.raw, &w));
+                let mut changed = Vec::new();
+                let mut drift = |attr: &str, decl: String, obs: Option<String>| {
+                    if obs.as_deref() != Some(decl.as_str()) {
+                        changed.push(format!(
+                            "{attr} {} → {decl}",
+                            obs.clone().unwrap_or_else(|| "unset".into())
+                        ));
+                        self.drift.push(Drift {
+                            address: addr.to_string(),
+                            attribute: attr.into(),
+                            declared: Some(decl),
+                            observed: obs,
+                            planned: true,
+                            note: None,
+                        });
+                    }
+                };
+                drift(
+                    "priority",
+                    w.priority.to_string(),
+                    m.priority.map(|p| p.to_string()),
+                );
+                drift("vip", w.vip.clone(), m.vip.clone());
+                drift("interface", w.interface.clone(), m.interface.clone());
+                drift(
+                    "router_id",
+                    w.router_id.to_string(),
+                    m.router_id.map(|p| p.to_string()),
+                );
+                let role = if d.primary { "primary" } else { "backup" };
+                self.push(
                         addr.clone(),
                         Action::Update,
                         ActionReason::KeepalivedDrift,
@@ -1257,16 +1465,16 @@ impl<'a> Planner<'a> {
                         Some(json!({"priority": m.priority, "vip": m.vip, "interface": m.interface, "router_id": m.router_id})),
                         Some(json!({"priority": w.priority, "vip": w.vip, "interface": w.interface, "router_id": w.router_id})),
                     );
-                }
-                None => {
-                    let (after, sensitive) =
-                        files::keepalived_manifest_for(self.t, d).expect("server with a VIP");
-                    let reason = if self.joined.contains_key(&d.name) {
-                        ActionReason::CreateBecauseDeclared
-                    } else {
-                        ActionReason::KeepalivedDrift
-                    };
-                    self.push(
+            }
+            None => {
+                let (after, sensitive) =
+                    files::keepalived_manifest_for(self.t, d).expect("server with a VIP");
+                let reason = if self.joined.contains_key(&d.name) {
+                    ActionReason::CreateBecauseDeclared
+                } else {
+                    ActionReason::KeepalivedDrift
+                };
+                self.push(
                         addr.clone(),
                         Action::Create,
                         reason,
@@ -1286,7 +1494,6 @@ impl<'a> Planner<'a> {
                         None,
                         Some(json!({"priority": w.priority, "vip": w.vip, "interface": w.interface, "router_id": w.router_id})),
                     );
-                }
             }
         }
     }
@@ -1447,6 +1654,7 @@ impl<'a> Planner<'a> {
                         pvc_uid: pvc.uid.clone(),
                         pod: pod.map(|p| p.name.clone()),
                         from_node: node.clone(),
+                        evidence: self.loss_evidence(&node),
                     },
                     format!(
                         "its volume is pinned to {node}, which is removed, and storage \"{}\" says on_node_loss = \"rebind\"",
@@ -1461,6 +1669,7 @@ impl<'a> Planner<'a> {
                         kind: "Deployment".into(),
                         name: b.name.clone(),
                         from_node: node.clone(),
+                        evidence: self.loss_evidence(&node),
                     },
                     format!(
                         "its volume is pinned to {node}, which is removed, and storage \"{}\" says on_node_loss = \"recreate\"",

@@ -226,6 +226,7 @@ pub fn observed_matching(t: &Topology) -> Observed {
                     cluster_id: Some("c0ffee".into()),
                     belongs_to_cluster: Some(true),
                     tombstone: false,
+                    initial_cluster: None,
                 }),
             }),
         );

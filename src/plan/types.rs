@@ -22,6 +22,56 @@ pub struct PlanOptions {
     /// plan; a cordon not in this set is someone else's and is only reported as drift.
     #[serde(default)]
     pub cordoned_by_k3splan: BTreeSet<String>,
+    /// How long a lost node's Node must have been NotReady before a PVC pinned to it may be
+    /// deleted (`--rebind-min-not-ready`); `None` = [`DEFAULT_REBIND_MIN_NOT_READY_SECS`].
+    #[serde(default)]
+    pub rebind_min_not_ready_secs: Option<u64>,
+}
+
+/// Default NotReady age (seconds) a node needs before its volumes are rebound: the 300 s
+/// after which Kubernetes' taint-eviction controller evicts the pods of an unreachable node.
+/// A kubelet restart or a network blip turns a Node NotReady within ~50 s.
+pub const DEFAULT_REBIND_MIN_NOT_READY_SECS: u64 = 300;
+
+/// What the plan found about a lost node, carried by the rebind operations so that the
+/// provider's last guard before deleting a PVC rests on the planner's evidence that the host
+/// is gone, and not on "the Node is not Ready" alone (issue 13).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LossEvidence {
+    /// This plan uninstalls k3s on the node's host (it left the configuration or is
+    /// replaced) before the rebind.
+    #[serde(default)]
+    pub uninstalled_by_plan: bool,
+    /// The host answered over SSH and k3s is not installed there (uninstalled earlier, or the
+    /// host was rebuilt): no kubelet runs there and k3s's local volumes went with it.
+    #[serde(default)]
+    pub k3s_absent: bool,
+    /// The host did not answer over SSH at plan time. (Facts, not reasons: the plan's
+    /// identity must not change with the wording of a timeout.)
+    #[serde(default)]
+    pub host_unreachable: bool,
+    /// The node's etcd member was unhealthy at plan time, or none was at its address.
+    #[serde(default)]
+    pub member_dead: bool,
+    /// `lastTransitionTime` of the Node's Ready condition when it was not Ready at plan
+    /// time (RFC 3339); checked when the Node object is gone at apply time.
+    #[serde(default)]
+    pub not_ready_since: Option<String>,
+    /// The NotReady age the provider demands, in seconds.
+    #[serde(default = "default_min_not_ready")]
+    pub min_not_ready_secs: u64,
+}
+
+fn default_min_not_ready() -> u64 {
+    DEFAULT_REBIND_MIN_NOT_READY_SECS
+}
+
+impl LossEvidence {
+    /// The evidence suffices to call the host gone: k3s uninstalled by this plan, or the
+    /// host answering without k3s, or the host unreachable and its etcd member dead.
+    pub fn host_gone(&self) -> bool {
+        self.uninstalled_by_plan || self.k3s_absent || (self.host_unreachable && self.member_dead)
+    }
 }
 
 /// The target of a step, rendered like a Terraform address.
@@ -303,6 +353,9 @@ pub enum Operation {
         pvc_uid: String,
         pod: Option<String>,
         from_node: String,
+        /// Why the plan holds `from_node` for gone (checked again by the provider).
+        #[serde(default)]
+        evidence: LossEvidence,
     },
     /// Delete a PVC and the Deployment that uses it; its operator recreates both.
     RecreateWorkload {
@@ -312,6 +365,9 @@ pub enum Operation {
         kind: String,
         name: String,
         from_node: String,
+        /// See [`Operation::RebindVolume`].
+        #[serde(default)]
+        evidence: LossEvidence,
     },
     Uncordon {
         node: String,

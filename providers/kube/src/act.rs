@@ -118,6 +118,64 @@ pub struct RebindRequest {
     pub expected_pvc_uid: Option<String>,
     /// Deadline of the waits of [`RebindPolicy::DeploymentScaleDownUp`].
     pub deadline: Duration,
+    /// The caller's evidence that the host of `lost_node` is gone. Deleting a PVC is
+    /// irreversible, and a Node that is not Ready may only have a restarting kubelet or a
+    /// network blip behind it: without this evidence the rebind is refused.
+    pub evidence: HostGoneEvidence,
+    /// How long the Node must have been not Ready (its Ready condition's
+    /// `lastTransitionTime`) before its volumes are rebound; see [`DEFAULT_MIN_NOT_READY`].
+    pub min_not_ready: Duration,
+}
+
+/// Default of [`RebindRequest::min_not_ready`]: the 300 s after which Kubernetes' taint
+/// eviction removes the pods of an unreachable node. A Node turns NotReady ~40–50 s after its
+/// last heartbeat, so a kubelet restart or a short network blip looks like a lost node.
+pub const DEFAULT_MIN_NOT_READY: Duration = Duration::from_secs(300);
+
+/// What the caller (the planner) found out about a lost node's host; see
+/// [`RebindRequest::evidence`] and [`HostGoneEvidence::host_gone`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HostGoneEvidence {
+    /// The caller uninstalled k3s on the host (the node left the configuration).
+    pub uninstalled_by_plan: bool,
+    /// The host answered over SSH and k3s is not installed there.
+    pub k3s_absent: bool,
+    /// The host did not answer over SSH.
+    pub host_unreachable: bool,
+    /// The node's etcd member was unhealthy, or none was at its address.
+    pub member_dead: bool,
+    /// The Ready condition's `lastTransitionTime` (RFC 3339) the caller saw while the Node was
+    /// not Ready; used for the NotReady age when the Node object is gone.
+    pub not_ready_since: Option<String>,
+}
+
+impl HostGoneEvidence {
+    /// k3s uninstalled by the caller or absent on a host that answers, or the host
+    /// unreachable *and* its etcd member dead.
+    pub fn host_gone(&self) -> bool {
+        self.uninstalled_by_plan || self.k3s_absent || (self.host_unreachable && self.member_dead)
+    }
+
+    fn describe(&self) -> String {
+        let host = if self.host_unreachable {
+            "host unreachable"
+        } else if self.k3s_absent {
+            "host answers without k3s"
+        } else {
+            "host reachable"
+        };
+        let member = if self.member_dead {
+            "etcd member dead or absent"
+        } else {
+            "etcd member healthy"
+        };
+        let uninstall = if self.uninstalled_by_plan {
+            "k3s uninstalled by this plan"
+        } else {
+            "k3s not uninstalled by this plan"
+        };
+        format!("{host}, {member}, {uninstall}")
+    }
 }
 
 /// What [`KubeProvider::rebind_volume`] did.
@@ -237,6 +295,90 @@ impl KubeProvider {
                 _ => Readiness::Unknown,
             }
         }))
+    }
+
+    /// The Ready condition of a node: `None` when the Node does not exist; else its status
+    /// and `lastTransitionTime`.
+    async fn ready_condition(
+        &self,
+        node: &str,
+    ) -> Result<Option<(Readiness, Option<String>)>, KubeError> {
+        let v = self
+            .raw(
+                http::Method::GET,
+                &format!("/api/v1/nodes/{node}"),
+                "application/json",
+                None,
+            )
+            .await?;
+        Ok(v.map(|v| {
+            let c = v["status"]["conditions"]
+                .as_array()
+                .and_then(|c| c.iter().find(|c| c["type"] == "Ready"))
+                .cloned()
+                .unwrap_or(Value::Null);
+            let r = match c["status"].as_str() {
+                Some("True") => Readiness::Ready,
+                Some("False") => Readiness::NotReady,
+                _ => Readiness::Unknown,
+            };
+            (r, c["lastTransitionTime"].as_str().map(str::to_string))
+        }))
+    }
+
+    /// The last guard before a PVC is deleted: the lost node is not Ready, the caller's
+    /// evidence says its host is gone, and it has been not Ready for `min_not_ready` (from
+    /// its Ready condition, or from the caller's observation when the Node is gone).
+    async fn check_node_lost(
+        &self,
+        req: &RebindRequest,
+        refuse: &impl Fn(String) -> KubeError,
+    ) -> Result<(), KubeError> {
+        let lost = &req.lost_node;
+        let cond = self.ready_condition(lost).await?;
+        if matches!(cond, Some((Readiness::Ready, _))) {
+            return Err(refuse(format!(
+                "node {lost} is Ready; a PVC on a healthy node is never deleted"
+            )));
+        }
+        let ev = &req.evidence;
+        if !ev.host_gone() {
+            return Err(refuse(format!(
+                "there is no evidence that the host of node {lost} is gone ({}): a node that is not Ready may only have a restarting kubelet or a network blip behind it. Needed: k3s uninstalled by the plan, or the host unreachable and its etcd member dead",
+                ev.describe()
+            )));
+        }
+        let since = match &cond {
+            Some((_, since)) => since.clone(),
+            // The Node object is gone and the caller uninstalled k3s (or found none): no
+            // kubelet can come back with this volume.
+            None if ev.uninstalled_by_plan || ev.k3s_absent => return Ok(()),
+            None => ev.not_ready_since.clone(),
+        };
+        let Some(since) = since else {
+            if cond.is_none() {
+                // Gone before the caller looked (an earlier run deleted it): nothing to age.
+                return Ok(());
+            }
+            return Err(refuse(format!(
+                "node {lost} has no Ready condition with a lastTransitionTime: how long it has been down is unknown"
+            )));
+        };
+        let at = since.parse::<jiff::Timestamp>().map_err(|e| {
+            refuse(format!(
+                "node {lost}: Ready condition lastTransitionTime {since:?} is not a time ({e})"
+            ))
+        })?;
+        let age = jiff::Timestamp::now().duration_since(at);
+        let age = Duration::try_from(age).unwrap_or(Duration::ZERO);
+        if age < req.min_not_ready {
+            return Err(refuse(format!(
+                "node {lost} has been not Ready for {}s only (since {since}), less than the {}s required before its volumes are given up: a kubelet restart or a network blip looks the same. Wait and re-run, or lower the threshold (--rebind-min-not-ready)",
+                age.as_secs(),
+                req.min_not_ready.as_secs()
+            )));
+        }
+        Ok(())
     }
 
     async fn set_unschedulable(&self, node: &str, on: bool) -> Result<ActOutcome, KubeError> {
@@ -454,8 +596,10 @@ impl KubeProvider {
 
     /// Rebinds a local-path volume of a lost node (see [`RebindPolicy`]).
     ///
-    /// Refused ([`KubeError::Refused`]) when `lost_node` is Ready, or when the PVC is bound to a
-    /// Ready node: a PVC whose node is healthy is never touched. A PVC that is already gone, has
+    /// Refused ([`KubeError::Refused`]) when `lost_node` is Ready, when the request's
+    /// [`HostGoneEvidence`] does not say its host is gone, when it has been not Ready for less
+    /// than [`RebindRequest::min_not_ready`], or when the PVC is bound to a Ready node: a PVC
+    /// whose node may be healthy is never touched. A PVC that is already gone, has
     /// another UID than `expected_pvc_uid`, or is bound to a node other than `lost_node` while
     /// that node is not Ready, means the rebind already happened: `AlreadyDone` (after finishing
     /// any step an interrupted run left undone).
@@ -469,12 +613,7 @@ impl KubeProvider {
             ),
             reason,
         };
-        if self.node_readiness(&req.lost_node).await? == Some(Readiness::Ready) {
-            return Err(refuse(format!(
-                "node {} is Ready; a PVC on a healthy node is never deleted",
-                req.lost_node
-            )));
-        }
+        self.check_node_lost(req, &refuse).await?;
         let pvc_path = format!("/api/v1/namespaces/{ns}/persistentvolumeclaims/{}", req.pvc);
         let pvc: Option<SPvc> = self.get_slim(&pvc_path).await?;
         let mut report = RebindReport {

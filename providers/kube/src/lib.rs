@@ -25,8 +25,8 @@ use std::time::Duration;
 use kube::config::{KubeConfigOptions, Kubeconfig};
 
 pub use act::{
-    AddonChange, AddonMethod, BlockedPod, DrainMode, DrainOptions, DrainReport, RebindPolicy,
-    RebindReport, RebindRequest,
+    AddonChange, AddonMethod, BlockedPod, DEFAULT_MIN_NOT_READY, DrainMode, DrainOptions,
+    DrainReport, HostGoneEvidence, RebindPolicy, RebindReport, RebindRequest,
 };
 pub use model::*;
 

@@ -11,6 +11,15 @@ use common::{DEAD, N2, N3, NEW, Target, quick_drain};
 use k3splan_kube::*;
 use k3splan_testkit_kubeapi::Controllers;
 
+/// The planner's evidence for seed 004's dead server: host unreachable, etcd member dead.
+fn host_gone() -> HostGoneEvidence {
+    HostGoneEvidence {
+        host_unreachable: true,
+        member_dead: true,
+        ..HostGoneEvidence::default()
+    }
+}
+
 fn request() -> ObserveRequest {
     ObserveRequest {
         addons: AddonRef::k3s_defaults(),
@@ -376,6 +385,8 @@ async fn statefulset_rebind_recreates_pvc_and_pod_on_new_node() {
         policy: RebindPolicy::StatefulSetRecreatePvcAndPod,
         expected_pvc_uid: Some(old.uid.clone()),
         deadline: Duration::from_secs(30),
+        evidence: host_gone(),
+        min_not_ready: DEFAULT_MIN_NOT_READY,
     };
     let report = t.kube.rebind_volume(&req).await.unwrap();
     assert_eq!(report.outcome, ActOutcome::Changed);
@@ -452,6 +463,8 @@ async fn deployment_rebind_for_operator_recreates_on_new_node() {
         policy: RebindPolicy::DeploymentDeleteForOperator,
         expected_pvc_uid: Some(old.uid.clone()),
         deadline: Duration::from_secs(30),
+        evidence: host_gone(),
+        min_not_ready: DEFAULT_MIN_NOT_READY,
     };
     let report = t.kube.rebind_volume(&req).await.unwrap();
     assert_eq!(
@@ -506,6 +519,8 @@ async fn deployment_rebind_by_scaling_down_and_up() {
         policy: RebindPolicy::DeploymentScaleDownUp,
         expected_pvc_uid: Some(old.uid.clone()),
         deadline: Duration::from_secs(30),
+        evidence: host_gone(),
+        min_not_ready: DEFAULT_MIN_NOT_READY,
     };
     let report = t.kube.rebind_volume(&req).await.unwrap();
     assert_eq!(report.rescaled, Some((0, 1)));
@@ -547,6 +562,8 @@ async fn refuse_body(t: Target) {
             policy: RebindPolicy::StatefulSetRecreatePvcAndPod,
             expected_pvc_uid: Some(m0.uid.clone()),
             deadline: Duration::from_secs(10),
+            evidence: host_gone(),
+            min_not_ready: DEFAULT_MIN_NOT_READY,
         };
         let err = t.kube.rebind_volume(&req).await.unwrap_err();
         assert!(matches!(err, KubeError::Refused { .. }), "{err}");
@@ -589,6 +606,8 @@ async fn rebind_refuses_a_policy_that_does_not_match_the_owner() {
         policy: RebindPolicy::StatefulSetRecreatePvcAndPod,
         expected_pvc_uid: None,
         deadline: Duration::from_secs(10),
+        evidence: host_gone(),
+        min_not_ready: DEFAULT_MIN_NOT_READY,
     };
     let err = t.kube.rebind_volume(&req).await.unwrap_err();
     assert!(matches!(err, KubeError::Refused { .. }), "{err}");
@@ -829,3 +848,128 @@ async fn observe_namespaces_lists_only_those_pods() {
         "no cluster-wide pod list: {reqs:#?}"
     );
 }
+
+/// Issue 13, point 5: `rebind_volume` deletes a PVC (the one irreversible step) only on the
+/// planner's evidence that the host is gone *and* after the Node has been not Ready for the
+/// threshold. Against a real API server a node NotReady for ~50 s (a kubelet restart or a
+/// network blip looks the same) had its PVC and pod deleted on "not Ready" alone.
+async fn issue13_rebind_guard_body(t: Target) {
+    const PVC: &str = "export-minio-1";
+    let since = jiff::Timestamp::now() - jiff::SignedDuration::from_secs(50);
+    // RFC 3339 in whole seconds, as the API server writes it.
+    let since = since.strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
+    t.patch_node_status(
+        DEAD,
+        &serde_json::json!({"status": {"conditions": [{"type": "Ready", "status": "Unknown",
+            "reason": "NodeStatusUnknown", "message": "Kubelet stopped posting node status.",
+            "lastHeartbeatTime": since, "lastTransitionTime": since}]}}),
+    )
+    .await;
+
+    // The premise, checked: the node is not Ready, for less than the threshold; the PVC is
+    // there, bound to it; its pod too.
+    let before = t.kube.observe(&request()).await.unwrap();
+    let dead = before.node(DEAD).expect("the lost node is listed");
+    assert_ne!(dead.ready, Readiness::Ready, "premise: {dead:?}");
+    let at: jiff::Timestamp = dead
+        .ready_since
+        .as_deref()
+        .expect("premise: a Ready lastTransitionTime")
+        .parse()
+        .unwrap();
+    let age = jiff::Timestamp::now().duration_since(at).as_secs();
+    assert!(
+        (40..DEFAULT_MIN_NOT_READY.as_secs() as i64).contains(&age),
+        "premise: NotReady for {age}s, between a heartbeat gap and the threshold"
+    );
+    let pvc = before
+        .pvcs
+        .iter()
+        .find(|p| p.name == PVC)
+        .expect("premise: the PVC exists")
+        .clone();
+    assert_eq!(pvc.local_node.as_deref(), Some(DEAD), "premise: {pvc:?}");
+    assert!(!pvc.terminating, "premise: {pvc:?}");
+    let pod = |o: &ClusterObservation| {
+        o.pods
+            .iter()
+            .find(|p| p.pvcs.iter().any(|c| c == PVC))
+            .map(|p| (p.name.clone(), p.terminating))
+    };
+    assert_eq!(pod(&before).map(|p| p.1), Some(false), "premise: its pod");
+
+    let req = |evidence: HostGoneEvidence, min_not_ready: Duration| RebindRequest {
+        namespace: "onecloud-minio".into(),
+        pvc: PVC.into(),
+        lost_node: DEAD.into(),
+        policy: RebindPolicy::StatefulSetRecreatePvcAndPod,
+        expected_pvc_uid: Some(pvc.uid.clone()),
+        deadline: Duration::from_secs(10),
+        evidence,
+        min_not_ready,
+    };
+    // Host unreachable and member dead, but NotReady for 50 s only: refused.
+    let err = t
+        .kube
+        .rebind_volume(&req(host_gone(), DEFAULT_MIN_NOT_READY))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, KubeError::Refused { .. }), "{err}");
+    let msg = err.to_string();
+    assert!(
+        msg.contains(PVC)
+            && msg.contains(DEAD)
+            && msg.contains("not Ready for")
+            && msg.contains("300s"),
+        "{msg}"
+    );
+    // Not Ready for longer than the threshold asked, but no evidence that the host is gone
+    // (it answers over SSH, its member is healthy): refused.
+    for evidence in [
+        HostGoneEvidence::default(),
+        HostGoneEvidence {
+            host_unreachable: true,
+            ..HostGoneEvidence::default()
+        },
+        HostGoneEvidence {
+            member_dead: true,
+            ..HostGoneEvidence::default()
+        },
+    ] {
+        let err = t
+            .kube
+            .rebind_volume(&req(evidence.clone(), Duration::from_secs(10)))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, KubeError::Refused { .. }),
+            "{evidence:?}: {err}"
+        );
+        assert!(
+            err.to_string().contains("no evidence that the host"),
+            "{err}"
+        );
+    }
+    // Nothing was touched.
+    let after = t.kube.observe(&request()).await.unwrap();
+    let still = after.pvcs.iter().find(|p| p.name == PVC).expect("PVC kept");
+    assert_eq!(
+        (still.uid.as_str(), still.terminating),
+        (pvc.uid.as_str(), false)
+    );
+    assert_eq!(pod(&after), pod(&before), "its pod kept");
+
+    // The control: with the evidence and a NotReady age above the threshold, it goes ahead.
+    let ok = t
+        .kube
+        .rebind_volume(&req(host_gone(), Duration::from_secs(10)))
+        .await
+        .expect("rebind with evidence, past the threshold");
+    assert!(ok.deleted_pvc, "{ok:?}");
+}
+dual_test!(
+    issue13_rebind_refuses_a_recent_notready_node_and_missing_evidence,
+    issue13_rebind_refuses_a_recent_notready_node_and_missing_evidence_e2e,
+    Controllers::all(),
+    issue13_rebind_guard_body
+);

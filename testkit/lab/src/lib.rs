@@ -659,6 +659,10 @@ impl Lab {
                 "KUBECONFIG".into(),
                 self.files.kubeconfig.display().to_string(),
             ),
+            // The lab kills hosts seconds before it plans; k3splan's default (a Node NotReady
+            // for 300 s before its volumes are rebound) would refuse every rebind here. The
+            // evidence that the host is gone is still demanded.
+            ("K3SPLAN_REBIND_MIN_NOT_READY".into(), "0".into()),
         ]
     }
 

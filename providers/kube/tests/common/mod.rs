@@ -15,6 +15,8 @@ pub const NEW: &str = "lzx-test-add-node";
 pub struct Target {
     pub kube: KubeProvider,
     pub server: Option<KubeApiServer>,
+    /// The kubeconfig the provider was connected with.
+    pub kubeconfig: std::path::PathBuf,
     _dir: Option<tempfile::TempDir>,
 }
 
@@ -31,11 +33,12 @@ impl Target {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("kubeconfig");
         server.write_kubeconfig(&path).expect("write kubeconfig");
-        settings.kubeconfig = Some(path);
+        settings.kubeconfig = Some(path.clone());
         let kube = KubeProvider::connect(settings).await.expect("connect");
         Self {
             kube,
             server: Some(server),
+            kubeconfig: path,
             _dir: Some(dir),
         }
     }
@@ -45,15 +48,36 @@ impl Target {
         let path = std::env::var("K3SPLAN_E2E_KUBECONFIG")
             .expect("K3SPLAN_E2E_KUBECONFIG names a kubeconfig");
         let settings = KubeSettings {
-            kubeconfig: Some(path.into()),
+            kubeconfig: Some(path.clone().into()),
             ..Default::default()
         };
         let kube = KubeProvider::connect(settings).await.expect("connect");
         Self {
             kube,
             server: None,
+            kubeconfig: path.into(),
             _dir: None,
         }
+    }
+
+    /// Merge-patches a Node's status through the API (a real one too: the status
+    /// subresource), e.g. to set its Ready condition's `lastTransitionTime`.
+    pub async fn patch_node_status(&self, node: &str, patch: &serde_json::Value) {
+        let kc = kube::config::Kubeconfig::read_from(&self.kubeconfig).expect("read kubeconfig");
+        let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default())
+            .await
+            .expect("kubeconfig");
+        let client = kube::Client::try_from(cfg).expect("client");
+        let req = http::Request::builder()
+            .method(http::Method::PATCH)
+            .uri(format!("/api/v1/nodes/{node}/status"))
+            .header(http::header::CONTENT_TYPE, "application/merge-patch+json")
+            .body(serde_json::to_vec(patch).expect("json"))
+            .expect("request");
+        client
+            .request::<serde_json::Value>(req)
+            .await
+            .unwrap_or_else(|e| panic!("PATCH node {node} status: {e}"));
     }
 
     pub fn server(&self) -> &KubeApiServer {
