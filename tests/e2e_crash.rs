@@ -487,6 +487,32 @@ fn issue13_seed004_killed_at_every_step_boundary_converges() {
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }
 
+/// etcd refuses a member removal ("unhealthy cluster") until every member has been
+/// connected for its health interval (5 s): waits until all three members have been healthy
+/// voters for 6 s in a row (a condition with a deadline, not a fixed sleep).
+fn wait_etcd_settled(lab: &Lab) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut healthy_since: Option<Instant> = None;
+    loop {
+        let o = lab.etcd();
+        let all = o.health.healthy_voters == 3 && o.members.len() == 3;
+        healthy_since = if all {
+            healthy_since.or(Some(Instant::now()))
+        } else {
+            None
+        };
+        if healthy_since.is_some_and(|t| t.elapsed() >= Duration::from_secs(6)) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "etcd did not settle: {:?}",
+            o.members
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
 fn member_ids_at(lab: &Lab, host: &str) -> Vec<u64> {
     let addr = lab.host(host).unwrap().address().to_string();
     lab.etcd()
@@ -575,6 +601,7 @@ fn issue13_replace_is_one_shot_and_resumed_from_the_journal() {
     let m0 = member_ids_at(&lab, "server-3");
     assert_eq!(m0.len(), 1, "{m0:?}");
 
+    wait_etcd_settled(&lab);
     // 1. Killed right after the first removal step: the next apply, without the flag,
     // carries the replacement on (the journal says it started).
     apply_killed_at(
@@ -596,6 +623,8 @@ fn issue13_replace_is_one_shot_and_resumed_from_the_journal() {
     assert_ne!(m1, m0, "server-3 was rebuilt: a new member\n{out}");
     let (code, out) = run(&lab, &topo, &["plan", "--detailed-exitcode"]);
     assert_eq!(code, Some(0), "the replacement is not repeated:\n{out}");
+
+    wait_etcd_settled(&lab);
 
     // 2. Killed after the rebuilt node rejoined: the same command again finishes the apply
     // and does not replace the healthy, rejoined node a second time.
