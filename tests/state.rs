@@ -64,6 +64,7 @@ fn sample() -> State {
                 error: None,
             },
         ],
+        replace: vec![],
     });
     s.last_snapshot = Some(SnapshotRecord {
         path: "/var/lib/rancher/k3s/server/db/snapshots/k3splan-1795300000".into(),

@@ -7,10 +7,14 @@
 //!
 //! Recovery: the next `apply` after a crash re-observes and re-plans. Every operation is
 //! idempotent and looks at the live system first, so a step that took effect before the
-//! crash is not planned again, or is a no-op when it is (see [`exec`]).
+//! crash is not planned again, or is a no-op when it is (see [`exec`]). What cannot be
+//! observed is journaled: the cordons k3splan made (recorded before they are made, undone
+//! by the next plan: [`crate::state::Managed::cordons`]), the replacements under way
+//! ([`resume_replacements`]), and whether the apply recorded its result (`finished_at`).
 
 pub mod exec;
 
+use std::collections::BTreeSet;
 use std::io::Write;
 use std::time::Instant;
 
@@ -19,10 +23,10 @@ use sha2::{Digest, Sha256};
 
 use crate::config::Topology;
 use crate::observed::{Fact, Observed, url_host};
-use crate::plan::{Plan, Step};
+use crate::plan::{ActionReason, Address, Operation, Plan, Step};
 use crate::state::{
-    Journal, JournalStep, ManagedFile, ManagedMember, ManagedNode, ManagedPvc, State, StateBackend,
-    StateError, StateLock, StepStatus, now_rfc3339,
+    Journal, JournalReplacement, JournalStep, ManagedCordon, ManagedFile, ManagedMember,
+    ManagedNode, ManagedPvc, State, StateBackend, StateError, StateLock, StepStatus, now_rfc3339,
 };
 
 pub use exec::{Executor, Waits};
@@ -61,6 +65,10 @@ pub struct SavedPlan {
     pub state_serial: Option<u64>,
     pub state_lineage: Option<String>,
     pub allow_unreachable: Vec<String>,
+    /// The `-replace=node.NAME` requests (node names) the plan was made with, including
+    /// replacements resumed from an interrupted apply's journal.
+    #[serde(default)]
+    pub replace: Vec<String>,
     pub plan: Plan,
 }
 
@@ -92,10 +100,123 @@ impl Progress {
     }
 }
 
-/// Runs `plan` against the cluster, journaling into `state` through `backend`.
+/// Test hook (lab crash tests only): when `K3SPLAN_TEST_HOLD_AT` names `point`, print
+/// `k3splan-test-hold: POINT` and stop there for good, so that the test can SIGKILL the
+/// process at an exact journal boundary. Points: `step-N-started` (journaled `started`,
+/// before its first operation), `step-N-op-M` (after operation M of step N, before the step
+/// is journaled `done`), `step-N-done` (after the `done` write), `before-final-write` (all
+/// steps done, the result not yet written). Unset in normal use.
+pub fn test_hold(point: &str) {
+    if std::env::var("K3SPLAN_TEST_HOLD_AT").is_ok_and(|v| v == point) {
+        let mut o = std::io::stdout();
+        let _ = writeln!(o, "k3splan-test-hold: {point}");
+        let _ = o.flush();
+        loop {
+            std::thread::sleep(std::time::Duration::from_secs(3600));
+        }
+    }
+}
+
+/// The replacements an apply must carry out: the `-replace` requests, plus those an
+/// interrupted apply (its journal has no `finished_at`) started and did not finish.
+///
+/// A replacement whose removal steps are all done (the old node is gone: its rejoin is
+/// what is left, and planning from the cluster joins it) or whose rejoin is done is not
+/// repeated, even when `-replace` names it again: that is the same request, re-run after
+/// the interruption. Returns the node names to replace and a line per decision.
+pub fn resume_replacements(
+    state: Option<&State>,
+    requested: &BTreeSet<String>,
+) -> (BTreeSet<String>, Vec<String>) {
+    let mut set = requested.clone();
+    let mut notes = Vec::new();
+    let Some(j) = state
+        .and_then(|s| s.journal.as_ref())
+        .filter(|j| j.interrupted())
+    else {
+        return (set, notes);
+    };
+    for r in &j.replace {
+        let removed = r.removal_steps.iter().all(|&i| j.step_done(i));
+        let rejoined = r.rejoin_step.is_some_and(|i| j.step_done(i));
+        if removed || rejoined {
+            if set.remove(&r.node) {
+                notes.push(format!(
+                    "node.{}: the interrupted apply (plan {}) already {} it; it is not replaced again (finish this apply first; a later -replace=node.{} is a new replacement)",
+                    r.node,
+                    j.plan_id,
+                    if rejoined { "replaced and rejoined" } else { "removed the old node; rejoining is what is left of replacing" },
+                    r.node
+                ));
+            }
+        } else if set.insert(r.node.clone()) {
+            notes.push(format!(
+                "node.{}: the interrupted apply (plan {}) started replacing it; the replacement goes on where it stopped",
+                r.node, j.plan_id
+            ));
+        }
+    }
+    (set, notes)
+}
+
+/// Replacements an interrupted apply recorded whose old node is removed but whose rebuilt
+/// node has not rejoined: not replaced again, but still recorded in the next journal so that
+/// a second interruption does not forget them.
+pub fn replacements_in_progress(state: Option<&State>) -> BTreeSet<String> {
+    let Some(j) = state
+        .and_then(|s| s.journal.as_ref())
+        .filter(|j| j.interrupted())
+    else {
+        return BTreeSet::new();
+    };
+    j.replace
+        .iter()
+        .filter(|r| {
+            r.removal_steps.iter().all(|&i| j.step_done(i))
+                && !r.rejoin_step.is_some_and(|i| j.step_done(i))
+        })
+        .map(|r| r.node.clone())
+        .collect()
+}
+
+/// The journal's replacement records for `plan`: for each node being replaced (and each
+/// node whose replacement an interrupted apply left half done), the steps that remove the
+/// old node and the step that rejoins it. Every node named is recorded, with no steps when
+/// the plan has none for it (its removal is done: a resumed apply never repeats it).
+pub fn replacements_in(plan: &Plan, nodes: &BTreeSet<String>) -> Vec<JournalReplacement> {
+    nodes
+        .iter()
+        .map(|n| {
+            let joins = |s: &Step| {
+                s.operations.iter().any(|op| {
+                    matches!(op, Operation::JoinServer { node, .. } | Operation::JoinAgent { node, .. } if node == n)
+                })
+            };
+            let removal_steps: Vec<usize> = plan
+                .steps
+                .iter()
+                .filter(|s| s.reason == ActionReason::ReplaceByRequest && !joins(s))
+                .filter(|s| {
+                    s.address == Address::node(n) || s.address == Address::member(n)
+                })
+                .map(|s| s.id)
+                .collect();
+            let rejoin_step = plan.steps.iter().find(|s| joins(s)).map(|s| s.id);
+            JournalReplacement {
+                node: n.clone(),
+                removal_steps,
+                rejoin_step,
+            }
+        })
+        .collect()
+}
+
+/// Runs `plan` against the cluster, journaling into `state` through `backend`. `replacing`
+/// names the nodes the plan replaces (see [`resume_replacements`]), for the journal.
 pub async fn run_plan(
     exec: &Executor<'_>,
     plan: &Plan,
+    replacing: &BTreeSet<String>,
     backend: &StateBackend,
     lock: &StateLock,
     state: &mut State,
@@ -118,8 +239,10 @@ pub async fn run_plan(
                 error: None,
             })
             .collect(),
+        replace: replacements_in(plan, replacing),
     });
     backend.write(lock, state)?;
+    test_hold("step-0-done");
     let total = plan.steps.len();
     let (bold, dim, green, red, reset) = if progress.color {
         ("\x1b[1m", "\x1b[2m", "\x1b[32m", "\x1b[31m", "\x1b[0m")
@@ -135,11 +258,29 @@ pub async fn run_plan(
             step.address,
         ));
         set_status(state, i, StepStatus::Started, None);
-        backend.write(lock, state)?;
+        // Journaled intent: a cordon is recorded before it is made, so that a kill right
+        // after the API call still leaves the record the next plan uncordons from.
         for op in &step.operations {
+            if let Operation::Cordon { node } = op {
+                state.managed.cordons.insert(
+                    node.clone(),
+                    ManagedCordon {
+                        plan_id: id.clone(),
+                        step: step.address.to_string(),
+                        at: now_rfc3339(),
+                    },
+                );
+            }
+        }
+        backend.write(lock, state)?;
+        test_hold(&format!("step-{}-started", i + 1));
+        for (j, op) in step.operations.iter().enumerate() {
             let t_op = Instant::now();
             match exec.run(op).await {
                 Ok(r) => {
+                    if let Operation::Uncordon { node } | Operation::DeleteNode { node } = op {
+                        state.managed.cordons.remove(node);
+                    }
                     if let Some(snap) = r.snapshot {
                         state.last_snapshot = Some(snap);
                     }
@@ -153,6 +294,7 @@ pub async fn run_plan(
                         r.note.unwrap_or_else(|| "done".into()),
                         t_op.elapsed().as_secs_f64()
                     ));
+                    test_hold(&format!("step-{}-op-{}", i + 1, j + 1));
                 }
                 Err(message) => {
                     progress.line(&format!(
@@ -185,10 +327,10 @@ pub async fn run_plan(
             "      {green}done{reset} {dim}({:.1}s){reset}",
             t0.elapsed().as_secs_f64()
         ));
+        test_hold(&format!("step-{}-done", i + 1));
     }
-    if let Some(j) = state.journal.as_mut() {
-        j.finished_at = Some(now_rfc3339());
-    }
+    // `finished_at` is set by the caller with the result (managed objects, config digest),
+    // in one state write: until then the journal reads as interrupted.
     Ok(())
 }
 
@@ -273,10 +415,27 @@ pub fn record_managed(state: &mut State, t: &Topology, o: &Observed) {
             }
         }
     }
+    prune_cordons(state, o);
     // Files of nodes that are gone are not managed any more.
     let names: std::collections::BTreeSet<&str> = t.nodes.iter().map(|n| n.name.as_str()).collect();
     state
         .managed
         .files
         .retain(|k, _| k.split(':').next().is_some_and(|n| names.contains(n)));
+}
+
+/// Drops the cordon records that no longer hold (the Node is gone, or schedulable: the
+/// uncordon was made, by k3splan or by hand), so that a later, deliberate cordon of that
+/// node is never taken for k3splan's. Returns whether a record was dropped. Nothing is
+/// dropped while the Kubernetes API is unknown.
+pub fn prune_cordons(state: &mut State, o: &Observed) -> bool {
+    let Fact::Known(k) = &o.kube else {
+        return false;
+    };
+    let before = state.managed.cordons.len();
+    state
+        .managed
+        .cordons
+        .retain(|n, _| k.nodes.iter().any(|x| &x.name == n && x.unschedulable));
+    state.managed.cordons.len() != before
 }

@@ -82,6 +82,10 @@ pub enum Command {
         /// Nodes whose unreachable hosts may be treated as gone.
         #[arg(long, value_name = "NODE")]
         allow_unreachable: Vec<String>,
+        /// Rebuild this node (drain, delete, remove its etcd member, uninstall, join again),
+        /// in this apply only. Repeatable; `-replace=node.NAME` as in Terraform.
+        #[arg(long = "replace", value_name = "node.NAME")]
+        replace: Vec<String>,
         /// How long to wait for the state lock, e.g. 30s.
         #[arg(long, default_value = "0s")]
         lock_timeout: String,
@@ -140,6 +144,10 @@ pub struct PlanArgs {
     /// Nodes whose unreachable hosts may be treated as gone (safety rule 1).
     #[arg(long, value_name = "NODE")]
     pub allow_unreachable: Vec<String>,
+    /// Plan the rebuild of this node (drain, delete, remove its etcd member, uninstall,
+    /// join again), for this plan only. Repeatable; `-replace=node.NAME` as in Terraform.
+    #[arg(long = "replace", value_name = "node.NAME")]
+    pub replace: Vec<String>,
     /// Add unknown SSH host keys to known_hosts (like OpenSSH's accept-new); a changed key
     /// is still refused.
     #[arg(long)]
@@ -205,7 +213,7 @@ pub fn use_color(no_color: bool, terminal: bool) -> bool {
 
 /// Parses the arguments and runs the command; returns the process exit code.
 pub fn run() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let cli = match Cli::try_parse_from(terraform_style_args(std::env::args_os())) {
         Ok(cli) => cli,
         Err(e) => {
             let _ = e.print();
@@ -232,6 +240,29 @@ pub fn run() -> ExitCode {
             ExitCode::from(EXIT_ERROR)
         }
     }
+}
+
+/// Accepts Terraform's single-dash spelling of `-replace` (`-replace=node.NAME`,
+/// `-replace node.NAME`) as `--replace`. Nothing after `--` is touched.
+pub fn terraform_style_args(
+    args: impl IntoIterator<Item = std::ffi::OsString>,
+) -> Vec<std::ffi::OsString> {
+    let mut after_dashes = false;
+    args.into_iter()
+        .map(|a| {
+            if after_dashes {
+                return a;
+            }
+            match a.to_str() {
+                Some("--") => {
+                    after_dashes = true;
+                    a
+                }
+                Some(s) if s == "-replace" || s.starts_with("-replace=") => format!("-{s}").into(),
+                _ => a,
+            }
+        })
+        .collect()
 }
 
 fn init_tracing(verbose: u8) {
@@ -272,6 +303,7 @@ pub fn try_main(cli: Cli) -> Result<u8, CliError> {
             g,
             &ops::LiveFlags {
                 allow_unreachable: a.allow_unreachable.clone(),
+                replace: a.replace.clone(),
                 accept_new_host_keys: a.accept_new_host_keys,
                 parallelism: a.parallelism.into(),
                 rebind_min_not_ready: a.rebind_min_not_ready,
@@ -284,6 +316,7 @@ pub fn try_main(cli: Cli) -> Result<u8, CliError> {
             plan_file,
             auto_approve,
             allow_unreachable,
+            replace,
             lock_timeout,
             accept_new_host_keys,
             parallelism,
@@ -292,6 +325,7 @@ pub fn try_main(cli: Cli) -> Result<u8, CliError> {
             g,
             &ops::LiveFlags {
                 allow_unreachable: allow_unreachable.clone(),
+                replace: replace.clone(),
                 accept_new_host_keys: *accept_new_host_keys,
                 parallelism: (*parallelism).into(),
                 rebind_min_not_ready: *rebind_min_not_ready,
@@ -508,4 +542,39 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), CliError> {
     std::fs::set_permissions(tmp.path(), perms).map_err(io_err)?;
     tmp.persist(path).map_err(|e| io_err(e.error))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 13: Terraform's spelling `-replace=node.NAME` (repeatable) parses, for `plan`
+    /// and `apply`, as `--replace` does.
+    #[test]
+    fn issue13_terraform_style_replace_flag_parses() {
+        let args = |v: &[&str]| terraform_style_args(v.iter().map(std::ffi::OsString::from));
+        let cli = Cli::try_parse_from(args(&[
+            "k3splan",
+            "plan",
+            "-replace=node.a",
+            "-replace",
+            "node.b",
+            "--replace=node.c",
+        ]))
+        .expect("parses");
+        let Command::Plan(p) = cli.command else {
+            panic!("plan")
+        };
+        assert_eq!(p.replace, ["node.a", "node.b", "node.c"]);
+        let cli = Cli::try_parse_from(args(&["k3splan", "apply", "-replace=node.a"])).unwrap();
+        let Command::Apply { replace, .. } = cli.command else {
+            panic!("apply")
+        };
+        assert_eq!(replace, ["node.a"]);
+        // After `--`, nothing is rewritten.
+        assert_eq!(
+            args(&["k3splan", "--", "-replace=x"])[2],
+            std::ffi::OsString::from("-replace=x")
+        );
+    }
 }

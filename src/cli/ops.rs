@@ -1,12 +1,14 @@
 //! The commands that talk to a cluster: `plan`, `apply`, `show`, `state`, `force-unlock`.
 
+use std::collections::BTreeSet;
 use std::io::{self, BufRead, IsTerminal};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::apply::{
     self, Executor, Progress, SAVED_PLAN_VERSION, SavedPlan, Waits, config_digest, plan_id,
-    record_managed, sha256_hex,
+    prune_cordons, record_managed, replacements_in_progress, resume_replacements, sha256_hex,
+    test_hold,
 };
 use crate::config::{Backend, Topology};
 use crate::live::{Live, LiveOptions};
@@ -23,6 +25,8 @@ use super::{CliError, EXIT_ERROR, EXIT_OK, GlobalArgs, load_valid, out, use_colo
 /// Options shared by `plan` and `apply`.
 pub struct LiveFlags {
     pub allow_unreachable: Vec<String>,
+    /// `-replace=node.NAME` as given (checked by [`replace_targets`]).
+    pub replace: Vec<String>,
     pub accept_new_host_keys: bool,
     /// SSH hosts reached at once.
     pub parallelism: usize,
@@ -104,11 +108,78 @@ fn live_for(
     .map_err(CliError::Message)
 }
 
-fn plan_options(flags: &LiveFlags) -> PlanOptions {
-    PlanOptions {
-        allow_unreachable: flags.allow_unreachable.iter().cloned().collect(),
-        rebind_min_not_ready_secs: flags.rebind_min_not_ready,
+/// The node names of `-replace=node.NAME`: every address must name a declared node (a
+/// usage error otherwise, before anything is read or changed).
+pub fn replace_targets(t: &Topology, given: &[String]) -> Result<BTreeSet<String>, CliError> {
+    let mut set = BTreeSet::new();
+    for a in given {
+        let Some(name) = a.strip_prefix("node.") else {
+            return Err(CliError::Message(format!(
+                "invalid -replace address \"{a}\": expected node.NAME (e.g. -replace=node.{})",
+                t.nodes
+                    .first()
+                    .map(|n| n.name.as_str())
+                    .unwrap_or("server-1")
+            )));
+        };
+        if !t.nodes.iter().any(|n| n.name == name) {
+            return Err(CliError::Message(format!(
+                "invalid -replace address \"{a}\": no node \"{name}\" is declared in the topology (declared: {})",
+                t.nodes
+                    .iter()
+                    .map(|n| n.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
+        set.insert(name.to_string());
     }
+    Ok(set)
+}
+
+/// The planner's options for this run: the flags, the replacements (requested, and those an
+/// interrupted apply left half done), and the cordons the state says k3splan made.
+fn plan_options(
+    allow_unreachable: &[String],
+    replace: BTreeSet<String>,
+    state: Option<&State>,
+) -> PlanOptions {
+    PlanOptions {
+        allow_unreachable: allow_unreachable.iter().cloned().collect(),
+        replace,
+        cordoned_by_k3splan: state
+            .map(|s| s.managed.cordons.keys().cloned().collect())
+            .unwrap_or_default(),
+        rebind_min_not_ready_secs: None,
+    }
+}
+
+/// What to say when the last apply did not record its result (killed or failed), if so.
+fn interrupted_note(state: Option<&State>) -> Option<String> {
+    let j = state?.journal.as_ref().filter(|j| j.interrupted())?;
+    let n = j.steps.len();
+    let at = match j.first_unfinished() {
+        Some(k) => {
+            let s = &j.steps[k];
+            format!(
+                "it stopped at step {} of {n}: {} ({:?}{})",
+                k + 1,
+                s.address,
+                s.status,
+                s.error
+                    .as_deref()
+                    .map(|e| format!(": {e}"))
+                    .unwrap_or_default()
+            )
+        }
+        None => format!(
+            "its {n} steps are done but it stopped before it recorded the result (managed objects, config digest)"
+        ),
+    };
+    Some(format!(
+        "the last apply (plan {}, started {}) was interrupted: {at}",
+        j.plan_id, j.started_at
+    ))
 }
 
 /// The Kubernetes API and etcd must both be read: a plan made without one of them would
@@ -199,8 +270,11 @@ pub fn cmd_plan(
     let color_out = use_color(g.no_color, io::stdout().is_terminal());
     let loaded = load_valid(&g.config, color_err)?;
     let t = loaded.topology.expect("valid topology");
+    let requested = replace_targets(&t, &flags.replace)?;
     let backend = state_backend(g, Some(&t))?;
     let state = backend.read()?;
+    let (replace, notes) = resume_replacements(state.as_ref(), &requested);
+    let interrupted = interrupted_note(state.as_ref());
     let rt = runtime()?;
     let mut live = live_for(&t, &g.config, flags, state.as_ref())?;
     let observed = rt.block_on(live.observe());
@@ -212,7 +286,17 @@ pub fn cmd_plan(
         rt.block_on(live.hosts.close_all());
         return Err(e);
     }
-    let result = plan::plan(&t, &observed, &plan_options(flags));
+    let mut opts = plan_options(&flags.allow_unreachable, replace, state.as_ref());
+    opts.rebind_min_not_ready_secs = flags.rebind_min_not_ready;
+    let mut result = plan::plan(&t, &observed, &opts);
+    if let Ok(p) = &mut result {
+        p.warnings.extend(notes);
+        if let Some(why) = &interrupted {
+            p.warnings.push(format!(
+                "{why}. Run `k3splan apply`: it plans what is left and records the result, even when no change is left"
+            ));
+        }
+    }
     out(render_result(&result, json, color_out).as_bytes())?;
     let incomplete = result.as_ref().is_ok_and(|p| !p.is_complete());
     if incomplete && save.is_some() && !json {
@@ -228,6 +312,7 @@ pub fn cmd_plan(
             state_serial: state.as_ref().map(|s| s.serial),
             state_lineage: state.as_ref().map(|s| s.lineage.clone()),
             allow_unreachable: flags.allow_unreachable.clone(),
+            replace: opts.replace.iter().cloned().collect(),
             plan: p.clone(),
         };
         let mut bytes = serde_json::to_vec_pretty(&saved).expect("plan serializes");
@@ -247,6 +332,8 @@ pub fn cmd_plan(
         Err(_) => Ok(EXIT_ERROR),
         // Sources were not read: never "no changes", with or without --detailed-exitcode.
         Ok(p) if !p.is_complete() => Ok(EXIT_ERROR),
+        // An interrupted apply is something to do (its result is not recorded): never 0.
+        Ok(_) if detailed && interrupted.is_some() => Ok(super::EXIT_CHANGES),
         Ok(_) if detailed => Ok(render::detailed_exitcode(&result) as u8),
         Ok(_) => Ok(EXIT_OK),
     }
@@ -287,6 +374,7 @@ pub fn cmd_apply(
     let color_out = use_color(g.no_color, io::stdout().is_terminal());
     let loaded = load_valid(&g.config, color_err)?;
     let t = loaded.topology.expect("valid topology");
+    let requested = replace_targets(&t, &flags.replace)?;
     let backend = state_backend(g, Some(&t))?;
     // The lock first: nothing is observed or changed before this run owns the state.
     let lock = backend.lock(
@@ -298,6 +386,11 @@ pub fn cmd_apply(
         Some(p) => Some(read_saved_plan(p)?),
         None => None,
     };
+    if saved.is_some() && !requested.is_empty() {
+        return Err(CliError::Message(
+            "-replace cannot be combined with a saved plan: the plan file records its replacements; pass -replace to `k3splan plan -out FILE` instead".into(),
+        ));
+    }
     if let Some(j) = &state.journal
         && let Some(k) = j.first_unfinished()
     {
@@ -312,6 +405,20 @@ pub fn cmd_apply(
             s.error.as_deref().map(|e| format!(": {e}")).unwrap_or_default()
         )
         .as_bytes())?;
+    } else if let Some(j) = state.journal.as_ref().filter(|j| j.interrupted()) {
+        out(format!(
+            "The previous apply (plan {}) finished its {} steps but was stopped before it recorded the result.\nFinishing it: the cluster is observed again, what is left (if anything) is planned, and the result is recorded.\n\n",
+            j.plan_id,
+            j.steps.len()
+        )
+        .as_bytes())?;
+    }
+    let (replace, notes) = match &saved {
+        Some(sp) => (sp.replace.iter().cloned().collect(), Vec::new()),
+        None => resume_replacements(Some(&state), &requested),
+    };
+    for n in &notes {
+        out(format!("{n}\n").as_bytes())?;
     }
     if let Some(sp) = &saved {
         if sp.config_digest != config_digest(&t) {
@@ -341,29 +448,28 @@ pub fn cmd_apply(
         rt.block_on(live.hosts.close_all());
         return Err(e);
     }
-    let opts = PlanOptions {
-        allow_unreachable: saved
-            .as_ref()
-            .map(|s| s.allow_unreachable.iter().cloned().collect())
-            .unwrap_or_else(|| plan_options(flags).allow_unreachable),
-        // A saved plan keeps the threshold it was made with (it is part of its operations).
-        rebind_min_not_ready_secs: saved
-            .as_ref()
-            .and_then(|s| {
-                s.plan
-                    .steps
-                    .iter()
-                    .flat_map(|st| &st.operations)
-                    .find_map(|op| match op {
-                        plan::Operation::RebindVolume { evidence, .. }
-                        | plan::Operation::RecreateWorkload { evidence, .. } => {
-                            Some(evidence.min_not_ready_secs)
-                        }
-                        _ => None,
-                    })
-            })
-            .or(flags.rebind_min_not_ready),
+    let allow: &[String] = match &saved {
+        Some(s) => &s.allow_unreachable,
+        None => &flags.allow_unreachable,
     };
+    let mut opts = plan_options(allow, replace, Some(&state));
+    // A saved plan keeps the threshold it was made with (it is part of its operations).
+    opts.rebind_min_not_ready_secs = saved
+        .as_ref()
+        .and_then(|s| {
+            s.plan
+                .steps
+                .iter()
+                .flat_map(|st| &st.operations)
+                .find_map(|op| match op {
+                    plan::Operation::RebindVolume { evidence, .. }
+                    | plan::Operation::RecreateWorkload { evidence, .. } => {
+                        Some(evidence.min_not_ready_secs)
+                    }
+                    _ => None,
+                })
+        })
+        .or(flags.rebind_min_not_ready);
     let result = plan::plan(&t, &observed, &opts);
     let plan = match (&result, &saved) {
         (Err(_), _) => {
@@ -392,14 +498,21 @@ pub fn cmd_apply(
         out(render_result(&result, false, color_out).as_bytes())?;
         // An interrupted apply whose remaining steps are no longer needed: close its
         // journal (the state is written only then; a clean converged run writes nothing).
-        if state.journal.as_ref().is_some_and(|j| !j.is_complete()) {
+        // An interrupted apply — killed in a step whose remaining steps are no longer
+        // needed, or after its last step but before it recorded the result — is finished
+        // here: the journal is closed and what is managed is recorded.
+        if state.journal.as_ref().is_some_and(|j| j.interrupted()) {
             if let Some(j) = state.journal.as_mut() {
                 j.supersede(&crate::state::now_rfc3339());
             }
             record_managed(&mut state, &t, &observed);
             state.config_digest = Some(config_digest(&t));
             backend.write(&lock, &mut state)?;
-            out(b"The interrupted apply's remaining steps are no longer needed: its journal is closed.\n")?;
+            out(b"The interrupted apply is finished: nothing is left to change; its journal is closed and the result recorded.\n")?;
+        } else if prune_cordons(&mut state, &observed) {
+            // Stale cordon records (uncordoned by hand): dropped, so that a later
+            // deliberate cordon is never taken for k3splan's.
+            backend.write(&lock, &mut state)?;
         }
         rt.block_on(live.hosts.close_all());
         drop(lock);
@@ -430,6 +543,11 @@ pub fn cmd_apply(
     let r = rt.block_on(apply::run_plan(
         &exec,
         &plan,
+        &opts
+            .replace
+            .union(&replacements_in_progress(Some(&state)))
+            .cloned()
+            .collect(),
         &backend,
         &lock,
         &mut state,
@@ -443,6 +561,10 @@ pub fn cmd_apply(
     let after = rt.block_on(live.observe());
     record_managed(&mut state, &t, &after);
     state.config_digest = Some(config_digest(&t));
+    if let Some(j) = state.journal.as_mut() {
+        j.finished_at = Some(crate::state::now_rfc3339());
+    }
+    test_hold("before-final-write");
     backend.write(&lock, &mut state)?;
     rt.block_on(live.hosts.close_all());
     let s = plan.summary();

@@ -1729,6 +1729,27 @@ impl Loader<'_> {
                     .collect::<BTreeMap<_, _>>()
             })
             .unwrap_or_default();
+        // `replace = true` was a persistent attribute: left in the file, it replaced the node
+        // again on every apply (issue 13). A replacement is a one-shot command-line request.
+        if let Some(r) = bool_of(&v, "replace") {
+            let span = v["replace"].attr.key_span.clone();
+            let how = format!(
+                "remove it and run `k3splan apply -replace=node.{name}` (one-shot: recorded in the saved plan and the apply journal, never repeated)"
+            );
+            if r {
+                self.err(
+                    b.file,
+                    span,
+                    format!("`replace = true` is no longer supported: as an attribute it stays in the file and replaces node \"{name}\" again on every apply; {how}"),
+                );
+            } else {
+                self.warn(
+                    b.file,
+                    span,
+                    format!("`replace` is deprecated and has no effect; {how} when node \"{name}\" must be rebuilt"),
+                );
+            }
+        }
         let ssh = self.build_ssh(b.child("ssh"), ctx, ssh_default);
         Some(Node {
             name,
@@ -1739,7 +1760,7 @@ impl Loader<'_> {
             ssh,
             labels,
             taints,
-            replace: bool_of(&v, "replace").unwrap_or(false),
+            replace: false,
         })
     }
 
@@ -2679,6 +2700,44 @@ mod tests {
                 .iter()
                 .any(|d| d.message.starts_with("2 etcd members"))
         );
+    }
+
+    /// Issue 13: `replace = true` replaced the node on every apply while it stayed in the
+    /// file. It is refused, pointing to the one-shot `-replace=node.NAME`; `replace = false`
+    /// is a deprecation warning. On main both were accepted silently.
+    #[test]
+    fn issue13_replace_attribute_is_refused_pointing_to_the_flag() {
+        let l = load_env(
+            &format!(
+                "{CLUSTER}{}",
+                node("a", "10.0.0.1", "\"server\"", "  replace = true\n")
+            ),
+            &[("K3S_TOKEN", "tok")],
+        );
+        let errs: Vec<_> = l
+            .diagnostics
+            .iter()
+            .filter(|d| d.is_error())
+            .map(|d| d.message.clone())
+            .collect();
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert!(errs[0].contains("-replace=node.a"), "{errs:?}");
+        assert!(errs[0].contains("every apply"), "{errs:?}");
+        let l = load_env(
+            &format!(
+                "{CLUSTER}{}",
+                node("a", "10.0.0.1", "\"server\"", "  replace = false\n")
+            ),
+            &[("K3S_TOKEN", "tok")],
+        );
+        assert!(!l.diagnostics.has_errors());
+        assert!(
+            l.diagnostics
+                .iter()
+                .any(|d| !d.is_error() && d.message.contains("-replace=node.a")),
+            "deprecation warning"
+        );
+        assert!(!l.topology.unwrap().nodes[0].replace);
     }
 
     #[test]

@@ -193,7 +193,10 @@ pub struct Node {
     pub ssh: SshSettings,
     pub labels: BTreeMap<String, String>,
     pub taints: Vec<Taint>,
-    /// The operator asks for this node to be rebuilt.
+    /// Deprecated: always `false` from HCL (`replace = true` is refused, issue 13: as an
+    /// attribute it replaced the node on every apply). Replacements are requested once, on
+    /// the command line (`-replace=node.NAME`, [`crate::plan::PlanOptions::replace`]); a
+    /// library caller setting this gets the same one-shot treatment for that plan only.
     pub replace: bool,
 }
 

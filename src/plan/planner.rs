@@ -2,13 +2,14 @@
 //!
 //! 1. etcd snapshot (if anything is destructive);
 //! 2. failed members and their nodes removed (remove before add);
-//! 3. nodes marked `replace = true` removed;
+//! 3. nodes whose replacement is requested (`-replace=node.NAME`) removed;
 //! 4. new servers joined one at a time (stale data dir moved aside, config written, learner
 //!    promoted), then control-plane-only servers and agents;
 //! 5. healthy nodes that left the configuration removed;
 //! 6. join URLs naming dead or removed servers rewritten, services restarted one at a time;
 //! 7. keepalived manifests (backups first, the primary last: the VIP moves at the end);
-//! 8. volumes of lost nodes rebound with the other nodes cordoned, then uncordoned;
+//! 8. volumes of lost nodes rebound with the other nodes cordoned, then uncordoned; cordons
+//!    an interrupted apply left (recorded in the state) undone;
 //! 9. add-on replicas/spread;
 //! 10. verification.
 
@@ -78,6 +79,8 @@ struct Planner<'a> {
     joined: BTreeMap<String, usize>,
     /// Nodes whose removal was refused (their join is not planned either).
     refused: BTreeSet<String>,
+    /// Nodes this plan uncordons.
+    uncordoned: BTreeSet<String>,
     /// Joining servers whose old keepalived manifest is rewritten before k3s starts.
     keepalived_before_start: BTreeSet<String>,
     sim: Sim,
@@ -97,6 +100,15 @@ impl<'a> Planner<'a> {
 
     fn is_declared(&self, name: &str) -> bool {
         self.views.get(name).is_some_and(|v| v.declared.is_some())
+    }
+
+    /// Whether this plan is asked to rebuild the declared node `name` (`-replace`).
+    fn replacing(&self, name: &str) -> bool {
+        self.opts.replace.contains(name)
+            || self
+                .views
+                .get(name)
+                .is_some_and(|v| v.declared.is_some_and(|d| d.replace))
     }
 
     fn new(t: &'a Topology, o: &'a Observed, opts: &'a PlanOptions) -> Self {
@@ -189,6 +201,7 @@ impl<'a> Planner<'a> {
             lost: BTreeSet::new(),
             joined: BTreeMap::new(),
             refused: BTreeSet::new(),
+            uncordoned: BTreeSet::new(),
             keepalived_before_start: BTreeSet::new(),
             sim,
         }
@@ -303,6 +316,7 @@ impl<'a> Planner<'a> {
         self.join_urls();
         self.keepalived();
         self.rebind();
+        self.leftover_cordons();
         self.addons();
         self.unplanned_drift();
         self.planned_drift();
@@ -513,7 +527,10 @@ impl<'a> Planner<'a> {
             match v.declared {
                 None if v.kube.is_some() || v.member.is_some() => removed.push(n),
                 None => {}
-                Some(d) if d.replace && self.is_present(&n) => replaced.push(n),
+                Some(_) if self.replacing(&n) && self.is_present(&n) => replaced.push(n),
+                Some(_) if self.replacing(&n) => self.warnings.push(format!(
+                    "node.{n}: its replacement was requested, but it is not in the cluster: it is joined as a new node"
+                )),
                 Some(_) => {}
             }
         }
@@ -666,7 +683,7 @@ impl<'a> Planner<'a> {
                 Rule::SourceUnknown,
                 node_addr.to_string(),
                 format!(
-                    "{n} is marked replace = true but its host is unreachable ({}): k3s cannot be reinstalled",
+                    "{n}'s replacement was requested but its host is unreachable ({}): k3s cannot be reinstalled",
                     v.host_reason().unwrap_or_default()
                 ),
                 Some(format!(
@@ -693,7 +710,7 @@ impl<'a> Planner<'a> {
             return;
         }
         let why_base = if replacing {
-            "it is marked replace = true".to_string()
+            format!("its replacement was requested (-replace=node.{n})")
         } else {
             "it is not in the configuration".to_string()
         };
@@ -868,7 +885,7 @@ impl<'a> Planner<'a> {
         let pending: Vec<(String, &EtcdMember)> = self
             .views
             .values()
-            .filter(|v| v.declared.is_some_and(|d| !d.replace))
+            .filter(|v| v.declared.is_some() && !self.replacing(&v.name))
             .filter_map(|v| {
                 v.member
                     .filter(|m| m.is_learner)
@@ -1120,7 +1137,7 @@ impl<'a> Planner<'a> {
             action,
             reason,
             if replacing {
-                "it is marked replace = true: it rejoins on the rebuilt host".into()
+                format!("its replacement was requested (-replace=node.{n}): it rejoins on the rebuilt host")
             } else {
                 "it is declared but not in the cluster".into()
             },
@@ -1580,21 +1597,35 @@ impl<'a> Planner<'a> {
             })
             .filter_map(|p| p.node.as_deref())
             .collect();
-        let cordon: Vec<String> = if targets.is_empty() {
+        // Nodes to cordon, and nodes an interrupted apply already cordoned for this rebind
+        // (recorded in the state): those are not cordoned again but are uncordoned after.
+        let (cordon, already): (Vec<String>, Vec<String>) = if targets.is_empty() {
             self.warnings.push(
                 "volumes are rebound without cordoning: no preferred or new node to steer them to"
                     .into(),
             );
-            vec![]
+            (vec![], vec![])
         } else {
-            self.t
+            let siblings: Vec<&Node> = self
+                .t
                 .nodes
                 .iter()
                 .filter(|d| !targets.contains(&d.name) && !self.lost.contains(&d.name))
                 .filter(|d| sibling_nodes.contains(d.name.as_str()))
-                .filter(|d| self.views[&d.name].kube.is_some_and(|k| !k.unschedulable))
-                .map(|d| d.name.clone())
-                .collect()
+                .collect();
+            let schedulable = |d: &Node| self.views[&d.name].kube.is_some_and(|k| !k.unschedulable);
+            (
+                siblings
+                    .iter()
+                    .filter(|d| schedulable(d))
+                    .map(|d| d.name.clone())
+                    .collect(),
+                siblings
+                    .iter()
+                    .filter(|d| !schedulable(d) && self.opts.cordoned_by_k3splan.contains(&d.name))
+                    .map(|d| d.name.clone())
+                    .collect(),
+            )
         };
         let target_list = targets.iter().cloned().collect::<Vec<_>>().join(", ");
         let join_deps: Vec<usize> = targets
@@ -1661,12 +1692,53 @@ impl<'a> Planner<'a> {
                 .depends_on
                 .extend(join_deps.iter().copied());
         }
-        for n in &cordon {
+        let mut uncordon = cordon.clone();
+        uncordon.extend(already);
+        uncordon.sort();
+        for n in &uncordon {
+            self.uncordoned.insert(n.clone());
             self.push(
                 Address::node(n),
                 Action::Update,
                 ActionReason::UncordonAfterRebind,
                 "the volumes have been rebound".into(),
+                vec![Operation::Uncordon { node: n.clone() }],
+                Some(json!({"unschedulable": true})),
+                Some(json!({"unschedulable": false})),
+            );
+        }
+    }
+
+    /// Cordons an earlier apply made and did not undo (it was killed or failed between the
+    /// cordon and the uncordon): undone, as the state recorded them before they were made.
+    fn leftover_cordons(&mut self) {
+        let mut todo = Vec::new();
+        for d in &self.t.nodes {
+            let v = &self.views[&d.name];
+            if self.lost.contains(&d.name)
+                || self.uncordoned.contains(&d.name)
+                || !self.opts.cordoned_by_k3splan.contains(&d.name)
+                || !v.kube.is_some_and(|k| k.unschedulable)
+            {
+                continue;
+            }
+            todo.push(d.name.clone());
+        }
+        for n in todo {
+            self.uncordoned.insert(n.clone());
+            self.drift.push(Drift {
+                address: Address::node(&n).to_string(),
+                attribute: "unschedulable".into(),
+                declared: Some("false".into()),
+                observed: Some("true".into()),
+                planned: true,
+                note: Some("cordoned by an earlier k3splan apply that did not finish".into()),
+            });
+            self.push(
+                Address::node(&n),
+                Action::Update,
+                ActionReason::UncordonLeftByInterruptedApply,
+                "an earlier apply cordoned it (recorded in the state) and was interrupted before it uncordoned it".into(),
                 vec![Operation::Uncordon { node: n.clone() }],
                 Some(json!({"unschedulable": true})),
                 Some(json!({"unschedulable": false})),
@@ -1792,6 +1864,19 @@ impl<'a> Planner<'a> {
                     note: Some("upgrades are not planned by k3splan".into()),
                 });
             }
+            if v.kube.is_some_and(|k| k.unschedulable) && !self.uncordoned.contains(&d.name) {
+                self.drift.push(Drift {
+                    address: Address::node(&d.name).to_string(),
+                    attribute: "unschedulable".into(),
+                    declared: Some("false".into()),
+                    observed: Some("true".into()),
+                    planned: false,
+                    note: Some(format!(
+                        "cordoned, but not by k3splan (the state records no cordon of it); k3splan leaves it, as it may be on purpose: run `kubectl uncordon {}` when it is not",
+                        d.name
+                    )),
+                });
+            }
             if d.roles.runs_etcd()
                 && self.etcd.is_some()
                 && v.member.is_none()
@@ -1803,7 +1888,7 @@ impl<'a> Planner<'a> {
                     declared: Some("true".into()),
                     observed: Some("false".into()),
                     planned: false,
-                    note: Some("the node runs but has no etcd member at its address; mark it replace = true to rejoin it".into()),
+                    note: Some(format!("the node runs but has no etcd member at its address; run `k3splan apply -replace=node.{}` to rejoin it", d.name)),
                 });
             }
             if let Some(m) = v.member
@@ -1926,5 +2011,117 @@ fn fmt_host(a: IpAddr) -> String {
     match a {
         IpAddr::V4(v) => v.to_string(),
         IpAddr::V6(v) => format!("[{v}]"),
+    }
+}
+
+#[cfg(test)]
+mod issue13_tests {
+    use super::*;
+    use crate::config::Role;
+    use crate::plan::testkit::{cluster, node, observed_matching, topology};
+
+    fn three() -> Topology {
+        let s = [Role::Server, Role::Etcd];
+        topology(
+            cluster("c"),
+            vec![
+                node("a", "10.0.0.1", &s),
+                node("b", "10.0.0.2", &s),
+                node("c", "10.0.0.3", &s),
+            ],
+        )
+    }
+
+    fn cordon(o: &mut Observed, n: &str) {
+        if let Fact::Known(k) = &mut o.kube {
+            k.nodes
+                .iter_mut()
+                .find(|x| x.name == n)
+                .unwrap()
+                .unschedulable = true;
+        }
+    }
+
+    /// A cordon nobody recorded (an operator's `kubectl cordon`) is drift the plan shows,
+    /// with what to do; k3splan does not undo it. On main: "No changes." and no drift.
+    #[test]
+    fn issue13_unexpected_cordon_on_a_declared_node_is_drift() {
+        let t = three();
+        let mut o = observed_matching(&t);
+        cordon(&mut o, "b");
+        let p = plan(&t, &o, &PlanOptions::default()).expect("plan");
+        assert!(p.steps.is_empty(), "not acted on: {:?}", p.steps);
+        let d = p
+            .drift
+            .iter()
+            .find(|d| d.address == "node.b" && d.attribute == "unschedulable")
+            .unwrap_or_else(|| panic!("cordon drift missing: {:?}", p.drift));
+        assert!(!d.planned);
+        assert!(
+            d.note.as_deref().unwrap().contains("kubectl uncordon b"),
+            "{d:?}"
+        );
+        assert_eq!(crate::render::detailed_exitcode(&Ok(p.clone())), 2);
+        let text = crate::render::text(&Ok(p), Default::default());
+        assert!(text.contains("node.b.unschedulable"), "{text}");
+    }
+
+    /// A cordon the state says k3splan made (an interrupted apply's) is undone.
+    #[test]
+    fn issue13_cordon_recorded_by_k3splan_is_uncordoned() {
+        let t = three();
+        let mut o = observed_matching(&t);
+        cordon(&mut o, "b");
+        let opts = PlanOptions {
+            cordoned_by_k3splan: ["b".to_string(), "c".to_string()].into(),
+            ..PlanOptions::default()
+        };
+        let p = plan(&t, &o, &opts).expect("plan");
+        // c is recorded but schedulable (uncordoned by hand since): nothing to do for it.
+        let uncordons: Vec<_> = p
+            .steps
+            .iter()
+            .filter(|s| {
+                s.operations
+                    .contains(&Operation::Uncordon { node: "b".into() })
+            })
+            .collect();
+        assert_eq!(uncordons.len(), 1, "{:?}", p.steps);
+        assert_eq!(
+            uncordons[0].reason,
+            ActionReason::UncordonLeftByInterruptedApply
+        );
+        assert!(!p.steps.iter().any(|s| {
+            s.operations
+                .contains(&Operation::Uncordon { node: "c".into() })
+        }));
+        assert!(p.drift.iter().all(|d| d.planned), "{:?}", p.drift);
+    }
+
+    /// `-replace=node.b` replaces b in this plan; without it, nothing is replaced.
+    #[test]
+    fn issue13_replace_option_is_one_shot() {
+        let t = three();
+        let o = observed_matching(&t);
+        let p = plan(&t, &o, &PlanOptions::default()).expect("plan");
+        assert!(p.steps.is_empty(), "{:?}", p.steps);
+        let opts = PlanOptions {
+            replace: ["b".to_string()].into(),
+            ..PlanOptions::default()
+        };
+        let p = plan(&t, &o, &opts).expect("plan");
+        assert!(
+            p.steps
+                .iter()
+                .any(|s| s.address == Address::member("b")
+                    && s.reason == ActionReason::ReplaceByRequest),
+            "{:?}",
+            p.steps
+        );
+        assert!(p.steps.iter().any(|s| {
+            s.operations
+                .iter()
+                .any(|op| matches!(op, Operation::JoinServer { node, .. } if node == "b"))
+        }));
     }
 }

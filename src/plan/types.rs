@@ -12,6 +12,16 @@ pub struct PlanOptions {
     /// about them is unknown (their host did not answer while another source says they
     /// are alive). Steps that need the host (uninstall) are then skipped.
     pub allow_unreachable: BTreeSet<String>,
+    /// `-replace=node.NAME`: nodes rebuilt by this plan only (drained, deleted, member
+    /// removed, k3s uninstalled, joined again). One-shot: the request lives on the command
+    /// line, in the saved plan and in the apply journal, never in the topology (issue 13).
+    #[serde(default)]
+    pub replace: BTreeSet<String>,
+    /// Nodes that an earlier apply cordoned and did not uncordon (recorded in the state
+    /// before the cordon was made): an interrupted apply's cordons are undone by the next
+    /// plan; a cordon not in this set is someone else's and is only reported as drift.
+    #[serde(default)]
+    pub cordoned_by_k3splan: BTreeSet<String>,
     /// How long a lost node's Node must have been NotReady before a PVC pinned to it may be
     /// deleted (`--rebind-min-not-ready`); `None` = [`DEFAULT_REBIND_MIN_NOT_READY_SECS`].
     #[serde(default)]
@@ -202,7 +212,7 @@ impl Action {
 pub enum ActionReason {
     /// The node is not in the configuration any more.
     DeleteBecauseNoResourceConfig,
-    /// The node is marked `replace = true`.
+    /// The node's replacement was requested (`-replace=node.NAME`).
     ReplaceByRequest,
     /// Declared but not present.
     CreateBecauseDeclared,
@@ -219,6 +229,8 @@ pub enum ActionReason {
     /// Other nodes are cordoned so that rebound volumes land on the intended node.
     CordonForRebind,
     UncordonAfterRebind,
+    /// An earlier, interrupted apply cordoned the node and did not uncordon it.
+    UncordonLeftByInterruptedApply,
     /// Add-on replicas/spread differ from the declaration (seed 003).
     AddonDrift,
     /// A learner has not been promoted yet.
@@ -242,6 +254,7 @@ impl ActionReason {
             ActionReason::VolumeOnLostNode => "volume_on_lost_node",
             ActionReason::CordonForRebind => "cordon_for_rebind",
             ActionReason::UncordonAfterRebind => "uncordon_after_rebind",
+            ActionReason::UncordonLeftByInterruptedApply => "uncordon_left_by_interrupted_apply",
             ActionReason::AddonDrift => "addon_drift",
             ActionReason::LearnerPending => "learner_pending",
             ActionReason::SnapshotBeforeDestroy => "snapshot_before_destroy",

@@ -171,6 +171,23 @@ pub struct Managed {
     /// `NODE:/path` → file digest.
     #[serde(default)]
     pub files: BTreeMap<String, ManagedFile>,
+    /// Node name → a cordon k3splan made and has not undone yet. Recorded *before* the
+    /// cordon is made (journaled intent), removed when the uncordon (or the Node's deletion)
+    /// is done: whatever kills an apply in between, the next plan uncordons it.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub cordons: BTreeMap<String, ManagedCordon>,
+}
+
+/// A cordon made by k3splan (see [`Managed::cordons`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ManagedCordon {
+    /// The plan whose step cordoned the node.
+    pub plan_id: String,
+    /// That step's address (`node.NAME`).
+    pub step: String,
+    /// When the cordon was recorded (just before it was made).
+    pub at: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -216,6 +233,24 @@ pub struct Journal {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub finished_at: Option<String>,
     pub steps: Vec<JournalStep>,
+    /// Replacements this apply performs (`-replace=node.NAME`, or carried over from an
+    /// interrupted apply): which of its steps remove the node and which rejoins it, so that
+    /// a resumed apply neither repeats a finished replacement nor drops a started one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub replace: Vec<JournalReplacement>,
+}
+
+/// One node replacement in a [`Journal`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JournalReplacement {
+    pub node: String,
+    /// 1-based ids of the steps that remove the old node (Node, etcd member, k3s).
+    #[serde(default)]
+    pub removal_steps: Vec<usize>,
+    /// 1-based id of the step that joins the rebuilt node.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rejoin_step: Option<usize>,
 }
 
 impl Journal {
@@ -239,6 +274,22 @@ impl Journal {
     /// Whether every step finished.
     pub fn is_complete(&self) -> bool {
         self.first_unfinished().is_none()
+    }
+
+    /// Whether the apply stopped before it recorded its result (`finished_at` is written
+    /// with the managed objects and the config digest, in the same state write): killed or
+    /// failed in a step, or after its last step but before that write.
+    pub fn interrupted(&self) -> bool {
+        self.finished_at.is_none()
+    }
+
+    /// Whether step `id` (1-based) is done.
+    pub fn step_done(&self, id: usize) -> bool {
+        id >= 1
+            && self
+                .steps
+                .get(id - 1)
+                .is_some_and(|s| s.status == StepStatus::Done)
     }
 }
 
@@ -342,6 +393,7 @@ mod tests {
                 step(StepStatus::Started),
                 step(StepStatus::Pending),
             ],
+            replace: vec![],
         };
         assert_eq!(j.first_unfinished(), Some(1));
         assert!(!j.is_complete());
