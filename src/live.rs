@@ -457,7 +457,9 @@ async fn observe_etcd(p: &EtcdProvider, election_wait: Duration) -> k3splan_etcd
         if !answering || tokio::time::Instant::now() >= deadline {
             return listed.unwrap_or(o);
         }
-        tracing::info!("etcd members answer but know no leader (election in progress?); looking again");
+        tracing::info!(
+            "etcd members answer but know no leader (election in progress?); looking again"
+        );
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }
