@@ -317,25 +317,7 @@ impl KubeProvider {
     }
 
     async fn node_readiness(&self, node: &str) -> Result<Option<Readiness>, KubeError> {
-        let v = self
-            .raw(
-                http::Method::GET,
-                &format!("/api/v1/nodes/{node}"),
-                "application/json",
-                None,
-            )
-            .await?;
-        Ok(v.map(|v| {
-            let c = v["status"]["conditions"]
-                .as_array()
-                .and_then(|c| c.iter().find(|c| c["type"] == "Ready"))
-                .map(|c| c["status"].clone());
-            match c.as_ref().and_then(Value::as_str) {
-                Some("True") => Readiness::Ready,
-                Some("False") => Readiness::NotReady,
-                _ => Readiness::Unknown,
-            }
-        }))
+        Ok(self.ready_condition(node).await?.map(|(r, _)| r))
     }
 
     /// The Ready condition of a node: `None` when the Node does not exist; else its status
