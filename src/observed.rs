@@ -113,6 +113,14 @@ impl Observed {
         }
     }
 
+    /// How a plan names the host of `node` when it is unknown: "unreachable" (refused) or
+    /// "unknown" (see [`HostUnknown::word`]).
+    pub fn host_word(&self, node: &str) -> &'static str {
+        self.host_failure(node)
+            .unwrap_or(HostUnknown::Unanswered)
+            .word()
+    }
+
     /// Why the host of `node` is unknown (`None` when it is known). A host without a
     /// recorded kind is [`HostUnknown::Unanswered`].
     pub fn host_failure(&self, node: &str) -> Option<HostUnknown> {

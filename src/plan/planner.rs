@@ -613,11 +613,7 @@ impl<'a> Planner<'a> {
         match &v.host {
             Fact::Known(_) => b["host"] = json!("reachable"),
             Fact::Unknown { reason } => {
-                let word = self
-                    .o
-                    .host_failure(&v.name)
-                    .unwrap_or(HostUnknown::Unanswered)
-                    .word();
+                let word = self.o.host_word(&v.name);
                 b["host"] = json!(format!("{word}: {reason}"))
             }
         }
@@ -742,13 +738,7 @@ impl<'a> Planner<'a> {
             );
             if skip_eviction {
                 let why = match v.host_reason() {
-                    Some(r) => format!(
-                        "host {}: {r}",
-                        self.o
-                            .host_failure(n)
-                            .unwrap_or(HostUnknown::Unanswered)
-                            .word()
-                    ),
+                    Some(r) => format!("host {}: {r}", self.o.host_word(n)),
                     None => "Node is NotReady".into(),
                 };
                 self.note(id, format!("eviction skipped ({why}): eviction would wait for a kubelet that does not answer"));
@@ -809,11 +799,7 @@ impl<'a> Planner<'a> {
                 if let Fact::Unknown { reason: r } = host
                     && !replacing
                 {
-                    let word = self
-                        .o
-                        .host_failure(n)
-                        .unwrap_or(HostUnknown::Unanswered)
-                        .word();
+                    let word = self.o.host_word(n);
                     self.warnings.push(format!(
                         "node.{n}: host {word} ({r}): k3s will not be uninstalled; if the host comes back, stop k3s there before it tries to rejoin"
                     ));
@@ -827,13 +813,9 @@ impl<'a> Planner<'a> {
                             Fact::Known(_) => {
                                 format!("{why_base}; k3s is not installed on its host")
                             }
-                            Fact::Unknown { .. } => format!(
-                                "{why_base}; its host is {}",
-                                self.o
-                                    .host_failure(n)
-                                    .unwrap_or(HostUnknown::Unanswered)
-                                    .word()
-                            ),
+                            Fact::Unknown { .. } => {
+                                format!("{why_base}; its host is {}", self.o.host_word(n))
+                            }
                         },
                         vec![op],
                         None,
@@ -1896,13 +1878,9 @@ impl<'a> Planner<'a> {
             {
                 let host = match &v.host {
                     Fact::Known(_) => "host reachable".to_string(),
-                    Fact::Unknown { reason } => format!(
-                        "host {}: {reason}",
-                        self.o
-                            .host_failure(&d.name)
-                            .unwrap_or(HostUnknown::Unanswered)
-                            .word()
-                    ),
+                    Fact::Unknown { reason } => {
+                        format!("host {}: {reason}", self.o.host_word(&d.name))
+                    }
                 };
                 let ready = match v.kube {
                     Some(k) if k.ready => "Node Ready",
