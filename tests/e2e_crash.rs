@@ -55,9 +55,12 @@ fn pvc_uids(lab: &Lab) -> BTreeMap<String, String> {
 /// otherwise right after the first step reports "done". Returns the process output and
 /// whether it completed before being killed.
 fn apply_and_kill(lab: &Lab, topo: &Path, mid_step: bool) -> (String, bool) {
+    // stderr goes to a file (a pipe nobody reads could fill and stall apply), shown after.
+    let err_path = lab.dir().join("crash-apply.stderr");
+    let err_file = std::fs::File::create(&err_path).unwrap();
     let mut child = apply_cmd(lab, topo)
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+        .stderr(err_file)
         .spawn()
         .unwrap();
     let pid = child.id() as i32;
@@ -88,34 +91,20 @@ fn apply_and_kill(lab: &Lab, topo: &Path, mid_step: bool) -> (String, bool) {
     }
     let status = child.wait().unwrap();
     let completed = !killed && status.success();
+    let err = std::fs::read_to_string(&err_path).unwrap_or_default();
+    if !err.is_empty() {
+        seen.push_str(&format!("(stderr, exit {status:?})\n{err}"));
+    }
     (seen, completed)
 }
 
 #[test]
 fn seed004_apply_killed_repeatedly_converges_without_double_actions() {
-    let lab = Lab::start(LabSpec {
-        servers: 3,
-        spare_hosts: 1,
-        vip: true,
-        seed_workloads: true,
-        ..LabSpec::default()
-    })
-    .expect("lab");
+    let (lab, topo) = seed004_lab("repeat");
     let healthy_before = pvc_uids(&lab);
-    lab.kill_host("server-1").unwrap();
-    lab.wait_node_ready("server-1", false, Duration::from_secs(60))
-        .unwrap();
-    let topo = lab
-        .write_topology(
-            "crash/main.hcl",
-            &[
-                TopologyNode::server("server-2").primary(),
-                TopologyNode::server("server-3"),
-                TopologyNode::server("spare-1"),
-            ],
-            "",
-        )
-        .unwrap();
+    // Each run's output is kept for the failure message (which names the broken promise
+    // first, then the last runs), and written to the lab dir for a full post-mortem.
+    let mut log = RunLog::new(lab.dir().join("crash-repeat.log"));
 
     let start = Instant::now();
     let mut runs = 0;
@@ -124,7 +113,7 @@ fn seed004_apply_killed_repeatedly_converges_without_double_actions() {
     while !completed && runs < 30 {
         runs += 1;
         let (out, done) = apply_and_kill(&lab, &topo, runs % 2 == 0);
-        eprintln!("--- run {runs} (completed: {done})\n{out}");
+        log.push(format!("--- run {runs} (completed: {done})\n{out}"));
         completed = done;
         // Never more than one member for the new node, whatever the kill point.
         let spare = lab.host("spare-1").unwrap().address().to_string();
@@ -134,79 +123,108 @@ fn seed004_apply_killed_repeatedly_converges_without_double_actions() {
             .iter()
             .filter(|m| m.peer_urls.iter().any(|u| u.contains(&spare)))
             .collect();
-        assert!(
+        log.check(
             spare_members.len() <= 1,
-            "member added twice: {:?}",
-            obs.members
+            &format!("member added twice: {:?}", obs.members),
         );
         spare_member_ids.extend(spare_members.iter().map(|m| m.id));
-        assert!(
+        log.check(
             start.elapsed() < Duration::from_secs(600),
-            "did not converge in time"
+            "did not converge in time",
         );
     }
-    assert!(completed, "apply never completed in {runs} runs");
-    assert!(
+    log.check(completed, &format!("apply never completed in {runs} runs"));
+    log.check(
         runs >= 3,
-        "the test killed apply at least twice ({runs} runs)"
+        &format!("the test killed apply at least twice ({runs} runs)"),
     );
-    assert_eq!(
-        spare_member_ids.len(),
-        1,
-        "spare-1 joined once: {spare_member_ids:?}"
+    log.check(
+        spare_member_ids.len() == 1,
+        &format!("spare-1 joined once: {spare_member_ids:?}"),
     );
 
     // Converged: a final plan is clean, 3 healthy voters.
-    let mut c = Command::new(env!("CARGO_BIN_EXE_k3splan"));
-    c.args(["plan", "--detailed-exitcode", "-c"])
-        .arg(&topo)
-        .arg("--state")
-        .arg(lab.dir().join("state/k3splan.state.json"));
-    for (k, v) in lab.k3splan_env() {
-        c.env(k, v);
-    }
-    let o = c.output().unwrap();
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&o.stdout)
+    let (code, plan) = run(&lab, &topo, &["plan", "--detailed-exitcode"]);
+    log.check(
+        code == Some(0),
+        &format!("the plan after the last apply exits {code:?}, not 0:\n{plan}"),
     );
-    let obs = lab.wait_voters(3, Duration::from_secs(60)).unwrap();
-    assert_eq!(obs.health.healthy_voters, 3);
+    let obs = lab.wait_voters(3, Duration::from_secs(60));
+    log.check(
+        obs.as_ref().is_ok_and(|o| o.health.healthy_voters == 3),
+        &format!("3 healthy voters after the apply: {obs:?}"),
+    );
 
     // PVCs of healthy nodes were never deleted: same UIDs. Those of the lost node changed.
     let after = pvc_uids(&lab);
     for (pvc, uid) in &healthy_before {
         let lost = pvc.ends_with("-1") || pvc.contains("victoria-metrics");
         if lost {
-            assert_ne!(after.get(pvc), Some(uid), "{pvc} was rebound");
+            log.check(
+                after.get(pvc) != Some(uid),
+                &format!("{pvc} was not rebound"),
+            );
         } else {
-            assert_eq!(
-                after.get(pvc),
-                Some(uid),
-                "{pvc} of a healthy node was deleted"
+            log.check(
+                after.get(pvc) == Some(uid),
+                &format!("{pvc} of a healthy node was deleted"),
             );
         }
     }
 
     // The state journal is consistent: the last apply finished every step.
-    let state: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(lab.dir().join("state/k3splan.state.json")).unwrap())
-            .unwrap();
-    let steps = state["journal"]["steps"].as_array().unwrap();
-    assert!(
+    let state = state_json(&lab);
+    let steps = state["journal"]["steps"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    log.check(
         steps
             .iter()
             .all(|s| s["status"] == "done" || s["status"] == "superseded"),
-        "{steps:?}"
+        &format!("every journal step done or superseded: {steps:?}"),
     );
-    assert!(state["journal"]["finished_at"].is_string());
-    assert!(
+    log.check(
+        state["journal"]["finished_at"].is_string(),
+        "the journal is finished",
+    );
+    log.check(
         state["last_snapshot"]["sha256"]
             .as_str()
-            .is_some_and(|s| s.len() == 64)
+            .is_some_and(|s| s.len() == 64),
+        "the state records the snapshot's sha256",
     );
+}
+
+/// The outputs of a crash test's runs: a failed check panics with its message first and
+/// the last two runs after it (CI shows the head of a failing test's output), and the
+/// whole log is written to `path`.
+struct RunLog {
+    path: std::path::PathBuf,
+    runs: Vec<String>,
+}
+
+impl RunLog {
+    fn new(path: std::path::PathBuf) -> Self {
+        Self { path, runs: vec![] }
+    }
+
+    fn push(&mut self, run: String) {
+        self.runs.push(run);
+        let _ = std::fs::write(&self.path, self.runs.join("\n"));
+    }
+
+    fn check(&self, ok: bool, what: &str) {
+        if ok {
+            return;
+        }
+        let tail = self.runs[self.runs.len().saturating_sub(2)..].join("\n");
+        panic!(
+            "{what}\n(after {} runs; full log: {})\n{tail}",
+            self.runs.len(),
+            self.path.display()
+        );
+    }
 }
 
 fn k3splan_cmd(lab: &Lab, topo: &Path, args: &[&str]) -> Command {
