@@ -22,6 +22,7 @@
 pub mod files;
 mod planner;
 pub mod safety;
+#[cfg(any(test, feature = "testkit"))]
 pub mod testkit;
 mod types;
 
