@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use clap::{Args, CommandFactory, Parser, Subcommand};
 
 pub mod ops;
+pub mod view;
 
 use crate::config::fmt::{FmtError, format_source};
 use crate::config::{self, Diagnostics, EnvSource, LoadError, Loaded};

@@ -6,9 +6,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::apply::{
-    self, Executor, Progress, SAVED_PLAN_VERSION, SavedPlan, Waits, config_digest, plan_id,
-    prune_cordons, record_managed, replacements_in_progress, resume_replacements, sha256_hex,
-    test_hold,
+    self, Executor, SAVED_PLAN_VERSION, SavedPlan, Waits, config_digest, plan_id, prune_cordons,
+    record_managed, replacements_in_progress, resume_replacements, sha256_hex, test_hold,
 };
 use crate::config::{Backend, Topology};
 use crate::live::{Live, LiveOptions};
@@ -536,7 +535,7 @@ pub fn cmd_apply(
         waits: Waits::default(),
         snapshot_dir,
     };
-    let mut progress = Progress {
+    let mut view = super::view::HumanApplyView {
         out: Box::new(io::stdout()),
         color: color_out,
     };
@@ -551,7 +550,7 @@ pub fn cmd_apply(
         &backend,
         &lock,
         &mut state,
-        &mut progress,
+        &mut view,
     ));
     if let Err(e) = r {
         rt.block_on(live.hosts.close_all());

@@ -30,6 +30,8 @@ pub struct Waits {
     pub drain: Duration,
     pub verify: Duration,
     pub poll: Duration,
+    /// How often an operation still running says so ([`super::ApplyEvent::Heartbeat`]).
+    pub heartbeat: Duration,
 }
 
 impl Default for Waits {
@@ -41,6 +43,7 @@ impl Default for Waits {
             drain: Duration::from_secs(300),
             verify: Duration::from_secs(120),
             poll: Duration::from_millis(500),
+            heartbeat: super::HEARTBEAT,
         }
     }
 }

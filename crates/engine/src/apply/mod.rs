@@ -12,11 +12,12 @@
 //! by the next plan: [`crate::state::Managed::cordons`]), the replacements under way
 //! ([`resume_replacements`]), and whether the apply recorded its result (`finished_at`).
 
+pub mod events;
 pub mod exec;
 
 use std::collections::BTreeSet;
 use std::io::Write;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -29,6 +30,7 @@ use crate::state::{
     ManagedNode, ManagedPvc, State, StateBackend, StateError, StateLock, StepStatus, now_rfc3339,
 };
 
+pub use events::{ApplyEvent, ApplyEvents, EventLog};
 pub use exec::{Executor, Waits};
 
 /// Lowercase hex sha256.
@@ -87,16 +89,29 @@ pub enum ApplyError {
     },
 }
 
-/// Where progress lines go.
-pub struct Progress {
-    pub out: Box<dyn Write + Send>,
-    pub color: bool,
-}
+/// How often a running operation reports that it is still running.
+pub const HEARTBEAT: Duration = Duration::from_secs(10);
 
-impl Progress {
-    fn line(&mut self, s: &str) {
-        let _ = writeln!(self.out, "{s}");
-        let _ = self.out.flush();
+/// Runs `fut`, emitting a [`ApplyEvent::Heartbeat`] every `every` while it is pending.
+async fn with_heartbeat<T>(
+    fut: impl std::future::Future<Output = T>,
+    events: &mut dyn ApplyEvents,
+    step: usize,
+    operation: &str,
+    every: Duration,
+) -> T {
+    let t0 = tokio::time::Instant::now();
+    tokio::pin!(fut);
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    loop {
+        tokio::select! {
+            r = &mut fut => return r,
+            _ = tick.tick() => events.event(&ApplyEvent::Heartbeat {
+                step,
+                operation: operation.to_string(),
+                elapsed_s: t0.elapsed().as_secs_f64(),
+            }),
+        }
     }
 }
 
@@ -220,8 +235,9 @@ pub async fn run_plan(
     backend: &StateBackend,
     lock: &StateLock,
     state: &mut State,
-    progress: &mut Progress,
+    events: &mut dyn ApplyEvents,
 ) -> Result<(), ApplyError> {
+    let heartbeat = exec.waits.heartbeat;
     let id = plan_id(plan);
     state.journal = Some(Journal {
         plan_id: id.clone(),
@@ -244,19 +260,8 @@ pub async fn run_plan(
     backend.write(lock, state)?;
     test_hold("step-0-done");
     let total = plan.steps.len();
-    let (bold, dim, green, red, reset) = if progress.color {
-        ("\x1b[1m", "\x1b[2m", "\x1b[32m", "\x1b[31m", "\x1b[0m")
-    } else {
-        ("", "", "", "", "")
-    };
     for (i, step) in plan.steps.iter().enumerate() {
         let t0 = Instant::now();
-        progress.line(&format!(
-            "{bold}[{}/{total}] {} {}{reset}",
-            i + 1,
-            step.action.symbol(),
-            step.address,
-        ));
         set_status(state, i, StepStatus::Started, None);
         // Journaled intent: a cordon is recorded before it is made, so that a kill right
         // after the API call still leaves the record the next plan uncordons from.
@@ -273,10 +278,17 @@ pub async fn run_plan(
             }
         }
         backend.write(lock, state)?;
+        events.event(&ApplyEvent::StepStarted {
+            index: i + 1,
+            total,
+            symbol: step.action.symbol().to_string(),
+            address: step.address.to_string(),
+        });
         test_hold(&format!("step-{}-started", i + 1));
         for (j, op) in step.operations.iter().enumerate() {
             let t_op = Instant::now();
-            match exec.run(op).await {
+            let what = op.describe();
+            match with_heartbeat(exec.run(op), events, i + 1, &what, heartbeat).await {
                 Ok(r) => {
                     if let Operation::Uncordon { node } | Operation::DeleteNode { node } = op {
                         state.managed.cordons.remove(node);
@@ -287,32 +299,30 @@ pub async fn run_plan(
                     if let Some((k, d)) = r.file_digest {
                         state.managed.files.insert(k, ManagedFile { sha256: d });
                     }
-                    progress.line(&format!(
-                        "      {dim}{} … {}{} ({:.1}s){reset}",
-                        op.describe(),
-                        green,
-                        r.note.unwrap_or_else(|| "done".into()),
-                        t_op.elapsed().as_secs_f64()
-                    ));
+                    events.event(&ApplyEvent::OperationDone {
+                        step: i + 1,
+                        operation: what,
+                        note: r.note,
+                        elapsed_s: t_op.elapsed().as_secs_f64(),
+                    });
                     test_hold(&format!("step-{}-op-{}", i + 1, j + 1));
                 }
                 Err(message) => {
-                    progress.line(&format!(
-                        "      {red}{} … failed: {message}{reset}",
-                        op.describe()
-                    ));
                     set_status(state, i, StepStatus::Failed, Some(message.clone()));
                     backend.write(lock, state)?;
-                    let left: Vec<String> = plan.steps[i..]
-                        .iter()
-                        .map(|s| format!("  {}. {}", s.id, s.address))
-                        .collect();
-                    progress.line(&format!(
-                        "\n{red}Apply stopped at step {} of {total}.{reset} Steps 1–{} are done and recorded in the state. Not done:\n{}\nFix the cause and run `k3splan apply` again: it re-observes the cluster and plans only what is left.",
-                        i + 1,
-                        i,
-                        left.join("\n")
-                    ));
+                    events.event(&ApplyEvent::OperationFailed {
+                        step: i + 1,
+                        operation: what,
+                        error: message.clone(),
+                    });
+                    events.event(&ApplyEvent::ApplyStopped {
+                        index: i + 1,
+                        total,
+                        not_done: plan.steps[i..]
+                            .iter()
+                            .map(|s| format!("{}. {}", s.id, s.address))
+                            .collect(),
+                    });
                     return Err(ApplyError::Step {
                         index: i + 1,
                         address: step.address.to_string(),
@@ -323,10 +333,10 @@ pub async fn run_plan(
         }
         set_status(state, i, StepStatus::Done, None);
         backend.write(lock, state)?;
-        progress.line(&format!(
-            "      {green}done{reset} {dim}({:.1}s){reset}",
-            t0.elapsed().as_secs_f64()
-        ));
+        events.event(&ApplyEvent::StepDone {
+            index: i + 1,
+            elapsed_s: t0.elapsed().as_secs_f64(),
+        });
         test_hold(&format!("step-{}-done", i + 1));
     }
     // `finished_at` is set by the caller with the result (managed objects, config digest),
@@ -438,4 +448,49 @@ pub fn prune_cordons(state: &mut State, o: &Observed) -> bool {
         .cordons
         .retain(|n, _| k.nodes.iter().any(|x| &x.name == n && x.unschedulable));
     state.managed.cordons.len() != before
+}
+
+#[cfg(test)]
+mod heartbeat_tests {
+    use super::*;
+
+    /// A long operation is never silent: a heartbeat every interval while it runs, none
+    /// after it finished (time is paused: no timing luck).
+    #[tokio::test(start_paused = true)]
+    async fn a_long_operation_reports_a_heartbeat_every_interval() {
+        let mut log = EventLog::default();
+        let r = with_heartbeat(
+            async {
+                tokio::time::sleep(Duration::from_secs(45)).await;
+                7
+            },
+            &mut log,
+            3,
+            "drain server-1",
+            Duration::from_secs(10),
+        )
+        .await;
+        assert_eq!(r, 7);
+        let beats: Vec<f64> = log
+            .0
+            .iter()
+            .map(|e| match e {
+                ApplyEvent::Heartbeat {
+                    step: 3,
+                    operation,
+                    elapsed_s,
+                } if operation == "drain server-1" => *elapsed_s,
+                other => panic!("unexpected event {other:?}"),
+            })
+            .collect();
+        assert_eq!(beats.len(), 4, "{beats:?}");
+        assert!((beats[3] - 40.0).abs() < 1.0, "{beats:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_quick_operation_reports_no_heartbeat() {
+        let mut log = EventLog::default();
+        with_heartbeat(async {}, &mut log, 1, "write", Duration::from_secs(10)).await;
+        assert!(log.0.is_empty());
+    }
 }
