@@ -737,7 +737,12 @@ fn map_host(
         }),
         _ => None,
     };
-    let etcd_data = f.etcd_data.exists.then(|| {
+    // etcd data is `member/` (its WAL and snapshots; k3s's `IsInitialized` looks for
+    // `member/wal`) or k3s's tombstone. A dir holding only k3s's `name` file is what a server
+    // writes before its join adds the member (k3s `ETCD.Register` → `setName`): a join in
+    // progress, not stale data — moving it aside would stop that join.
+    let holds_data = f.etcd_data.has_member_dir || f.etcd_data.tombstone;
+    let etcd_data = holds_data.then(|| {
         let belongs = match (etcd, address) {
             (Fact::Known(e), Some(addr)) => {
                 let addr = addr.to_string();

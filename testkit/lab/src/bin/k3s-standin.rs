@@ -834,9 +834,37 @@ fn wait_probe(url: &str, tries: u32) -> Result<(), String> {
     Err(last)
 }
 
-/// Joins through `url`: validates the token, adds this host as an etcd learner via the
-/// server's etcd (`<server host>:2379`, lab client certificate), returns the etcd plan.
-fn join_plan(lab: &HostConfig, s: &Settings, tls: &Tls, url: &str) -> EtcdPlan {
+/// k3s's `ETCD.setName(false)`, called from `ETCD.Register` when the server starts, before
+/// any join: the member name is read from `<data-dir>/server/db/etcd/name`, or generated
+/// (`<name>-<8 hex>`) and written there (the directory created 0700). So on a real host the
+/// etcd data dir exists, holding only this file, for the seconds before the member is added
+/// (k3s-io/k3s pkg/etcd/etcd.go: `Register` → `setName`; `Start` → `join` after AgentReady).
+fn set_name(etcd_dir: &str, base: &str) -> String {
+    let file = format!("{etcd_dir}/name");
+    if let Ok(n) = fs::read_to_string(&file)
+        && !n.trim().is_empty()
+    {
+        return n.trim().to_string();
+    }
+    let name = format!("{base}-{}", random_hex8());
+    let _ = fs::create_dir_all(etcd_dir);
+    let _ = fs::set_permissions(etcd_dir, fs::Permissions::from_mode(0o700));
+    if let Err(e) = fs::write(&file, &name) {
+        fatal(&format!("writing {file}: {e}"));
+    }
+    name
+}
+
+/// Joins through `url` as member `name`: validates the token, then follows k3s's
+/// `ETCD.join` (k3s-io/k3s pkg/etcd/etcd.go) against the member list of the server's etcd
+/// (`<server host>:2379`, lab client certificate):
+/// - a member without a name whose peer URL has our address is us (added, not yet started);
+/// - a member with our name and address is us: not added again;
+/// - a member with another name whose node-name part (before the last `-`) is ours is an old
+///   incarnation of this host: k3s removes its name file and fails with "duplicate node name
+///   found" (it never removes the old member itself — whoever removed this node must have);
+/// - otherwise `MemberAddAsLearner`; etcd itself refuses a peer URL that is already listed.
+fn join_plan(lab: &HostConfig, s: &Settings, tls: &Tls, url: &str, name: &str) -> EtcdPlan {
     if let Err(e) = wait_probe(url, 3) {
         fatal(&format!("starting kubernetes: preparing server: {e}"));
     }
@@ -854,11 +882,12 @@ fn join_plan(lab: &HostConfig, s: &Settings, tls: &Tls, url: &str) -> EtcdPlan {
             "starting kubernetes: preparing server: failed to get the cluster's bootstrap data from {url}: {e}"
         )),
     }
-    let hostname = fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_string())
-        .unwrap_or_else(|_| s.node_name.clone());
-    let name = format!("{hostname}-{}", random_hex8());
     let peer = format!("https://{}:2380", s.node_ip);
+    let node_name_of = |member: &str| match member.rfind('-') {
+        Some(i) if i > 1 => member[..i].to_string(),
+        _ => member.to_string(),
+    };
+    let own_base = node_name_of(name);
     let deadline = Instant::now() + Duration::from_secs(lab.start_timeout_secs.max(10));
     loop {
         let members = match member_list(lab, tls, &ep) {
@@ -867,30 +896,28 @@ fn join_plan(lab: &HostConfig, s: &Settings, tls: &Tls, url: &str) -> EtcdPlan {
                 "starting kubernetes: preparing server: listing etcd members through {url}: {e}"
             )),
         };
-        // A member already holding our peer URL: an earlier, unfinished attempt (not started:
-        // reuse it) or an old incarnation of this host (remove it, as k3s does).
-        let mine = members.iter().find(|m| {
-            m["peerURLs"]
-                .as_array()
-                .is_some_and(|p| p.iter().any(|u| u.as_str() == Some(peer.as_str())))
-        });
-        let mut reuse = None;
-        if let Some(m) = mine {
-            let id = m["ID"].as_u64().unwrap_or(0);
-            if m["name"].as_str().unwrap_or("").is_empty() {
-                reuse = Some(id);
-            } else {
-                log(
-                    "info",
-                    &format!("Removing stale etcd member {id:x} with peer URL {peer}"),
-                );
-                if let Err(e) = etcdctl(lab, tls, &ep, &["member", "remove", &format!("{id:x}")]) {
-                    fatal(&format!("removing stale etcd member {id:x}: {e}"));
-                }
-                continue;
+        let mut add = true;
+        for m in &members {
+            let mut mname = m["name"].as_str().unwrap_or("").to_string();
+            let ours = m["peerURLs"].as_array().is_some_and(|p| {
+                p.iter()
+                    .filter_map(Value::as_str)
+                    .any(|u| url_host(u).as_deref() == Some(s.node_ip.as_str()))
+            });
+            if mname.is_empty() && ours {
+                mname = name.to_string();
+            }
+            if mname == name && ours {
+                add = false;
+            }
+            if mname != name && !mname.is_empty() && node_name_of(&mname) == own_base {
+                let _ = fs::remove_file(format!("{}/server/db/etcd/name", s.data_dir));
+                fatal(&format!(
+                    "ETCD join failed: duplicate node name found, please use a unique name for this node (member {mname} is listed)"
+                ));
             }
         }
-        if reuse.is_none() {
+        if add {
             match etcdctl(
                 lab,
                 tls,
@@ -898,7 +925,7 @@ fn join_plan(lab: &HostConfig, s: &Settings, tls: &Tls, url: &str) -> EtcdPlan {
                 &[
                     "member",
                     "add",
-                    &name,
+                    name,
                     "--learner",
                     &format!("--peer-urls={peer}"),
                 ],
@@ -910,7 +937,7 @@ fn join_plan(lab: &HostConfig, s: &Settings, tls: &Tls, url: &str) -> EtcdPlan {
                 Err(e) => {
                     if Instant::now() > deadline {
                         fatal(&format!(
-                            "starting kubernetes: preparing server: adding this server to the etcd cluster through {url}: {e}"
+                            "ETCD join failed: adding this server to the etcd cluster through {url}: {e}"
                         ));
                     }
                     log("info", &format!("Failed to add etcd member, retrying: {e}"));
@@ -935,7 +962,7 @@ fn join_plan(lab: &HostConfig, s: &Settings, tls: &Tls, url: &str) -> EtcdPlan {
             }
         }
         return EtcdPlan {
-            name,
+            name: name.to_string(),
             initial_cluster: ic.join(","),
             state: "existing",
         };
@@ -1180,6 +1207,7 @@ fn server(args: &[String], agent: bool) -> ! {
             }
         }
         let initialized = Path::new(&etcd_dir).join("member").is_dir();
+        let own_name = (!initialized && s.server.is_some()).then(|| set_name(&etcd_dir, &hostname));
         let cfg_path = if initialized {
             log(
                 "info",
@@ -1206,7 +1234,8 @@ fn server(args: &[String], agent: bool) -> ! {
             }
             p
         } else if let Some(url) = s.server.clone() {
-            let plan = join_plan(&lab, &s, &t, &url);
+            let own_name = own_name.unwrap_or_else(|| set_name(&etcd_dir, &hostname));
+            let plan = join_plan(&lab, &s, &t, &url, &own_name);
             member_name = plan.name.clone();
             write_etcd_config(&lab, &s, &t, &plan)
         } else if s.cluster_init {
