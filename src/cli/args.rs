@@ -115,12 +115,12 @@ pub enum Command {
 /// Options shared by `plan` and `apply`: what is observed and how the planner may read it.
 #[derive(Debug, Args)]
 pub struct LiveArgs {
-    /// Nodes whose unreachable hosts may be treated as gone (the unknown-is-never-absent
-    /// rule: only a node named here may be planned from an unreadable host).
+    /// Nodes whose unreachable hosts may be treated as gone (never plan destruction from
+    /// unknown, DESIGN rule 1: only a node named here may be planned from an unreadable host).
     #[arg(long, value_name = "NODE")]
     pub allow_unreachable: Vec<String>,
     /// Rebuild this node (drain, delete, remove its etcd member, uninstall, join again),
-    /// in this run only. Repeatable; `-replace=node.NAME` as in Terraform.
+    /// in this plan or apply only. Repeatable; `-replace=node.NAME` as in Terraform.
     #[arg(long = "replace", value_name = "node.NAME")]
     pub replace: Vec<String>,
     /// Add unknown SSH host keys to known_hosts (like OpenSSH's accept-new); a changed key

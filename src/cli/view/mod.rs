@@ -122,3 +122,137 @@ pub fn apply_view(json: bool, palette: Palette) -> Box<dyn ApplyView> {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use k3splan_engine::apply::ApplyEvent;
+
+    use super::*;
+
+    /// A writer the test can read back.
+    #[derive(Clone, Default)]
+    struct Buf(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Buf {
+        fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl Buf {
+        fn text(&self) -> String {
+            String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
+        }
+    }
+
+    /// A 45 s drain as the engine reports it with a 20 s heartbeat: started, two
+    /// heartbeats, done.
+    fn long_drain() -> Vec<ApplyEvent> {
+        let op = "drain node server-1".to_string();
+        let beat = |s: f64| ApplyEvent::Heartbeat {
+            step: 1,
+            operation: op.clone(),
+            elapsed_s: s,
+        };
+        vec![
+            ApplyEvent::StepStarted {
+                index: 1,
+                total: 1,
+                symbol: "~".into(),
+                address: "node.server-1".into(),
+            },
+            beat(20.0),
+            beat(40.0),
+            ApplyEvent::OperationDone {
+                step: 1,
+                operation: op.clone(),
+                note: None,
+                elapsed_s: 45.2,
+            },
+            ApplyEvent::StepDone {
+                index: 1,
+                elapsed_s: 45.3,
+            },
+        ]
+    }
+
+    #[test]
+    fn the_human_view_shows_a_heartbeat_line_while_a_long_operation_runs() {
+        let buf = Buf::default();
+        let mut v = HumanApplyView {
+            out: Box::new(buf.clone()),
+            color: false,
+        };
+        for e in long_drain() {
+            v.event(&e);
+        }
+        assert_eq!(
+            buf.text(),
+            "[1/1] ~ node.server-1\n      still running: drain node server-1 … 20s\n      still running: drain node server-1 … 40s\n      drain node server-1 … done (45.2s)\n      done (45.3s)\n"
+        );
+        // With colour, the same words between escapes (anstyle's, none written by hand).
+        let buf = Buf::default();
+        let mut v = HumanApplyView {
+            out: Box::new(buf.clone()),
+            color: true,
+        };
+        v.event(&long_drain()[1]);
+        assert_eq!(
+            buf.text(),
+            "      \x1b[2mstill running: drain node server-1 … 20s\x1b[0m\n"
+        );
+    }
+
+    #[test]
+    fn the_json_view_writes_one_object_per_line_ending_with_the_result() {
+        let buf = Buf::default();
+        let mut v = JsonApplyView {
+            out: Box::new(buf.clone()),
+        };
+        let empty = Plan {
+            steps: vec![],
+            drift: vec![],
+            warnings: vec![],
+            quorum_before: None,
+            unknown: vec![],
+        };
+        v.plan(&Ok(empty)).unwrap();
+        v.note("Resuming.\n").unwrap();
+        for e in long_drain() {
+            v.event(&e);
+        }
+        v.complete(&Summary::default(), true, 7).unwrap();
+        let lines: Vec<serde_json::Value> = buf
+            .text()
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("every line is JSON"))
+            .collect();
+        let events: Vec<&str> = lines.iter().map(|l| l["event"].as_str().unwrap()).collect();
+        assert_eq!(
+            events,
+            [
+                "plan",
+                "note",
+                "step_started",
+                "heartbeat",
+                "heartbeat",
+                "operation_done",
+                "step_done",
+                "apply_complete"
+            ]
+        );
+        assert_eq!(
+            lines[0]["plan"]["format_version"],
+            crate::render::FORMAT_VERSION
+        );
+        assert_eq!(lines[1]["message"], "Resuming.");
+        assert_eq!(lines[4]["elapsed_s"], 40.0);
+        assert_eq!(lines[7]["state_serial"], 7);
+    }
+}
