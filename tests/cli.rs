@@ -389,29 +389,24 @@ fn out_flag_spellings_match_the_help() {
         "{help}"
     );
     let dir = tempfile::tempdir().unwrap();
-    let o = k3splan()
-        .current_dir(dir.path())
-        .args(["plan", "-o", "p.json"])
-        .output()
-        .unwrap();
-    assert_eq!(o.status.code(), Some(1));
-    assert!(
-        text(&o.stderr).contains("unexpected argument '-o'"),
-        "{}",
-        text(&o.stderr)
-    );
-    // `-out=p.json` parses (this plan then fails on the missing topology, as with --out).
-    let o = k3splan()
-        .current_dir(dir.path())
-        .args(["plan", "-out=p.json", "-detailed-exitcode"])
-        .output()
-        .unwrap();
-    assert_eq!(o.status.code(), Some(1));
-    assert!(
-        text(&o.stderr).contains("no *.hcl files"),
-        "{}",
-        text(&o.stderr)
-    );
+    // `-o` is refused; `-out=p.json` parses (this plan then fails on the missing topology,
+    // as with --out).
+    for (args, says) in [
+        (&["plan", "-o", "p.json"][..], "unexpected argument '-o'"),
+        (
+            &["plan", "-out=p.json", "-detailed-exitcode"],
+            "no *.hcl files",
+        ),
+    ] {
+        let o = k3splan()
+            .current_dir(dir.path())
+            .args(args)
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(1), "{args:?}");
+        let err = text(&o.stderr);
+        assert!(err.contains(says), "{args:?}: {err}");
+    }
     assert!(!dir.path().join("ut=p.json").exists());
 }
 

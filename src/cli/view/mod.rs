@@ -97,30 +97,30 @@ pub trait ApplyView: ApplyEvents {
     fn error(&mut self, message: &str);
 }
 
-/// The plan view for `--json` or not.
+/// The plan view for `--json` or not, writing to stdout.
 pub fn plan_view(json: bool, palette: Palette) -> Box<dyn PlanView> {
-    let out: Out = Box::new(io::stdout());
-    if json {
-        Box::new(JsonPlanView { out })
-    } else {
-        Box::new(HumanPlanView {
-            out,
+    match json {
+        true => Box::new(JsonPlanView { out: stdout() }),
+        false => Box::new(HumanPlanView {
+            out: stdout(),
             color: palette.stdout,
-        })
+        }),
     }
 }
 
-/// The apply view for `--json` or not.
+/// The apply view for `--json` or not, writing to stdout.
 pub fn apply_view(json: bool, palette: Palette) -> Box<dyn ApplyView> {
-    let out: Out = Box::new(io::stdout());
-    if json {
-        Box::new(JsonApplyView { out })
-    } else {
-        Box::new(HumanApplyView {
-            out,
+    match json {
+        true => Box::new(JsonApplyView { out: stdout() }),
+        false => Box::new(HumanApplyView {
+            out: stdout(),
             color: palette.stdout,
-        })
+        }),
     }
+}
+
+fn stdout() -> Out {
+    Box::new(io::stdout())
 }
 
 #[cfg(test)]
