@@ -5,7 +5,7 @@
 //! (Terraform's single-dash long options) and parsed, colour is resolved into a
 //! [`view::Palette`], and each command gets the view its flags ask for.
 
-use std::io::{self, IsTerminal, Write};
+use std::io::{self, Write};
 use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser};
@@ -44,8 +44,8 @@ pub fn run() -> ExitCode {
             return ExitCode::from(if e.use_stderr() { EXIT_ERROR } else { EXIT_OK });
         }
     };
-    init_tracing(cli.global.verbose);
     let palette = Palette::detect(cli.global.no_color);
+    init_tracing(cli.global.verbose, palette.stderr);
     match try_main(cli, palette) {
         Ok(code) => ExitCode::from(code),
         Err(CliError::Output(e)) if e.kind() == io::ErrorKind::BrokenPipe => {
@@ -59,7 +59,7 @@ pub fn run() -> ExitCode {
     }
 }
 
-fn init_tracing(verbose: u8) {
+fn init_tracing(verbose: u8, color: bool) {
     // Library crates log their own failures (kube's client logs connection errors at ERROR);
     // k3splan reports those itself with context, so they stay quiet unless -vv.
     let level = match verbose {
@@ -73,7 +73,7 @@ fn init_tracing(verbose: u8) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(io::stderr)
-        .with_ansi(io::stderr().is_terminal())
+        .with_ansi(color)
         .with_target(false)
         .try_init();
 }
