@@ -94,6 +94,19 @@ fn apply_json_is_a_line_delimited_event_stream() {
     }
     assert_eq!(expected, steps + 1, "every step ran");
 
+    // A saved plan is the approval; the stream still starts with the plan.
+    let addon = "addon \"coredns\" {\n  replicas = 3\n}\n";
+    let topo = lab.write_topology("json/main.hcl", &nodes, addon).unwrap();
+    let saved = lab.dir().join("json/p.json");
+    let o = k3splan(&lab, &topo, &["plan", &format!("-out={}", saved.display())]);
+    assert_eq!(o.status.code(), Some(0));
+    let o = k3splan(&lab, &topo, &["apply", "--json", saved.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0));
+    let l = lines(&o);
+    assert_eq!(event(&l[0]), "plan");
+    assert_eq!(l[0]["plan"]["resource_changes"].as_array().unwrap().len(), 1);
+    assert_eq!(l.last().unwrap()["applied"], true);
+
     // Converged: the stream is the plan and the result, nothing applied.
     let o = k3splan(&lab, &topo, &["apply", "-json", "-auto-approve"]);
     assert_eq!(o.status.code(), Some(0));

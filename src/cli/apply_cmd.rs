@@ -97,8 +97,9 @@ fn apply(
         view.complete(&plan.summary(), false, l.state.serial)?;
         return Ok(EXIT_OK);
     }
-    if l.saved.is_none() {
-        view.plan(&Ok(plan.clone()))?;
+    match &l.saved {
+        None => view.plan(&Ok(plan.clone()))?,
+        Some(_) => view.saved_plan(&plan)?,
     }
     // A saved plan is the approval in a JSON stream, which cannot prompt.
     let approved = a.auto_approve || (a.json && l.saved.is_some()) || view.approve()?;

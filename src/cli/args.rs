@@ -115,8 +115,8 @@ pub enum Command {
 /// Options shared by `plan` and `apply`: what is observed and how the planner may read it.
 #[derive(Debug, Args)]
 pub struct LiveArgs {
-    /// Nodes whose unreachable hosts may be treated as gone (never plan destruction from
-    /// unknown, DESIGN rule 1: only a node named here may be planned from an unreadable host).
+    /// Nodes whose unreachable hosts may be treated as gone (destruction is never planned
+    /// from an unknown host otherwise).
     #[arg(long, value_name = "NODE")]
     pub allow_unreachable: Vec<String>,
     /// Rebuild this node (drain, delete, remove its etcd member, uninstall, join again),

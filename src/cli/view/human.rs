@@ -114,6 +114,10 @@ impl ApplyView for HumanApplyView {
     fn plan(&mut self, result: &Result<Plan, Refusal>) -> Result<(), CliError> {
         write_out(&mut self.out, plan_text(result, self.color).as_bytes())
     }
+    /// Not shown again: `plan -out=FILE` showed it.
+    fn saved_plan(&mut self, _plan: &Plan) -> Result<(), CliError> {
+        Ok(())
+    }
     fn note(&mut self, text: &str) -> Result<(), CliError> {
         write_out(&mut self.out, format!("{text}\n").as_bytes())
     }

@@ -58,6 +58,10 @@ impl ApplyView for JsonApplyView {
     fn plan(&mut self, result: &Result<Plan, Refusal>) -> Result<(), CliError> {
         self.object(&json!({"event": "plan", "plan": render::json_value(result)}))
     }
+    /// The stream always starts with the plan.
+    fn saved_plan(&mut self, plan: &Plan) -> Result<(), CliError> {
+        ApplyView::plan(self, &Ok(plan.clone()))
+    }
     fn note(&mut self, text: &str) -> Result<(), CliError> {
         self.object(&json!({"event": "note", "message": text.trim_end()}))
     }

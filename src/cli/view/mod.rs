@@ -82,6 +82,9 @@ pub trait PlanView {
 pub trait ApplyView: ApplyEvents {
     /// The plan about to be applied (or the refusal, or "no changes").
     fn plan(&mut self, result: &Result<Plan, Refusal>) -> Result<(), CliError>;
+    /// The saved plan about to be applied (`apply PLAN_FILE`; the operator saw it when it
+    /// was saved).
+    fn saved_plan(&mut self, plan: &Plan) -> Result<(), CliError>;
     /// A message to the operator (an interrupted apply resumed, a replacement carried on).
     fn note(&mut self, text: &str) -> Result<(), CliError>;
     /// Asks for approval; `false` is a refusal.
