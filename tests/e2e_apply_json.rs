@@ -104,7 +104,10 @@ fn apply_json_is_a_line_delimited_event_stream() {
     assert_eq!(o.status.code(), Some(0));
     let l = lines(&o);
     assert_eq!(event(&l[0]), "plan");
-    assert_eq!(l[0]["plan"]["resource_changes"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        l[0]["plan"]["resource_changes"].as_array().unwrap().len(),
+        1
+    );
     assert_eq!(l.last().unwrap()["applied"], true);
 
     // Converged: the stream is the plan and the result, nothing applied.
