@@ -377,3 +377,93 @@ fn issue13_verbose_adds_info_lines_and_quiet_has_none() {
     assert!(err.contains("Kubernetes API unknown"), "{err}");
     assert!(!err.contains("DEBUG"), "-v is info, not debug: {err}");
 }
+
+/// The help shows `--out <FILE>` and Terraform's `-out=FILE`, and both parse as that; a
+/// one-letter `-o` (which once swallowed `-out=p.json` as `-o ut=p.json`) is refused.
+#[test]
+fn out_flag_spellings_match_the_help() {
+    let o = run(&["plan", "--help"]);
+    let help = text(&o.stdout);
+    assert!(
+        help.contains("--out <FILE>") && help.contains("-out=FILE"),
+        "{help}"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    // `-o` is refused; `-out=p.json` parses (this plan then fails on the missing topology,
+    // as with --out).
+    for (args, says) in [
+        (&["plan", "-o", "p.json"][..], "unexpected argument '-o'"),
+        (
+            &["plan", "-out=p.json", "-detailed-exitcode"],
+            "no *.hcl files",
+        ),
+    ] {
+        let o = k3splan()
+            .current_dir(dir.path())
+            .args(args)
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(1), "{args:?}");
+        let err = text(&o.stderr);
+        assert!(err.contains(says), "{args:?}: {err}");
+    }
+    assert!(!dir.path().join("ut=p.json").exists());
+}
+
+/// `apply --json` cannot prompt: without --auto-approve or a saved plan it stops before
+/// anything is read, and its stdout is still one JSON object per line.
+#[test]
+fn apply_json_without_approval_is_a_usage_error_in_the_stream() {
+    let o = run(&["apply", "--json", "-c", "/nonexistent"]);
+    assert_eq!(o.status.code(), Some(1));
+    let out = text(&o.stdout);
+    let lines: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON line"))
+        .collect();
+    assert_eq!(lines.len(), 1, "{out}");
+    assert_eq!(lines[0]["event"], "error");
+    assert!(
+        lines[0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("--auto-approve"),
+        "{out}"
+    );
+    assert!(text(&o.stderr).contains("--auto-approve"));
+}
+
+/// `k3splan man` prints k3splan(1), which lists every command; `man --dir` installs one
+/// page per command.
+#[test]
+fn man_page_lists_every_command_and_installs_into_a_directory() {
+    let o = run(&["man"]);
+    assert!(o.status.success());
+    let page = text(&o.stdout).replace("\\-", "-");
+    assert!(
+        page.starts_with(".ie") || page.contains(".TH k3splan 1"),
+        "{page}"
+    );
+    for cmd in [
+        "validate",
+        "fmt",
+        "plan",
+        "apply",
+        "show",
+        "state",
+        "force-unlock",
+        "import",
+        "completions",
+        "man",
+        "version",
+    ] {
+        assert!(page.contains(&format!("k3splan-{cmd}(1)")), "{cmd}: {page}");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let man1 = dir.path().join("man1");
+    let o = run(&["man", "--dir", man1.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let apply = std::fs::read_to_string(man1.join("k3splan-apply.1")).unwrap();
+    assert!(apply.contains("auto\\-approve"), "{apply}");
+    assert!(man1.join("k3splan.1").exists());
+}

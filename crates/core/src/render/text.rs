@@ -2,6 +2,7 @@
 
 use std::fmt::Write as _;
 
+use anstyle::{AnsiColor, Style as AStyle};
 use similar::TextDiff;
 
 use crate::plan::{Action, Operation, Plan, Refusal, Step};
@@ -13,38 +14,47 @@ pub struct TextOptions {
     pub color: bool,
 }
 
+/// The styles of the text rendering (anstyle, so no escape code is written by hand). With
+/// colour off every `paint` is the identity: the plain text is the same bytes either way.
 struct Style {
     on: bool,
 }
 
+const BOLD: AStyle = AStyle::new().bold();
+const ERROR: AStyle = AnsiColor::Red.on_default().bold();
+const WARNING: AStyle = AnsiColor::Yellow.on_default().bold();
+const GREEN: AStyle = AnsiColor::Green.on_default();
+const RED: AStyle = AnsiColor::Red.on_default();
+const CYAN: AStyle = AnsiColor::Cyan.on_default();
+
 impl Style {
-    fn paint(&self, code: &str, s: &str) -> String {
+    fn paint(&self, style: AStyle, s: &str) -> String {
         if self.on {
-            format!("\x1b[{code}m{s}\x1b[0m")
+            format!("{style}{s}{style:#}")
         } else {
             s.to_string()
         }
     }
     fn bold(&self, s: &str) -> String {
-        self.paint("1", s)
+        self.paint(BOLD, s)
     }
     fn action(&self, a: Action, s: &str) -> String {
-        let code = match a {
-            Action::Create => "32",
-            Action::Update => "33",
-            Action::Delete => "31",
-            Action::Replace => "35",
-            Action::Read => "36",
+        let color = match a {
+            Action::Create => AnsiColor::Green,
+            Action::Update => AnsiColor::Yellow,
+            Action::Delete => AnsiColor::Red,
+            Action::Replace => AnsiColor::Magenta,
+            Action::Read => AnsiColor::Cyan,
         };
-        self.paint(code, s)
+        self.paint(color.on_default(), s)
     }
     fn line(&self, l: &str) -> String {
         if l.starts_with("@@") {
-            self.paint("36", l)
+            self.paint(CYAN, l)
         } else if l.starts_with('+') {
-            self.paint("32", l)
+            self.paint(GREEN, l)
         } else if l.starts_with('-') {
-            self.paint("31", l)
+            self.paint(RED, l)
         } else {
             l.to_string()
         }
@@ -257,7 +267,7 @@ fn unknown_text(o: &mut String, p: &Plan, st: &Style) {
         let _ = writeln!(
             o,
             "{} the plan is incomplete: {} declared source{} could not be read.",
-            st.paint("31;1", "Error:"),
+            st.paint(ERROR, "Error:"),
             open.len(),
             if open.len() == 1 { "" } else { "s" }
         );
@@ -278,7 +288,7 @@ fn unknown_text(o: &mut String, p: &Plan, st: &Style) {
         let _ = writeln!(
             o,
             "{} {} is {} (accepted with --allow-unreachable): {}\n",
-            st.paint("33;1", "Warning:"),
+            st.paint(WARNING, "Warning:"),
             u.address,
             u.kind,
             u.reason
@@ -310,7 +320,7 @@ fn drift_and_warnings(o: &mut String, p: &Plan, st: &Style) {
         }
     }
     for w in &p.warnings {
-        let _ = writeln!(o, "\n{} {w}", st.paint("33;1", "Warning:"));
+        let _ = writeln!(o, "\n{} {w}", st.paint(WARNING, "Warning:"));
     }
 }
 
@@ -320,7 +330,7 @@ fn refusal_text(r: &Refusal, st: &Style) -> String {
     let _ = writeln!(
         o,
         "{} k3splan refuses to plan: {} safety violation{}. Nothing will be changed.",
-        st.paint("31;1", "Error:"),
+        st.paint(ERROR, "Error:"),
         n,
         if n == 1 { "" } else { "s" }
     );
