@@ -6,3 +6,4 @@ pub use k3splan_core::{config, observed, plan, render};
 pub mod apply;
 pub mod live;
 pub mod state;
+pub mod wait;
