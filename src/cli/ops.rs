@@ -104,7 +104,7 @@ fn live_for(
             ..LiveOptions::default()
         },
     )
-    .map_err(CliError::Message)
+    .map_err(|e| CliError::Message(e.to_string()))
 }
 
 /// The node names of `-replace=node.NAME`: every address must name a declared node (a
@@ -278,11 +278,11 @@ pub fn cmd_plan(
     let mut live = live_for(&t, &g.config, flags, state.as_ref())?;
     let observed = rt.block_on(live.observe());
     if let Some(why) = sources_unknown(&observed) {
-        rt.block_on(live.hosts.close_all());
+        rt.block_on(live.close_all());
         return Err(CliError::Message(why));
     }
     if let Err(e) = check_observation(&t, &observed, flags) {
-        rt.block_on(live.hosts.close_all());
+        rt.block_on(live.close_all());
         return Err(e);
     }
     let mut opts = plan_options(&flags.allow_unreachable, replace, state.as_ref());
@@ -326,7 +326,7 @@ pub fn cmd_plan(
             .as_bytes())?;
         }
     }
-    rt.block_on(live.hosts.close_all());
+    rt.block_on(live.close_all());
     match &result {
         Err(_) => Ok(EXIT_ERROR),
         // Sources were not read: never "no changes", with or without --detailed-exitcode.
@@ -440,11 +440,11 @@ pub fn cmd_apply(
     let mut live = live_for(&t, &g.config, flags, Some(&state))?;
     let observed = rt.block_on(live.observe());
     if let Some(why) = sources_unknown(&observed) {
-        rt.block_on(live.hosts.close_all());
+        rt.block_on(live.close_all());
         return Err(CliError::Message(format!("{why}; nothing was changed")));
     }
     if let Err(e) = check_observation(&t, &observed, flags) {
-        rt.block_on(live.hosts.close_all());
+        rt.block_on(live.close_all());
         return Err(e);
     }
     let allow: &[String] = match &saved {
@@ -477,7 +477,7 @@ pub fn cmd_apply(
         }
         (Ok(p), _) if !p.is_complete() => {
             out(render_result(&result, false, color_out).as_bytes())?;
-            rt.block_on(live.hosts.close_all());
+            rt.block_on(live.close_all());
             return Err(CliError::Message(
                 "the plan is incomplete (declared sources could not be read); nothing was changed"
                     .into(),
@@ -513,7 +513,7 @@ pub fn cmd_apply(
             // deliberate cordon is never taken for k3splan's.
             backend.write(&lock, &mut state)?;
         }
-        rt.block_on(live.hosts.close_all());
+        rt.block_on(live.close_all());
         drop(lock);
         return Ok(EXIT_OK);
     }
@@ -553,7 +553,7 @@ pub fn cmd_apply(
         &mut view,
     ));
     if let Err(e) = r {
-        rt.block_on(live.hosts.close_all());
+        rt.block_on(live.close_all());
         return Err(CliError::Message(e.to_string()));
     }
     // Record what is managed now, from a fresh look.
@@ -565,7 +565,7 @@ pub fn cmd_apply(
     }
     test_hold("before-final-write");
     backend.write(&lock, &mut state)?;
-    rt.block_on(live.hosts.close_all());
+    rt.block_on(live.close_all());
     let s = plan.summary();
     out(format!(
         "\nApply complete! Resources: {} added, {} changed, {} removed. State serial {}.\n",

@@ -159,12 +159,11 @@ mod tests {
     fn gives_up_after_the_timeout_with_the_last_look() {
         let t0 = Instant::now();
         let mut n = 0;
-        let r = Wait::new(Duration::from_millis(50), Duration::from_millis(10)).until_blocking(
-            || {
+        let r =
+            Wait::new(Duration::from_millis(50), Duration::from_millis(10)).until_blocking(|| {
                 n += 1;
                 Check::<(), _>::Pending(n)
-            },
-        );
+            });
         let e = r.unwrap_err();
         assert!(t0.elapsed() >= Duration::from_millis(50));
         assert_eq!(e.last, n);
