@@ -220,25 +220,12 @@ pub fn parse_state(location: &str, bytes: &[u8]) -> Result<State, StateError> {
     Ok(state)
 }
 
-/// Atomic write with mode 0600: temp file in the same directory, fsync, rename, fsync dir.
+/// Atomic write with mode 0600 (see [`crate::atomic`]); errors name `path`.
 pub fn write_atomic_private(path: &Path, bytes: &[u8]) -> Result<(), StateError> {
-    let io = |source| StateError::Io {
-        path: path.to_path_buf(),
-        source,
-    };
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(io)?;
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".k3splan-state-")
-        .permissions(std::fs::Permissions::from_mode(0o600))
-        .tempfile_in(dir)
-        .map_err(io)?;
-    tmp.write_all(bytes).map_err(io)?;
-    tmp.as_file().sync_all().map_err(io)?;
-    tmp.persist(path).map_err(|e| io(e.error))?;
-    File::open(dir).and_then(|d| d.sync_all()).map_err(io)?;
-    Ok(())
+    crate::atomic::write_atomic(path, bytes, std::fs::Permissions::from_mode(0o600)).map_err(
+        |source| StateError::Io {
+            path: path.to_path_buf(),
+            source,
+        },
+    )
 }

@@ -109,21 +109,14 @@ pub fn user_name() -> String {
         .unwrap_or_else(|| format!("uid {uid}"))
 }
 
-/// 16 random hex digits.
+/// 16 random hex digits (from the operating system's random source; the time and the
+/// process ID if it fails).
 pub fn random_id() -> String {
-    use std::io::Read;
-    let mut b = [0u8; 8];
-    if std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut b))
-        .is_err()
-    {
-        let t = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0);
-        b = ((t as u64) ^ u64::from(std::process::id())).to_le_bytes();
-    }
-    hex::encode(b)
+    let n = getrandom::u64().unwrap_or_else(|_| {
+        let t = jiff::Timestamp::now().as_nanosecond();
+        (t as u64) ^ u64::from(std::process::id())
+    });
+    hex::encode(n.to_le_bytes())
 }
 
 /// Errors of the state layer.
