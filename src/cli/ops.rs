@@ -15,8 +15,8 @@ use crate::observed::Observed;
 use crate::plan::{self, Plan, PlanOptions, Refusal};
 use crate::render;
 use crate::state::{
-    DEFAULT_STATE_PATH, EtcdBackend, EtcdBackendConfig, LocalBackend, LockInfo, State,
-    StateBackend, local::write_atomic_private, random_id,
+    Backend as _, DEFAULT_STATE_PATH, EtcdBackend, EtcdBackendConfig, LocalBackend, LockInfo,
+    State, StateBackend, local::write_atomic_private, random_id,
 };
 
 use super::{CliError, EXIT_ERROR, EXIT_OK, GlobalArgs, load_valid, out, use_color};

@@ -26,8 +26,8 @@ use crate::config::Topology;
 use crate::observed::{Fact, Observed, url_host};
 use crate::plan::{ActionReason, Address, Operation, Plan, Step};
 use crate::state::{
-    Journal, JournalReplacement, JournalStep, ManagedCordon, ManagedFile, ManagedMember,
-    ManagedNode, ManagedPvc, State, StateBackend, StateError, StateLock, StepStatus, now_rfc3339,
+    Backend, Journal, JournalReplacement, JournalStep, ManagedCordon, ManagedFile, ManagedMember,
+    ManagedNode, ManagedPvc, State, StateError, StepStatus, now_rfc3339,
 };
 
 pub use events::{ApplyEvent, ApplyEvents, EventLog};
@@ -229,12 +229,12 @@ pub fn replacements_in(plan: &Plan, nodes: &BTreeSet<String>) -> Vec<JournalRepl
 
 /// Runs `plan` against the cluster, journaling into `state` through `backend`. `replacing`
 /// names the nodes the plan replaces (see [`resume_replacements`]), for the journal.
-pub async fn run_plan(
+pub async fn run_plan<B: Backend>(
     exec: &Executor<'_>,
     plan: &Plan,
     replacing: &BTreeSet<String>,
-    backend: &StateBackend,
-    lock: &StateLock,
+    backend: &B,
+    lock: &B::Lock,
     state: &mut State,
     events: &mut dyn ApplyEvents,
 ) -> Result<(), ApplyError> {
@@ -258,17 +258,17 @@ pub async fn run_plan(
 }
 
 /// One apply under way: what [`run_plan`] carries from step to step.
-struct PlanRun<'r, 'a> {
+struct PlanRun<'r, 'a, B: Backend> {
     exec: &'r Executor<'a>,
     plan: &'r Plan,
     plan_id: String,
-    backend: &'r StateBackend,
-    lock: &'r StateLock,
+    backend: &'r B,
+    lock: &'r B::Lock,
     state: &'r mut State,
     events: &'r mut dyn ApplyEvents,
 }
 
-impl PlanRun<'_, '_> {
+impl<B: Backend> PlanRun<'_, '_, B> {
     /// Journals every step as pending (and the replacements under way).
     fn start_journal(&mut self, replacing: &BTreeSet<String>) -> Result<(), StateError> {
         let plan = self.plan;

@@ -1,9 +1,10 @@
 //! State: what k3splan manages, the apply journal, and the lock that keeps two runs apart.
 //!
-//! [`model`] is the document and its serialization; [`local`] persists it in a file with an
-//! `flock`-based lock. Both are small so that another backend (etcd, with a lease-held lock)
-//! can sit beside them.
+//! [`model`] is the document and its serialization; [`backend`] the one interface of the
+//! backends: [`local`] persists the state in a file with an `flock`-based lock, [`etcd`]
+//! under a key with a lease-held lock.
 
+pub mod backend;
 pub mod etcd;
 pub mod local;
 pub mod model;
@@ -13,7 +14,8 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-pub use etcd::{EtcdBackend, EtcdBackendConfig, EtcdLock, StateBackend, StateLock};
+pub use backend::{Backend, HeldLock, StateBackend, StateLock};
+pub use etcd::{EtcdBackend, EtcdBackendConfig, EtcdLock, EtcdRequestError};
 pub use local::{LocalBackend, LocalLock};
 pub use model::*;
 
@@ -125,6 +127,28 @@ pub enum StateError {
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A request to the etcd backend failed (a transport error: retried where that is safe).
+    #[error("{location}: {what}: {source}")]
+    Etcd {
+        location: String,
+        what: &'static str,
+        #[source]
+        source: Box<EtcdRequestError>,
+    },
+    /// The etcd backend's configuration is unusable (no endpoints, a TLS file).
+    #[error("{location}: {source}")]
+    EtcdSetup {
+        location: String,
+        #[source]
+        source: Box<k3splan_etcd::client::ClientError>,
+    },
+    /// The etcd backend's private runtime could not start.
+    #[error("{location}: {source}")]
+    Runtime {
+        location: String,
         #[source]
         source: std::io::Error,
     },
