@@ -250,6 +250,25 @@ impl Inner {
 /// How often a request that failed in transport (a member restarting) is retried.
 const TRANSPORT_RETRIES: u32 = 4;
 
+/// Runs `call` again after a transport error ([`StateError::Etcd`]: a member restarting, a
+/// leader election; the client balances over the other endpoints), up to
+/// [`TRANSPORT_RETRIES`] times, waiting 0.5 s, 1 s, 1.5 s, … between. `call` is told whether
+/// an earlier try failed in transport.
+fn retry_transport<T>(
+    mut call: impl FnMut(bool) -> Result<T, StateError>,
+) -> Result<T, StateError> {
+    let mut attempt = 0;
+    loop {
+        match call(attempt > 0) {
+            Err(StateError::Etcd { .. }) if attempt < TRANSPORT_RETRIES => {
+                attempt += 1;
+                std::thread::sleep(Duration::from_millis(500 * u64::from(attempt)));
+            }
+            r => return r,
+        }
+    }
+}
+
 /// The state in etcd. Cheap to clone (clones share one connection and runtime).
 #[derive(Clone)]
 pub struct EtcdBackend {
@@ -341,19 +360,7 @@ impl Backend for EtcdBackend {
 
     /// Reads the state; `None` when the key does not exist yet.
     fn read(&self) -> Result<Option<State>, StateError> {
-        let mut attempt = 0;
-        let kv = loop {
-            let inner = self.inner.clone();
-            match self.inner.run(Self::get_raw(inner, "state")) {
-                // A transport error (a member restarting, a leader election): retry, the
-                // client balances over the other endpoints.
-                Err(StateError::Etcd { .. }) if attempt < TRANSPORT_RETRIES => {
-                    attempt += 1;
-                    std::thread::sleep(Duration::from_millis(500 * attempt as u64));
-                }
-                r => break r?,
-            }
-        };
+        let kv = retry_transport(|_| self.inner.run(Self::get_raw(self.inner.clone(), "state")))?;
         match kv {
             None => Ok(None),
             Some(kv) => parse_state(&self.location(), kv.value()).map(Some),
@@ -366,36 +373,24 @@ impl Backend for EtcdBackend {
     /// no longer the lock in etcd (its lease expired or it was force-unlocked).
     fn write(&self, lock: &EtcdLock, state: &mut State) -> Result<(), StateError> {
         let lock_rev = lock.create_revision;
-        let mut attempt = 0;
-        let mut ambiguous = false;
-        let next = loop {
-            let inner = self.inner.clone();
-            let st = state.clone();
-            match self
-                .inner
-                .run(async move { write_async(inner, lock_rev, st).await })
-            {
-                Ok(next) => break next,
-                // Transport error: the transaction may or may not have been applied.
-                Err(StateError::Etcd { .. }) if attempt < TRANSPORT_RETRIES => {
-                    attempt += 1;
-                    ambiguous = true;
-                    std::thread::sleep(Duration::from_millis(500 * attempt as u64));
-                }
-                // After an ambiguous failure, our own write may have landed: the stored
-                // document is then exactly the one we meant to write.
-                Err(e @ StateError::SerialConflict { .. }) if ambiguous => {
+        let next = retry_transport(|retried| {
+            let (inner, st) = (self.inner.clone(), state.clone());
+            match self.inner.run(write_async(inner, lock_rev, st)) {
+                // After a transport failure (the transaction may or may not have been
+                // applied), our own write may have landed: the stored document is then
+                // exactly the one we meant to write.
+                Err(e @ StateError::SerialConflict { .. }) if retried => {
                     let mut intended = state.clone();
                     intended.serial = state.next_serial(&self.location())?;
                     intended.k3splan_version = env!("CARGO_PKG_VERSION").to_string();
                     match self.read() {
-                        Ok(Some(stored)) if stored == intended => break intended,
-                        _ => return Err(e),
+                        Ok(Some(stored)) if stored == intended => Ok(intended),
+                        _ => Err(e),
                     }
                 }
-                Err(e) => return Err(e),
+                r => r,
             }
-        };
+        })?;
         *state = next;
         Ok(())
     }
