@@ -138,12 +138,8 @@ impl Executor<'_> {
                 from_node,
                 evidence,
                 ..
-            } => {
-                let policy = RebindPolicy::StatefulSetRecreatePvcAndPod;
-                self.rebind(namespace, pvc, pvc_uid, from_node, evidence, policy)
-                    .await
             }
-            O::RecreateWorkload {
+            | O::RecreateWorkload {
                 namespace,
                 pvc,
                 pvc_uid,
@@ -151,7 +147,11 @@ impl Executor<'_> {
                 evidence,
                 ..
             } => {
-                let policy = RebindPolicy::DeploymentDeleteForOperator;
+                let policy = if matches!(op, O::RebindVolume { .. }) {
+                    RebindPolicy::StatefulSetRecreatePvcAndPod
+                } else {
+                    RebindPolicy::DeploymentDeleteForOperator
+                };
                 self.rebind(namespace, pvc, pvc_uid, from_node, evidence, policy)
                     .await
             }
