@@ -661,10 +661,11 @@ fn issue13_verify_fails_on_an_undeclared_node() {
     assert!(lab.nodes().contains(&"agent-ghost".to_string()), "premise");
     let err = rt
         .block_on(exec.run(&verify))
-        .expect_err("verify must fail on an undeclared Node");
+        .expect_err("verify must fail on an undeclared Node")
+        .to_string();
     assert!(
         err.contains("undeclared Node") && err.contains("agent-ghost"),
         "{err}"
     );
-    rt.block_on(live.hosts.close_all());
+    rt.block_on(live.close_all());
 }

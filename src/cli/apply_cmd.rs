@@ -2,6 +2,7 @@
 //! through the engine, record the result. Everything the operator sees goes through one
 //! [`ApplyView`] (text or the `--json` event stream).
 
+use k3splan_engine::state::Backend as _;
 use std::path::Path;
 
 use crate::apply::{

@@ -170,22 +170,12 @@ fn hcl_files_recursive(path: &Path) -> Result<Vec<PathBuf>, CliError> {
     Ok(found)
 }
 
-/// Replaces a file atomically (temp file in the same directory, fsync, rename), keeping its
-/// permissions.
+/// Replaces a file atomically, keeping its permissions (the engine's one atomic write).
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), CliError> {
     let io_err = |source| CliError::Io {
         path: path.to_path_buf(),
         source,
     };
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
     let perms = std::fs::metadata(path).map_err(io_err)?.permissions();
-    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(io_err)?;
-    tmp.write_all(bytes).map_err(io_err)?;
-    tmp.as_file().sync_all().map_err(io_err)?;
-    std::fs::set_permissions(tmp.path(), perms).map_err(io_err)?;
-    tmp.persist(path).map_err(|e| io_err(e.error))?;
-    Ok(())
+    k3splan_engine::atomic::write_atomic(path, bytes, perms).map_err(io_err)
 }

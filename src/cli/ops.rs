@@ -66,7 +66,7 @@ pub struct Session {
 
 impl Drop for Session {
     fn drop(&mut self) {
-        self.rt.block_on(self.live.hosts.close_all());
+        self.rt.block_on(self.live.close_all());
     }
 }
 

@@ -1,5 +1,6 @@
 //! `k3splan plan`: observe, plan, show (through the [`PlanView`]), optionally save.
 
+use k3splan_engine::state::Backend as _;
 use std::path::Path;
 
 use crate::apply::{SAVED_PLAN_VERSION, SavedPlan, config_digest, resume_replacements};

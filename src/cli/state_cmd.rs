@@ -1,5 +1,6 @@
 //! `k3splan show`, `state list|show` and `force-unlock`: reading saved plans and the state.
 
+use k3splan_engine::state::Backend as _;
 use std::fmt::Write as _;
 use std::path::Path;
 

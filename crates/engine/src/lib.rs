@@ -4,5 +4,7 @@
 pub use k3splan_core::{config, observed, plan, render};
 
 pub mod apply;
+pub mod atomic;
 pub mod live;
 pub mod state;
+pub mod wait;

@@ -31,6 +31,7 @@
 //!   as an [`EndpointError`] naming the endpoint.
 
 mod act;
+pub mod client;
 mod observe;
 mod tlsprobe;
 

@@ -26,12 +26,12 @@ use crate::config::Topology;
 use crate::observed::{Fact, Observed, url_host};
 use crate::plan::{ActionReason, Address, Operation, Plan, Step};
 use crate::state::{
-    Journal, JournalReplacement, JournalStep, ManagedCordon, ManagedFile, ManagedMember,
-    ManagedNode, ManagedPvc, State, StateBackend, StateError, StateLock, StepStatus, now_rfc3339,
+    Backend, Journal, JournalReplacement, JournalStep, ManagedCordon, ManagedFile, ManagedMember,
+    ManagedNode, ManagedPvc, State, StateError, StepStatus, now_rfc3339,
 };
 
 pub use events::{ApplyEvent, ApplyEvents, EventLog};
-pub use exec::{Executor, Waits};
+pub use exec::{ExecError, Executor, OpResult, Outcome, Waits};
 
 /// Lowercase hex sha256.
 pub fn sha256_hex(bytes: &[u8]) -> String {
@@ -81,11 +81,12 @@ pub const SAVED_PLAN_VERSION: u32 = 1;
 pub enum ApplyError {
     #[error(transparent)]
     State(#[from] StateError),
-    #[error("step {index} ({address}) failed: {message}")]
+    #[error("step {index} ({address}) failed: {source}")]
     Step {
         index: usize,
         address: String,
-        message: String,
+        #[source]
+        source: ExecError,
     },
 }
 
@@ -228,120 +229,165 @@ pub fn replacements_in(plan: &Plan, nodes: &BTreeSet<String>) -> Vec<JournalRepl
 
 /// Runs `plan` against the cluster, journaling into `state` through `backend`. `replacing`
 /// names the nodes the plan replaces (see [`resume_replacements`]), for the journal.
-pub async fn run_plan(
+pub async fn run_plan<B: Backend>(
     exec: &Executor<'_>,
     plan: &Plan,
     replacing: &BTreeSet<String>,
-    backend: &StateBackend,
-    lock: &StateLock,
+    backend: &B,
+    lock: &B::Lock,
     state: &mut State,
     events: &mut dyn ApplyEvents,
 ) -> Result<(), ApplyError> {
-    let heartbeat = exec.waits.heartbeat;
-    let id = plan_id(plan);
-    state.journal = Some(Journal {
-        plan_id: id.clone(),
-        started_at: now_rfc3339(),
-        finished_at: None,
-        steps: plan
-            .steps
-            .iter()
-            .map(|s| JournalStep {
-                address: s.address.to_string(),
-                description: describe(s),
-                status: StepStatus::Pending,
-                started_at: None,
-                finished_at: None,
-                error: None,
-            })
-            .collect(),
-        replace: replacements_in(plan, replacing),
-    });
-    backend.write(lock, state)?;
+    let mut run = PlanRun {
+        exec,
+        plan,
+        plan_id: plan_id(plan),
+        backend,
+        lock,
+        state,
+        events,
+    };
+    run.start_journal(replacing)?;
     test_hold("step-0-done");
-    let total = plan.steps.len();
     for (i, step) in plan.steps.iter().enumerate() {
+        run.step(i, step).await?;
+    }
+    // `finished_at` is set by the caller with the result (managed objects, config digest),
+    // in one state write: until then the journal reads as interrupted.
+    Ok(())
+}
+
+/// One apply under way: what [`run_plan`] carries from step to step.
+struct PlanRun<'r, 'a, B: Backend> {
+    exec: &'r Executor<'a>,
+    plan: &'r Plan,
+    plan_id: String,
+    backend: &'r B,
+    lock: &'r B::Lock,
+    state: &'r mut State,
+    events: &'r mut dyn ApplyEvents,
+}
+
+impl<B: Backend> PlanRun<'_, '_, B> {
+    /// Journals every step as pending (and the replacements under way).
+    fn start_journal(&mut self, replacing: &BTreeSet<String>) -> Result<(), StateError> {
+        let plan = self.plan;
+        self.state.journal = Some(Journal {
+            plan_id: self.plan_id.clone(),
+            started_at: now_rfc3339(),
+            finished_at: None,
+            steps: plan
+                .steps
+                .iter()
+                .map(|s| JournalStep {
+                    address: s.address.to_string(),
+                    description: describe(s),
+                    status: StepStatus::Pending,
+                    started_at: None,
+                    finished_at: None,
+                    error: None,
+                })
+                .collect(),
+            replace: replacements_in(plan, replacing),
+        });
+        self.backend.write(self.lock, self.state)
+    }
+
+    /// Step `i`: journaled `started`, its operations run, journaled `done` (or `failed`).
+    async fn step(&mut self, i: usize, step: &Step) -> Result<(), ApplyError> {
         let t0 = Instant::now();
-        set_status(state, i, StepStatus::Started, None);
+        set_status(self.state, i, StepStatus::Started, None);
         // Journaled intent: a cordon is recorded before it is made, so that a kill right
         // after the API call still leaves the record the next plan uncordons from.
         for op in &step.operations {
             if let Operation::Cordon { node } = op {
-                state.managed.cordons.insert(
+                self.state.managed.cordons.insert(
                     node.clone(),
                     ManagedCordon {
-                        plan_id: id.clone(),
+                        plan_id: self.plan_id.clone(),
                         step: step.address.to_string(),
                         at: now_rfc3339(),
                     },
                 );
             }
         }
-        backend.write(lock, state)?;
-        events.event(&ApplyEvent::StepStarted {
+        self.backend.write(self.lock, self.state)?;
+        self.events.event(&ApplyEvent::StepStarted {
             index: i + 1,
-            total,
+            total: self.plan.steps.len(),
             symbol: step.action.symbol().to_string(),
             address: step.address.to_string(),
         });
         test_hold(&format!("step-{}-started", i + 1));
         for (j, op) in step.operations.iter().enumerate() {
-            let t_op = Instant::now();
-            let what = op.describe();
-            match with_heartbeat(exec.run(op), events, i + 1, &what, heartbeat).await {
-                Ok(r) => {
-                    if let Operation::Uncordon { node } | Operation::DeleteNode { node } = op {
-                        state.managed.cordons.remove(node);
-                    }
-                    if let Some(snap) = r.snapshot {
-                        state.last_snapshot = Some(snap);
-                    }
-                    if let Some((k, d)) = r.file_digest {
-                        state.managed.files.insert(k, ManagedFile { sha256: d });
-                    }
-                    events.event(&ApplyEvent::OperationDone {
-                        step: i + 1,
-                        operation: what,
-                        note: r.note,
-                        elapsed_s: t_op.elapsed().as_secs_f64(),
-                    });
-                    test_hold(&format!("step-{}-op-{}", i + 1, j + 1));
-                }
-                Err(message) => {
-                    set_status(state, i, StepStatus::Failed, Some(message.clone()));
-                    backend.write(lock, state)?;
-                    events.event(&ApplyEvent::OperationFailed {
-                        step: i + 1,
-                        operation: what,
-                        error: message.clone(),
-                    });
-                    events.event(&ApplyEvent::ApplyStopped {
-                        index: i + 1,
-                        total,
-                        not_done: plan.steps[i..]
-                            .iter()
-                            .map(|s| format!("{}. {}", s.id, s.address))
-                            .collect(),
-                    });
-                    return Err(ApplyError::Step {
-                        index: i + 1,
-                        address: step.address.to_string(),
-                        message,
-                    });
-                }
-            }
+            self.operation(i, step, op).await?;
+            test_hold(&format!("step-{}-op-{}", i + 1, j + 1));
         }
-        set_status(state, i, StepStatus::Done, None);
-        backend.write(lock, state)?;
-        events.event(&ApplyEvent::StepDone {
+        set_status(self.state, i, StepStatus::Done, None);
+        self.backend.write(self.lock, self.state)?;
+        self.events.event(&ApplyEvent::StepDone {
             index: i + 1,
             elapsed_s: t0.elapsed().as_secs_f64(),
         });
         test_hold(&format!("step-{}-done", i + 1));
+        Ok(())
     }
-    // `finished_at` is set by the caller with the result (managed objects, config digest),
-    // in one state write: until then the journal reads as interrupted.
-    Ok(())
+
+    /// One operation of step `i`; records what it did in the state (not yet written).
+    async fn operation(&mut self, i: usize, step: &Step, op: &Operation) -> Result<(), ApplyError> {
+        let t_op = Instant::now();
+        let what = op.describe();
+        let heartbeat = self.exec.waits.heartbeat;
+        let run = with_heartbeat(self.exec.run(op), self.events, i + 1, &what, heartbeat);
+        let r = match run.await {
+            Ok(r) => r,
+            Err(e) => return Err(self.failed(i, step, what, e)),
+        };
+        let managed = &mut self.state.managed;
+        if let Operation::Uncordon { node } | Operation::DeleteNode { node } = op {
+            managed.cordons.remove(node);
+        }
+        if let Some((k, d)) = r.file_digest {
+            managed.files.insert(k, ManagedFile { sha256: d });
+        }
+        if let Some(snap) = r.snapshot {
+            self.state.last_snapshot = Some(snap);
+        }
+        self.events.event(&ApplyEvent::OperationDone {
+            step: i + 1,
+            operation: what,
+            note: Some(r.outcome.note().to_string()),
+            elapsed_s: t_op.elapsed().as_secs_f64(),
+        });
+        Ok(())
+    }
+
+    /// Journals step `i` as failed and says so; the apply stops.
+    fn failed(&mut self, i: usize, step: &Step, operation: String, e: ExecError) -> ApplyError {
+        let message = e.to_string();
+        set_status(self.state, i, StepStatus::Failed, Some(message.clone()));
+        if let Err(w) = self.backend.write(self.lock, self.state) {
+            return w.into();
+        }
+        self.events.event(&ApplyEvent::OperationFailed {
+            step: i + 1,
+            operation,
+            error: message,
+        });
+        self.events.event(&ApplyEvent::ApplyStopped {
+            index: i + 1,
+            total: self.plan.steps.len(),
+            not_done: self.plan.steps[i..]
+                .iter()
+                .map(|s| format!("{}. {}", s.id, s.address))
+                .collect(),
+        });
+        ApplyError::Step {
+            index: i + 1,
+            address: step.address.to_string(),
+            source: e,
+        }
+    }
 }
 
 fn describe(s: &Step) -> String {

@@ -15,10 +15,14 @@ use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use super::backend::{Attempt, Backend, HeldLock, wait_for_lock};
 use super::model::{STATE_VERSION, State};
 use super::{LockInfo, StateError};
+
+/// How often a waiting run tries the lock again.
+const LOCK_POLL: Duration = Duration::from_millis(100);
 
 /// A state file on the local filesystem.
 #[derive(Debug, Clone)]
@@ -41,6 +45,12 @@ impl Drop for LocalLock {
     }
 }
 
+impl HeldLock for LocalLock {
+    fn info(&self) -> &LockInfo {
+        &self.info
+    }
+}
+
 impl LocalBackend {
     pub fn new(path: impl Into<PathBuf>) -> Self {
         LocalBackend { path: path.into() }
@@ -55,9 +65,17 @@ impl LocalBackend {
         p.push(".lock");
         PathBuf::from(p)
     }
+}
+
+impl Backend for LocalBackend {
+    type Lock = LocalLock;
+
+    fn location(&self) -> String {
+        self.path.display().to_string()
+    }
 
     /// Reads the state; `None` when there is no state file yet.
-    pub fn read(&self) -> Result<Option<State>, StateError> {
+    fn read(&self) -> Result<Option<State>, StateError> {
         let bytes = match std::fs::read(&self.path) {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -74,7 +92,7 @@ impl LocalBackend {
     /// Writes `state` with its serial bumped by one. The lock must be held. Refuses when the
     /// file on disk is unreadable, of another lineage, or was written by someone else since
     /// it was read (its serial is not `state.serial`).
-    pub fn write(&self, _lock: &LocalLock, state: &mut State) -> Result<(), StateError> {
+    fn write(&self, _lock: &LocalLock, state: &mut State) -> Result<(), StateError> {
         if let Some(current) = self.read()? {
             if current.lineage != state.lineage {
                 return Err(StateError::LineageMismatch {
@@ -103,7 +121,7 @@ impl LocalBackend {
 
     /// Takes the lock, waiting up to `timeout`. When another run holds it, the error names
     /// the holder.
-    pub fn lock(&self, info: LockInfo, timeout: Duration) -> Result<LocalLock, StateError> {
+    fn lock(&self, info: LockInfo, timeout: Duration) -> Result<LocalLock, StateError> {
         let lock_path = self.lock_path();
         let io = |source| StateError::Io {
             path: lock_path.clone(),
@@ -120,23 +138,18 @@ impl LocalBackend {
             .mode(0o600)
             .open(&lock_path)
             .map_err(io)?;
-        let deadline = Instant::now() + timeout;
-        loop {
-            match file.try_lock() {
-                Ok(()) => break,
+        wait_for_lock(
+            timeout,
+            LOCK_POLL,
+            || lock_path.display().to_string(),
+            || match file.try_lock() {
+                Ok(()) => Ok(Attempt::Taken(())),
                 Err(std::fs::TryLockError::WouldBlock) => {
-                    if Instant::now() >= deadline {
-                        let holder = read_lock_info(&mut file);
-                        return Err(StateError::Locked {
-                            location: lock_path.display().to_string(),
-                            holder: Box::new(holder),
-                        });
-                    }
-                    std::thread::sleep(Duration::from_millis(100));
+                    Ok(Attempt::Held(read_lock_info(&mut file)))
                 }
-                Err(std::fs::TryLockError::Error(e)) => return Err(io(e)),
-            }
-        }
+                Err(std::fs::TryLockError::Error(e)) => Err(io(e)),
+            },
+        )?;
         file.set_len(0).map_err(io)?;
         file.seek(SeekFrom::Start(0)).map_err(io)?;
         let mut text = serde_json::to_vec_pretty(&info).expect("lock info serializes");
@@ -147,7 +160,7 @@ impl LocalBackend {
     }
 
     /// Who holds the lock, if anyone.
-    pub fn lock_holder(&self) -> Result<Option<LockInfo>, StateError> {
+    fn lock_holder(&self) -> Result<Option<LockInfo>, StateError> {
         let lock_path = self.lock_path();
         let mut file = match OpenOptions::new().read(true).write(true).open(&lock_path) {
             Ok(f) => f,
@@ -170,7 +183,7 @@ impl LocalBackend {
 
     /// `force-unlock`: a local lock is released by the kernel when its holder exits, so there
     /// is nothing to break unless a live process holds it, which this refuses to disturb.
-    pub fn force_unlock(&self, id: &str) -> Result<(), StateError> {
+    fn force_unlock(&self, id: &str) -> Result<(), StateError> {
         match self.lock_holder()? {
             None => Err(StateError::NotLocked {
                 location: self.lock_path().display().to_string(),
@@ -220,25 +233,12 @@ pub fn parse_state(location: &str, bytes: &[u8]) -> Result<State, StateError> {
     Ok(state)
 }
 
-/// Atomic write with mode 0600: temp file in the same directory, fsync, rename, fsync dir.
+/// Atomic write with mode 0600 (see [`crate::atomic`]); errors name `path`.
 pub fn write_atomic_private(path: &Path, bytes: &[u8]) -> Result<(), StateError> {
-    let io = |source| StateError::Io {
-        path: path.to_path_buf(),
-        source,
-    };
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(io)?;
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".k3splan-state-")
-        .permissions(std::fs::Permissions::from_mode(0o600))
-        .tempfile_in(dir)
-        .map_err(io)?;
-    tmp.write_all(bytes).map_err(io)?;
-    tmp.as_file().sync_all().map_err(io)?;
-    tmp.persist(path).map_err(|e| io(e.error))?;
-    File::open(dir).and_then(|d| d.sync_all()).map_err(io)?;
-    Ok(())
+    crate::atomic::write_atomic(path, bytes, std::fs::Permissions::from_mode(0o600)).map_err(
+        |source| StateError::Io {
+            path: path.to_path_buf(),
+            source,
+        },
+    )
 }

@@ -1,9 +1,10 @@
 //! State: what k3splan manages, the apply journal, and the lock that keeps two runs apart.
 //!
-//! [`model`] is the document and its serialization; [`local`] persists it in a file with an
-//! `flock`-based lock. Both are small so that another backend (etcd, with a lease-held lock)
-//! can sit beside them.
+//! [`model`] is the document and its serialization; [`backend`] the one interface of the
+//! backends: [`local`] persists the state in a file with an `flock`-based lock, [`etcd`]
+//! under a key with a lease-held lock.
 
+pub mod backend;
 pub mod etcd;
 pub mod local;
 pub mod model;
@@ -13,7 +14,8 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-pub use etcd::{EtcdBackend, EtcdBackendConfig, EtcdLock, StateBackend, StateLock};
+pub use backend::{Backend, HeldLock, StateBackend, StateLock};
+pub use etcd::{EtcdBackend, EtcdBackendConfig, EtcdLock, EtcdRequestError};
 pub use local::{LocalBackend, LocalLock};
 pub use model::*;
 
@@ -109,21 +111,14 @@ pub fn user_name() -> String {
         .unwrap_or_else(|| format!("uid {uid}"))
 }
 
-/// 16 random hex digits.
+/// 16 random hex digits (from the operating system's random source; the time and the
+/// process ID if it fails).
 pub fn random_id() -> String {
-    use std::io::Read;
-    let mut b = [0u8; 8];
-    if std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut b))
-        .is_err()
-    {
-        let t = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0);
-        b = ((t as u64) ^ u64::from(std::process::id())).to_le_bytes();
-    }
-    hex::encode(b)
+    let n = getrandom::u64().unwrap_or_else(|_| {
+        let t = jiff::Timestamp::now().as_nanosecond();
+        (t as u64) ^ u64::from(std::process::id())
+    });
+    hex::encode(n.to_le_bytes())
 }
 
 /// Errors of the state layer.
@@ -132,6 +127,28 @@ pub enum StateError {
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A request to the etcd backend failed (a transport error: retried where that is safe).
+    #[error("{location}: {what}: {source}")]
+    Etcd {
+        location: String,
+        what: &'static str,
+        #[source]
+        source: Box<EtcdRequestError>,
+    },
+    /// The etcd backend's configuration is unusable (no endpoints, a TLS file).
+    #[error("{location}: {source}")]
+    EtcdSetup {
+        location: String,
+        #[source]
+        source: Box<k3splan_etcd::client::ClientError>,
+    },
+    /// The etcd backend's private runtime could not start.
+    #[error("{location}: {source}")]
+    Runtime {
+        location: String,
         #[source]
         source: std::io::Error,
     },

@@ -35,20 +35,23 @@
 //! - Waiting for a lock polls every 250 ms; there is no queue, so waiters are not served in
 //!   arrival order.
 
+mod lock;
+
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, mpsc};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use k3splan_etcd::client::{ClientError, ClientSettings, SharedClient, error_chain};
 use k3splan_etcd::etcd_client::{
-    Certificate, Client, Compare, CompareOp, ConnectOptions, GetResponse, Identity, KeyValue,
-    PutOptions, TlsOptions, Txn, TxnOp, TxnOpResponse,
+    Client, Compare, CompareOp, GetResponse, KeyValue, Txn, TxnOp, TxnOpResponse,
 };
-use tokio::sync::OnceCell;
 
-use super::local::{LocalBackend, LocalLock, parse_state};
+use super::backend::Backend;
+use super::local::parse_state;
 use super::model::State;
 use super::{LockInfo, StateError};
+
+pub use lock::EtcdLock;
 
 /// Default key prefix.
 pub const DEFAULT_PREFIX: &str = "k3splan/";
@@ -57,7 +60,26 @@ pub const DEFAULT_LOCK_TTL: Duration = Duration::from_secs(15);
 /// Default bound of each etcd request (and of connecting).
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// How often a waiting run tries the lock again.
 const POLL: Duration = Duration::from_millis(250);
+
+/// A request to etcd that failed (in transport, or etcd refused it).
+#[derive(Debug, thiserror::Error)]
+pub enum EtcdRequestError {
+    /// No client: the endpoints did not answer, or the TLS material was refused.
+    #[error(transparent)]
+    Connect(#[from] ClientError),
+    /// The request failed.
+    #[error("{op}: {}", error_chain(.source))]
+    Failed {
+        op: &'static str,
+        #[source]
+        source: k3splan_etcd::etcd_client::Error,
+    },
+    /// The request had no answer in time.
+    #[error("{op}: no answer within {timeout:?}")]
+    Timeout { op: &'static str, timeout: Duration },
+}
 
 /// Where and how the etcd backend stores the state.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -158,8 +180,7 @@ impl Drop for Rt {
 
 struct Inner {
     config: EtcdBackendConfig,
-    tls: Option<TlsOptions>,
-    client: OnceCell<Client>,
+    client: SharedClient,
     rt: Rt,
 }
 
@@ -199,74 +220,54 @@ impl Inner {
         format!("etcd {} key {}", self.endpoints(), self.key(name))
     }
 
-    fn err(&self, name: &str, what: &str, e: impl std::fmt::Display) -> StateError {
-        StateError::Io {
-            path: PathBuf::from(self.location(name)),
-            source: std::io::Error::other(format!("{what}: {e}")),
+    fn err(&self, name: &str, what: &'static str, source: EtcdRequestError) -> StateError {
+        StateError::Etcd {
+            location: self.location(name),
+            what,
+            source: Box::new(source),
         }
-    }
-
-    async fn client(&self) -> Result<Client, String> {
-        let c = self
-            .client
-            .get_or_try_init(|| async {
-                let mut opts = ConnectOptions::new()
-                    .with_connect_timeout(self.config.timeout)
-                    .with_keep_alive(Duration::from_secs(5), self.config.timeout);
-                if let Some(tls) = &self.tls {
-                    opts = opts.with_tls(tls.clone());
-                }
-                match tokio::time::timeout(
-                    self.config.timeout,
-                    Client::connect(self.config.endpoints.clone(), Some(opts)),
-                )
-                .await
-                {
-                    Ok(Ok(c)) => Ok(c),
-                    Ok(Err(e)) => Err(format!("connect: {}", chain(&e))),
-                    Err(_) => Err(format!(
-                        "connect: no answer within {:?}",
-                        self.config.timeout
-                    )),
-                }
-            })
-            .await?;
-        Ok(c.clone())
     }
 
     /// One bounded request.
-    async fn req<T, Fut>(&self, what: &str, f: impl FnOnce(Client) -> Fut) -> Result<T, String>
+    async fn req<T, Fut>(
+        &self,
+        op: &'static str,
+        f: impl FnOnce(Client) -> Fut,
+    ) -> Result<T, EtcdRequestError>
     where
         Fut: std::future::Future<Output = Result<T, k3splan_etcd::etcd_client::Error>>,
     {
-        let client = self.client().await?;
-        match tokio::time::timeout(self.config.timeout, f(client)).await {
+        let client = self.client.get().await?;
+        let timeout = self.config.timeout;
+        match tokio::time::timeout(timeout, f(client)).await {
             Ok(Ok(v)) => Ok(v),
-            Ok(Err(e)) => Err(format!("{what}: {}", chain(&e))),
-            Err(_) => Err(format!(
-                "{what}: no answer within {:?}",
-                self.config.timeout
-            )),
+            Ok(Err(source)) => Err(EtcdRequestError::Failed { op, source }),
+            Err(_) => Err(EtcdRequestError::Timeout { op, timeout }),
         }
     }
-}
-
-/// The error with its causes, `: `-separated, without repeats.
-fn chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut parts: Vec<String> = Vec::new();
-    let mut cur = Some(e);
-    while let Some(err) = cur {
-        let s = err.to_string();
-        if !parts.iter().any(|p| p.contains(&s)) {
-            parts.push(s);
-        }
-        cur = err.source();
-    }
-    parts.join(": ")
 }
 
 /// How often a request that failed in transport (a member restarting) is retried.
 const TRANSPORT_RETRIES: u32 = 4;
+
+/// Runs `call` again after a transport error ([`StateError::Etcd`]: a member restarting, a
+/// leader election; the client balances over the other endpoints), up to
+/// [`TRANSPORT_RETRIES`] times, waiting 0.5 s, 1 s, 1.5 s, … between. `call` is told whether
+/// an earlier try failed in transport.
+fn retry_transport<T>(
+    mut call: impl FnMut(bool) -> Result<T, StateError>,
+) -> Result<T, StateError> {
+    let mut attempt = 0;
+    loop {
+        match call(attempt > 0) {
+            Err(StateError::Etcd { .. }) if attempt < TRANSPORT_RETRIES => {
+                attempt += 1;
+                std::thread::sleep(Duration::from_millis(500 * u64::from(attempt)));
+            }
+            r => return r,
+        }
+    }
+}
 
 /// The state in etcd. Cheap to clone (clones share one connection and runtime).
 #[derive(Clone)]
@@ -282,63 +283,6 @@ impl std::fmt::Debug for EtcdBackend {
     }
 }
 
-/// Holds the etcd lock until dropped: its lease is kept alive by a background task, and
-/// revoked on drop (which deletes the lock key).
-pub struct EtcdLock {
-    inner: Arc<Inner>,
-    /// The holder's details, as stored in the lock key.
-    pub info: LockInfo,
-    lease: i64,
-    create_revision: i64,
-    lost: Arc<AtomicBool>,
-    keeper: Option<tokio::task::JoinHandle<()>>,
-}
-
-impl std::fmt::Debug for EtcdLock {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("EtcdLock")
-            .field("info", &self.info)
-            .field("lease", &format_args!("{:x}", self.lease))
-            .field("create_revision", &self.create_revision)
-            .field("lost", &self.is_lost())
-            .finish()
-    }
-}
-
-impl EtcdLock {
-    /// The lease holding the lock (hex in etcdctl's output).
-    pub fn lease_id(&self) -> i64 {
-        self.lease
-    }
-    /// Whether the keep-alive found the lease gone (expired or revoked by someone else).
-    /// Writes check the lock in etcd itself regardless of this flag.
-    pub fn is_lost(&self) -> bool {
-        self.lost.load(Ordering::SeqCst)
-    }
-}
-
-impl Drop for EtcdLock {
-    fn drop(&mut self) {
-        if let Some(k) = self.keeper.take() {
-            k.abort();
-        }
-        // Revoke on the private runtime and wait a bounded time: never panics, even when
-        // dropped inside another runtime. If etcd is unreachable the lease expires anyway.
-        let inner = self.inner.clone();
-        let lease = self.lease;
-        let (tx, rx) = mpsc::sync_channel(1);
-        self.inner.handle().spawn(async move {
-            let r = inner
-                .req("lease revoke", |mut c| async move {
-                    c.lease_revoke(lease).await
-                })
-                .await;
-            let _ = tx.send(r);
-        });
-        let _ = rx.recv_timeout(self.inner.config.timeout + Duration::from_secs(1));
-    }
-}
-
 fn first_kv(resp: &GetResponse) -> Option<&KeyValue> {
     resp.kvs().first()
 }
@@ -351,53 +295,28 @@ impl EtcdBackend {
     /// Builds the backend, reading the TLS files now (errors name the file). Connecting is
     /// lazy: an unreachable etcd shows at the first call, with the endpoints and the key.
     pub fn new(config: EtcdBackendConfig) -> Result<Self, StateError> {
-        let read = |p: &PathBuf| {
-            std::fs::read(p).map_err(|source| StateError::Io {
-                path: p.clone(),
-                source,
-            })
-        };
         let location = format!("etcd backend {}", config.endpoints.join(","));
-        if config.endpoints.is_empty() {
-            return Err(StateError::Io {
-                path: PathBuf::from(location),
-                source: std::io::Error::other("no endpoints configured"),
-            });
-        }
-        let mut tls = None;
-        if config.ca_file.is_some() || config.cert_file.is_some() || config.key_file.is_some() {
-            let mut t = TlsOptions::new();
-            if let Some(ca) = &config.ca_file {
-                t = t.ca_certificate(Certificate::from_pem(read(ca)?));
-            }
-            match (&config.cert_file, &config.key_file) {
-                (Some(c), Some(k)) => t = t.identity(Identity::from_pem(read(c)?, read(k)?)),
-                (None, None) => {}
-                _ => {
-                    return Err(StateError::Io {
-                        path: PathBuf::from(location),
-                        source: std::io::Error::other(
-                            "cert_file and key_file must be given together",
-                        ),
-                    });
-                }
-            }
-            tls = Some(t);
-        }
+        let client = SharedClient::new(ClientSettings {
+            endpoints: config.endpoints.clone(),
+            ca_file: config.ca_file.clone(),
+            cert_file: config.cert_file.clone(),
+            key_file: config.key_file.clone(),
+            timeout: config.timeout,
+        })
+        .map_err(|e| StateError::EtcdSetup {
+            location: location.clone(),
+            source: Box::new(e),
+        })?;
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .thread_name("k3splan-etcd-state")
             .enable_all()
             .build()
-            .map_err(|source| StateError::Io {
-                path: PathBuf::from(location),
-                source,
-            })?;
+            .map_err(|source| StateError::Runtime { location, source })?;
         Ok(EtcdBackend {
             inner: Arc::new(Inner {
                 config,
-                tls,
-                client: OnceCell::new(),
+                client,
                 rt: Rt(Some(rt)),
             }),
         })
@@ -418,11 +337,6 @@ impl EtcdBackend {
         self.inner.key("lock")
     }
 
-    /// `etcd ENDPOINTS key PREFIXstate`, for messages.
-    pub fn location(&self) -> String {
-        self.inner.location("state")
-    }
-
     async fn get_raw(
         inner: Arc<Inner>,
         name: &'static str,
@@ -434,22 +348,19 @@ impl EtcdBackend {
             .map_err(|e| inner.err(name, "reading", e))?;
         Ok(first_kv(&resp).cloned())
     }
+}
+
+impl Backend for EtcdBackend {
+    type Lock = EtcdLock;
+
+    /// `etcd ENDPOINTS key PREFIXstate`, for messages.
+    fn location(&self) -> String {
+        self.inner.location("state")
+    }
 
     /// Reads the state; `None` when the key does not exist yet.
-    pub fn read(&self) -> Result<Option<State>, StateError> {
-        let mut attempt = 0;
-        let kv = loop {
-            let inner = self.inner.clone();
-            match self.inner.run(Self::get_raw(inner, "state")) {
-                // A transport error (a member restarting, a leader election): retry, the
-                // client balances over the other endpoints.
-                Err(StateError::Io { .. }) if attempt < TRANSPORT_RETRIES => {
-                    attempt += 1;
-                    std::thread::sleep(Duration::from_millis(500 * attempt as u64));
-                }
-                r => break r?,
-            }
-        };
+    fn read(&self) -> Result<Option<State>, StateError> {
+        let kv = retry_transport(|_| self.inner.run(Self::get_raw(self.inner.clone(), "state")))?;
         match kv {
             None => Ok(None),
             Some(kv) => parse_state(&self.location(), kv.value()).map(Some),
@@ -460,67 +371,38 @@ impl EtcdBackend {
     /// writes nothing, when the stored value is unreadable, of another lineage, of another
     /// serial than `state.serial`, changed between the read and the write, or when `lock` is
     /// no longer the lock in etcd (its lease expired or it was force-unlocked).
-    pub fn write(&self, lock: &EtcdLock, state: &mut State) -> Result<(), StateError> {
+    fn write(&self, lock: &EtcdLock, state: &mut State) -> Result<(), StateError> {
         let lock_rev = lock.create_revision;
-        let mut attempt = 0;
-        let mut ambiguous = false;
-        let next = loop {
-            let inner = self.inner.clone();
-            let st = state.clone();
-            match self
-                .inner
-                .run(async move { write_async(inner, lock_rev, st).await })
-            {
-                Ok(next) => break next,
-                // Transport error: the transaction may or may not have been applied.
-                Err(StateError::Io { .. }) if attempt < TRANSPORT_RETRIES => {
-                    attempt += 1;
-                    ambiguous = true;
-                    std::thread::sleep(Duration::from_millis(500 * attempt as u64));
-                }
-                // After an ambiguous failure, our own write may have landed: the stored
-                // document is then exactly the one we meant to write.
-                Err(e @ StateError::SerialConflict { .. }) if ambiguous => {
+        let next = retry_transport(|retried| {
+            let (inner, st) = (self.inner.clone(), state.clone());
+            match self.inner.run(write_async(inner, lock_rev, st)) {
+                // After a transport failure (the transaction may or may not have been
+                // applied), our own write may have landed: the stored document is then
+                // exactly the one we meant to write.
+                Err(e @ StateError::SerialConflict { .. }) if retried => {
                     let mut intended = state.clone();
                     intended.serial = state.next_serial(&self.location())?;
                     intended.k3splan_version = env!("CARGO_PKG_VERSION").to_string();
                     match self.read() {
-                        Ok(Some(stored)) if stored == intended => break intended,
-                        _ => return Err(e),
+                        Ok(Some(stored)) if stored == intended => Ok(intended),
+                        _ => Err(e),
                     }
                 }
-                Err(e) => return Err(e),
+                r => r,
             }
-        };
+        })?;
         *state = next;
         Ok(())
     }
 
     /// Takes the lock, waiting up to `timeout`. When another run holds it, the error names
     /// the holder (ID, operation, user@host, pid, since).
-    pub fn lock(&self, info: LockInfo, timeout: Duration) -> Result<EtcdLock, StateError> {
-        let inner = self.inner.clone();
-        let i2 = info.clone();
-        let (lease, create_revision) = self
-            .inner
-            .run(async move { lock_async(inner, i2, timeout).await })?;
-        let lost = Arc::new(AtomicBool::new(false));
-        let keeper = self
-            .inner
-            .handle()
-            .spawn(keep_alive(self.inner.clone(), lease, lost.clone()));
-        Ok(EtcdLock {
-            inner: self.inner.clone(),
-            info,
-            lease,
-            create_revision,
-            lost,
-            keeper: Some(keeper),
-        })
+    fn lock(&self, info: LockInfo, timeout: Duration) -> Result<EtcdLock, StateError> {
+        lock::take(&self.inner, info, timeout)
     }
 
     /// Who holds the lock, if anyone.
-    pub fn lock_holder(&self) -> Result<Option<LockInfo>, StateError> {
+    fn lock_holder(&self) -> Result<Option<LockInfo>, StateError> {
         let inner = self.inner.clone();
         let kv = self.inner.run(Self::get_raw(inner, "lock"))?;
         Ok(kv.as_ref().map(lock_info_of))
@@ -530,7 +412,7 @@ impl EtcdBackend {
     /// the lock held. [`StateError::NotLocked`] when there is no lock,
     /// [`StateError::LockIdMismatch`] (nothing deleted) when the ID differs. The former
     /// holder, if it still runs, can no longer write the state.
-    pub fn force_unlock(&self, id: &str) -> Result<(), StateError> {
+    fn force_unlock(&self, id: &str) -> Result<(), StateError> {
         let inner = self.inner.clone();
         let id = id.to_string();
         self.inner.run(async move {
@@ -672,203 +554,4 @@ fn check_current(location: &str, bytes: &[u8], state: &State) -> Result<u64, Sta
         });
     }
     Ok(current.serial)
-}
-
-/// Returns (lease, create revision of the lock key).
-async fn lock_async(
-    inner: Arc<Inner>,
-    info: LockInfo,
-    timeout: Duration,
-) -> Result<(i64, i64), StateError> {
-    let deadline = Instant::now() + timeout;
-    let key = inner.key("lock");
-    let ttl = inner.config.lock_ttl.as_secs().max(1) as i64;
-    let value = serde_json::to_vec_pretty(&info).expect("lock info serializes");
-    loop {
-        let holder = match EtcdBackend::get_raw(inner.clone(), "lock").await? {
-            Some(kv) => Some(lock_info_of(&kv)),
-            None => {
-                let lease = inner
-                    .req("lease grant", |mut c| async move {
-                        c.lease_grant(ttl, None).await
-                    })
-                    .await
-                    .map_err(|e| inner.err("lock", "taking the lock", e))?
-                    .id();
-                let txn = Txn::new()
-                    .when([Compare::create_revision(key.clone(), CompareOp::Equal, 0)])
-                    .and_then([TxnOp::put(
-                        key.clone(),
-                        value.clone(),
-                        Some(PutOptions::new().with_lease(lease)),
-                    )])
-                    .or_else([TxnOp::get(key.clone(), None)]);
-                let resp = inner.req("txn (create lock)", |mut c| async move { c.txn(txn).await });
-                match resp.await {
-                    Ok(r) if r.succeeded() => {
-                        let rev = r.header().map(|h| h.revision()).unwrap_or(0);
-                        return Ok((lease, rev));
-                    }
-                    other => {
-                        let _ = inner
-                            .req("lease revoke", |mut c| async move {
-                                c.lease_revoke(lease).await
-                            })
-                            .await;
-                        let r = other.map_err(|e| inner.err("lock", "taking the lock", e))?;
-                        match r.op_responses().first() {
-                            Some(TxnOpResponse::Get(g)) => first_kv(g).map(lock_info_of),
-                            _ => None,
-                        }
-                    }
-                }
-            }
-        };
-        let now = Instant::now();
-        if now >= deadline
-            && let Some(h) = holder
-        {
-            return Err(StateError::Locked {
-                location: inner.location("lock"),
-                holder: Box::new(h),
-            });
-        }
-        tokio::time::sleep(
-            POLL.min(deadline.saturating_duration_since(now))
-                .max(Duration::from_millis(10)),
-        )
-        .await;
-    }
-}
-
-/// Keeps the lease alive every TTL/3 until aborted; sets `lost` when etcd says the lease is
-/// gone. Transport errors are retried (a new stream each time) until the lease would have
-/// expired anyway.
-async fn keep_alive(inner: Arc<Inner>, lease: i64, lost: Arc<AtomicBool>) {
-    let period = (inner.config.lock_ttl / 3).max(Duration::from_millis(300));
-    loop {
-        let stream = inner
-            .req("lease keep-alive", |mut c| async move {
-                c.lease_keep_alive(lease).await
-            })
-            .await;
-        let (mut keeper, mut stream) = match stream {
-            Ok(s) => s,
-            Err(e) => {
-                if e.contains("lease not found") {
-                    lost.store(true, Ordering::SeqCst);
-                    return;
-                }
-                tracing::warn!("etcd state lock: keep-alive of lease {lease:x}: {e}");
-                tokio::time::sleep(period).await;
-                continue;
-            }
-        };
-        loop {
-            tokio::time::sleep(period).await;
-            if keeper.keep_alive().await.is_err() {
-                break;
-            }
-            match tokio::time::timeout(inner.config.timeout, stream.message()).await {
-                Ok(Ok(Some(r))) if r.ttl() > 0 => {}
-                Ok(Ok(Some(_))) => {
-                    lost.store(true, Ordering::SeqCst);
-                    return;
-                }
-                _ => break,
-            }
-        }
-    }
-}
-
-/// The held lock of either backend.
-#[derive(Debug)]
-pub enum StateLock {
-    /// A local `flock`.
-    Local(LocalLock),
-    /// An etcd lease-held lock.
-    Etcd(EtcdLock),
-}
-
-impl StateLock {
-    /// The holder's details (this run's).
-    pub fn info(&self) -> &LockInfo {
-        match self {
-            StateLock::Local(l) => &l.info,
-            StateLock::Etcd(l) => &l.info,
-        }
-    }
-}
-
-/// The state backend chosen by the topology (`backend "local"` / `backend "etcd"`), with
-/// the same small interface for both.
-#[derive(Debug, Clone)]
-pub enum StateBackend {
-    /// A local file.
-    Local(LocalBackend),
-    /// A key in etcd.
-    Etcd(EtcdBackend),
-}
-
-impl StateBackend {
-    /// Where the state lives, for messages: the file path, or `etcd ENDPOINTS key KEY`.
-    pub fn location(&self) -> String {
-        match self {
-            StateBackend::Local(b) => b.path().display().to_string(),
-            StateBackend::Etcd(b) => b.location(),
-        }
-    }
-
-    /// The state file of the local backend; `None` for etcd.
-    pub fn local_path(&self) -> Option<&std::path::Path> {
-        match self {
-            StateBackend::Local(b) => Some(b.path()),
-            StateBackend::Etcd(_) => None,
-        }
-    }
-
-    /// Reads the state; `None` when there is none yet.
-    pub fn read(&self) -> Result<Option<State>, StateError> {
-        match self {
-            StateBackend::Local(b) => b.read(),
-            StateBackend::Etcd(b) => b.read(),
-        }
-    }
-
-    /// Writes `state` with its serial bumped (see the backends' `write`). A lock of the other
-    /// backend is refused as [`StateError::NotLocked`].
-    pub fn write(&self, lock: &StateLock, state: &mut State) -> Result<(), StateError> {
-        match (self, lock) {
-            (StateBackend::Local(b), StateLock::Local(l)) => b.write(l, state),
-            (StateBackend::Etcd(b), StateLock::Etcd(l)) => b.write(l, state),
-            _ => Err(StateError::NotLocked {
-                location: self.location(),
-            }),
-        }
-    }
-
-    /// Takes the lock, waiting up to `timeout`; the error names the holder.
-    pub fn lock(&self, info: LockInfo, timeout: Duration) -> Result<StateLock, StateError> {
-        match self {
-            StateBackend::Local(b) => b.lock(info, timeout).map(StateLock::Local),
-            StateBackend::Etcd(b) => b.lock(info, timeout).map(StateLock::Etcd),
-        }
-    }
-
-    /// Who holds the lock, if anyone.
-    pub fn lock_holder(&self) -> Result<Option<LockInfo>, StateError> {
-        match self {
-            StateBackend::Local(b) => b.lock_holder(),
-            StateBackend::Etcd(b) => b.lock_holder(),
-        }
-    }
-
-    /// `force-unlock ID` (local: refuses, the kernel releases a dead holder's lock; etcd:
-    /// deletes the lock when the ID matches).
-    pub fn force_unlock(&self, id: &str) -> Result<(), StateError> {
-        match self {
-            StateBackend::Local(b) => b.force_unlock(id),
-            StateBackend::Etcd(b) => b.force_unlock(id),
-        }
-    }
 }
