@@ -19,12 +19,15 @@
 //! Caveat: steps describe intent; the apply engine must re-check preconditions (e.g. a
 //! [`Operation::RemoveEtcdMember`] is skipped when k3s already removed the member).
 
+mod cx;
 pub mod files;
+mod phases;
 mod planner;
 pub mod safety;
 #[cfg(any(test, feature = "testkit"))]
 pub mod testkit;
 mod types;
+mod views;
 
 pub use files::{config_yaml_for, keepalived_manifest_for, mask_secrets};
 pub use planner::plan;
