@@ -21,8 +21,10 @@
 
 mod cx;
 pub mod files;
+mod operation;
 mod phases;
 mod planner;
+mod refusal;
 pub mod safety;
 #[cfg(any(test, feature = "testkit"))]
 pub mod testkit;
@@ -30,5 +32,7 @@ mod types;
 mod views;
 
 pub use files::{config_yaml_for, keepalived_manifest_for, mask_secrets};
+pub use operation::*;
 pub use planner::plan;
+pub use refusal::*;
 pub use types::*;
