@@ -535,11 +535,25 @@ impl RawFiles {
                 .raw_config
                 .as_ref()
                 .map(|r| {
-                    crate::plan::files::SecretDigests::of(&String::from_utf8_lossy(r.expose()))
+                    crate::plan::files::secret_digests(
+                        digest_key(),
+                        &String::from_utf8_lossy(r.expose()),
+                    )
                 })
                 .unwrap_or_default(),
         }
     }
+}
+
+/// The HMAC key of this process's secret digests: 32 bytes from the OS, drawn once, never
+/// printed or stored (see [`crate::observed::SecretDigests`]).
+fn digest_key() -> [u8; 32] {
+    static KEY: std::sync::OnceLock<[u8; 32]> = std::sync::OnceLock::new();
+    *KEY.get_or_init(|| {
+        let mut k = [0u8; 32];
+        getrandom::fill(&mut k).expect("the OS random source (getrandom) is available");
+        k
+    })
 }
 
 fn ssh_settings(
