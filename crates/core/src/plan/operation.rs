@@ -161,6 +161,31 @@ impl Operation {
                 )
             }
             Operation::WriteFile { node, path, .. } => format!("write {path} on {node}"),
+            Operation::JoinServer { .. } | Operation::JoinAgent { .. } => self.describe_join(),
+            Operation::WaitLearnerPromoted { node } => {
+                format!("wait until {node}'s etcd learner is promoted to voter")
+            }
+            Operation::WaitNodeReady { node } => format!("wait until Node {node} is Ready"),
+            Operation::RestartService { node } => {
+                format!("restart k3s on {node} and wait until it is healthy again")
+            }
+            Operation::UninstallK3s { node } => format!("uninstall k3s on {node}"),
+            Operation::Uncordon { node } => format!("uncordon {node}"),
+            Operation::RebindVolume { .. }
+            | Operation::RecreateWorkload { .. }
+            | Operation::ScaleAddon { .. } => self.describe_workload(),
+            Operation::Verify {
+                expect_members,
+                expect_nodes,
+            } => format!(
+                "verify: {expect_members} etcd members healthy, one leader, equal HashKV at a common revision; {expect_nodes} nodes Ready"
+            ),
+        }
+    }
+
+    /// [`Operation::describe`] of a join.
+    fn describe_join(&self) -> String {
+        match self {
             Operation::JoinServer {
                 node,
                 via,
@@ -174,29 +199,22 @@ impl Operation {
                     (false, true) => "control-plane-only server",
                     (false, false) => "server",
                 };
-                let v = version
-                    .as_deref()
-                    .map(|v| format!(" {v}"))
-                    .unwrap_or_default();
+                let v = version_word(version);
                 format!(
                     "install k3s{v} on {node} as {what}, joining through {via} (no cluster-init)"
                 )
             }
             Operation::JoinAgent { node, via, version } => {
-                let v = version
-                    .as_deref()
-                    .map(|v| format!(" {v}"))
-                    .unwrap_or_default();
+                let v = version_word(version);
                 format!("install k3s{v} on {node} as agent, joining through {via}")
             }
-            Operation::WaitLearnerPromoted { node } => {
-                format!("wait until {node}'s etcd learner is promoted to voter")
-            }
-            Operation::WaitNodeReady { node } => format!("wait until Node {node} is Ready"),
-            Operation::RestartService { node } => {
-                format!("restart k3s on {node} and wait until it is healthy again")
-            }
-            Operation::UninstallK3s { node } => format!("uninstall k3s on {node}"),
+            _ => unreachable!("not a join: {self:?}"),
+        }
+    }
+
+    /// [`Operation::describe`] of a change to a workload (its PVC, its replicas).
+    fn describe_workload(&self) -> String {
+        match self {
             Operation::RebindVolume {
                 namespace,
                 pvc,
@@ -222,7 +240,6 @@ impl Operation {
             } => format!(
                 "delete PVC {namespace}/{pvc} (pinned to {from_node}) and {kind} {namespace}/{name}; its operator recreates them"
             ),
-            Operation::Uncordon { node } => format!("uncordon {node}"),
             Operation::ScaleAddon {
                 namespace,
                 name,
@@ -241,14 +258,17 @@ impl Operation {
                 };
                 format!("set {namespace}/{name} to {replicas} replicas{s}{via}")
             }
-            Operation::Verify {
-                expect_members,
-                expect_nodes,
-            } => format!(
-                "verify: {expect_members} etcd members healthy, one leader, equal HashKV at a common revision; {expect_nodes} nodes Ready"
-            ),
+            _ => unreachable!("not a workload change: {self:?}"),
         }
     }
+}
+
+/// ` VERSION` of a join, or nothing when the version is not pinned.
+fn version_word(version: &Option<String>) -> String {
+    version
+        .as_deref()
+        .map(|v| format!(" {v}"))
+        .unwrap_or_default()
 }
 
 mod hex_id {

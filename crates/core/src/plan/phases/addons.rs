@@ -3,6 +3,8 @@
 
 use serde_json::json;
 
+use crate::config::Addon;
+use crate::observed::AddonDeployment;
 use crate::plan::cx::PlanCx;
 use crate::plan::{Action, ActionReason, Address, Drift, Operation, Refusal};
 
@@ -49,61 +51,69 @@ fn addons(cx: &mut PlanCx<'_>) {
             });
             continue;
         };
-        let spread_drift = a.spread.is_some() && obs.spread != a.spread;
-        if obs.replicas == a.replicas && !spread_drift {
-            continue;
-        }
-        let mut changes = Vec::new();
-        if obs.replicas != a.replicas {
-            changes.push(format!("replicas {} → {}", obs.replicas, a.replicas));
-            cx.drift.push(Drift {
-                address: addr.to_string(),
-                attribute: "replicas".into(),
-                declared: Some(a.replicas.to_string()),
-                observed: Some(obs.replicas.to_string()),
-                planned: true,
-                note: None,
-            });
-        }
-        if spread_drift {
-            changes.push(format!(
-                "spread {} → {}",
-                obs.spread.as_deref().unwrap_or("none"),
-                a.spread.as_deref().unwrap_or("none")
-            ));
-            cx.drift.push(Drift {
-                address: addr.to_string(),
-                attribute: "spread".into(),
-                declared: a.spread.clone(),
-                observed: obs.spread.clone(),
-                planned: true,
-                note: None,
-            });
-        }
-        if a.spread.as_deref() == Some("kubernetes.io/hostname") && a.replicas > schedulable {
-            cx.warnings.push(format!(
-                "addon.{}: {} replicas spread over hostnames but only {schedulable} nodes: some stay Pending if the spread is required",
-                a.name, a.replicas
-            ));
-        }
-        let mut why = format!("it differs: {}", changes.join(", "));
-        if obs.replicas <= 1 && a.replicas > 1 {
-            why.push_str("; one replica means the add-on is down while its node is lost");
-        }
-        cx.push(
-            addr,
-            Action::Update,
-            ActionReason::AddonDrift,
-            why,
-            vec![Operation::ScaleAddon {
-                namespace: a.namespace.clone(),
-                name: a.name.clone(),
-                replicas: a.replicas,
-                spread: a.spread.clone(),
-                via_helm: obs.helm_chart_config,
-            }],
-            Some(json!({"replicas": obs.replicas, "ready_replicas": obs.ready_replicas, "spread": obs.spread, "pod_nodes": obs.pod_nodes})),
-            Some(json!({"replicas": a.replicas, "spread": a.spread})),
-        );
+        scale_addon(cx, a, obs, schedulable);
     }
+}
+
+/// The step scaling add-on `a` (observed as `obs`) when its replicas or spread differ.
+fn scale_addon(cx: &mut PlanCx<'_>, a: &Addon, obs: &AddonDeployment, schedulable: u32) {
+    let addr = Address::Addon {
+        name: a.name.clone(),
+    };
+    let spread_drift = a.spread.is_some() && obs.spread != a.spread;
+    if obs.replicas == a.replicas && !spread_drift {
+        return;
+    }
+    let mut changes = Vec::new();
+    if obs.replicas != a.replicas {
+        changes.push(format!("replicas {} → {}", obs.replicas, a.replicas));
+        cx.drift.push(Drift {
+            address: addr.to_string(),
+            attribute: "replicas".into(),
+            declared: Some(a.replicas.to_string()),
+            observed: Some(obs.replicas.to_string()),
+            planned: true,
+            note: None,
+        });
+    }
+    if spread_drift {
+        changes.push(format!(
+            "spread {} → {}",
+            obs.spread.as_deref().unwrap_or("none"),
+            a.spread.as_deref().unwrap_or("none")
+        ));
+        cx.drift.push(Drift {
+            address: addr.to_string(),
+            attribute: "spread".into(),
+            declared: a.spread.clone(),
+            observed: obs.spread.clone(),
+            planned: true,
+            note: None,
+        });
+    }
+    if a.spread.as_deref() == Some("kubernetes.io/hostname") && a.replicas > schedulable {
+        cx.warnings.push(format!(
+            "addon.{}: {} replicas spread over hostnames but only {schedulable} nodes: some stay Pending if the spread is required",
+            a.name, a.replicas
+        ));
+    }
+    let mut why = format!("it differs: {}", changes.join(", "));
+    if obs.replicas <= 1 && a.replicas > 1 {
+        why.push_str("; one replica means the add-on is down while its node is lost");
+    }
+    cx.push(
+        addr,
+        Action::Update,
+        ActionReason::AddonDrift,
+        why,
+        vec![Operation::ScaleAddon {
+            namespace: a.namespace.clone(),
+            name: a.name.clone(),
+            replicas: a.replicas,
+            spread: a.spread.clone(),
+            via_helm: obs.helm_chart_config,
+        }],
+        Some(json!({"replicas": obs.replicas, "ready_replicas": obs.ready_replicas, "spread": obs.spread, "pod_nodes": obs.pod_nodes})),
+        Some(json!({"replicas": a.replicas, "spread": a.spread})),
+    );
 }
