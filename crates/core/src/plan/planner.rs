@@ -2,8 +2,7 @@
 //!
 //! Each phase reads the context (topology, observation, options, per-node views and the
 //! steps planned so far) and adds steps, drift, warnings or violations. The order is
-//! [`PHASES`], stated once; it follows the replacement order of DESIGN's seed 004
-//! scenario:
+//! [`PHASES`], stated once; it follows the order in which a lost server is replaced:
 //!
 //! 1. quorum already lost: refuse, naming the recovery;
 //! 2. pending learners promoted, then failed members and their nodes removed, then nodes

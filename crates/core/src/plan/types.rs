@@ -220,11 +220,11 @@ pub enum ActionReason {
     CreateBecauseDeclared,
     /// The member's peer address matches no declared node.
     DeleteBecauseNoMatchingNode,
-    /// A stale etcd data directory would make the new member dial old peers (seed 002).
+    /// A stale etcd data directory would make the new member dial old peers.
     StaleEtcdData,
-    /// The `server:` join URL names a dead or removed server (seed 001).
+    /// The `server:` join URL names a dead or removed server.
     JoinUrlNamesUnavailableServer,
-    /// keepalived settings differ from the declaration (seed 004).
+    /// keepalived settings differ from the declaration.
     KeepalivedDrift,
     /// A local volume is on a node being removed; the storage policy allows a rebind.
     VolumeOnLostNode,
@@ -233,13 +233,13 @@ pub enum ActionReason {
     UncordonAfterRebind,
     /// An earlier, interrupted apply cordoned the node and did not uncordon it.
     UncordonLeftByInterruptedApply,
-    /// Add-on replicas/spread differ from the declaration (seed 003).
+    /// Add-on replicas/spread differ from the declaration.
     AddonDrift,
     /// A learner has not been promoted yet.
     LearnerPending,
-    /// Snapshot before the first destructive step (rule 4).
+    /// Snapshot before the first destructive step (DESIGN rule 4, etcd snapshot first).
     SnapshotBeforeDestroy,
-    /// Verification after the last step (rule 5).
+    /// Verification after the last step (DESIGN rule 5, verification after apply).
     VerifyAfterApply,
 }
 

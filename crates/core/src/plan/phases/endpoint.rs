@@ -1,6 +1,6 @@
 //! Phase `endpoint`: without a declared `cluster.api_endpoint`, the join URLs this plan
-//! writes name a single server, and a node may not start while that server is down (DESIGN
-//! seed 001): a warning says so.
+//! writes name a single server, and a node may not start while that server is down: a warning
+//! says so.
 
 use crate::plan::cx::PlanCx;
 use crate::plan::{ActionReason, Operation, Refusal};
@@ -15,7 +15,8 @@ pub(in crate::plan) fn run(cx: &mut PlanCx<'_>) -> Result<(), Refusal> {
         }) || s.reason == ActionReason::JoinUrlNamesUnavailableServer
     });
     if pinned_url && cx.t.cluster.api_endpoint.is_none() {
-        // The text names "seed 001": it is shown to users and in the golden plans.
+        // Its "(seed 001)" is shown to users and in the golden plans: kept as it is until the
+        // design document that names the scenarios is in the repository.
         cx.warnings.push(
             "no cluster.api_endpoint is declared: join URLs name a single server, and a node may not start while that server is down (seed 001); declare a VIP or load balancer".into(),
         );

@@ -1,5 +1,5 @@
 //! Phase `join_urls`: a node's config.yaml whose `server:` URL names a dead or removed
-//! server (DESIGN seed 001) is rewritten to a usable one, and k3s restarted when the quorum
+//! server is rewritten to a usable one, and k3s restarted when the quorum
 //! simulation allows it (DESIGN rule 9, restarting a healthy server counts as removing its
 //! member); otherwise the new URL takes effect at its next start. Agents and
 //! control-plane-only servers first: their restarts do not touch etcd.

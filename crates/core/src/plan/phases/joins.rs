@@ -1,8 +1,8 @@
 //! Phase `joins`: declared nodes not in the cluster, and nodes being replaced, are joined:
 //! etcd members first, one at a time (each joins as a learner and is promoted before the
-//! next change, DESIGN rule 3), then control-plane-only servers, then agents. Per node: a
-//! stale etcd data dir moved aside, config.yaml written (never with `cluster-init`, DESIGN
-//! rule 10), an old keepalived manifest rewritten before k3s starts, then the join.
+//! next change: DESIGN rule 3, one membership change at a time), then control-plane-only servers, then agents. Per node: a
+//! stale etcd data dir moved aside, config.yaml written (never with `cluster-init`: DESIGN
+//! rule 10, a joining server never uses cluster-init), an old keepalived manifest rewritten before k3s starts, then the join.
 //!
 //! Caveat: a join that needs a source that is unknown (its host, etcd) is refused, not
 //! skipped: the plan would otherwise look complete.
@@ -53,7 +53,7 @@ fn join<'a>(cx: &mut PlanCx<'a>, d: &'a Node, replacing: bool) {
             "node.{n}: no cluster token is declared; k3s cannot join without one"
         ));
     }
-    // Stale etcd data (seed 002): moved aside before the join.
+    // Stale etcd data: moved aside before the join.
     let uninstalled = replacing && h.k3s.is_some();
     if d.roles.runs_etcd() && !uninstalled {
         stale_data::move_aside(cx, d, h);

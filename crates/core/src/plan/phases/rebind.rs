@@ -1,7 +1,8 @@
 //! Phases `rebind` and (in `cordons.rs`) `leftover_cordons`: the volumes pinned to a lost
 //! node (removed by this plan, or already gone) are rebound or their workload recreated, as
 //! the storage block's `on_node_loss` says, with the nodes holding sibling replicas cordoned
-//! meanwhile so the recreated pods land on the target nodes (DESIGN seed 004), then
+//! meanwhile so the recreated pods land on the target nodes (the lost-server replacement
+//! scenario), then
 //! uncordoned.
 //!
 //! Guarantee: only PVCs bound to a lost node are touched (DESIGN rule 6, no PVC bound to a
@@ -190,7 +191,7 @@ fn rebind_targets(cx: &PlanCx<'_>, work: &[Work<'_>]) -> BTreeSet<String> {
 }
 
 /// The nodes holding sibling replicas of the rebound workloads, so that the recreated pods
-/// land on the target nodes and the replicas stay spread (DESIGN seed 004): those to cordon,
+/// land on the target nodes and the replicas stay spread: those to cordon,
 /// and those an interrupted apply already cordoned for this rebind (recorded in the state),
 /// which are not cordoned again but are uncordoned after.
 fn sibling_cordons(

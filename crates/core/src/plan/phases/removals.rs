@@ -41,8 +41,8 @@ pub(in crate::plan) fn run_healthy(cx: &mut PlanCx<'_>) -> Result<(), Refusal> {
     Ok(())
 }
 
-/// The gate of DESIGN rule 1 (never destroy from an unknown fact) for destroying node `n`: false (and a violation recorded) when its host
-/// is unreachable while another source says it is alive, unless allowed by the operator.
+/// The gate of DESIGN rule 1 (never destroy from an unknown fact) for destroying node
+/// `n`: false (and a violation recorded) when its host is unreachable while another source says it is alive, unless allowed by the operator.
 fn destruction_allowed(cx: &mut PlanCx<'_>, n: &str, addr: &str) -> bool {
     let v = cx.views[n].clone();
     let Some(reason) = v.host_reason() else {
@@ -154,7 +154,13 @@ fn remove_node(cx: &mut PlanCx<'_>, n: &str, reason: ActionReason) {
     } else {
         Action::Delete
     };
-    drain_node(cx, &v, action, reason, &why_base);
+    let r = Removal {
+        v: &v,
+        action,
+        reason,
+        why_base: &why_base,
+    };
+    drain_node(cx, &r);
     // etcd side.
     if let Some(m) = v.member {
         cx.push(
@@ -171,7 +177,17 @@ fn remove_node(cx: &mut PlanCx<'_>, n: &str, reason: ActionReason) {
             None,
         );
     }
-    uninstall_node(cx, &v, action, reason, &why_base);
+    uninstall_node(cx, &r);
+}
+
+/// One node's removal, as its parts (Kubernetes, etcd, host) need it.
+#[derive(Clone, Copy)]
+struct Removal<'a, 'v> {
+    v: &'v NodeView<'a>,
+    action: Action,
+    reason: ActionReason,
+    /// Why the node is removed, the start of each step's reason.
+    why_base: &'v str,
 }
 
 /// The gates before removing node `v`: its host must answer for a replacement, the
@@ -218,13 +234,13 @@ fn removal_allowed(cx: &mut PlanCx<'_>, v: &NodeView<'_>, reason: ActionReason) 
 
 /// The Kubernetes side of removing node `v`: cordoned and drained (eviction skipped when
 /// its kubelet cannot answer); its Node object is deleted later, by [`uninstall_node`].
-fn drain_node(
-    cx: &mut PlanCx<'_>,
-    v: &NodeView<'_>,
-    action: Action,
-    reason: ActionReason,
-    why_base: &str,
-) {
+fn drain_node(cx: &mut PlanCx<'_>, r: &Removal<'_, '_>) {
+    let Removal {
+        v,
+        action,
+        reason,
+        why_base,
+    } = *r;
     let n = v.name.as_str();
     let node_addr = Address::node(n);
     // Kubernetes side.
@@ -267,13 +283,13 @@ fn drain_node(
 
 /// The host side of removing node `v`, then its Node object: drain → uninstall k3s →
 /// delete Node.
-fn uninstall_node(
-    cx: &mut PlanCx<'_>,
-    v: &NodeView<'_>,
-    action: Action,
-    reason: ActionReason,
-    why_base: &str,
-) {
+fn uninstall_node(cx: &mut PlanCx<'_>, r: &Removal<'_, '_>) {
+    let Removal {
+        v,
+        action,
+        reason,
+        why_base,
+    } = *r;
     let n = v.name.as_str();
     let node_addr = Address::node(n);
     let replacing = reason == ActionReason::ReplaceByRequest;

@@ -1,4 +1,4 @@
-//! Part of phase `joins`: a stale etcd data dir on a joining host (DESIGN seed 002) is
+//! Part of phase `joins`: a stale etcd data dir on a joining host is
 //! moved aside before the join, or the new member would dial its old peers. The step says
 //! whose data it is, with the evidence, so the operator can tell a removed member's own
 //! data from another cluster's.
