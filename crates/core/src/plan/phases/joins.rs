@@ -137,7 +137,7 @@ fn join_gates<'a>(cx: &mut PlanCx<'a>, d: &'a Node) -> Option<(&'a HostState, St
 fn write_config(cx: &mut PlanCx<'_>, d: &Node, h: &HostState, url: &str, reason: ActionReason) {
     let n = d.name.as_str();
     // Never with cluster-init (DESIGN rule 10, a joining server never uses cluster-init).
-    let (after, sensitive) = files::config_yaml_for(cx.t, d, &url);
+    let (after, sensitive) = files::config_yaml_for(cx.t, d, url);
     let host_secrets = h.config.as_ref().map(|c| &c.secrets);
     let after = files::mark_changed_secrets(cx.t, &after, &sensitive, host_secrets);
     let before = h.config.as_ref().map(|c| mask_secrets(&c.raw));
