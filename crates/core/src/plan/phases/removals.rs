@@ -128,11 +128,7 @@ fn remove_orphan(cx: &mut PlanCx<'_>, m: &EtcdMember) {
             "its peer address matches no declared node; member {}",
             m.health.describe()
         ),
-        vec![Operation::RemoveEtcdMember {
-            id: m.id,
-            name: m.name.clone(),
-            peer_url: m.peer_urls.first().cloned().unwrap_or_default(),
-        }],
+        vec![remove_member(m)],
         Some(member_json(m)),
         None,
     );
@@ -168,11 +164,7 @@ fn remove_node(cx: &mut PlanCx<'_>, n: &str, reason: ActionReason) {
             Action::Delete,
             reason,
             format!("{why_base}; member {}", m.health.describe()),
-            vec![Operation::RemoveEtcdMember {
-                id: m.id,
-                name: m.name.clone(),
-                peer_url: m.peer_urls.first().cloned().unwrap_or_default(),
-            }],
+            vec![remove_member(m)],
             Some(member_json(m)),
             None,
         );
@@ -234,13 +226,8 @@ fn removal_allowed(cx: &mut PlanCx<'_>, v: &NodeView<'_>, reason: ActionReason) 
 
 /// The Kubernetes side of removing node `v`: cordoned and drained (eviction skipped when
 /// its kubelet cannot answer); its Node object is deleted later, by [`uninstall_node`].
-fn drain_node(cx: &mut PlanCx<'_>, r: &Removal<'_, '_>) {
-    let Removal {
-        v,
-        action,
-        reason,
-        why_base,
-    } = *r;
+fn drain_node(cx: &mut PlanCx<'_>, rm: &Removal<'_, '_>) {
+    let (v, why_base) = (rm.v, rm.why_base);
     let n = v.name.as_str();
     let node_addr = Address::node(n);
     // Kubernetes side.
@@ -258,8 +245,8 @@ fn drain_node(cx: &mut PlanCx<'_>, r: &Removal<'_, '_>) {
         // that still runs registers a deleted Node again (issue 13).
         let id = cx.push(
             node_addr.clone(),
-            action,
-            reason,
+            rm.action,
+            rm.reason,
             why_base.to_string(),
             ops,
             Some(cx.node_before(v)),
@@ -283,16 +270,11 @@ fn drain_node(cx: &mut PlanCx<'_>, r: &Removal<'_, '_>) {
 
 /// The host side of removing node `v`, then its Node object: drain → uninstall k3s →
 /// delete Node.
-fn uninstall_node(cx: &mut PlanCx<'_>, r: &Removal<'_, '_>) {
-    let Removal {
-        v,
-        action,
-        reason,
-        why_base,
-    } = *r;
+fn uninstall_node(cx: &mut PlanCx<'_>, rm: &Removal<'_, '_>) {
+    let (v, why_base) = (rm.v, rm.why_base);
     let n = v.name.as_str();
     let node_addr = Address::node(n);
-    let replacing = reason == ActionReason::ReplaceByRequest;
+    let replacing = rm.reason == ActionReason::ReplaceByRequest;
     // Host side, then the Node object: drain → uninstall k3s → delete Node. Deleted
     // before the uninstall, the Node is registered again by the kubelet still running
     // there (issue 13).
@@ -303,8 +285,8 @@ fn uninstall_node(cx: &mut PlanCx<'_>, r: &Removal<'_, '_>) {
             ops.extend(delete_node);
             let id = cx.push(
                 node_addr.clone(),
-                action,
-                reason,
+                rm.action,
+                rm.reason,
                 format!("{why_base}; its host answers"),
                 ops,
                 Some(json!({"k3s": h.k3s.as_ref().and_then(|k| k.version.clone())})),
@@ -329,8 +311,8 @@ fn uninstall_node(cx: &mut PlanCx<'_>, r: &Removal<'_, '_>) {
             if let Some(op) = delete_node {
                 cx.push(
                     node_addr.clone(),
-                    action,
-                    reason,
+                    rm.action,
+                    rm.reason,
                     match host {
                         Fact::Known(_) => {
                             format!("{why_base}; k3s is not installed on its host")
@@ -345,6 +327,15 @@ fn uninstall_node(cx: &mut PlanCx<'_>, r: &Removal<'_, '_>) {
                 );
             }
         }
+    }
+}
+
+/// The operation removing member `m` (by id; its name and peer URL for the operator).
+fn remove_member(m: &EtcdMember) -> Operation {
+    Operation::RemoveEtcdMember {
+        id: m.id,
+        name: m.name.clone(),
+        peer_url: m.peer_urls.first().cloned().unwrap_or_default(),
     }
 }
 
