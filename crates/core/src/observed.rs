@@ -3,7 +3,8 @@
 //! Plain, serde-serializable data; no I/O. The three providers (Kubernetes API, etcd, SSH)
 //! fill it and the CLI maps their results into it. Every source may be [`Fact::Unknown`]
 //! with the reason (an unreachable API, a host that did not answer): the planner treats an
-//! unknown fact as *unknown*, never as *absent* (DESIGN rule 1).
+//! unknown fact as *unknown*, never as *absent* (DESIGN rule 1, never destroy from an
+//! unknown fact).
 //!
 //! Conventions the providers must follow:
 //! - [`Pod::owner_kind`]/[`Pod::owner_name`] name the top-level workload: a pod of a
@@ -12,12 +13,16 @@
 //! - [`Observed::hosts`] is keyed by node name: every declared node, plus every node that
 //!   the Kubernetes API lists but the topology does not declare (nodes being removed).
 //! - etcd members are matched to nodes by the address of their peer URL, never by name
-//!   (DESIGN rule 11).
+//!   (DESIGN rule 11, members matched by peer URL).
+
+mod digests;
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
+
+pub use digests::SecretDigests;
 
 /// A fact from one source: known, or unknown with the reason (the source did not answer).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -234,7 +239,8 @@ pub struct EtcdState {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EtcdMember {
     pub id: u64,
-    /// k3s names members `<short hostname>-<8 hex>`; not the node name (rule 11).
+    /// k3s names members `<short hostname>-<8 hex>`; not the node name (DESIGN
+    /// rule 11, members matched by peer URL).
     pub name: String,
     pub peer_urls: Vec<String>,
     pub client_urls: Vec<String>,
@@ -279,18 +285,25 @@ impl MemberHealth {
     }
 }
 
-/// The host part of a URL such as `https://10.0.0.1:6443` or `https://[fd00::1]:2380`.
+/// The host part of a URL such as `https://10.0.0.1:6443` or `https://[fd00::1]:2380`:
+/// without port, user info or the brackets of an IPv6 address. A bare authority
+/// (`10.0.0.1:6443`, `node-1`) is read the same way. `None` when `http::Uri` does not
+/// parse it (a URL with a space, an empty string) or it names no host.
 pub fn url_host(url: &str) -> Option<&str> {
-    let rest = url.split_once("://").map(|(_, r)| r).unwrap_or(url);
-    let authority = rest.split('/').next()?;
-    let authority = authority
-        .rsplit_once('@')
-        .map(|(_, a)| a)
-        .unwrap_or(authority);
-    if let Some(v6) = authority.strip_prefix('[') {
-        return v6.split(']').next();
-    }
-    Some(authority.split(':').next().unwrap_or(authority))
+    let uri: http::Uri = url.parse().ok()?;
+    let authority = uri.authority()?.as_str();
+    let host = uri.host()?;
+    // The same text, borrowed from `url`: the authority follows `scheme://` (or starts a
+    // bare authority), and the host follows its user info.
+    let start = url.find("://").map_or(0, |i| i + 3);
+    let auth = url.get(start..start + authority.len())?;
+    let at = auth.rfind('@').map_or(0, |i| i + 1);
+    let h = auth.get(at..at + host.len()).filter(|h| *h == host)?;
+    Some(
+        h.strip_prefix('[')
+            .and_then(|h| h.strip_suffix(']'))
+            .unwrap_or(h),
+    )
 }
 
 // ---------------------------------------------------------------- host
@@ -331,7 +344,7 @@ pub struct K3sConfigFile {
     pub raw: String,
     /// Keyed digests of its secrets (compared with the declared ones, never serialized).
     #[serde(skip)]
-    pub secrets: crate::plan::files::SecretDigests,
+    pub secrets: SecretDigests,
 }
 
 /// The keepalived static pod manifest, parsed, with its raw text for diffs.
@@ -362,4 +375,29 @@ pub struct EtcdDataDir {
     /// the member was created with, which tell this cluster's data from another's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub initial_cluster: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::url_host;
+
+    #[test]
+    fn url_host_reads_the_host_of_urls_and_bare_authorities() {
+        for (url, host) in [
+            ("https://10.0.0.1:6443", Some("10.0.0.1")),
+            ("https://10.0.0.1:6443/", Some("10.0.0.1")),
+            ("https://10.0.0.1", Some("10.0.0.1")),
+            ("https://[fd00::1]:2380", Some("fd00::1")),
+            ("https://[fd00::1]", Some("fd00::1")),
+            ("https://user:pw@10.0.0.2:2379/x", Some("10.0.0.2")),
+            ("http://node-1:2379", Some("node-1")),
+            ("10.0.0.1:6443", Some("10.0.0.1")),
+            ("[fd00::2]:6443", Some("fd00::2")),
+            ("https://vip.example:6443/healthz?x=1", Some("vip.example")),
+            ("", None),
+            ("https://a b:6443", None),
+        ] {
+            assert_eq!(url_host(url), host, "{url:?}");
+        }
+    }
 }

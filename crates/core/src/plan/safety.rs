@@ -1,12 +1,16 @@
 //! The etcd quorum simulation and the plan-wide safety checks.
 //!
 //! [`simulate`] replays the operations of a plan over a model of the etcd membership and
-//! checks, after every operation: healthy voters ≥ floor(voters/2)+1 (rule 2); a restart of
-//! a healthy member counts as its absence while it restarts (rule 9); no member is added
-//! while a learner is pending or while a failed member that the plan removes is still listed
-//! (rule 3); a snapshot precedes the first destructive operation (rule 4); a PVC is deleted
-//! only when its node was deleted earlier in the plan (rule 6); no joining server's config
-//! holds `cluster-init` (rule 10).
+//! checks, after every operation, the DESIGN safety rules: healthy voters ≥
+//! floor(voters/2)+1 (rule 2, etcd quorum holds after every step); a restart of a healthy
+//! member counts as its absence while it restarts (rule 9, restarting a healthy server
+//! counts as removing its member); no member is added while a learner is pending or while
+//! a failed member that the plan removes is still listed (rule 3, remove failed members
+//! first, one membership change at a time); a snapshot precedes the first destructive
+//! operation (rule 4, a snapshot before the first destructive step); a PVC is deleted only
+//! when its node was deleted earlier in the plan (rule 6, no PVC bound to a healthy node is
+//! deleted); no joining server's config holds `cluster-init` (rule 10, a joining server
+//! never uses cluster-init).
 
 use std::collections::BTreeSet;
 
@@ -27,7 +31,8 @@ pub struct SimMember {
 pub struct Sim {
     pub members: Vec<SimMember>,
     /// Nodes that no longer exist when the plan starts (no Node object, not declared):
-    /// their PVCs may be rebound like those of a node the plan removes (rule 6).
+    /// their PVCs may be rebound like those of a node the plan removes (DESIGN rule 6, no PVC
+    /// bound to a healthy node is deleted).
     pub gone_nodes: BTreeSet<String>,
     next_id: u64,
 }
@@ -66,63 +71,11 @@ impl Sim {
 
     /// Apply one operation; `Err` names the rule broken and why.
     pub fn apply(&mut self, op: &Operation) -> Result<Effect, (Rule, String)> {
-        let before = self.quorum();
-        let empty = self.members.is_empty();
         match op {
-            Operation::RemoveEtcdMember { id, name, .. } => {
-                let Some(i) = self.members.iter().position(|m| m.id == *id) else {
-                    return Ok(Effect::None);
-                };
-                if !before.ok() {
-                    return Err((
-                        Rule::Quorum,
-                        format!(
-                            "cannot remove member {name}: the cluster has no quorum ({before})"
-                        ),
-                    ));
-                }
-                if self.members.iter().any(|m| !m.voter && m.id != *id) {
-                    return Err((
-                        Rule::OneMembershipChange,
-                        format!(
-                            "member {name} would be removed while a learner is not yet promoted"
-                        ),
-                    ));
-                }
-                self.members.remove(i);
-                let q = self.quorum();
-                if !q.ok() && q.voters > 0 {
-                    return Err((Rule::Quorum, format!("removing member {name} leaves {q}")));
-                }
-                Ok(Effect::After(q))
-            }
+            Operation::RemoveEtcdMember { id, name, .. } => self.remove_member(*id, name),
             Operation::JoinServer {
                 node, etcd: true, ..
-            } => {
-                if empty {
-                    return Ok(Effect::None);
-                }
-                if self.members.iter().any(|m| !m.voter) {
-                    return Err((
-                        Rule::OneMembershipChange,
-                        format!("{node} would join while another learner is not yet promoted"),
-                    ));
-                }
-                if !before.ok() {
-                    return Err((
-                        Rule::Quorum,
-                        format!("{node} cannot join: the cluster has no quorum ({before})"),
-                    ));
-                }
-                self.next_id += 1;
-                self.members.push(SimMember {
-                    id: self.next_id,
-                    node: Some(node.clone()),
-                    voter: false,
-                    healthy: true,
-                });
-                Ok(Effect::After(self.quorum()))
-            }
+            } => self.add_learner(node),
             Operation::WaitLearnerPromoted { node } => {
                 if let Some(i) = self.member_of(node) {
                     self.members[i].voter = true;
@@ -131,42 +84,105 @@ impl Sim {
                 }
                 Ok(Effect::None)
             }
-            Operation::RestartService { node } => {
-                let Some(i) = self.member_of(node) else {
-                    return Ok(Effect::None);
-                };
-                let m = &self.members[i];
-                if !(m.voter && m.healthy) {
-                    return Ok(Effect::None);
-                }
-                let during = Quorum::new(before.voters, before.healthy_voters - 1, before.learners);
-                if !during.ok() {
-                    return Err((
-                        Rule::RestartCountsAsRemoval,
-                        format!("restarting k3s on {node} leaves {during} while it restarts"),
-                    ));
-                }
-                Ok(Effect::During(during))
-            }
+            Operation::RestartService { node } => self.restart(node),
             Operation::UninstallK3s { node } | Operation::MoveAsideDataDir { node, .. } => {
-                let Some(i) = self.member_of(node) else {
-                    return Ok(Effect::None);
-                };
-                if !self.members[i].healthy {
-                    return Ok(Effect::None);
-                }
-                self.members[i].healthy = false;
-                let q = self.quorum();
-                if !q.ok() {
-                    return Err((
-                        Rule::Quorum,
-                        format!("stopping the etcd member of {node} leaves {q}"),
-                    ));
-                }
-                Ok(Effect::After(q))
+                self.stop_member(node)
             }
             _ => Ok(Effect::None),
         }
+    }
+
+    fn remove_member(&mut self, id: u64, name: &str) -> Result<Effect, (Rule, String)> {
+        let before = self.quorum();
+        let Some(i) = self.members.iter().position(|m| m.id == id) else {
+            return Ok(Effect::None);
+        };
+        if !before.ok() {
+            return Err((
+                Rule::Quorum,
+                format!("cannot remove member {name}: the cluster has no quorum ({before})"),
+            ));
+        }
+        if self.members.iter().any(|m| !m.voter && m.id != id) {
+            return Err((
+                Rule::OneMembershipChange,
+                format!("member {name} would be removed while a learner is not yet promoted"),
+            ));
+        }
+        self.members.remove(i);
+        let q = self.quorum();
+        if !q.ok() && q.voters > 0 {
+            return Err((Rule::Quorum, format!("removing member {name} leaves {q}")));
+        }
+        Ok(Effect::After(q))
+    }
+
+    /// A server joining etcd: a learner, one at a time (none when there is no cluster).
+    fn add_learner(&mut self, node: &str) -> Result<Effect, (Rule, String)> {
+        let before = self.quorum();
+        if self.members.is_empty() {
+            return Ok(Effect::None);
+        }
+        if self.members.iter().any(|m| !m.voter) {
+            return Err((
+                Rule::OneMembershipChange,
+                format!("{node} would join while another learner is not yet promoted"),
+            ));
+        }
+        if !before.ok() {
+            return Err((
+                Rule::Quorum,
+                format!("{node} cannot join: the cluster has no quorum ({before})"),
+            ));
+        }
+        self.next_id += 1;
+        self.members.push(SimMember {
+            id: self.next_id,
+            node: Some(node.to_string()),
+            voter: false,
+            healthy: true,
+        });
+        Ok(Effect::After(self.quorum()))
+    }
+
+    /// A restart of a healthy voter: its member is missing while it restarts (DESIGN rule
+    /// 9, restarting a healthy server counts as removing its member).
+    fn restart(&mut self, node: &str) -> Result<Effect, (Rule, String)> {
+        let before = self.quorum();
+        let Some(i) = self.member_of(node) else {
+            return Ok(Effect::None);
+        };
+        let m = &self.members[i];
+        if !(m.voter && m.healthy) {
+            return Ok(Effect::None);
+        }
+        let during = Quorum::new(before.voters, before.healthy_voters - 1, before.learners);
+        if !during.ok() {
+            return Err((
+                Rule::RestartCountsAsRemoval,
+                format!("restarting k3s on {node} leaves {during} while it restarts"),
+            ));
+        }
+        Ok(Effect::During(during))
+    }
+
+    /// k3s stopped for good on `node` (uninstalled, data moved aside): its member is down.
+    fn stop_member(&mut self, node: &str) -> Result<Effect, (Rule, String)> {
+        let Some(i) = self.member_of(node) else {
+            return Ok(Effect::None);
+        };
+        if !self.members[i].healthy {
+            return Ok(Effect::None);
+        }
+        self.members[i].healthy = false;
+        let q = self.quorum();
+        if !q.ok() {
+            return Err((
+                Rule::Quorum,
+                format!("stopping the etcd member of {node} leaves {q}"),
+            ));
+        }
+        Ok(Effect::After(q))
     }
 }
 
@@ -174,15 +190,88 @@ fn step_label(s: &Step, op: &Operation) -> String {
     format!("step {} {}: {}", s.id, s.address, op.describe())
 }
 
+/// The plan-wide checks of one replay, as it goes (the membership checks are [`Sim::apply`]).
+struct Checks {
+    snapshot_required: bool,
+    snapshot_taken: bool,
+    deleted_nodes: BTreeSet<String>,
+    /// Failed members the plan removes: none may be outlived by a join (DESIGN rule 3,
+    /// remove failed members first).
+    failed_removed: BTreeSet<u64>,
+}
+
+/// A violation found by [`Checks::check`]: the rule, the message, the advice.
+type Found = (Rule, String, Option<String>);
+
+impl Checks {
+    /// The violations `op` commits, given the operations before it (`sim` is the membership
+    /// before `op`).
+    fn check(&mut self, sim: &Sim, op: &Operation) -> Vec<Found> {
+        let mut found = Vec::new();
+        match op {
+            Operation::Snapshot { .. } => self.snapshot_taken = true,
+            Operation::DeleteNode { node } => {
+                self.deleted_nodes.insert(node.clone());
+            }
+            Operation::RebindVolume {
+                namespace,
+                pvc,
+                from_node,
+                ..
+            }
+            | Operation::RecreateWorkload {
+                namespace,
+                pvc,
+                from_node,
+                ..
+            } if !self.deleted_nodes.contains(from_node) => found.push((
+                Rule::PvcOnHealthyNode,
+                format!(
+                    "PVC {namespace}/{pvc} is bound to {from_node}, which this plan does not remove"
+                ),
+                None,
+            )),
+            Operation::JoinServer {
+                node, etcd: true, ..
+            } if sim.members.iter().any(|m| self.failed_removed.contains(&m.id)) => found.push((
+                Rule::OneMembershipChange,
+                format!(
+                    "{node} would join while a failed member that the plan removes is still listed"
+                ),
+                Some("remove the failed member first".into()),
+            )),
+            Operation::WriteFile { path, after, .. }
+                if path.ends_with("/config.yaml")
+                    && after.lines().any(|l| {
+                        l.trim_start().starts_with("cluster-init:") && l.contains("true")
+                    }) =>
+            {
+                found.push((
+                    Rule::NoClusterInitOnJoin,
+                    format!("{path} would enable cluster-init on a node of an existing cluster"),
+                    Some("use `server: <healthy server or VIP>` instead".into()),
+                ))
+            }
+            _ => {}
+        }
+        if self.snapshot_required && op.is_destructive() && !self.snapshot_taken {
+            found.push((
+                Rule::SnapshotFirst,
+                "destructive operation before any etcd snapshot".into(),
+                None,
+            ));
+            self.snapshot_taken = true; // report once
+        }
+        found
+    }
+}
+
 /// Replay `steps` over `start`; fill each step's `quorum` checks; refuse on any violation.
-/// `snapshot_required`: rule 4 is checked (a snapshot must precede the first destructive
-/// operation).
+/// `snapshot_required`: DESIGN rule 4 (a snapshot before the first destructive step) is
+/// checked.
 pub fn simulate(start: &Sim, steps: &mut [Step], snapshot_required: bool) -> Result<(), Refusal> {
     let mut sim = start.clone();
     let mut violations = Vec::new();
-    let mut snapshot_taken = false;
-    let mut deleted_nodes: BTreeSet<String> = start.gone_nodes.clone();
-    // Failed members the plan removes: none may be outlived by a join (rule 3).
     let failed_removed: BTreeSet<u64> = steps
         .iter()
         .flat_map(|s| s.operations.iter())
@@ -192,120 +281,54 @@ pub fn simulate(start: &Sim, steps: &mut [Step], snapshot_required: bool) -> Res
         })
         .filter(|id| sim.members.iter().any(|m| m.id == *id && !m.healthy))
         .collect();
+    let mut checks = Checks {
+        snapshot_required,
+        snapshot_taken: false,
+        deleted_nodes: start.gone_nodes.clone(),
+        failed_removed,
+    };
+    let refusal = |violations| Refusal {
+        violations,
+        quorum_before: Some(start.quorum()),
+    };
     for s in steps.iter_mut() {
         s.quorum.clear();
         for (i, op) in s.operations.iter().enumerate() {
-            let mut fail = |rule: Rule, msg: String, advice: Option<String>| {
+            for (rule, message, advice) in checks.check(&sim, op) {
                 violations.push(Violation {
                     rule,
                     step: Some(step_label(s, op)),
-                    message: msg,
+                    message,
                     advice,
-                })
-            };
-            match op {
-                Operation::Snapshot { .. } => snapshot_taken = true,
-                Operation::DeleteNode { node } => {
-                    deleted_nodes.insert(node.clone());
-                }
-                Operation::RebindVolume {
-                    namespace,
-                    pvc,
-                    from_node,
-                    ..
-                }
-                | Operation::RecreateWorkload {
-                    namespace,
-                    pvc,
-                    from_node,
-                    ..
-                } if !deleted_nodes.contains(from_node) => {
-                    fail(
-                        Rule::PvcOnHealthyNode,
-                        format!(
-                            "PVC {namespace}/{pvc} is bound to {from_node}, which this plan does not remove"
-                        ),
-                        None,
-                    );
-                }
-                Operation::JoinServer {
-                    node, etcd: true, ..
-                } => {
-                    let pending: Vec<_> = sim
-                        .members
-                        .iter()
-                        .filter(|m| failed_removed.contains(&m.id))
-                        .collect();
-                    if !pending.is_empty() {
-                        fail(
-                            Rule::OneMembershipChange,
-                            format!(
-                                "{node} would join while a failed member that the plan removes is still listed"
-                            ),
-                            Some("remove the failed member first".into()),
-                        );
-                    }
-                }
-                Operation::WriteFile { path, after, .. }
-                    if path.ends_with("/config.yaml")
-                        && after.lines().any(|l| {
-                            l.trim_start().starts_with("cluster-init:") && l.contains("true")
-                        }) =>
-                {
-                    fail(
-                        Rule::NoClusterInitOnJoin,
-                        format!(
-                            "{path} would enable cluster-init on a node of an existing cluster"
-                        ),
-                        Some("use `server: <healthy server or VIP>` instead".into()),
-                    );
-                }
-                _ => {}
+                });
             }
-            if snapshot_required && op.is_destructive() && !snapshot_taken {
-                fail(
-                    Rule::SnapshotFirst,
-                    "destructive operation before any etcd snapshot".into(),
-                    None,
-                );
-                snapshot_taken = true; // report once
-            }
-            match sim.apply(op) {
-                Ok(Effect::None) => {}
-                Ok(Effect::After(q)) => s.quorum.push(QuorumCheck {
-                    operation: i,
-                    when: "after".into(),
-                    quorum: q,
-                }),
-                Ok(Effect::During(q)) => s.quorum.push(QuorumCheck {
-                    operation: i,
-                    when: "during".into(),
-                    quorum: q,
-                }),
-                Err((rule, msg)) => {
+            let when = match sim.apply(op) {
+                Ok(Effect::None) => continue,
+                Ok(Effect::After(q)) => ("after", q),
+                Ok(Effect::During(q)) => ("during", q),
+                Err((rule, message)) => {
                     violations.push(Violation {
                         rule,
                         step: Some(step_label(s, op)),
-                        message: msg,
+                        message,
                         advice: Some(advice_for(rule)),
                     });
                     // Later steps would be checked against a state that cannot be
                     // reached: report the first failure only.
-                    return Err(Refusal {
-                        violations,
-                        quorum_before: Some(start.quorum()),
-                    });
+                    return Err(refusal(violations));
                 }
-            }
+            };
+            s.quorum.push(QuorumCheck {
+                operation: i,
+                when: when.0.into(),
+                quorum: when.1,
+            });
         }
     }
     if violations.is_empty() {
         Ok(())
     } else {
-        Err(Refusal {
-            violations,
-            quorum_before: Some(start.quorum()),
-        })
+        Err(refusal(violations))
     }
 }
 

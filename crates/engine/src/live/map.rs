@@ -52,11 +52,34 @@ impl RawFiles {
                 .raw_config
                 .as_ref()
                 .map(|r| {
-                    crate::plan::files::SecretDigests::of(&String::from_utf8_lossy(r.expose()))
+                    crate::plan::files::secret_digests(
+                        digest_key(),
+                        &String::from_utf8_lossy(r.expose()),
+                    )
                 })
                 .unwrap_or_default(),
         }
     }
+}
+
+/// The HMAC key of this process's secret digests: 32 bytes from the OS, drawn once, never
+/// printed or stored (see [`crate::observed::SecretDigests`]). Without an OS random source,
+/// std's per-process random hasher keys, stretched.
+fn digest_key() -> [u8; 32] {
+    static KEY: std::sync::OnceLock<[u8; 32]> = std::sync::OnceLock::new();
+    *KEY.get_or_init(|| {
+        let mut k = [0u8; 32];
+        if getrandom::fill(&mut k).is_err() {
+            use std::hash::{BuildHasher, Hasher};
+            let state = std::collections::hash_map::RandomState::new();
+            for (i, chunk) in k.chunks_mut(8).enumerate() {
+                let mut h = state.build_hasher();
+                h.write_usize(i);
+                chunk.copy_from_slice(&h.finish().to_le_bytes());
+            }
+        }
+        k
+    })
 }
 
 /// k3s names members `<short hostname>-<8 hex>`; the node name is the part before.

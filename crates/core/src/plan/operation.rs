@@ -1,0 +1,286 @@
+//! Plan data types: the operations the apply engine performs.
+
+use serde::{Deserialize, Serialize};
+
+use crate::plan::{LossEvidence, SensitiveValue};
+
+/// One concrete thing the apply engine does. Every variant is idempotent by contract:
+/// re-running a finished operation is harmless.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Operation {
+    /// `k3s etcd-snapshot save` on `node` (or the maintenance API when `None`).
+    Snapshot {
+        node: Option<String>,
+    },
+    Cordon {
+        node: String,
+    },
+    /// Drain; with `skip_eviction` the pods are deleted without waiting for the kubelet
+    /// (the host is unreachable or the node NotReady: eviction would hang).
+    Drain {
+        node: String,
+        skip_eviction: bool,
+    },
+    DeleteNode {
+        node: String,
+    },
+    /// `member remove ID`, only if the member is still listed.
+    RemoveEtcdMember {
+        /// Serialized as a hex string (as `etcdctl` prints it; JSON numbers lose precision
+        /// above 2^53).
+        #[serde(with = "hex_id")]
+        id: u64,
+        name: String,
+        peer_url: String,
+    },
+    /// Stop k3s and move `<data-dir>/server/db/etcd` to `etcd-backup-<unix>` (keeps tls/token).
+    MoveAsideDataDir {
+        node: String,
+        path: String,
+    },
+    /// Write a file; `after` holds `(sensitive)` where a secret goes.
+    WriteFile {
+        node: String,
+        path: String,
+        before: Option<String>,
+        after: String,
+        sensitive: Vec<SensitiveValue>,
+    },
+    /// Install k3s (if needed) and start it as a server joining through `via`.
+    /// Never with `cluster-init` (DESIGN rule 10, a joining server never uses
+    /// cluster-init).
+    JoinServer {
+        node: String,
+        via: String,
+        etcd: bool,
+        control_plane: bool,
+        version: Option<String>,
+    },
+    /// Install k3s as an agent joining through `via`.
+    JoinAgent {
+        node: String,
+        via: String,
+        version: Option<String>,
+    },
+    /// Wait until the new member is promoted from learner to voter and healthy.
+    WaitLearnerPromoted {
+        node: String,
+    },
+    WaitNodeReady {
+        node: String,
+    },
+    /// Restart the k3s service and wait until the node (and its member) is healthy again.
+    RestartService {
+        node: String,
+    },
+    /// `k3s-uninstall.sh` / `k3s-agent-uninstall.sh`.
+    UninstallK3s {
+        node: String,
+    },
+    /// Delete a PVC bound to a lost node, then the pod, so the StatefulSet recreates both
+    /// on a schedulable node.
+    RebindVolume {
+        namespace: String,
+        pvc: String,
+        pvc_uid: String,
+        pod: Option<String>,
+        from_node: String,
+        /// Why the plan holds `from_node` for gone (checked again by the provider).
+        #[serde(default)]
+        evidence: LossEvidence,
+    },
+    /// Delete a PVC and the Deployment that uses it; its operator recreates both.
+    RecreateWorkload {
+        namespace: String,
+        pvc: String,
+        pvc_uid: String,
+        kind: String,
+        name: String,
+        from_node: String,
+        /// See [`Operation::RebindVolume`].
+        #[serde(default)]
+        evidence: LossEvidence,
+    },
+    Uncordon {
+        node: String,
+    },
+    /// Set an add-on's replicas and spread (patch, or HelmChartConfig when `via_helm`).
+    ScaleAddon {
+        namespace: String,
+        name: String,
+        replicas: u32,
+        spread: Option<String>,
+        via_helm: bool,
+    },
+    /// Every member healthy, one leader, equal HashKV at a common revision; nodes Ready.
+    Verify {
+        expect_members: usize,
+        expect_nodes: usize,
+    },
+}
+
+impl Operation {
+    /// Destroys something (data, membership, objects).
+    pub fn is_destructive(&self) -> bool {
+        matches!(
+            self,
+            Operation::Drain { .. }
+                | Operation::DeleteNode { .. }
+                | Operation::RemoveEtcdMember { .. }
+                | Operation::MoveAsideDataDir { .. }
+                | Operation::UninstallK3s { .. }
+                | Operation::RebindVolume { .. }
+                | Operation::RecreateWorkload { .. }
+        )
+    }
+
+    /// One line for an operator.
+    pub fn describe(&self) -> String {
+        match self {
+            Operation::Snapshot { node: Some(n) } => {
+                format!("take an etcd snapshot on {n} (k3s etcd-snapshot save)")
+            }
+            Operation::Snapshot { node: None } => {
+                "take an etcd snapshot through the maintenance API".into()
+            }
+            Operation::Cordon { node } => format!("cordon {node}"),
+            Operation::Drain {
+                node,
+                skip_eviction: true,
+            } => format!(
+                "drain {node} without eviction (delete its pods, do not wait for the kubelet)"
+            ),
+            Operation::Drain { node, .. } => format!("drain {node} (evict its pods)"),
+            Operation::DeleteNode { node } => format!("delete Node {node}"),
+            Operation::RemoveEtcdMember { id, name, peer_url } => {
+                format!("remove etcd member {name} (id {id:x}, {peer_url}) if still listed")
+            }
+            Operation::MoveAsideDataDir { node, path } => {
+                format!(
+                    "on {node}: stop k3s if it runs, move {path} aside to {path}-backup-<unix> (keep server/tls and server/token)"
+                )
+            }
+            Operation::WriteFile { node, path, .. } => format!("write {path} on {node}"),
+            Operation::JoinServer { .. } | Operation::JoinAgent { .. } => self.describe_join(),
+            Operation::WaitLearnerPromoted { node } => {
+                format!("wait until {node}'s etcd learner is promoted to voter")
+            }
+            Operation::WaitNodeReady { node } => format!("wait until Node {node} is Ready"),
+            Operation::RestartService { node } => {
+                format!("restart k3s on {node} and wait until it is healthy again")
+            }
+            Operation::UninstallK3s { node } => format!("uninstall k3s on {node}"),
+            Operation::Uncordon { node } => format!("uncordon {node}"),
+            Operation::RebindVolume { .. }
+            | Operation::RecreateWorkload { .. }
+            | Operation::ScaleAddon { .. } => self.describe_workload(),
+            Operation::Verify {
+                expect_members,
+                expect_nodes,
+            } => format!(
+                "verify: {expect_members} etcd members healthy, one leader, equal HashKV at a common revision; {expect_nodes} nodes Ready"
+            ),
+        }
+    }
+
+    /// [`Operation::describe`] of a join.
+    fn describe_join(&self) -> String {
+        match self {
+            Operation::JoinServer {
+                node,
+                via,
+                etcd,
+                control_plane,
+                version,
+            } => {
+                let what = match (etcd, control_plane) {
+                    (true, true) => "server (etcd + control plane)",
+                    (true, false) => "etcd-only server",
+                    (false, true) => "control-plane-only server",
+                    (false, false) => "server",
+                };
+                let v = version_word(version);
+                format!(
+                    "install k3s{v} on {node} as {what}, joining through {via} (no cluster-init)"
+                )
+            }
+            Operation::JoinAgent { node, via, version } => {
+                let v = version_word(version);
+                format!("install k3s{v} on {node} as agent, joining through {via}")
+            }
+            _ => unreachable!("not a join: {self:?}"),
+        }
+    }
+
+    /// [`Operation::describe`] of a change to a workload (its PVC, its replicas).
+    fn describe_workload(&self) -> String {
+        match self {
+            Operation::RebindVolume {
+                namespace,
+                pvc,
+                pod,
+                from_node,
+                ..
+            } => {
+                let p = pod
+                    .as_deref()
+                    .map(|p| format!(" and pod {namespace}/{p}"))
+                    .unwrap_or_default();
+                format!(
+                    "delete PVC {namespace}/{pvc} (pinned to {from_node}){p}; the StatefulSet recreates them"
+                )
+            }
+            Operation::RecreateWorkload {
+                namespace,
+                pvc,
+                kind,
+                name,
+                from_node,
+                ..
+            } => format!(
+                "delete PVC {namespace}/{pvc} (pinned to {from_node}) and {kind} {namespace}/{name}; its operator recreates them"
+            ),
+            Operation::ScaleAddon {
+                namespace,
+                name,
+                replicas,
+                spread,
+                via_helm,
+            } => {
+                let s = spread
+                    .as_deref()
+                    .map(|s| format!(", spread over {s}"))
+                    .unwrap_or_default();
+                let via = if *via_helm {
+                    " via HelmChartConfig"
+                } else {
+                    ""
+                };
+                format!("set {namespace}/{name} to {replicas} replicas{s}{via}")
+            }
+            _ => unreachable!("not a workload change: {self:?}"),
+        }
+    }
+}
+
+/// ` VERSION` of a join, or nothing when the version is not pinned.
+fn version_word(version: &Option<String>) -> String {
+    version
+        .as_deref()
+        .map(|v| format!(" {v}"))
+        .unwrap_or_default()
+}
+
+mod hex_id {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(id: &u64, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&format!("{id:x}"))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+        let s = String::deserialize(d)?;
+        u64::from_str_radix(&s, 16).map_err(serde::de::Error::custom)
+    }
+}
