@@ -1,12 +1,13 @@
 //! Draining a node: cordon, then evict its pods (or force-delete them when its host is gone).
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::json;
 
-use super::pod_key;
+use super::{pod_key, pod_path};
 use crate::model::*;
 use crate::observe::SPod;
+use crate::wait::{self, Deadline};
 use crate::{KubeError, KubeProvider};
 
 /// How [`KubeProvider::drain`] removes pods.
@@ -127,6 +128,16 @@ impl DrainReport {
     }
 }
 
+/// What became of one pod's eviction.
+enum Eviction {
+    /// Evicted, or already terminating or finished (then deleted): to be awaited.
+    Evicted,
+    /// A disruption budget refuses it for now (429): retried until the deadline.
+    Refused(String),
+    /// The API refused it for another reason: not retried.
+    Failed(BlockedPod),
+}
+
 impl KubeProvider {
     async fn pods_on(&self, node: &str) -> Result<Vec<SPod>, KubeError> {
         self.list_slim_fresh::<SPod>("/api/v1/pods", None, Some(&format!("spec.nodeName={node}")))
@@ -137,25 +148,9 @@ impl KubeProvider {
     /// deleted. See [`DrainMode`]. Returns a report; an incomplete drain is not an error (the
     /// report says which pods remain and why), but an unreachable API or a missing node is.
     pub async fn drain(&self, node: &str, opts: &DrainOptions) -> Result<DrainReport, KubeError> {
-        let start = Instant::now();
+        let deadline = Deadline::after(opts.deadline);
         if opts.mode == DrainMode::ForceDeleteHostGone {
-            match self.node_readiness(node).await? {
-                Some(Readiness::Ready) => {
-                    return Err(KubeError::Refused {
-                        endpoint: self.endpoint.clone(),
-                        action: format!("force-delete the pods of node {node}"),
-                        reason: "the node is Ready: its kubelet is alive; drain it with evictions"
-                            .into(),
-                    });
-                }
-                None => {
-                    return Err(KubeError::NotFound {
-                        endpoint: self.endpoint.clone(),
-                        what: format!("node {node}"),
-                    });
-                }
-                _ => {}
-            }
+            self.check_kubelet_gone(node).await?;
         }
         let cordon = self.cordon(node).await?;
         let mut report = DrainReport {
@@ -168,6 +163,47 @@ impl KubeProvider {
             blocked: vec![],
             still_terminating: vec![],
         };
+        let todo = self.pods_to_remove(node, opts, &mut report).await?;
+        if opts.mode == DrainMode::ForceDeleteHostGone {
+            for p in &todo {
+                self.delete_raw(&pod_path(p), Some(0), Some("Background"))
+                    .await?;
+                report.force_deleted.push(pod_key(p));
+            }
+            return Ok(report);
+        }
+        let evicted = self.evict_all(todo, opts, &deadline, &mut report).await?;
+        self.await_gone(evicted, opts, &deadline, &mut report)
+            .await?;
+        report.evicted.sort();
+        Ok(report)
+    }
+
+    /// Force-deleting pods is refused while the node is Ready: its kubelet would keep running
+    /// the containers.
+    async fn check_kubelet_gone(&self, node: &str) -> Result<(), KubeError> {
+        match self.node_readiness(node).await? {
+            Some(Readiness::Ready) => Err(KubeError::Refused {
+                endpoint: self.endpoint.clone(),
+                action: format!("force-delete the pods of node {node}"),
+                reason: "the node is Ready: its kubelet is alive; drain it with evictions".into(),
+            }),
+            None => Err(KubeError::NotFound {
+                endpoint: self.endpoint.clone(),
+                what: format!("node {node}"),
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// The node's pods the drain removes; DaemonSet and mirror pods are recorded as skipped,
+    /// unmanaged ones (unless `remove_unmanaged`) as blocked.
+    async fn pods_to_remove(
+        &self,
+        node: &str,
+        opts: &DrainOptions,
+        report: &mut DrainReport,
+    ) -> Result<Vec<SPod>, KubeError> {
         let mut todo: Vec<SPod> = Vec::new();
         for p in self.pods_on(node).await? {
             if p.is_mirror() {
@@ -194,78 +230,35 @@ impl KubeProvider {
                 todo.push(p);
             }
         }
-        if opts.mode == DrainMode::ForceDeleteHostGone {
-            for p in &todo {
-                let path = format!(
-                    "/api/v1/namespaces/{}/pods/{}",
-                    p.metadata.namespace, p.metadata.name
-                );
-                self.delete_raw(&path, Some(0), Some("Background")).await?;
-                report.force_deleted.push(pod_key(p));
-            }
-            return Ok(report);
-        }
-        // Evict, retrying 429 until the deadline.
-        let mut pending: Vec<(SPod, String)> =
-            todo.into_iter().map(|p| (p, String::new())).collect();
+        Ok(todo)
+    }
+
+    /// Evicts `todo`, retrying the evictions a disruption budget refuses (429) until the
+    /// deadline; those still refused then, and failed ones, go to `report.blocked`. Returns
+    /// the pods evicted.
+    async fn evict_all(
+        &self,
+        todo: Vec<SPod>,
+        opts: &DrainOptions,
+        deadline: &Deadline,
+        report: &mut DrainReport,
+    ) -> Result<Vec<SPod>, KubeError> {
+        let pending: Vec<(SPod, String)> = todo.into_iter().map(|p| (p, String::new())).collect();
         let mut evicted: Vec<SPod> = Vec::new();
-        loop {
+        let round = async |pending: Vec<(SPod, String)>| {
             let mut still = Vec::new();
             for (p, _) in pending {
-                if p.metadata.deletion_timestamp.is_some()
-                    || matches!(p.status.phase.as_str(), "Succeeded" | "Failed")
-                {
-                    if p.metadata.deletion_timestamp.is_none() {
-                        let path = format!(
-                            "/api/v1/namespaces/{}/pods/{}",
-                            p.metadata.namespace, p.metadata.name
-                        );
-                        self.delete_raw(&path, opts.grace_period_seconds, None)
-                            .await?;
-                    }
-                    evicted.push(p);
-                    continue;
-                }
-                let path = format!(
-                    "/api/v1/namespaces/{}/pods/{}/eviction",
-                    p.metadata.namespace, p.metadata.name
-                );
-                let mut body = json!({"apiVersion": "policy/v1", "kind": "Eviction",
-                                      "metadata": {"name": p.metadata.name, "namespace": p.metadata.namespace}});
-                if let Some(g) = opts.grace_period_seconds {
-                    body["deleteOptions"] = json!({"gracePeriodSeconds": g});
-                }
-                match self
-                    .raw(http::Method::POST, &path, "application/json", Some(&body))
-                    .await
-                {
-                    Ok(_) => evicted.push(p),
-                    Err(KubeError::Api {
-                        code: 429,
-                        reason,
-                        message,
-                        ..
-                    }) => still.push((p, format!("429 {reason}: {message}"))),
-                    Err(KubeError::Api {
-                        code,
-                        reason,
-                        message,
-                        ..
-                    }) => report.blocked.push(BlockedPod {
-                        pod: pod_key(&p),
-                        reason: format!("eviction failed: {code} {reason}: {message}"),
-                        advice: "fix what the API server names, then run apply again".into(),
-                    }),
-                    Err(e) => return Err(e),
+                match self.evict(&p, opts).await? {
+                    Eviction::Evicted => evicted.push(p),
+                    Eviction::Refused(msg) => still.push((p, msg)),
+                    Eviction::Failed(blocked) => report.blocked.push(blocked),
                 }
             }
-            pending = still;
-            if pending.is_empty() || start.elapsed() + opts.retry_interval > opts.deadline {
-                break;
-            }
-            tokio::time::sleep(opts.retry_interval).await;
-        }
-        for (p, msg) in pending {
+            Ok::<_, KubeError>(still)
+        };
+        let interval = opts.retry_interval;
+        let refused = wait::in_rounds(deadline, interval, interval, pending, round).await?;
+        for (p, msg) in refused {
             report.blocked.push(BlockedPod {
                 pod: pod_key(&p),
                 reason: format!(
@@ -275,27 +268,74 @@ impl KubeProvider {
                 advice: pdb_advice(&p.metadata.namespace),
             });
         }
-        // Wait for evicted pods to disappear (same name and uid).
-        loop {
+        Ok(evicted)
+    }
+
+    /// Evicts one pod; a pod already terminating is left to finish, a finished one deleted.
+    async fn evict(&self, p: &SPod, opts: &DrainOptions) -> Result<Eviction, KubeError> {
+        if p.metadata.deletion_timestamp.is_some()
+            || matches!(p.status.phase.as_str(), "Succeeded" | "Failed")
+        {
+            if p.metadata.deletion_timestamp.is_none() {
+                self.delete_raw(&pod_path(p), opts.grace_period_seconds, None)
+                    .await?;
+            }
+            return Ok(Eviction::Evicted);
+        }
+        let path = format!("{}/eviction", pod_path(p));
+        let mut body = json!({"apiVersion": "policy/v1", "kind": "Eviction",
+                              "metadata": {"name": p.metadata.name, "namespace": p.metadata.namespace}});
+        if let Some(g) = opts.grace_period_seconds {
+            body["deleteOptions"] = json!({"gracePeriodSeconds": g});
+        }
+        match self
+            .raw(http::Method::POST, &path, "application/json", Some(&body))
+            .await
+        {
+            Ok(_) => Ok(Eviction::Evicted),
+            Err(KubeError::Api {
+                code: 429,
+                reason,
+                message,
+                ..
+            }) => Ok(Eviction::Refused(format!("429 {reason}: {message}"))),
+            Err(KubeError::Api {
+                code,
+                reason,
+                message,
+                ..
+            }) => Ok(Eviction::Failed(BlockedPod {
+                pod: pod_key(p),
+                reason: format!("eviction failed: {code} {reason}: {message}"),
+                advice: "fix what the API server names, then run apply again".into(),
+            })),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Waits until the evicted pods are gone (no pod of the same name and uid), until the
+    /// deadline; those still there go to `report.still_terminating`.
+    async fn await_gone(
+        &self,
+        evicted: Vec<SPod>,
+        opts: &DrainOptions,
+        deadline: &Deadline,
+        report: &mut DrainReport,
+    ) -> Result<(), KubeError> {
+        let gone = &mut report.evicted;
+        let round = async |evicted: Vec<SPod>| {
             let mut remaining = Vec::new();
             for p in evicted {
-                let path = format!(
-                    "/api/v1/namespaces/{}/pods/{}",
-                    p.metadata.namespace, p.metadata.name
-                );
-                match self.get_slim::<SPod>(&path).await? {
+                match self.get_slim::<SPod>(&pod_path(&p)).await? {
                     Some(cur) if cur.metadata.uid == p.metadata.uid => remaining.push(p),
-                    _ => report.evicted.push(pod_key(&p)),
+                    _ => gone.push(pod_key(&p)),
                 }
             }
-            evicted = remaining;
-            if evicted.is_empty() || start.elapsed() + opts.retry_interval > opts.deadline {
-                break;
-            }
-            tokio::time::sleep(opts.retry_interval.min(Duration::from_millis(500))).await;
-        }
-        report.still_terminating = evicted.iter().map(pod_key).collect();
-        report.evicted.sort();
-        Ok(report)
+            Ok::<_, KubeError>(remaining)
+        };
+        let pause = opts.retry_interval.min(Duration::from_millis(500));
+        let left = wait::in_rounds(deadline, opts.retry_interval, pause, evicted, round).await?;
+        report.still_terminating = left.iter().map(pod_key).collect();
+        Ok(())
     }
 }

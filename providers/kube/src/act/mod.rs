@@ -23,6 +23,14 @@ pub use rebind::{
     DEFAULT_MIN_NOT_READY, HostGoneEvidence, RebindPolicy, RebindReport, RebindRequest,
 };
 
+/// The API path of a pod.
+pub(super) fn pod_path(p: &SPod) -> String {
+    format!(
+        "/api/v1/namespaces/{}/pods/{}",
+        p.metadata.namespace, p.metadata.name
+    )
+}
+
 pub(super) fn pod_key(p: &SPod) -> String {
     format!("{}/{}", p.metadata.namespace, p.metadata.name)
 }

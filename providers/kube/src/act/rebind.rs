@@ -4,9 +4,9 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use super::pod_key;
+use super::{pod_key, pod_path};
 use crate::model::*;
-use crate::observe::{SOwnerOnly, SPod, SPv, SPvc, resolve_owner};
+use crate::observe::{SOwner, SOwnerOnly, SPod, SPv, SPvc, resolve_owner};
 use crate::{KubeError, KubeProvider};
 
 /// How the owner of a local volume gets it back on another node.
@@ -171,6 +171,7 @@ impl KubeProvider {
         Ok(())
     }
 
+    /// Rebinds a local-path volume of a lost node (see [`RebindPolicy`]).
     ///
     /// Refused ([`KubeError::Refused`]) when `lost_node` is Ready, when the request's
     /// [`HostGoneEvidence`] does not say its host is gone, when it has been not Ready for less
@@ -180,17 +181,9 @@ impl KubeProvider {
     /// that node is not Ready, means the rebind already happened: `AlreadyDone` (after finishing
     /// any step an interrupted run left undone).
     pub async fn rebind_volume(&self, req: &RebindRequest) -> Result<RebindReport, KubeError> {
-        let ns = &req.namespace;
-        let refuse = |reason: String| KubeError::Refused {
-            endpoint: self.endpoint.clone(),
-            action: format!(
-                "rebind PVC {ns}/{} away from node {}",
-                req.pvc, req.lost_node
-            ),
-            reason,
-        };
+        let refuse = |reason: String| self.rebind_refused(req, reason);
         self.check_node_lost(req, &refuse).await?;
-        let pvc_path = format!("/api/v1/namespaces/{ns}/persistentvolumeclaims/{}", req.pvc);
+        let pvc_path = claim_path(req);
         let pvc: Option<SPvc> = self.get_slim(&pvc_path).await?;
         let mut report = RebindReport {
             outcome: ActOutcome::AlreadyDone,
@@ -199,131 +192,28 @@ impl KubeProvider {
             deleted_deployment: None,
             rescaled: None,
         };
-        // Is this PVC still the one on the lost node?
-        let mut on_lost = false;
-        if let Some(pvc) = &pvc {
-            let same = req
-                .expected_pvc_uid
-                .as_ref()
-                .is_none_or(|u| *u == pvc.metadata.uid);
-            let node = match pvc.spec.volume_name.as_deref().filter(|v| !v.is_empty()) {
-                Some(v) => self
-                    .get_slim::<SPv>(&format!("/api/v1/persistentvolumes/{v}"))
-                    .await?
-                    .and_then(|pv| pv.local_node()),
-                None => None,
-            }
-            .or_else(|| {
-                pvc.metadata
-                    .annotations
-                    .get("volume.kubernetes.io/selected-node")
-                    .cloned()
-            });
-            if let Some(n) = &node
-                && *n != req.lost_node
-                && self.node_readiness(n).await? == Some(Readiness::Ready)
-                && same
-                && req.expected_pvc_uid.is_some()
-            {
-                return Err(refuse(format!(
-                    "PVC {ns}/{} (uid {}) is bound to node {n}, which is Ready",
-                    req.pvc, pvc.metadata.uid
-                )));
-            }
-            on_lost = same && node.as_deref() == Some(req.lost_node.as_str());
-        }
-        // Pods using the claim that are not running on a healthy node.
-        let pods: Vec<SPod> = self
-            .list_slim_fresh::<SPod>(&format!("/api/v1/namespaces/{ns}/pods"), None, None)
-            .await?;
-        let mut users = Vec::new();
-        for p in pods.into_iter().filter(|p| p.claims().contains(&req.pvc)) {
-            let stuck = match p.spec.node_name.as_deref().filter(|n| !n.is_empty()) {
-                None => true,
-                Some(n) if n == req.lost_node => true,
-                Some(n) => self.node_readiness(n).await? != Some(Readiness::Ready),
-            };
-            if stuck {
-                users.push(p);
-            }
-        }
-        let rs: Vec<SOwnerOnly> = match req.policy {
-            RebindPolicy::StatefulSetRecreatePvcAndPod => Vec::new(),
-            _ => {
-                self.list_slim_fresh(
-                    &format!("/apis/apps/v1/namespaces/{ns}/replicasets"),
-                    None,
-                    None,
-                )
-                .await?
-            }
+        let on_lost = match &pvc {
+            Some(pvc) => self.claim_on_lost_node(req, pvc, &refuse).await?,
+            None => false,
         };
-        let rs_owner: HashMap<(String, String), crate::observe::SOwner> = rs
-            .iter()
-            .filter_map(|r| {
-                r.metadata
-                    .owner_references
-                    .iter()
-                    .find(|o| o.controller == Some(true))
-                    .map(|o| {
-                        (
-                            (r.metadata.namespace.clone(), r.metadata.name.clone()),
-                            o.clone(),
-                        )
-                    })
-            })
-            .collect();
-        let expected_kind = match req.policy {
-            RebindPolicy::StatefulSetRecreatePvcAndPod => WorkloadKind::StatefulSet,
-            _ => WorkloadKind::Deployment,
-        };
-        for p in &users {
-            let owner = resolve_owner(&p.metadata, &rs_owner);
-            if owner.as_ref().map(|o| &o.kind) != Some(&expected_kind) {
-                return Err(refuse(format!(
-                    "pod {} using the PVC is owned by {:?}, not by a {expected_kind:?} as the policy {:?} requires",
-                    pod_key(p),
-                    owner.map(|o| o.kind),
-                    req.policy
-                )));
-            }
-        }
-        let pvc_path_del = pvc_path.clone();
+        let users = self.stuck_users(req).await?;
+        let rs_owner = self.replicaset_owners(req).await?;
+        check_owners(req, &users, &rs_owner, &refuse)?;
         match req.policy {
             RebindPolicy::StatefulSetRecreatePvcAndPod => {
                 if on_lost {
-                    report.deleted_pvc = self.delete_raw(&pvc_path_del, None, None).await?;
+                    report.deleted_pvc = self.delete_raw(&pvc_path, None, None).await?;
                 }
                 if on_lost || pvc.is_none() || !users.is_empty() {
-                    for p in &users {
-                        let path = format!("/api/v1/namespaces/{ns}/pods/{}", p.metadata.name);
-                        if self.delete_raw(&path, Some(0), Some("Background")).await? {
-                            report.deleted_pods.push(pod_key(p));
-                        }
-                    }
+                    self.delete_pods(&users, &mut report).await?;
                 }
             }
             RebindPolicy::DeploymentDeleteForOperator => {
                 if !on_lost {
                     return Ok(report);
                 }
-                let deploy = users
-                    .iter()
-                    .find_map(|p| resolve_owner(&p.metadata, &rs_owner))
-                    .map(|o| o.name);
-                report.deleted_pvc = self.delete_raw(&pvc_path_del, None, None).await?;
-                for p in &users {
-                    let path = format!("/api/v1/namespaces/{ns}/pods/{}", p.metadata.name);
-                    if self.delete_raw(&path, Some(0), Some("Background")).await? {
-                        report.deleted_pods.push(pod_key(p));
-                    }
-                }
-                if let Some(d) = deploy {
-                    let path = format!("/apis/apps/v1/namespaces/{ns}/deployments/{d}");
-                    if self.delete_raw(&path, None, Some("Background")).await? {
-                        report.deleted_deployment = Some(format!("{ns}/{d}"));
-                    }
-                }
+                self.delete_for_operator(req, &users, &rs_owner, &mut report)
+                    .await?;
             }
             RebindPolicy::DeploymentScaleDownUp => {
                 return self
@@ -339,4 +229,186 @@ impl KubeProvider {
         }
         Ok(report)
     }
+
+    fn rebind_refused(&self, req: &RebindRequest, reason: String) -> KubeError {
+        KubeError::Refused {
+            endpoint: self.endpoint.clone(),
+            action: format!(
+                "rebind PVC {}/{} away from node {}",
+                req.namespace, req.pvc, req.lost_node
+            ),
+            reason,
+        }
+    }
+
+    /// Whether `pvc` is still the claim on the lost node (same UID, bound there). Refused
+    /// when the expected claim is bound to another node that is Ready.
+    async fn claim_on_lost_node(
+        &self,
+        req: &RebindRequest,
+        pvc: &SPvc,
+        refuse: &impl Fn(String) -> KubeError,
+    ) -> Result<bool, KubeError> {
+        let same = req
+            .expected_pvc_uid
+            .as_ref()
+            .is_none_or(|u| *u == pvc.metadata.uid);
+        let node = match pvc.spec.volume_name.as_deref().filter(|v| !v.is_empty()) {
+            Some(v) => self
+                .get_slim::<SPv>(&format!("/api/v1/persistentvolumes/{v}"))
+                .await?
+                .and_then(|pv| pv.local_node()),
+            None => None,
+        }
+        .or_else(|| {
+            pvc.metadata
+                .annotations
+                .get("volume.kubernetes.io/selected-node")
+                .cloned()
+        });
+        if let Some(n) = &node
+            && *n != req.lost_node
+            && self.node_readiness(n).await? == Some(Readiness::Ready)
+            && same
+            && req.expected_pvc_uid.is_some()
+        {
+            return Err(refuse(format!(
+                "PVC {}/{} (uid {}) is bound to node {n}, which is Ready",
+                req.namespace, req.pvc, pvc.metadata.uid
+            )));
+        }
+        Ok(same && node.as_deref() == Some(req.lost_node.as_str()))
+    }
+
+    /// Pods using the claim that are not running on a healthy node.
+    async fn stuck_users(&self, req: &RebindRequest) -> Result<Vec<SPod>, KubeError> {
+        let pods: Vec<SPod> = self
+            .list_slim_fresh::<SPod>(
+                &format!("/api/v1/namespaces/{}/pods", req.namespace),
+                None,
+                None,
+            )
+            .await?;
+        let mut users = Vec::new();
+        for p in pods.into_iter().filter(|p| p.claims().contains(&req.pvc)) {
+            let stuck = match p.spec.node_name.as_deref().filter(|n| !n.is_empty()) {
+                None => true,
+                Some(n) if n == req.lost_node => true,
+                Some(n) => self.node_readiness(n).await? != Some(Readiness::Ready),
+            };
+            if stuck {
+                users.push(p);
+            }
+        }
+        Ok(users)
+    }
+
+    /// The controller of each ReplicaSet in the namespace (none read for the StatefulSet
+    /// policy, which does not need them).
+    async fn replicaset_owners(&self, req: &RebindRequest) -> Result<OwnerMap, KubeError> {
+        let rs: Vec<SOwnerOnly> = match req.policy {
+            RebindPolicy::StatefulSetRecreatePvcAndPod => Vec::new(),
+            _ => {
+                self.list_slim_fresh(
+                    &format!("/apis/apps/v1/namespaces/{}/replicasets", req.namespace),
+                    None,
+                    None,
+                )
+                .await?
+            }
+        };
+        Ok(rs
+            .iter()
+            .filter_map(|r| {
+                r.metadata
+                    .owner_references
+                    .iter()
+                    .find(|o| o.controller == Some(true))
+                    .map(|o| {
+                        (
+                            (r.metadata.namespace.clone(), r.metadata.name.clone()),
+                            o.clone(),
+                        )
+                    })
+            })
+            .collect())
+    }
+
+    /// Force-deletes `users`, recording those deleted.
+    pub(super) async fn delete_pods(
+        &self,
+        users: &[SPod],
+        report: &mut RebindReport,
+    ) -> Result<(), KubeError> {
+        for p in users {
+            if self
+                .delete_raw(&pod_path(p), Some(0), Some("Background"))
+                .await?
+            {
+                report.deleted_pods.push(pod_key(p));
+            }
+        }
+        Ok(())
+    }
+
+    /// [`RebindPolicy::DeploymentDeleteForOperator`]: the claim, its pods and their
+    /// Deployment go; the operator recreates them.
+    async fn delete_for_operator(
+        &self,
+        req: &RebindRequest,
+        users: &[SPod],
+        rs_owner: &OwnerMap,
+        report: &mut RebindReport,
+    ) -> Result<(), KubeError> {
+        let ns = &req.namespace;
+        let deploy = users
+            .iter()
+            .find_map(|p| resolve_owner(&p.metadata, rs_owner))
+            .map(|o| o.name);
+        report.deleted_pvc = self.delete_raw(&claim_path(req), None, None).await?;
+        self.delete_pods(users, report).await?;
+        if let Some(d) = deploy {
+            let path = format!("/apis/apps/v1/namespaces/{ns}/deployments/{d}");
+            if self.delete_raw(&path, None, Some("Background")).await? {
+                report.deleted_deployment = Some(format!("{ns}/{d}"));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The controller of each ReplicaSet, by `(namespace, name)`.
+pub(super) type OwnerMap = HashMap<(String, String), SOwner>;
+
+/// The API path of the request's claim.
+pub(super) fn claim_path(req: &RebindRequest) -> String {
+    format!(
+        "/api/v1/namespaces/{}/persistentvolumeclaims/{}",
+        req.namespace, req.pvc
+    )
+}
+
+/// Every pod using the claim must belong to the workload kind the policy handles.
+fn check_owners(
+    req: &RebindRequest,
+    users: &[SPod],
+    rs_owner: &OwnerMap,
+    refuse: &impl Fn(String) -> KubeError,
+) -> Result<(), KubeError> {
+    let expected_kind = match req.policy {
+        RebindPolicy::StatefulSetRecreatePvcAndPod => WorkloadKind::StatefulSet,
+        _ => WorkloadKind::Deployment,
+    };
+    for p in users {
+        let owner = resolve_owner(&p.metadata, rs_owner);
+        if owner.as_ref().map(|o| &o.kind) != Some(&expected_kind) {
+            return Err(refuse(format!(
+                "pod {} using the PVC is owned by {:?}, not by a {expected_kind:?} as the policy {:?} requires",
+                pod_key(p),
+                owner.map(|o| o.kind),
+                req.policy
+            )));
+        }
+    }
+    Ok(())
 }

@@ -1,15 +1,20 @@
 //! [`super::RebindPolicy::DeploymentScaleDownUp`]: scale to 0, recreate the claim empty, scale back.
+//!
+//! The original replica count is kept in the Deployment's annotation [`ANN`] until the scale
+//! back, so an interrupted rebind resumes from it.
 
-use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use super::pod_key;
-use super::rebind::{RebindReport, RebindRequest};
+use super::rebind::{OwnerMap, RebindReport, RebindRequest, claim_path};
 use crate::model::*;
 use crate::observe::{SPod, SPvc, resolve_owner};
+use crate::wait::{self, Deadline};
 use crate::{KubeError, KubeProvider};
+
+/// Where the replica count before the rebind is kept.
+const ANN: &str = "k3splan.io/replicas-before-rebind";
 
 impl KubeProvider {
     pub(super) async fn rebind_scale(
@@ -18,17 +23,78 @@ impl KubeProvider {
         pvc: Option<SPvc>,
         on_lost: bool,
         users: Vec<SPod>,
-        rs_owner: &HashMap<(String, String), crate::observe::SOwner>,
+        rs_owner: &OwnerMap,
         mut report: RebindReport,
     ) -> Result<RebindReport, KubeError> {
-        const ANN: &str = "k3splan.io/replicas-before-rebind";
         let ns = &req.namespace;
-        let start = Instant::now();
-        // Find the Deployment: from the pods, else one already annotated by an interrupted run.
+        let deadline = Deadline::after(req.deadline);
+        let Some(d) = self
+            .deployment_to_scale(req, &users, rs_owner, on_lost)
+            .await?
+        else {
+            return Ok(report);
+        };
+        let name = d["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let dpath = format!("/apis/apps/v1/namespaces/{ns}/deployments/{name}");
+        let resumed = d["metadata"]["annotations"][ANN]
+            .as_str()
+            .and_then(|s| s.parse::<i32>().ok());
+        if !on_lost && resumed.is_none() {
+            return Ok(report);
+        }
+        let original = resumed.unwrap_or(d["spec"]["replicas"].as_i64().unwrap_or(1) as i32);
+        let patch = json!({"metadata": {"annotations": {ANN: original.to_string()}}, "spec": {"replicas": 0}});
+        self.merge_patch(&dpath, &patch).await?;
+        self.delete_pods(&users, &mut report).await?;
+        let pvc_path = claim_path(req);
+        if on_lost {
+            report.deleted_pvc = self
+                .recreate_claim_empty(req, pvc.as_ref(), &deadline)
+                .await?;
+        } else if self.get_slim::<SPvc>(&pvc_path).await?.is_none() {
+            return Err(KubeError::NotFound {
+                endpoint: self.endpoint.clone(),
+                what: format!(
+                    "PVC {ns}/{} to scale {name} back up with (an interrupted rebind lost its spec)",
+                    req.pvc
+                ),
+            });
+        }
+        let patch =
+            json!({"metadata": {"annotations": {ANN: null}}, "spec": {"replicas": original}});
+        self.merge_patch(&dpath, &patch).await?;
+        report.rescaled = Some((0, original));
+        report.outcome = ActOutcome::Changed;
+        Ok(report)
+    }
+
+    async fn merge_patch(&self, path: &str, patch: &Value) -> Result<(), KubeError> {
+        self.raw(
+            http::Method::PATCH,
+            path,
+            "application/merge-patch+json",
+            Some(patch),
+        )
+        .await
+        .map(|_| ())
+    }
+
+    /// The Deployment of the claim's pods, else one already annotated by an interrupted run,
+    /// else (claim still on the lost node) one that mounts the claim.
+    async fn deployment_to_scale(
+        &self,
+        req: &RebindRequest,
+        users: &[SPod],
+        rs_owner: &OwnerMap,
+        on_lost: bool,
+    ) -> Result<Option<Value>, KubeError> {
         let deploys: Vec<Value> = match self
             .raw(
                 http::Method::GET,
-                &format!("/apis/apps/v1/namespaces/{ns}/deployments"),
+                &format!("/apis/apps/v1/namespaces/{}/deployments", req.namespace),
                 "application/json",
                 None,
             )
@@ -49,7 +115,7 @@ impl KubeProvider {
                         .any(|v| v["persistentVolumeClaim"]["claimName"] == req.pvc.as_str())
                 })
         };
-        let Some(d) = deploys
+        Ok(deploys
             .iter()
             .find(|d| {
                 Some(
@@ -61,102 +127,61 @@ impl KubeProvider {
                     || (mounts(d) && !d["metadata"]["annotations"][ANN].is_null())
             })
             .or_else(|| deploys.iter().find(|d| mounts(d) && on_lost))
-        else {
-            return Ok(report);
+            .cloned())
+    }
+
+    /// Deletes the claim, waits (until the deadline) until it is gone, and creates it again
+    /// empty from its spec (without `volumeName`), so that it binds on a schedulable node.
+    /// Returns whether the delete removed it.
+    async fn recreate_claim_empty(
+        &self,
+        req: &RebindRequest,
+        pvc: Option<&SPvc>,
+        deadline: &Deadline,
+    ) -> Result<bool, KubeError> {
+        let ns = &req.namespace;
+        let pvc_path = claim_path(req);
+        // Keep the spec to recreate the claim empty.
+        let full = self
+            .raw(http::Method::GET, &pvc_path, "application/json", None)
+            .await?;
+        let deleted = self.delete_raw(&pvc_path, None, None).await?;
+        let gone = async || {
+            Ok::<_, KubeError>(match self.get_slim::<SPvc>(&pvc_path).await? {
+                Some(cur) => !pvc.is_some_and(|p| p.metadata.uid == cur.metadata.uid),
+                None => true,
+            })
         };
-        let name = d["metadata"]["name"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string();
-        let dpath = format!("/apis/apps/v1/namespaces/{ns}/deployments/{name}");
-        let resumed = d["metadata"]["annotations"][ANN]
-            .as_str()
-            .and_then(|s| s.parse::<i32>().ok());
-        if !on_lost && resumed.is_none() {
-            return Ok(report);
-        }
-        let original = resumed.unwrap_or(d["spec"]["replicas"].as_i64().unwrap_or(1) as i32);
-        let patch = json!({"metadata": {"annotations": {ANN: original.to_string()}}, "spec": {"replicas": 0}});
-        self.raw(
-            http::Method::PATCH,
-            &dpath,
-            "application/merge-patch+json",
-            Some(&patch),
-        )
-        .await?;
-        for p in &users {
-            let path = format!("/api/v1/namespaces/{ns}/pods/{}", p.metadata.name);
-            if self.delete_raw(&path, Some(0), Some("Background")).await? {
-                report.deleted_pods.push(pod_key(p));
-            }
-        }
-        let pvc_path = format!("/api/v1/namespaces/{ns}/persistentvolumeclaims/{}", req.pvc);
-        if on_lost {
-            // Keep the spec to recreate the claim empty.
-            let full = self
-                .raw(http::Method::GET, &pvc_path, "application/json", None)
-                .await?;
-            report.deleted_pvc = self.delete_raw(&pvc_path, None, None).await?;
-            loop {
-                match self.get_slim::<SPvc>(&pvc_path).await? {
-                    Some(cur)
-                        if pvc
-                            .as_ref()
-                            .is_some_and(|p| p.metadata.uid == cur.metadata.uid) => {}
-                    _ => break,
-                }
-                if start.elapsed() > req.deadline {
-                    return Err(KubeError::Timeout {
-                        endpoint: self.endpoint.clone(),
-                        what: format!("PVC {ns}/{} to be deleted", req.pvc),
-                        after: req.deadline,
-                    });
-                }
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-            if let Some(full) = full {
-                let mut spec = full["spec"].clone();
-                if let Some(s) = spec.as_object_mut() {
-                    s.remove("volumeName");
-                }
-                let mut meta = json!({"name": req.pvc, "namespace": ns});
-                if let Some(l) = full["metadata"].get("labels") {
-                    meta["labels"] = l.clone();
-                }
-                let body = json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": meta, "spec": spec});
-                let create = self
-                    .raw(
-                        http::Method::POST,
-                        &format!("/api/v1/namespaces/{ns}/persistentvolumeclaims"),
-                        "application/json",
-                        Some(&body),
-                    )
-                    .await;
-                match create {
-                    Ok(_) | Err(KubeError::Api { code: 409, .. }) => {}
-                    Err(e) => return Err(e),
-                }
-            }
-        } else if self.get_slim::<SPvc>(&pvc_path).await?.is_none() {
-            return Err(KubeError::NotFound {
+        if !wait::poll_until(deadline, Duration::from_millis(200), gone).await? {
+            return Err(KubeError::Timeout {
                 endpoint: self.endpoint.clone(),
-                what: format!(
-                    "PVC {ns}/{} to scale {name} back up with (an interrupted rebind lost its spec)",
-                    req.pvc
-                ),
+                what: format!("PVC {ns}/{} to be deleted", req.pvc),
+                after: req.deadline,
             });
         }
-        let patch =
-            json!({"metadata": {"annotations": {ANN: null}}, "spec": {"replicas": original}});
-        self.raw(
-            http::Method::PATCH,
-            &dpath,
-            "application/merge-patch+json",
-            Some(&patch),
-        )
-        .await?;
-        report.rescaled = Some((0, original));
-        report.outcome = ActOutcome::Changed;
-        Ok(report)
+        let Some(full) = full else {
+            return Ok(deleted);
+        };
+        let mut spec = full["spec"].clone();
+        if let Some(s) = spec.as_object_mut() {
+            s.remove("volumeName");
+        }
+        let mut meta = json!({"name": req.pvc, "namespace": ns});
+        if let Some(l) = full["metadata"].get("labels") {
+            meta["labels"] = l.clone();
+        }
+        let body = json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": meta, "spec": spec});
+        let create = self
+            .raw(
+                http::Method::POST,
+                &format!("/api/v1/namespaces/{ns}/persistentvolumeclaims"),
+                "application/json",
+                Some(&body),
+            )
+            .await;
+        match create {
+            Ok(_) | Err(KubeError::Api { code: 409, .. }) => Ok(deleted),
+            Err(e) => Err(e),
+        }
     }
 }

@@ -42,66 +42,8 @@ impl KubeProvider {
         pod_infos.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
         pod_infos.dedup_by(|a, b| a.namespace == b.namespace && a.name == b.name);
 
-        let pv_infos: Vec<PvInfo> = pvs
-            .into_iter()
-            .map(|mut p| PvInfo {
-                local_node: p.local_node(),
-                capacity: p.spec.capacity.remove("storage"),
-                claim: p.spec.claim_ref.map(|c| (c.namespace, c.name)),
-                path: p.spec.host_path.or(p.spec.local).map(|h| h.path),
-                name: p.metadata.name,
-                storage_class: p.spec.storage_class_name,
-                phase: p.status.phase,
-                reclaim_policy: p.spec.persistent_volume_reclaim_policy,
-            })
-            .collect();
-        let pv_node: HashMap<&str, Option<String>> = pv_infos
-            .iter()
-            .map(|p| (p.name.as_str(), p.local_node.clone()))
-            .collect();
-        let mut users: HashMap<(String, String), Vec<String>> = HashMap::new();
-        for p in &pod_infos {
-            for c in &p.pvcs {
-                users
-                    .entry((p.namespace.clone(), c.clone()))
-                    .or_default()
-                    .push(p.name.clone());
-            }
-        }
-        let pvc_infos: Vec<PvcInfo> = pvcs
-            .into_iter()
-            .map(|c| {
-                let local_node = c
-                    .spec
-                    .volume_name
-                    .as_deref()
-                    .and_then(|v| pv_node.get(v).cloned().flatten())
-                    .or_else(|| {
-                        c.metadata
-                            .annotations
-                            .get("volume.kubernetes.io/selected-node")
-                            .cloned()
-                    });
-                let key = (c.metadata.namespace.clone(), c.metadata.name.clone());
-                PvcInfo {
-                    used_by: users.remove(&key).unwrap_or_default(),
-                    namespace: c.metadata.namespace,
-                    name: c.metadata.name,
-                    uid: c.metadata.uid,
-                    storage_class: c.spec.storage_class_name,
-                    volume: c.spec.volume_name.filter(|v| !v.is_empty()),
-                    phase: c.status.phase,
-                    capacity: c
-                        .status
-                        .capacity
-                        .get("storage")
-                        .cloned()
-                        .or_else(|| c.spec.resources.requests.get("storage").cloned()),
-                    local_node,
-                    terminating: c.metadata.deletion_timestamp.is_some(),
-                }
-            })
-            .collect();
+        let pv_infos: Vec<PvInfo> = pvs.into_iter().map(pv_info).collect();
+        let pvc_infos = pvc_infos(pvcs, &pv_infos, &pod_infos);
 
         let mut node_infos: Vec<NodeInfo> = nodes.into_iter().map(node_info).collect();
         node_infos.sort_by(|a, b| a.name.cmp(&b.name));
@@ -155,4 +97,68 @@ impl KubeProvider {
             }
         }
     }
+}
+
+fn pv_info(mut p: SPv) -> PvInfo {
+    PvInfo {
+        local_node: p.local_node(),
+        capacity: p.spec.capacity.remove("storage"),
+        claim: p.spec.claim_ref.map(|c| (c.namespace, c.name)),
+        path: p.spec.host_path.or(p.spec.local).map(|h| h.path),
+        name: p.metadata.name,
+        storage_class: p.spec.storage_class_name,
+        phase: p.status.phase,
+        reclaim_policy: p.spec.persistent_volume_reclaim_policy,
+    }
+}
+
+/// The claims, each with its local node (from its volume, else the scheduler's pick) and the
+/// pods using it.
+fn pvc_infos(pvcs: Vec<SPvc>, pv_infos: &[PvInfo], pod_infos: &[PodInfo]) -> Vec<PvcInfo> {
+    let pv_node: HashMap<&str, Option<String>> = pv_infos
+        .iter()
+        .map(|p| (p.name.as_str(), p.local_node.clone()))
+        .collect();
+    let mut users: HashMap<(String, String), Vec<String>> = HashMap::new();
+    for p in pod_infos {
+        for c in &p.pvcs {
+            users
+                .entry((p.namespace.clone(), c.clone()))
+                .or_default()
+                .push(p.name.clone());
+        }
+    }
+    pvcs.into_iter()
+        .map(|c| {
+            let local_node = c
+                .spec
+                .volume_name
+                .as_deref()
+                .and_then(|v| pv_node.get(v).cloned().flatten())
+                .or_else(|| {
+                    c.metadata
+                        .annotations
+                        .get("volume.kubernetes.io/selected-node")
+                        .cloned()
+                });
+            let key = (c.metadata.namespace.clone(), c.metadata.name.clone());
+            PvcInfo {
+                used_by: users.remove(&key).unwrap_or_default(),
+                namespace: c.metadata.namespace,
+                name: c.metadata.name,
+                uid: c.metadata.uid,
+                storage_class: c.spec.storage_class_name,
+                volume: c.spec.volume_name.filter(|v| !v.is_empty()),
+                phase: c.status.phase,
+                capacity: c
+                    .status
+                    .capacity
+                    .get("storage")
+                    .cloned()
+                    .or_else(|| c.spec.resources.requests.get("storage").cloned()),
+                local_node,
+                terminating: c.metadata.deletion_timestamp.is_some(),
+            }
+        })
+        .collect()
 }
