@@ -1,17 +1,19 @@
 //! Whether a new member has joined, and why not (a stale data dir, above all).
 
+use std::ops::ControlFlow;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use crate::{EndpointErrorKind, EtcdError, EtcdProvider, MemberId};
+use crate::retry::retry_until;
+use crate::{EndpointError, EndpointErrorKind, EtcdError, EtcdProvider, MemberId};
 
 /// Why a new member is not joining.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
 #[serde(tag = "reason", rename_all = "snake_case")]
 pub enum JoinFailure {
     /// It answers for another cluster: it was started on a data dir left from an earlier
-    /// cluster (seed 002). Fix: stop it, move its data dir aside, start it again.
+    /// cluster (k3s never cleans it up). Fix: stop it, move its data dir aside, start it again.
     #[error(
         "it answers for cluster {found_cluster} (seen via {seen_via}), not for cluster \
          {expected_cluster}: it was started on a stale data dir from an earlier cluster \
@@ -32,7 +34,7 @@ pub enum JoinFailure {
     #[error(
         "its etcd accepts connections but never becomes ready ({detail}); it is not taking \
          part in this cluster's raft: typically a stale data dir from an earlier cluster \
-         (seed 002) or a wrong --initial-cluster"
+         or a wrong --initial-cluster"
     )]
     NotReady {
         /// The client timeout and the peer check's error.
@@ -55,6 +57,18 @@ pub enum JoinFailure {
     NotAMember,
 }
 
+impl JoinFailure {
+    /// A failure that never heals by itself: waiting longer does not help.
+    fn is_definitive(&self) -> bool {
+        matches!(
+            self,
+            JoinFailure::StaleDataDir { .. }
+                | JoinFailure::NotAMember
+                | JoinFailure::WrongMember { .. }
+        )
+    }
+}
+
 /// Where a joining member stands, from [`EtcdProvider::check_join`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "state", rename_all = "snake_case")]
@@ -75,7 +89,7 @@ impl EtcdProvider {
     /// Checks whether member `id`, expected at client URL `endpoint`, has joined.
     ///
     /// Detects a member started on a stale data dir (its endpoint answers for another
-    /// cluster) — the seed 002 failure.
+    /// cluster): the failure a rejoin on a leftover data dir produces.
     pub async fn check_join(&self, id: MemberId, endpoint: &str) -> Result<JoinStatus, EtcdError> {
         let (ep, probe) = self.voter().await?;
         let cluster = probe.state.cluster_id;
@@ -112,46 +126,50 @@ impl EtcdProvider {
                             .into(),
                 },
             }),
-            Err(e) if e.kind == EndpointErrorKind::Timeout && !started => {
-                // etcd serves clients only once ready (it has joined raft), but serves its
-                // peer port from the start: ask the peer port which cluster it is in.
-                let files = self.config.peer_tls.as_ref().or(self.config.tls.as_ref());
-                let mut peer_errors = Vec::new();
-                for url in m.peer_urls() {
-                    match crate::tlsprobe::peer_cluster_id(url, files, self.config.timeout).await {
-                        Ok(found) if found != cluster => {
-                            return Ok(JoinStatus::Failing {
-                                failure: JoinFailure::StaleDataDir {
-                                    found_member: None,
-                                    found_cluster: found,
-                                    expected_cluster: cluster,
-                                    seen_via: format!("peer {url}/members"),
-                                },
-                            });
-                        }
-                        Ok(_) => {
-                            return Ok(JoinStatus::Failing {
-                                failure: JoinFailure::NotStarted {
-                                    last_error: format!(
-                                        "{e}; its peer port answers for this cluster: still joining"
-                                    ),
-                                },
-                            });
-                        }
-                        Err(pe) => peer_errors.push(pe),
-                    }
-                }
-                Ok(JoinStatus::Failing {
-                    failure: JoinFailure::NotReady {
-                        detail: format!("{e}; peer check: {}", peer_errors.join("; ")),
-                    },
-                })
-            }
+            Err(e) if e.kind == EndpointErrorKind::Timeout && !started => Ok(JoinStatus::Failing {
+                failure: self.ask_peer_port(m.peer_urls(), cluster, &e).await,
+            }),
             Err(e) => Ok(JoinStatus::Failing {
                 failure: JoinFailure::NotStarted {
                     last_error: e.to_string(),
                 },
             }),
+        }
+    }
+
+    /// Why a member whose client port does not answer in time (`client_error`) has not
+    /// joined: etcd serves clients only once ready (it has joined raft), but serves its peer
+    /// port from the start, so the peer port is asked which cluster it is in.
+    async fn ask_peer_port(
+        &self,
+        peer_urls: &[String],
+        cluster: MemberId,
+        client_error: &EndpointError,
+    ) -> JoinFailure {
+        let files = self.config.peer_tls.as_ref().or(self.config.tls.as_ref());
+        let mut peer_errors = Vec::new();
+        for url in peer_urls {
+            match crate::tlsprobe::peer_cluster_id(url, files, self.config.timeout).await {
+                Ok(found) if found != cluster => {
+                    return JoinFailure::StaleDataDir {
+                        found_member: None,
+                        found_cluster: found,
+                        expected_cluster: cluster,
+                        seen_via: format!("peer {url}/members"),
+                    };
+                }
+                Ok(_) => {
+                    return JoinFailure::NotStarted {
+                        last_error: format!(
+                            "{client_error}; its peer port answers for this cluster: still joining"
+                        ),
+                    };
+                }
+                Err(pe) => peer_errors.push(pe.to_string()),
+            }
+        }
+        JoinFailure::NotReady {
+            detail: format!("{client_error}; peer check: {}", peer_errors.join("; ")),
         }
     }
 
@@ -163,26 +181,23 @@ impl EtcdProvider {
         endpoint: &str,
         deadline: Duration,
     ) -> Result<(), EtcdError> {
-        let start = Instant::now();
-        loop {
-            let failure = match self.check_join(id, endpoint).await? {
-                JoinStatus::Joined { .. } => return Ok(()),
-                JoinStatus::Failing { failure } => failure,
-            };
-            let definitive = matches!(
-                failure,
-                JoinFailure::StaleDataDir { .. }
-                    | JoinFailure::NotAMember
-                    | JoinFailure::WrongMember { .. }
-            );
-            if definitive || start.elapsed() >= deadline {
-                return Err(EtcdError::JoinFailed {
-                    id,
-                    endpoint: endpoint.to_string(),
-                    reason: failure,
-                });
+        let failed = |reason| EtcdError::JoinFailed {
+            id,
+            endpoint: endpoint.to_string(),
+            reason,
+        };
+        let attempt = async || match self.check_join(id, endpoint).await {
+            Ok(JoinStatus::Joined { .. }) => ControlFlow::Break(Ok(())),
+            Ok(JoinStatus::Failing { failure }) if failure.is_definitive() => {
+                ControlFlow::Break(Err(failed(failure)))
             }
-            tokio::time::sleep(Duration::from_millis(300)).await;
+            Ok(JoinStatus::Failing { failure }) => ControlFlow::Continue(failure),
+            Err(e) => ControlFlow::Break(Err(e)),
+        };
+        let pause = Duration::from_millis(300);
+        match retry_until(Instant::now(), deadline, pause, attempt).await {
+            Ok(done) => done,
+            Err(expired) => Err(failed(expired.last)),
         }
     }
 }

@@ -1,11 +1,14 @@
 //! Membership changes: add a learner, promote it, remove a member, move leadership.
 
+use std::ops::ControlFlow;
 use std::time::{Duration, Instant};
 
-use etcd_client::MemberAddOptions;
+use etcd_client::{Client, MemberAddOptions};
 use serde::{Deserialize, Serialize};
+use tonic::Code;
 
-use crate::{EtcdError, EtcdProvider, MemberId, classify, norm_url};
+use crate::retry::{Expired, retry_until};
+use crate::{EndpointError, EtcdError, EtcdProvider, MemberId, classify, is_etcd_status, norm_url};
 
 /// What a new member needs to start (`etcd --initial-cluster ... --initial-cluster-state
 /// existing`), as `etcdctl member add` prints it.
@@ -66,8 +69,11 @@ pub enum LeaderMove {
     },
 }
 
-fn is_not_in_sync(msg: &str) -> bool {
-    msg.contains("in sync with leader") || msg.contains("not in sync")
+/// etcd refuses to promote a learner that has not caught up with the leader (status
+/// FailedPrecondition, shared with other refusals: see [`is_etcd_status`]).
+fn is_not_in_sync(e: &etcd_client::Error) -> bool {
+    is_etcd_status(e, Code::FailedPrecondition, "in sync with leader")
+        || is_etcd_status(e, Code::FailedPrecondition, "not in sync")
 }
 
 impl EtcdProvider {
@@ -88,25 +94,28 @@ impl EtcdProvider {
         peer_urls: &[String],
         deadline: Duration,
     ) -> Result<JoinInfo, EtcdError> {
-        let start = Instant::now();
-        loop {
-            match self.add_learner_once(name, peer_urls).await {
-                Err(EtcdError::Endpoint(e))
-                    if e.message.contains("unhealthy cluster") && start.elapsed() < deadline =>
-                {
-                    tracing::debug!("member add refused, retrying: {e}");
-                    tokio::time::sleep(Duration::from_millis(500)).await;
-                }
-                other => return other,
+        let attempt = async || match self.add_learner_once(name, peer_urls).await {
+            Ok(Err(refused)) => {
+                tracing::debug!("member add refused, retrying: {refused}");
+                ControlFlow::Continue(refused)
             }
+            Ok(Ok(info)) => ControlFlow::Break(Ok(info)),
+            Err(e) => ControlFlow::Break(Err(e)),
+        };
+        let pause = Duration::from_millis(500);
+        match retry_until(Instant::now(), deadline, pause, attempt).await {
+            Ok(done) => done,
+            Err(expired) => Err(expired.last.into()),
         }
     }
 
+    /// One `member add`; `Ok(Err(_))` when etcd refuses it as "unhealthy cluster" (status
+    /// Unavailable, shared with other answers: see [`is_etcd_status`]).
     async fn add_learner_once(
         &self,
         name: &str,
         peer_urls: &[String],
-    ) -> Result<JoinInfo, EtcdError> {
+    ) -> Result<Result<JoinInfo, EndpointError>, EtcdError> {
         let (ep, probe) = self.voter().await?;
         let mut client = probe.client;
         let wanted: Vec<String> = peer_urls.iter().map(|u| norm_url(u)).collect();
@@ -115,14 +124,23 @@ impl EtcdProvider {
             .iter()
             .find(|m| m.peer_urls().iter().any(|u| wanted.contains(&norm_url(u))))
         {
-            return Ok(join_info(m.id(), name, &list, true, m.is_learner()));
+            return Ok(Ok(join_info(m.id(), name, &list, true, m.is_learner())));
         }
-        let resp = client
+        let resp = match client
             .member_add(peer_urls, Some(MemberAddOptions::new().with_is_learner()))
             .await
-            .map_err(|e| classify(&ep, "member add (learner)", &e))?;
+        {
+            Ok(resp) => resp,
+            Err(e) => {
+                let err = classify(&ep, "member add (learner)", &e);
+                return match is_etcd_status(&e, Code::Unavailable, "unhealthy cluster") {
+                    true => Ok(Err(err)),
+                    false => Err(err.into()),
+                };
+            }
+        };
         let id = resp.member().map(|m| m.id()).unwrap_or(0);
-        Ok(join_info(id, name, resp.member_list(), false, true))
+        Ok(Ok(join_info(id, name, resp.member_list(), false, true)))
     }
 
     /// Promotes learner `id`, retrying while etcd says it is not yet in sync with the
@@ -138,37 +156,56 @@ impl EtcdProvider {
         let (ep, probe) = self.voter().await?;
         let mut client = probe.client;
         let mut attempts = 0u32;
-        loop {
-            let list = self.member_list_on(&ep, &mut client).await?;
-            let Some(m) = list.iter().find(|m| m.id() == id.0) else {
-                return Err(EtcdError::MemberNotFound { id, endpoint: ep });
-            };
-            if !m.is_learner() {
-                return Ok(if attempts == 0 {
-                    Promotion::AlreadyVoter
-                } else {
-                    Promotion::Promoted { attempts }
-                });
-            }
-            attempts += 1;
-            match client.member_promote(id.0).await {
-                Ok(_) => return Ok(Promotion::Promoted { attempts }),
-                Err(e) => {
-                    let err = classify(&ep, "member promote", &e);
-                    if !is_not_in_sync(&err.message) {
-                        return Err(err.into());
-                    }
-                    if start.elapsed() >= deadline {
-                        return Err(EtcdError::PromoteTimedOut {
-                            id,
-                            endpoint: ep,
-                            waited: start.elapsed(),
-                            last: err.message,
-                        });
-                    }
-                    tokio::time::sleep(Duration::from_millis(250)).await;
+        let attempt = async || match self.promote_once(id, &ep, &mut client, &mut attempts).await {
+            Ok(flow) => flow.map_break(Ok),
+            Err(e) => ControlFlow::Break(Err(e)),
+        };
+        let pause = Duration::from_millis(250);
+        match retry_until(start, deadline, pause, attempt).await {
+            Ok(done) => done,
+            Err(Expired { last, waited }) => Err(EtcdError::PromoteTimedOut {
+                id,
+                endpoint: ep,
+                waited,
+                last: last.message,
+            }),
+        }
+    }
+
+    /// One promotion of `id` through `ep`: `Continue` while etcd says the learner is not yet
+    /// in sync with the leader.
+    async fn promote_once(
+        &self,
+        id: MemberId,
+        ep: &str,
+        client: &mut Client,
+        attempts: &mut u32,
+    ) -> Result<ControlFlow<Promotion, EndpointError>, EtcdError> {
+        let list = self.member_list_on(ep, client).await?;
+        let Some(m) = list.iter().find(|m| m.id() == id.0) else {
+            return Err(EtcdError::MemberNotFound {
+                id,
+                endpoint: ep.to_string(),
+            });
+        };
+        if !m.is_learner() {
+            return Ok(ControlFlow::Break(if *attempts == 0 {
+                Promotion::AlreadyVoter
+            } else {
+                Promotion::Promoted {
+                    attempts: *attempts,
                 }
+            }));
+        }
+        *attempts += 1;
+        match client.member_promote(id.0).await {
+            Ok(_) => Ok(ControlFlow::Break(Promotion::Promoted {
+                attempts: *attempts,
+            })),
+            Err(e) if is_not_in_sync(&e) => {
+                Ok(ControlFlow::Continue(classify(ep, "member promote", &e)))
             }
+            Err(e) => Err(classify(ep, "member promote", &e).into()),
         }
     }
 
@@ -186,14 +223,11 @@ impl EtcdProvider {
         }
         match client.member_remove(id.0).await {
             Ok(_) => Ok(Removal::Removed),
-            Err(e) => {
-                let err = classify(&ep, "member remove", &e);
-                if err.message.contains("member not found") {
-                    Ok(Removal::AlreadyAbsent)
-                } else {
-                    Err(err.into())
-                }
+            // etcd answers NotFound to `member remove` only for "member not found".
+            Err(etcd_client::Error::GRpcStatus(st)) if st.code() == Code::NotFound => {
+                Ok(Removal::AlreadyAbsent)
             }
+            Err(e) => Err(classify(&ep, "member remove", &e).into()),
         }
     }
 

@@ -8,12 +8,11 @@ mod data;
 mod join;
 mod membership;
 
-use std::collections::BTreeMap;
-
 use etcd_client::Client;
 
 use crate::observe::Probe;
-use crate::{EtcdError, EtcdProvider, MemberId, classify};
+pub(super) use crate::observe::majority_cluster;
+use crate::{EtcdError, EtcdProvider, classify};
 
 pub use data::{HashReport, MemberHash, SnapshotInfo};
 pub use join::{JoinFailure, JoinStatus};
@@ -77,13 +76,4 @@ impl EtcdProvider {
             .members()
             .to_vec())
     }
-}
-
-/// The cluster ID most probes report.
-pub(super) fn majority_cluster<'a>(probes: impl Iterator<Item = &'a Probe>) -> Option<MemberId> {
-    let mut votes: BTreeMap<MemberId, usize> = BTreeMap::new();
-    for p in probes {
-        *votes.entry(p.state.cluster_id).or_default() += 1;
-    }
-    votes.into_iter().max_by_key(|(_, n)| *n).map(|(c, _)| c)
 }
