@@ -2,6 +2,8 @@
 
 use std::collections::BTreeMap;
 
+use serde::Deserialize;
+
 use super::facts::*;
 use crate::error::HostError;
 use crate::keepalived::parse_manifest;
@@ -65,14 +67,25 @@ fn yaml_list(v: Option<&serde_yaml::Value>) -> Vec<String> {
     }
 }
 
+/// Why `config.yaml` could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum K3sConfigError {
+    /// Not YAML.
+    #[error(transparent)]
+    Yaml(#[from] serde_yaml::Error),
+    /// YAML, but not a mapping of keys.
+    #[error("top level is not a mapping")]
+    NotAMapping,
+}
+
 /// Parses (redacted) `config.yaml` text.
-pub fn parse_k3s_config(text: &str) -> Result<K3sConfig, String> {
+pub fn parse_k3s_config(text: &str) -> Result<K3sConfig, K3sConfigError> {
     if text.trim().is_empty() {
         return Ok(K3sConfig::default());
     }
-    let v: serde_yaml::Value = serde_yaml::from_str(text).map_err(|e| e.to_string())?;
+    let v: serde_yaml::Value = serde_yaml::from_str(text)?;
     let Some(map) = v.as_mapping() else {
-        return Err("top level is not a mapping".into());
+        return Err(K3sConfigError::NotAMapping);
     };
     let get = |k: &str| map.get(k);
     let string = |k: &str| match get(k) {
@@ -113,98 +126,151 @@ pub fn parse_observe_output(
     marker: &str,
     spec: &ObserveSpec,
 ) -> Result<HostFacts, HostError> {
-    let s = sections(out, marker);
-    let bad = |detail: String| HostError::Output {
-        host: host.to_string(),
-        command: "observe script".into(),
-        detail,
+    let out = Output {
+        host,
+        s: sections(out, marker),
     };
-    if !s.contains_key("end") {
-        return Err(bad("the script did not run to its end marker".into()));
+    if !out.s.contains_key("end") {
+        return Err(out.bad("the script did not run to its end marker".into()));
     }
-    let first = |k: &str| {
-        s.get(k)
+    let hostname = out
+        .first("hostname")
+        .ok_or_else(|| out.bad("no hostname".into()))?;
+    Ok(HostFacts {
+        hostname,
+        os: out.first("os").map(|o| unquote(&o)),
+        kernel: out.first("kernel"),
+        k3s_binary: out.k3s_binary(),
+        server_service: service_state(out.s.get("svc-server")),
+        agent_service: service_state(out.s.get("svc-agent")),
+        config: out.config(spec)?,
+        keepalived: out.keepalived(spec)?,
+        etcd_data: out.etcd_data(),
+        disk: out.disk(),
+        raw_config: out.raw("config-raw")?,
+        raw_keepalived: out.raw("manifest-raw")?,
+    })
+}
+
+/// The script's output of one host, by section.
+struct Output<'a> {
+    host: &'a str,
+    s: BTreeMap<String, Vec<String>>,
+}
+
+impl Output<'_> {
+    fn bad(&self, detail: String) -> HostError {
+        HostError::Output {
+            host: self.host.to_string(),
+            command: "observe script".into(),
+            detail,
+        }
+    }
+
+    /// The section's first line, trimmed, unless empty.
+    fn first(&self, k: &str) -> Option<String> {
+        self.s
+            .get(k)
             .and_then(|l| l.first())
             .map(|x| x.trim().to_string())
             .filter(|x| !x.is_empty())
-    };
-    let hostname = first("hostname").ok_or_else(|| bad("no hostname".into()))?;
-    let k3s_lines = s.get("k3s").cloned().unwrap_or_default();
-    let k3s_binary = K3sBinary {
-        present: k3s_lines.first().map(|l| l.trim()) == Some("present"),
-        version: k3s_lines.get(1).and_then(|l| {
-            // "k3s version v1.28.5+k3s1 (5b2d1271)"
-            let mut w = l.split_whitespace();
-            while let Some(x) = w.next() {
-                if x == "version" {
-                    return w.next().map(String::from);
-                }
-            }
-            None
-        }),
-    };
-    let body = |k: &str| -> (String, String) {
-        let lines = s.get(k).cloned().unwrap_or_default();
+    }
+
+    fn lines(&self, k: &str) -> Vec<String> {
+        self.s.get(k).cloned().unwrap_or_default()
+    }
+
+    /// A file section: its state line, and the file's text after it.
+    fn body(&self, k: &str) -> (String, String) {
+        let lines = self.lines(k);
         let state = lines.first().cloned().unwrap_or_default();
         (state, lines.get(1..).unwrap_or(&[]).join("\n"))
-    };
-    let (cstate, ctext) = body("config");
-    let config = match cstate.trim() {
-        "absent" => ConfigFile::Absent,
-        "unreadable" => ConfigFile::Invalid {
-            reason: format!("{} is not readable", spec.layout.config_path),
-        },
-        "present" => match parse_k3s_config(&ctext) {
-            Ok(c) => ConfigFile::Present(c),
-            Err(e) => ConfigFile::Invalid {
-                reason: format!("{}: {e}", spec.layout.config_path),
+    }
+
+    fn k3s_binary(&self) -> K3sBinary {
+        let k3s_lines = self.lines("k3s");
+        K3sBinary {
+            present: k3s_lines.first().map(|l| l.trim()) == Some("present"),
+            version: k3s_lines.get(1).and_then(|l| {
+                // "k3s version v1.28.5+k3s1 (5b2d1271)"
+                let mut w = l.split_whitespace();
+                while let Some(x) = w.next() {
+                    if x == "version" {
+                        return w.next().map(String::from);
+                    }
+                }
+                None
+            }),
+        }
+    }
+
+    fn config(&self, spec: &ObserveSpec) -> Result<ConfigFile, HostError> {
+        let (cstate, ctext) = self.body("config");
+        Ok(match cstate.trim() {
+            "absent" => ConfigFile::Absent,
+            "unreadable" => ConfigFile::Invalid {
+                reason: format!("{} is not readable", spec.layout.config_path),
             },
-        },
-        other => return Err(bad(format!("config section state {other:?}"))),
-    };
-    let (mstate, mtext) = body("manifest");
-    let mpath = spec.keepalived_manifest.clone().unwrap_or_default();
-    let keepalived = match mstate.trim() {
-        "skipped" => ManifestFile::NotRequested,
-        "absent" => ManifestFile::Absent,
-        "unreadable" => ManifestFile::Invalid {
-            reason: format!("{mpath} is not readable"),
-        },
-        "present" => match parse_manifest(&mpath, &mtext) {
-            Ok(c) => ManifestFile::Present(c),
-            Err(e) => ManifestFile::Invalid {
-                reason: e.to_string(),
+            "present" => match parse_k3s_config(&ctext) {
+                Ok(c) => ConfigFile::Present(c),
+                Err(e) => ConfigFile::Invalid {
+                    reason: format!("{}: {e}", spec.layout.config_path),
+                },
             },
-        },
-        other => return Err(bad(format!("manifest section state {other:?}"))),
-    };
-    let mut etcd_data = EtcdDataDir::default();
-    for line in s.get("etcd").cloned().unwrap_or_default() {
-        let line = line.trim_end();
-        match line {
-            "exists" => etcd_data.exists = true,
-            "member-dir" => etcd_data.has_member_dir = true,
-            "tombstone" => etcd_data.tombstone = true,
-            _ => {
-                if let Some(n) = line.strip_prefix("name ") {
-                    etcd_data.member_name = Some(n.trim().to_string()).filter(|n| !n.is_empty());
-                } else if let Some(b) = line.strip_prefix("backup ") {
-                    etcd_data.backups.push(b.to_string());
-                } else if let Some(c) = line.strip_prefix("config ")
-                    && let Some((k, v)) = c.split_once(':')
-                {
-                    let v = Some(unquote(v)).filter(|v| !v.is_empty());
-                    match k {
-                        "initial-cluster" => etcd_data.initial_cluster = v,
-                        "initial-cluster-state" => etcd_data.initial_cluster_state = v,
-                        "initial-advertise-peer-urls" => etcd_data.peer_urls = v,
-                        _ => {}
+            other => return Err(self.bad(format!("config section state {other:?}"))),
+        })
+    }
+
+    fn keepalived(&self, spec: &ObserveSpec) -> Result<ManifestFile, HostError> {
+        let (mstate, mtext) = self.body("manifest");
+        let mpath = spec.keepalived_manifest.clone().unwrap_or_default();
+        Ok(match mstate.trim() {
+            "skipped" => ManifestFile::NotRequested,
+            "absent" => ManifestFile::Absent,
+            "unreadable" => ManifestFile::Invalid {
+                reason: format!("{mpath} is not readable"),
+            },
+            "present" => match parse_manifest(&mpath, &mtext) {
+                Ok(c) => ManifestFile::Present(c),
+                Err(e) => ManifestFile::Invalid {
+                    reason: e.to_string(),
+                },
+            },
+            other => return Err(self.bad(format!("manifest section state {other:?}"))),
+        })
+    }
+
+    fn etcd_data(&self) -> EtcdDataDir {
+        let mut etcd_data = EtcdDataDir::default();
+        let mut config_lines = Vec::new();
+        for line in self.s.get("etcd").into_iter().flatten() {
+            let line = line.trim_end();
+            match line {
+                "exists" => etcd_data.exists = true,
+                "member-dir" => etcd_data.has_member_dir = true,
+                "tombstone" => etcd_data.tombstone = true,
+                _ => {
+                    if let Some(n) = line.strip_prefix("name ") {
+                        etcd_data.member_name =
+                            Some(n.trim().to_string()).filter(|n| !n.is_empty());
+                    } else if let Some(b) = line.strip_prefix("backup ") {
+                        etcd_data.backups.push(b.to_string());
+                    } else if let Some(c) = line.strip_prefix("config ") {
+                        config_lines.push(c);
                     }
                 }
             }
         }
+        let config = EtcdConfigKeys::parse(&config_lines.join("\n"));
+        let value = |v: Option<String>| v.filter(|v| !v.is_empty());
+        etcd_data.initial_cluster = value(config.initial_cluster);
+        etcd_data.initial_cluster_state = value(config.initial_cluster_state);
+        etcd_data.peer_urls = value(config.initial_advertise_peer_urls);
+        etcd_data
     }
-    let disk = s.get("disk").and_then(|l| {
+
+    fn disk(&self) -> Option<DiskSpace> {
+        let l = self.s.get("disk")?;
         let path = l.first()?.trim().to_string();
         let cols: Vec<&str> = l.get(1)?.split_whitespace().collect();
         // Filesystem 1024-blocks Used Available Capacity Mounted-on
@@ -215,9 +281,11 @@ pub fn parse_observe_output(
             available_bytes: avail * 1024,
             total_bytes: total * 1024,
         })
-    });
-    let raw = |k: &str| -> Result<Option<RawText>, HostError> {
-        let Some(lines) = s.get(k) else {
+    }
+
+    /// The exact bytes of a file the script sent as `od` hex.
+    fn raw(&self, k: &str) -> Result<Option<RawText>, HostError> {
+        let Some(lines) = self.s.get(k) else {
             return Ok(None);
         };
         if lines.first().map(|l| l.trim()) != Some("present") {
@@ -230,7 +298,7 @@ pub fn parse_observe_output(
             None => ("", &[][..]),
         };
         if last != "ok" {
-            return Err(bad(format!(
+            return Err(self.bad(format!(
                 "{k} section: `od -An -v -tx1` did not read the whole file ({})",
                 if last == "failed" {
                     "it failed; is od (POSIX) installed?"
@@ -242,27 +310,35 @@ pub fn parse_observe_output(
         let mut bytes = Vec::new();
         for w in hex.iter().flat_map(|l| l.split_whitespace()) {
             let b = u8::from_str_radix(w, 16)
-                .map_err(|_| bad(format!("{k} section: {w:?} is not a hex byte")))?;
+                .map_err(|_| self.bad(format!("{k} section: {w:?} is not a hex byte")))?;
             bytes.push(b);
         }
         Ok(Some(RawText::new(bytes)))
-    };
-    let raw_config = raw("config-raw")?;
-    let raw_keepalived = raw("manifest-raw")?;
-    Ok(HostFacts {
-        hostname,
-        os: first("os").map(|o| unquote(&o)),
-        kernel: first("kernel"),
-        k3s_binary,
-        server_service: service_state(s.get("svc-server")),
-        agent_service: service_state(s.get("svc-agent")),
-        config,
-        keepalived,
-        etcd_data,
-        disk,
-        raw_config,
-        raw_keepalived,
-    })
+    }
+}
+
+/// The keys k3splan reads from etcd's own `config` file in the data dir (YAML k3s writes).
+/// The script sends only these top-level `key: value` lines, which form a YAML mapping.
+#[derive(Deserialize, Default)]
+#[serde(default, rename_all = "kebab-case")]
+struct EtcdConfigKeys {
+    initial_cluster: Option<String>,
+    initial_cluster_state: Option<String>,
+    initial_advertise_peer_urls: Option<String>,
+}
+
+impl EtcdConfigKeys {
+    /// The keys of `text`; none when it is not a YAML mapping of strings (the planner then
+    /// sees the data dir's origin as unknown).
+    fn parse(text: &str) -> Self {
+        if text.trim().is_empty() {
+            return Self::default();
+        }
+        serde_yaml::from_str(text).unwrap_or_else(|e| {
+            tracing::debug!("etcd config lines are not YAML: {e}");
+            Self::default()
+        })
+    }
 }
 
 #[cfg(test)]
@@ -307,5 +383,29 @@ mod tests {
             );
             assert!(e.contains("h1"), "names the host: {e}");
         }
+    }
+
+    /// etcd's config lines are read as YAML: quoted or plain values alike, an empty value is
+    /// none, and text that is no YAML mapping leaves the data dir's origin unknown.
+    #[test]
+    fn etcd_config_lines_are_read_as_yaml() {
+        let m = "@@m@@";
+        let out = format!(
+            "{m} hostname\nh1\n{m} config\nabsent\n{m} manifest\nskipped\n{m} etcd\nexists\n\
+             config initial-cluster: 'a=https://10.0.0.1:2380,b=https://10.0.0.2:2380'\n\
+             config initial-cluster-state: existing\nconfig initial-advertise-peer-urls: \n{m} end\n"
+        );
+        let f = parse_observe_output("h1", &out, m, &ObserveSpec::default()).unwrap();
+        assert_eq!(
+            f.etcd_data.initial_cluster.as_deref(),
+            Some("a=https://10.0.0.1:2380,b=https://10.0.0.2:2380")
+        );
+        assert_eq!(
+            f.etcd_data.initial_cluster_state.as_deref(),
+            Some("existing")
+        );
+        assert_eq!(f.etcd_data.peer_urls, None);
+        let keys = EtcdConfigKeys::parse("initial-cluster: [unclosed");
+        assert_eq!(keys.initial_cluster, None);
     }
 }
