@@ -350,7 +350,8 @@ impl EtcdProvider {
     /// Classifies a failed call; when TLS is configured and the transport only says the
     /// connection was closed (TLS 1.3 servers reject a client certificate *after* the
     /// handshake, so tonic never sees the alert), a direct TLS probe of the endpoint
-    /// recovers the real reason (e.g. "received fatal alert: BadCertificate").
+    /// recovers the real reason (e.g. "received fatal alert: BadCertificate"). When the
+    /// transport did see the alert, the probe adds which client certificate was refused.
     pub(crate) async fn explain(
         &self,
         endpoint: &str,
@@ -369,9 +370,12 @@ impl EtcdProvider {
         ]
         .iter()
         .any(|m| lower.contains(m));
-        if err.kind != EndpointErrorKind::Tls
-            && err.kind != EndpointErrorKind::Timeout
-            && vague
+        // When the transport did see the server's alert, it still does not say which
+        // certificate was refused: the probe does (tonic's error has no typed TLS cause).
+        let alert = err.kind == EndpointErrorKind::Tls && lower.contains("fatal alert");
+        let unexplained =
+            err.kind != EndpointErrorKind::Tls && err.kind != EndpointErrorKind::Timeout && vague;
+        if (alert || unexplained)
             && let Some(files) = &self.config.tls
             && let Some(reason) = tlsprobe::diagnose(endpoint, files, self.config.timeout).await
         {

@@ -141,13 +141,7 @@ impl EtcdProvider {
     /// Caveat: a compaction past the common revision between the two steps makes a member
     /// fail with "required revision has been compacted"; retry then.
     pub async fn compare_hashes(&self) -> Result<HashReport, EtcdError> {
-        let probes = futures::future::join_all(
-            self.config
-                .endpoints
-                .iter()
-                .map(|ep| async move { (ep.clone(), self.probe(ep, false).await) }),
-        )
-        .await;
+        let probes = self.probe_all().await;
         let mut failed = Vec::new();
         let mut voters = Vec::new();
         let majority = majority_cluster(probes.iter().filter_map(|(_, r)| r.as_ref().ok()));

@@ -12,22 +12,27 @@ use etcd_client::Client;
 
 use crate::observe::Probe;
 pub(super) use crate::observe::majority_cluster;
-use crate::{EtcdError, EtcdProvider, classify};
+use crate::{EndpointError, EtcdError, EtcdProvider, classify};
 
 pub use data::{HashReport, MemberHash, SnapshotInfo};
 pub use join::{JoinFailure, JoinStatus};
 pub use membership::{JoinInfo, LeaderMove, Promotion, Removal};
 
 impl EtcdProvider {
-    /// A client on a reachable voting member that knows a leader, preferring the leader.
-    pub(crate) async fn voter(&self) -> Result<(String, Probe), EtcdError> {
-        let probes = futures::future::join_all(
+    /// Every configured endpoint probed (status only), in parallel, in configuration order.
+    pub(super) async fn probe_all(&self) -> Vec<(String, Result<Probe, EndpointError>)> {
+        futures::future::join_all(
             self.config
                 .endpoints
                 .iter()
                 .map(|ep| async move { (ep.clone(), self.probe(ep, false).await) }),
         )
-        .await;
+        .await
+    }
+
+    /// A client on a reachable voting member that knows a leader, preferring the leader.
+    pub(crate) async fn voter(&self) -> Result<(String, Probe), EtcdError> {
+        let probes = self.probe_all().await;
         let mut errors = Vec::new();
         let majority = majority_cluster(probes.iter().filter_map(|(_, r)| r.as_ref().ok()));
         let mut best: Option<(String, Probe)> = None;

@@ -118,13 +118,7 @@ impl KubeProvider {
             }
             Some(_) => {
                 let patch = json!({"spec": {"valuesContent": values}});
-                self.raw(
-                    http::Method::PATCH,
-                    &path,
-                    "application/merge-patch+json",
-                    Some(&patch),
-                )
-                .await?;
+                self.merge_patch(&path, &patch).await?;
                 Ok(ActOutcome::Changed)
             }
             None => {

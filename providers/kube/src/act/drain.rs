@@ -26,7 +26,8 @@ pub struct DrainOptions {
     /// Eviction or forced deletion.
     pub mode: DrainMode,
     /// Overall deadline: evictions refused by a PDB (429) are retried until then, and evicted
-    /// pods are awaited until then. The drain never hangs past it (unlike seed 004's kubectl).
+    /// pods are awaited until then. The drain never hangs past it (unlike a `kubectl drain`
+    /// that a disruption budget blocks).
     pub deadline: Duration,
     /// Pause between eviction retries.
     pub retry_interval: Duration,

@@ -79,4 +79,16 @@ impl KubeProvider {
             .await?
             .is_some())
     }
+
+    /// A JSON merge patch of the object at `path`.
+    pub(super) async fn merge_patch(&self, path: &str, patch: &Value) -> Result<(), KubeError> {
+        self.raw(
+            http::Method::PATCH,
+            path,
+            "application/merge-patch+json",
+            Some(patch),
+        )
+        .await
+        .map(|_| ())
+    }
 }

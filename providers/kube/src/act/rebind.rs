@@ -16,7 +16,7 @@ pub enum RebindPolicy {
     /// recreates both and the new PVC binds on a schedulable node.
     StatefulSetRecreatePvcAndPod,
     /// Deployment managed by an operator: delete the PVC and the Deployment; the operator
-    /// recreates both (seed 004's victoria-metrics).
+    /// recreates both (as the victoria-metrics operator does).
     DeploymentDeleteForOperator,
     /// Plain Deployment: scale to 0, delete the PVC, recreate it empty from its spec, scale back.
     /// The original replica count is kept in the annotation `k3splan.io/replicas-before-rebind`

@@ -71,17 +71,6 @@ impl KubeProvider {
         Ok(report)
     }
 
-    async fn merge_patch(&self, path: &str, patch: &Value) -> Result<(), KubeError> {
-        self.raw(
-            http::Method::PATCH,
-            path,
-            "application/merge-patch+json",
-            Some(patch),
-        )
-        .await
-        .map(|_| ())
-    }
-
     /// The Deployment of the claim's pods, else one already annotated by an interrupted run,
     /// else (claim still on the lost node) one that mounts the claim.
     async fn deployment_to_scale(
@@ -148,7 +137,7 @@ impl KubeProvider {
         let deleted = self.delete_raw(&pvc_path, None, None).await?;
         let gone = async || {
             Ok::<_, KubeError>(match self.get_slim::<SPvc>(&pvc_path).await? {
-                Some(cur) => !pvc.is_some_and(|p| p.metadata.uid == cur.metadata.uid),
+                Some(cur) => pvc.is_none_or(|p| p.metadata.uid != cur.metadata.uid),
                 None => true,
             })
         };

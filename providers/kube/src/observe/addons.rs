@@ -13,22 +13,8 @@ impl KubeProvider {
         namespaces.sort();
         namespaces.dedup();
         let charts_f = futures::future::try_join_all(namespaces.iter().map(|ns| async move {
-            let charts = self
-                .list_slim::<SOwnerOnly>(
-                    &format!("/apis/helm.cattle.io/v1/namespaces/{ns}/helmcharts"),
-                    None,
-                    None,
-                )
-                .await
-                .or_else(missing_kind_is_empty)?;
-            let configs = self
-                .list_slim::<SOwnerOnly>(
-                    &format!("/apis/helm.cattle.io/v1/namespaces/{ns}/helmchartconfigs"),
-                    None,
-                    None,
-                )
-                .await
-                .or_else(missing_kind_is_empty)?;
+            let charts = self.helm_objects(ns, "helmcharts").await?;
+            let configs = self.helm_objects(ns, "helmchartconfigs").await?;
             Ok::<_, KubeError>((ns.to_string(), charts, configs))
         }));
         let deps_f = futures::future::try_join_all(addons.iter().map(|a| async move {
@@ -152,6 +138,19 @@ fn anti_affinity_keys(tspec: &STemplateSpec) -> Vec<String> {
         );
     }
     anti
+}
+
+impl KubeProvider {
+    /// The k3s Helm objects of one kind (`helmcharts`, `helmchartconfigs`) in `ns`.
+    async fn helm_objects(&self, ns: &str, kind: &str) -> Result<Vec<SOwnerOnly>, KubeError> {
+        self.list_slim::<SOwnerOnly>(
+            &format!("/apis/helm.cattle.io/v1/namespaces/{ns}/{kind}"),
+            None,
+            None,
+        )
+        .await
+        .or_else(missing_kind_is_empty)
+    }
 }
 
 /// A cluster without the helm.cattle.io CRDs (not k3s) has no HelmCharts.
