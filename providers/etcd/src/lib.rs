@@ -33,6 +33,7 @@
 mod act;
 pub mod client;
 mod observe;
+mod retry;
 mod tlsprobe;
 
 use std::fmt;
@@ -41,6 +42,7 @@ use std::time::Duration;
 
 use etcd_client::{Certificate, Client, ConnectOptions, Identity, TlsOptions};
 use serde::{Deserialize, Serialize};
+use tonic::Code;
 
 pub use act::{
     HashReport, JoinFailure, JoinInfo, JoinStatus, LeaderMove, MemberHash, Promotion, Removal,
@@ -349,7 +351,8 @@ impl EtcdProvider {
     /// Classifies a failed call; when TLS is configured and the transport only says the
     /// connection was closed (TLS 1.3 servers reject a client certificate *after* the
     /// handshake, so tonic never sees the alert), a direct TLS probe of the endpoint
-    /// recovers the real reason (e.g. "received fatal alert: BadCertificate").
+    /// recovers the real reason (e.g. "received fatal alert: BadCertificate"). When the
+    /// transport did see the alert, the probe adds which client certificate was refused.
     pub(crate) async fn explain(
         &self,
         endpoint: &str,
@@ -368,9 +371,12 @@ impl EtcdProvider {
         ]
         .iter()
         .any(|m| lower.contains(m));
-        if err.kind != EndpointErrorKind::Tls
-            && err.kind != EndpointErrorKind::Timeout
-            && vague
+        // When the transport did see the server's alert, it still does not say which
+        // certificate was refused: the probe does (tonic's error has no typed TLS cause).
+        let alert = err.kind == EndpointErrorKind::Tls && lower.contains("fatal alert");
+        let unexplained =
+            err.kind != EndpointErrorKind::Tls && err.kind != EndpointErrorKind::Timeout && vague;
+        if (alert || unexplained)
             && let Some(files) = &self.config.tls
             && let Some(reason) = tlsprobe::diagnose(endpoint, files, self.config.timeout).await
         {
@@ -422,17 +428,17 @@ pub(crate) fn classify(endpoint: &str, operation: &str, e: &etcd_client::Error) 
                     msg = format!("{msg}: {c}");
                 }
             }
-            let code = st.code() as i32;
-            let transport = matches!(
-                code,
-                tonic_code::UNAVAILABLE | tonic_code::UNKNOWN | tonic_code::DEADLINE_EXCEEDED
-            ) && (msg.contains("transport")
-                || msg.contains("connect")
-                || msg.contains("tcp")
-                || msg.contains("timed out")
-                || msg.contains("Timeout")
-                || msg.contains("deadline")
-                || code == tonic_code::DEADLINE_EXCEEDED);
+            // tonic reports a failed connection as Unavailable or Unknown, codes etcd also
+            // answers with itself (e.g. "unhealthy cluster"): only the text tells them apart.
+            let code = st.code();
+            let transport = code == Code::DeadlineExceeded
+                || (matches!(code, Code::Unavailable | Code::Unknown)
+                    && (msg.contains("transport")
+                        || msg.contains("connect")
+                        || msg.contains("tcp")
+                        || msg.contains("timed out")
+                        || msg.contains("Timeout")
+                        || msg.contains("deadline")));
             (msg, transport)
         }
         E::TransportError(_) | E::IoError(_) => (chain(e), true),
@@ -457,11 +463,14 @@ pub(crate) fn classify(endpoint: &str, operation: &str, e: &etcd_client::Error) 
     }
 }
 
-/// gRPC status codes as numbers (avoids a direct tonic dependency).
-mod tonic_code {
-    pub const UNKNOWN: i32 = 2;
-    pub const DEADLINE_EXCEEDED: i32 = 4;
-    pub const UNAVAILABLE: i32 = 14;
+/// Whether etcd answered `e` with status `code` and a message containing `text`.
+///
+/// etcd gives several answers the same code (Unavailable is also "request timed out" and
+/// "no leader"; FailedPrecondition is also "can only promote a learner member" and "too many
+/// learner members") and its statuses carry no detail beyond the message, so the message
+/// says which answer it was.
+pub(crate) fn is_etcd_status(e: &etcd_client::Error, code: Code, text: &str) -> bool {
+    matches!(e, etcd_client::Error::GRpcStatus(st) if st.code() == code && st.message().contains(text))
 }
 
 pub(crate) fn timeout_error(endpoint: &str, operation: &str, after: Duration) -> EndpointError {
@@ -478,17 +487,13 @@ pub(crate) fn norm_url(u: &str) -> String {
     u.trim().trim_end_matches('/').to_ascii_lowercase()
 }
 
-/// Host part of `scheme://host:port/...` (brackets kept for IPv6).
+/// Host part of `scheme://host:port/...`, lowercase (brackets kept for IPv6); a string that
+/// is no URI is returned whole, lowercase.
 pub(crate) fn url_host(u: &str) -> String {
-    let rest = u.split_once("://").map(|(_, r)| r).unwrap_or(u);
-    let hostport = rest.split('/').next().unwrap_or(rest);
-    if let Some(end) = hostport.find(']') {
-        return hostport[..=end].to_ascii_lowercase();
-    }
-    hostport
-        .rsplit_once(':')
-        .map(|(h, _)| h)
-        .unwrap_or(hostport)
+    let uri = u.trim().parse::<http::Uri>().ok();
+    uri.as_ref()
+        .and_then(http::Uri::host)
+        .unwrap_or(u)
         .to_ascii_lowercase()
 }
 
@@ -513,6 +518,10 @@ mod tests {
         assert_eq!(url_host("https://192.168.0.244:2380"), "192.168.0.244");
         assert_eq!(url_host("https://[fd00::1]:2380/"), "[fd00::1]");
         assert_eq!(url_host("http://Node-1:2379"), "node-1");
+        assert_eq!(url_host("https://[FD00::1]:2380"), "[fd00::1]");
+        assert_eq!(url_host("http://10.0.0.1"), "10.0.0.1");
+        assert_eq!(url_host("10.0.0.1:2379"), "10.0.0.1");
+        assert_eq!(url_host("https://user@10.0.0.2:2379/x?y"), "10.0.0.2");
         assert_eq!(
             norm_url("HTTPS://127.0.0.1:2379/"),
             "https://127.0.0.1:2379"

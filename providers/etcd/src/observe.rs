@@ -327,26 +327,72 @@ fn ms(d: Duration) -> u64 {
     d.as_millis().min(u128::from(u64::MAX)) as u64
 }
 
-fn build_observation(
-    probes: &[(String, Result<Probe, EndpointError>, Duration)],
-    elapsed: Duration,
-) -> Observation {
-    // The cluster is the cluster ID most answering endpoints report: a member started on a
-    // stale data dir may lead its own one-member cluster and must not win by being leader.
-    let mut votes: BTreeMap<u64, usize> = BTreeMap::new();
-    for (_, r, _) in probes {
-        if let Ok(p) = r {
-            *votes.entry(p.state.cluster_id.0).or_default() += 1;
-        }
+/// The cluster ID most probes report: a member started on a stale data dir may lead its own
+/// one-member cluster and must not win by being leader.
+pub(crate) fn majority_cluster<'a>(probes: impl Iterator<Item = &'a Probe>) -> Option<MemberId> {
+    let mut votes: BTreeMap<MemberId, usize> = BTreeMap::new();
+    for p in probes {
+        *votes.entry(p.state.cluster_id).or_default() += 1;
     }
-    let majority_cluster = votes.iter().max_by_key(|(_, n)| **n).map(|(c, _)| *c);
-    // Member list: prefer the leader's view, then the voter with the highest raft term.
+    votes.into_iter().max_by_key(|(_, n)| *n).map(|(c, _)| c)
+}
+
+type Probed = (String, Result<Probe, EndpointError>, Duration);
+
+fn build_observation(probes: &[Probed], elapsed: Duration) -> Observation {
+    let majority = majority_cluster(probes.iter().filter_map(|(_, r, _)| r.as_ref().ok()));
+    let best = member_list_source(probes, majority);
+    let cluster_id = best.map(|(_, s, _)| s.cluster_id);
+    let member_list_from = best.map(|(ep, _, _)| ep.to_string());
+    let endpoints: Vec<EndpointStatus> = probes.iter().map(endpoint_status).collect();
+    let foreign_endpoints: Vec<String> = match cluster_id {
+        None => Vec::new(),
+        Some(cid) => endpoints
+            .iter()
+            .filter(|e| e.state.as_ref().is_some_and(|s| s.cluster_id != cid))
+            .map(|e| e.endpoint.clone())
+            .collect(),
+    };
+    let raw_members: Vec<etcd_client::Member> = best.map(|(_, _, l)| l.clone()).unwrap_or_default();
+    let (health, leader) = member_health(&endpoints, &raw_members, cluster_id);
+    let members: Vec<MemberInfo> = raw_members
+        .iter()
+        .map(|m| MemberInfo {
+            id: MemberId(m.id()),
+            name: m.name().to_string(),
+            peer_urls: m.peer_urls().to_vec(),
+            client_urls: m.client_urls().to_vec(),
+            is_learner: m.is_learner(),
+            started: !m.name().is_empty() && !m.client_urls().is_empty(),
+            health: health
+                .get(&m.id())
+                .cloned()
+                .unwrap_or(MemberHealth::NotObserved),
+        })
+        .collect();
+    let health = summary(&members, leader, foreign_endpoints);
+    Observation {
+        cluster_id,
+        member_list_from,
+        members,
+        endpoints,
+        health,
+        elapsed_ms: ms(elapsed),
+    }
+}
+
+/// Whose member list is reported: the leader's view, then the voter with the highest raft
+/// term, among the voters of the majority cluster.
+fn member_list_source(
+    probes: &[Probed],
+    majority: Option<MemberId>,
+) -> Option<(&str, &EndpointState, &Vec<etcd_client::Member>)> {
     let mut best: Option<(&str, &EndpointState, &Vec<etcd_client::Member>)> = None;
     for (ep, r, _) in probes {
         if let Ok(p) = r
             && let Some(Ok(list)) = &p.members
             && !p.state.is_learner
-            && Some(p.state.cluster_id.0) == majority_cluster
+            && Some(p.state.cluster_id) == majority
         {
             let is_leader = p.state.leader == Some(p.state.member_id);
             let better = match best {
@@ -362,40 +408,35 @@ fn build_observation(
             }
         }
     }
-    let cluster_id = best.map(|(_, s, _)| s.cluster_id);
-    let member_list_from = best.map(|(ep, _, _)| ep.to_string());
+    best
+}
 
-    let endpoints: Vec<EndpointStatus> = probes
-        .iter()
-        .map(|(ep, r, t)| match r {
-            Ok(p) => EndpointStatus {
-                endpoint: ep.clone(),
-                state: Some(p.state.clone()),
-                error: match &p.members {
-                    Some(Err(e)) if !p.state.is_learner => Some(e.clone()),
-                    _ => None,
-                },
-                elapsed_ms: ms(*t),
+fn endpoint_status((ep, r, t): &Probed) -> EndpointStatus {
+    match r {
+        Ok(p) => EndpointStatus {
+            endpoint: ep.clone(),
+            state: Some(p.state.clone()),
+            error: match &p.members {
+                Some(Err(e)) if !p.state.is_learner => Some(e.clone()),
+                _ => None,
             },
-            Err(e) => EndpointStatus {
-                endpoint: ep.clone(),
-                state: None,
-                error: Some(e.clone()),
-                elapsed_ms: ms(*t),
-            },
-        })
-        .collect();
+            elapsed_ms: ms(*t),
+        },
+        Err(e) => EndpointStatus {
+            endpoint: ep.clone(),
+            state: None,
+            error: Some(e.clone()),
+            elapsed_ms: ms(*t),
+        },
+    }
+}
 
-    let foreign_endpoints: Vec<String> = match cluster_id {
-        None => Vec::new(),
-        Some(cid) => endpoints
-            .iter()
-            .filter(|e| e.state.as_ref().is_some_and(|s| s.cluster_id != cid))
-            .map(|e| e.endpoint.clone())
-            .collect(),
-    };
-
-    let raw_members: Vec<etcd_client::Member> = best.map(|(_, _, l)| l.clone()).unwrap_or_default();
+/// The health of each member (by ID) the endpoints tell, and the leader.
+fn member_health(
+    endpoints: &[EndpointStatus],
+    raw_members: &[etcd_client::Member],
+    cluster_id: Option<MemberId>,
+) -> (BTreeMap<u64, MemberHealth>, Option<MemberId>) {
     let in_cluster = |s: &&EndpointState| Some(s.cluster_id) == cluster_id;
     let reachable_ids: BTreeSet<u64> = endpoints
         .iter()
@@ -403,8 +444,48 @@ fn build_observation(
         .filter(in_cluster)
         .map(|s| s.member_id.0)
         .collect();
+    let mut health = unreachable_health(endpoints, raw_members, &reachable_ids);
+    // A leader we know to be unreachable is stale news (the election is pending).
+    let unreachable_ids: BTreeSet<u64> = health.keys().copied().collect();
+    let live_leader = |l: Option<MemberId>| l.filter(|l| !unreachable_ids.contains(&l.0));
+    // Leader: as seen by the answering member of this cluster with the highest term.
+    let leader = live_leader(
+        endpoints
+            .iter()
+            .filter_map(|e| e.state.as_ref())
+            .filter(in_cluster)
+            .filter(|s| s.leader.is_some())
+            .max_by_key(|s| s.raft_term)
+            .and_then(|s| s.leader),
+    );
+    // Reachable endpoints map by the member ID they report.
+    for e in endpoints {
+        if let Some(s) = &e.state
+            && Some(s.cluster_id) == cluster_id
+        {
+            let h = if live_leader(s.leader).is_some() {
+                MemberHealth::Healthy {
+                    endpoint: e.endpoint.clone(),
+                }
+            } else {
+                MemberHealth::NoLeader {
+                    endpoint: e.endpoint.clone(),
+                }
+            };
+            health.insert(s.member_id.0, h);
+        }
+    }
+    (health, leader)
+}
+
+/// Unreachable endpoints map to members by client URL, else by peer address (when exactly one
+/// member not reachable otherwise has it).
+fn unreachable_health(
+    endpoints: &[EndpointStatus],
+    raw_members: &[etcd_client::Member],
+    reachable_ids: &BTreeSet<u64>,
+) -> BTreeMap<u64, MemberHealth> {
     let mut health: BTreeMap<u64, MemberHealth> = BTreeMap::new();
-    // Unreachable endpoints map by client URL, else by peer address.
     for e in endpoints.iter().filter(|e| e.state.is_none()) {
         let err = e.error.clone().expect("unreachable endpoint has an error");
         let n = norm_url(&e.endpoint);
@@ -429,53 +510,14 @@ fn build_observation(
             health.insert(id, MemberHealth::Unreachable { error: err });
         }
     }
-    // A leader we know to be unreachable is stale news (the election is pending).
-    let unreachable_ids: BTreeSet<u64> = health.keys().copied().collect();
-    let live_leader = |l: Option<MemberId>| l.filter(|l| !unreachable_ids.contains(&l.0));
-    // Leader: as seen by the answering member of this cluster with the highest term.
-    let leader = live_leader(
-        endpoints
-            .iter()
-            .filter_map(|e| e.state.as_ref())
-            .filter(in_cluster)
-            .filter(|s| s.leader.is_some())
-            .max_by_key(|s| s.raft_term)
-            .and_then(|s| s.leader),
-    );
-    // Reachable endpoints map by the member ID they report.
-    for e in &endpoints {
-        if let Some(s) = &e.state
-            && Some(s.cluster_id) == cluster_id
-        {
-            let h = if live_leader(s.leader).is_some() {
-                MemberHealth::Healthy {
-                    endpoint: e.endpoint.clone(),
-                }
-            } else {
-                MemberHealth::NoLeader {
-                    endpoint: e.endpoint.clone(),
-                }
-            };
-            health.insert(s.member_id.0, h);
-        }
-    }
+    health
+}
 
-    let members: Vec<MemberInfo> = raw_members
-        .iter()
-        .map(|m| MemberInfo {
-            id: MemberId(m.id()),
-            name: m.name().to_string(),
-            peer_urls: m.peer_urls().to_vec(),
-            client_urls: m.client_urls().to_vec(),
-            is_learner: m.is_learner(),
-            started: !m.name().is_empty() && !m.client_urls().is_empty(),
-            health: health
-                .get(&m.id())
-                .cloned()
-                .unwrap_or(MemberHealth::NotObserved),
-        })
-        .collect();
-
+fn summary(
+    members: &[MemberInfo],
+    leader: Option<MemberId>,
+    foreign_endpoints: Vec<String>,
+) -> HealthSummary {
     let voters = members.iter().filter(|m| !m.is_learner).count();
     let learners = members.len() - voters;
     let healthy_voters = members
@@ -484,7 +526,7 @@ fn build_observation(
         .count();
     let quorum_size = voters / 2 + 1;
     let leader = leader.filter(|l| members.iter().any(|m| m.id == *l));
-    let summary = HealthSummary {
+    HealthSummary {
         voters,
         learners,
         healthy_voters,
@@ -497,14 +539,6 @@ fn build_observation(
             .map(|m| m.id)
             .collect(),
         foreign_endpoints,
-    };
-    Observation {
-        cluster_id,
-        member_list_from,
-        members,
-        endpoints,
-        health: summary,
-        elapsed_ms: ms(elapsed),
     }
 }
 

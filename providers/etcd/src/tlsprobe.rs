@@ -1,67 +1,141 @@
 //! Direct TLS probes: explain a vague transport failure, and read the cluster ID a peer
 //! URL answers with (to recognise a member started on a stale data dir).
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls_pki_types::pem::{self, PemObject};
+use rustls_pki_types::{CertificateDer, InvalidDnsNameError, PrivateKeyDer, ServerName};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio_rustls::TlsConnector;
 use tokio_rustls::rustls::{self, ClientConfig, RootCertStore};
 
-use crate::{MemberId, TlsFiles, url_host};
+use crate::{MemberId, TlsFiles};
+
+/// Why the TLS files do not make a usable client identity; names the file at fault.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum TlsFileError {
+    /// The CA file could not be read, or holds a certificate rustls refuses.
+    #[error("CA file {}: {source}", path.display())]
+    Ca {
+        path: PathBuf,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// The CA file is not PEM.
+    #[error("CA file {}: not PEM: {source}", path.display())]
+    CaNotPem { path: PathBuf, source: pem::Error },
+    /// The CA file holds no certificate.
+    #[error("CA file {}: no PEM certificate in it", path.display())]
+    CaEmpty { path: PathBuf },
+    /// The client certificate file could not be read.
+    #[error("client certificate file {}: {source}", path.display())]
+    Cert { path: PathBuf, source: pem::Error },
+    /// The client certificate file is not PEM.
+    #[error("client certificate file {}: not PEM: {source}", path.display())]
+    CertNotPem { path: PathBuf, source: pem::Error },
+    /// The client certificate file holds no certificate.
+    #[error("client certificate file {}: no PEM certificate in it", path.display())]
+    CertEmpty { path: PathBuf },
+    /// The client key file holds no private key.
+    #[error("client key file {}: no PEM private key in it ({source})", path.display())]
+    Key { path: PathBuf, source: pem::Error },
+    /// rustls offers no protocol version (does not happen with its defaults).
+    #[error(transparent)]
+    Protocol(rustls::Error),
+    /// The key is not the certificate's.
+    #[error(
+        "client key file {} does not fit the certificate in {}: {source}",
+        key.display(),
+        cert.display()
+    )]
+    KeyMismatch {
+        key: PathBuf,
+        cert: PathBuf,
+        source: rustls::Error,
+    },
+}
+
+/// Why a peer URL did not tell its cluster ID.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum PeerCheckError {
+    #[error("{url}/members: no answer within {timeout:?}")]
+    Timeout { url: String, timeout: Duration },
+    #[error("bad peer URL {url}")]
+    BadUrl { url: String },
+    #[error("connecting to {url}: {source}")]
+    Connect { url: String, source: std::io::Error },
+    #[error("{url} needs TLS files")]
+    NoTlsFiles { url: String },
+    #[error(transparent)]
+    TlsFiles(#[from] TlsFileError),
+    #[error(transparent)]
+    ServerName(#[from] InvalidDnsNameError),
+    #[error("TLS to {url}: {source}")]
+    Handshake { url: String, source: std::io::Error },
+    #[error("{url}/members: {source}")]
+    Exchange { url: String, source: std::io::Error },
+    #[error("{url}/members: bad cluster ID {value:?}: {source}")]
+    BadClusterId {
+        url: String,
+        value: String,
+        source: std::num::ParseIntError,
+    },
+    #[error("{url}/members answered {status:?} without a cluster ID")]
+    NoClusterId { url: String, status: String },
+}
 
 /// A rustls client config from the TLS files; errors name the file at fault and why.
-fn client_config(files: &TlsFiles, alpn: &[u8]) -> Result<ClientConfig, String> {
+fn client_config(files: &TlsFiles, alpn: &[u8]) -> Result<ClientConfig, TlsFileError> {
+    let ca_path = || files.ca_file.clone();
     let mut roots = RootCertStore::empty();
-    let ca = CertificateDer::pem_file_iter(&files.ca_file)
-        .map_err(|e| format!("CA file {}: {e}", files.ca_file.display()))?;
+    let ca = CertificateDer::pem_file_iter(&files.ca_file).map_err(|e| TlsFileError::Ca {
+        path: ca_path(),
+        source: Box::new(e),
+    })?;
     for c in ca {
-        let c = c.map_err(|e| format!("CA file {}: not PEM: {e}", files.ca_file.display()))?;
-        roots
-            .add(c)
-            .map_err(|e| format!("CA file {}: {e}", files.ca_file.display()))?;
+        let c = c.map_err(|source| TlsFileError::CaNotPem {
+            path: ca_path(),
+            source,
+        })?;
+        roots.add(c).map_err(|e| TlsFileError::Ca {
+            path: ca_path(),
+            source: Box::new(e),
+        })?;
     }
     if roots.is_empty() {
-        return Err(format!(
-            "CA file {}: no PEM certificate in it",
-            files.ca_file.display()
-        ));
+        return Err(TlsFileError::CaEmpty { path: ca_path() });
     }
+    let cert_path = || files.cert_file.clone();
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&files.cert_file)
-        .map_err(|e| format!("client certificate file {}: {e}", files.cert_file.display()))?
+        .map_err(|source| TlsFileError::Cert {
+            path: cert_path(),
+            source,
+        })?
         .collect::<Result<_, _>>()
-        .map_err(|e| {
-            format!(
-                "client certificate file {}: not PEM: {e}",
-                files.cert_file.display()
-            )
+        .map_err(|source| TlsFileError::CertNotPem {
+            path: cert_path(),
+            source,
         })?;
     if certs.is_empty() {
-        return Err(format!(
-            "client certificate file {}: no PEM certificate in it",
-            files.cert_file.display()
-        ));
+        return Err(TlsFileError::CertEmpty { path: cert_path() });
     }
-    let key = PrivateKeyDer::from_pem_file(&files.key_file).map_err(|e| {
-        format!(
-            "client key file {}: no PEM private key in it ({e})",
-            files.key_file.display()
-        )
-    })?;
+    let key =
+        PrivateKeyDer::from_pem_file(&files.key_file).map_err(|source| TlsFileError::Key {
+            path: files.key_file.clone(),
+            source,
+        })?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
+        .map_err(TlsFileError::Protocol)?
         .with_root_certificates(roots)
         .with_client_auth_cert(certs, key)
-        .map_err(|e| {
-            format!(
-                "client key file {} does not fit the certificate in {}: {e}",
-                files.key_file.display(),
-                files.cert_file.display()
-            )
+        .map_err(|source| TlsFileError::KeyMismatch {
+            key: files.key_file.clone(),
+            cert: cert_path(),
+            source,
         })?;
     config.alpn_protocols = vec![alpn.to_vec()];
     Ok(config)
@@ -70,17 +144,17 @@ fn client_config(files: &TlsFiles, alpn: &[u8]) -> Result<ClientConfig, String> 
 /// Checks that the TLS files make a usable client identity: the error names the file at
 /// fault and the reason (no certificate in it, not PEM, a key that does not fit the
 /// certificate). tonic only says "transport error" for all of these.
-pub(crate) fn check_files(files: &TlsFiles) -> Result<(), String> {
+pub(crate) fn check_files(files: &TlsFiles) -> Result<(), TlsFileError> {
     client_config(files, b"h2").map(|_| ())
 }
 
 /// `(host:port, host without brackets)` of a URL.
 fn target(url: &str) -> Option<(String, String)> {
-    let rest = url.split_once("://").map(|(_, r)| r).unwrap_or(url);
-    let hostport = rest.split('/').next()?.to_string();
-    let host = url_host(url);
+    let uri = url.trim().parse::<http::Uri>().ok()?;
+    let authority = uri.authority()?;
+    let host = authority.host().to_ascii_lowercase();
     Some((
-        hostport,
+        authority.as_str().to_string(),
         host.trim_start_matches('[')
             .trim_end_matches(']')
             .to_string(),
@@ -105,7 +179,7 @@ async fn run(endpoint: &str, files: &TlsFiles) -> Option<String> {
     let (hostport, host) = target(endpoint)?;
     let config = match client_config(files, b"h2") {
         Ok(c) => c,
-        Err(e) => return Some(e),
+        Err(e) => return Some(e.to_string()),
     };
     let name = ServerName::try_from(host).ok()?;
     let tcp = tokio::net::TcpStream::connect(&hostport).await.ok()?;
@@ -128,20 +202,26 @@ async fn run(endpoint: &str, files: &TlsFiles) -> Option<String> {
         .await;
     let mut buf = [0u8; 64];
     match tls.read(&mut buf).await {
-        Err(e) => {
-            let msg = e.to_string();
-            let lower = msg.to_lowercase();
-            if lower.contains("alert") || lower.contains("certificate") {
-                Some(format!(
-                    "the server rejected the client certificate {}: {msg}",
-                    files.cert_file.display()
-                ))
-            } else {
-                None
-            }
-        }
-        Ok(_) => None,
+        Err(e) if rejects_certificate(&e) => Some(format!(
+            "the server rejected the client certificate {}: {e}",
+            files.cert_file.display()
+        )),
+        Err(_) | Ok(_) => None,
     }
+}
+
+/// Whether a read failed on a TLS alert or a certificate error (tokio-rustls carries the
+/// rustls error inside the I/O error).
+fn rejects_certificate(e: &std::io::Error) -> bool {
+    matches!(
+        e.get_ref()
+            .and_then(|inner| inner.downcast_ref::<rustls::Error>()),
+        Some(
+            rustls::Error::AlertReceived(_)
+                | rustls::Error::InvalidCertificate(_)
+                | rustls::Error::NoCertificatesPresented
+        )
+    )
 }
 
 /// Asks an etcd *peer* URL for `/members` and returns the `X-Etcd-Cluster-ID` it answers
@@ -152,35 +232,39 @@ pub(crate) async fn peer_cluster_id(
     peer_url: &str,
     files: Option<&TlsFiles>,
     timeout: Duration,
-) -> Result<MemberId, String> {
+) -> Result<MemberId, PeerCheckError> {
     match tokio::time::timeout(timeout, peer_cluster_id_inner(peer_url, files)).await {
         Ok(r) => r,
-        Err(_) => Err(format!("{peer_url}/members: no answer within {timeout:?}")),
+        Err(_) => Err(PeerCheckError::Timeout {
+            url: peer_url.to_string(),
+            timeout,
+        }),
     }
 }
 
 async fn peer_cluster_id_inner(
     peer_url: &str,
     files: Option<&TlsFiles>,
-) -> Result<MemberId, String> {
-    let (hostport, host) = target(peer_url).ok_or_else(|| format!("bad peer URL {peer_url}"))?;
+) -> Result<MemberId, PeerCheckError> {
+    let url = || peer_url.to_string();
+    let (hostport, host) = target(peer_url).ok_or_else(|| PeerCheckError::BadUrl { url: url() })?;
     let tcp = tokio::net::TcpStream::connect(&hostport)
         .await
-        .map_err(|e| format!("connecting to {peer_url}: {e}"))?;
+        .map_err(|source| PeerCheckError::Connect { url: url(), source })?;
     let request = format!("GET /members HTTP/1.1\r\nHost: {hostport}\r\nConnection: close\r\n\r\n");
     let response = if peer_url.starts_with("https://") {
-        let files = files.ok_or_else(|| format!("{peer_url} needs TLS files"))?;
+        let files = files.ok_or_else(|| PeerCheckError::NoTlsFiles { url: url() })?;
         let config = client_config(files, b"http/1.1")?;
-        let name = ServerName::try_from(host).map_err(|e| e.to_string())?;
+        let name = ServerName::try_from(host)?;
         let tls = TlsConnector::from(Arc::new(config))
             .connect(name, tcp)
             .await
-            .map_err(|e| format!("TLS to {peer_url}: {e}"))?;
+            .map_err(|source| PeerCheckError::Handshake { url: url(), source })?;
         exchange(tls, &request).await
     } else {
         exchange(tcp, &request).await
     }
-    .map_err(|e| format!("{peer_url}/members: {e}"))?;
+    .map_err(|source| PeerCheckError::Exchange { url: url(), source })?;
     let head = response.split("\r\n\r\n").next().unwrap_or("");
     let status = head.lines().next().unwrap_or("");
     for line in head.lines() {
@@ -190,22 +274,25 @@ async fn peer_cluster_id_inner(
             return v
                 .trim()
                 .parse::<MemberId>()
-                .map_err(|e| format!("{peer_url}/members: bad cluster ID {v:?}: {e}"));
+                .map_err(|source| PeerCheckError::BadClusterId {
+                    url: url(),
+                    value: v.to_string(),
+                    source,
+                });
         }
     }
-    Err(format!(
-        "{peer_url}/members answered {status:?} without a cluster ID"
-    ))
+    Err(PeerCheckError::NoClusterId {
+        url: url(),
+        status: status.to_string(),
+    })
 }
 
 async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
     mut s: S,
     request: &str,
-) -> Result<String, String> {
-    s.write_all(request.as_bytes())
-        .await
-        .map_err(|e| e.to_string())?;
-    s.flush().await.map_err(|e| e.to_string())?;
+) -> Result<String, std::io::Error> {
+    s.write_all(request.as_bytes()).await?;
+    s.flush().await?;
     let mut buf = Vec::new();
     let mut chunk = [0u8; 4096];
     loop {
@@ -223,7 +310,7 @@ async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
                 tracing::debug!("peer read ended: {e}");
                 break;
             }
-            Err(e) => return Err(e.to_string()),
+            Err(e) => return Err(e),
         }
     }
     Ok(String::from_utf8_lossy(&buf).into_owned())
@@ -273,6 +360,6 @@ mod tests {
         let err = peer_cluster_id(&peer, Some(&wrong_ca), t)
             .await
             .unwrap_err();
-        assert!(err.contains(&peer), "{err}");
+        assert!(err.to_string().contains(&peer), "{err}");
     }
 }

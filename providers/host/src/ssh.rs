@@ -248,6 +248,35 @@ impl HostSession {
 
     async fn connect_inner(name: &str, settings: &SshSettings) -> Result<HostSession, HostError> {
         let addr = format!("{}:{}", settings.address, settings.port);
+        let mut handle = Self::handshake(name, settings, &addr).await?;
+        let mut tried = Vec::new();
+        let authenticated = Self::auth_with_agent(&mut handle, settings, &mut tried).await
+            || Self::auth_with_key_file(&mut handle, name, settings, &addr, &mut tried).await?;
+        if authenticated {
+            return Ok(HostSession {
+                name: name.to_string(),
+                settings: settings.clone(),
+                handle,
+            });
+        }
+        Err(HostError::AuthFailed {
+            host: name.to_string(),
+            user: settings.user.clone(),
+            tried: if tried.is_empty() {
+                "nothing: no usable agent and no private_key_file".into()
+            } else {
+                tried.join(", ")
+            },
+        })
+    }
+
+    /// TCP connect and SSH handshake, the host key checked by [`Verifier`] (whose verdict
+    /// is the error when it refused the key).
+    async fn handshake(
+        name: &str,
+        settings: &SshSettings,
+        addr: &str,
+    ) -> Result<client::Handle<Verifier>, HostError> {
         let verdict = Arc::new(StdMutex::new(None));
         let handler = Verifier {
             host: name.to_string(),
@@ -263,20 +292,25 @@ impl HostSession {
         });
         let connected =
             client::connect(config, (settings.address.as_str(), settings.port), handler).await;
-        let mut handle = match connected {
-            Ok(h) => h,
-            Err(e) => {
-                if let Some(v) = verdict.lock().unwrap_or_else(|p| p.into_inner()).take() {
-                    return Err(v);
-                }
-                return Err(HostError::Connect {
-                    host: name.to_string(),
-                    addr,
-                    detail: connect_error_detail(&e),
-                });
+        connected.map_err(|e| {
+            if let Some(v) = verdict.lock().unwrap_or_else(|p| p.into_inner()).take() {
+                return v;
             }
-        };
-        let mut tried = Vec::new();
+            HostError::Connect {
+                host: name.to_string(),
+                addr: addr.to_string(),
+                detail: connect_error_detail(&e),
+            }
+        })
+    }
+
+    /// Offers the agent's keys, if an agent socket is configured and answers; whether one
+    /// was accepted.
+    async fn auth_with_agent(
+        handle: &mut client::Handle<Verifier>,
+        settings: &SshSettings,
+        tried: &mut Vec<String>,
+    ) -> bool {
         if let Some(sock) = &settings.agent_socket
             && let Ok(mut agent) = russh::keys::agent::client::AgentClient::connect_uds(sock).await
             && let Ok(ids) = agent.request_identities().await
@@ -286,60 +320,50 @@ impl HostSession {
                     continue;
                 };
                 tried.push(format!("agent key {comment}"));
-                let hash = rsa_hash(&handle, &key).await;
+                let hash = rsa_hash(handle, &key).await;
                 match handle
                     .authenticate_publickey_with(&settings.user, key, hash, &mut agent)
                     .await
                 {
-                    Ok(r) if r.success() => {
-                        return Ok(HostSession {
-                            name: name.to_string(),
-                            settings: settings.clone(),
-                            handle,
-                        });
-                    }
+                    Ok(r) if r.success() => return true,
                     _ => continue,
                 }
             }
         }
-        if let Some(kf) = &settings.private_key_file {
-            let path = expand_tilde(kf);
-            let key =
-                russh::keys::load_secret_key(&path, None).map_err(|e| HostError::PrivateKey {
-                    host: name.to_string(),
-                    path: path.clone(),
-                    detail: e.to_string(),
-                })?;
-            tried.push(format!("key file {}", path.display()));
-            let hash = rsa_hash(&handle, key.public_key()).await;
-            let r = handle
-                .authenticate_publickey(
-                    &settings.user,
-                    PrivateKeyWithHashAlg::new(Arc::new(key), hash),
-                )
-                .await
-                .map_err(|e| HostError::Connect {
-                    host: name.to_string(),
-                    addr: addr.clone(),
-                    detail: format!("during authentication: {e}"),
-                })?;
-            if r.success() {
-                return Ok(HostSession {
-                    name: name.to_string(),
-                    settings: settings.clone(),
-                    handle,
-                });
-            }
-        }
-        Err(HostError::AuthFailed {
+        false
+    }
+
+    /// Offers the configured private key file, if any; whether it was accepted.
+    async fn auth_with_key_file(
+        handle: &mut client::Handle<Verifier>,
+        name: &str,
+        settings: &SshSettings,
+        addr: &str,
+        tried: &mut Vec<String>,
+    ) -> Result<bool, HostError> {
+        let Some(kf) = &settings.private_key_file else {
+            return Ok(false);
+        };
+        let path = expand_tilde(kf);
+        let key = russh::keys::load_secret_key(&path, None).map_err(|e| HostError::PrivateKey {
             host: name.to_string(),
-            user: settings.user.clone(),
-            tried: if tried.is_empty() {
-                "nothing: no usable agent and no private_key_file".into()
-            } else {
-                tried.join(", ")
-            },
-        })
+            path: path.clone(),
+            detail: e.to_string(),
+        })?;
+        tried.push(format!("key file {}", path.display()));
+        let hash = rsa_hash(handle, key.public_key()).await;
+        let r = handle
+            .authenticate_publickey(
+                &settings.user,
+                PrivateKeyWithHashAlg::new(Arc::new(key), hash),
+            )
+            .await
+            .map_err(|e| HostError::Connect {
+                host: name.to_string(),
+                addr: addr.to_string(),
+                detail: format!("during authentication: {e}"),
+            })?;
+        Ok(r.success())
     }
 
     /// The host's name (as given to [`HostSession::connect`]).

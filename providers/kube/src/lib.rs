@@ -18,6 +18,7 @@
 mod act;
 mod model;
 mod observe;
+mod wait;
 
 use std::path::PathBuf;
 use std::time::Duration;
