@@ -17,6 +17,13 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use k3splan_lab::{Lab, LabSpec, TopologyNode};
+use k3splan_testkit_caps::lab;
+
+k3splan_testkit_caps::main! {
+    seed004_apply_killed_repeatedly_converges_without_double_actions needs [lab],
+    issue13_seed004_killed_at_every_step_boundary_converges needs [lab],
+    issue13_replace_is_one_shot_and_resumed_from_the_journal needs [lab],
+}
 
 fn apply_cmd(lab: &Lab, topo: &Path) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_k3splan"));
@@ -98,7 +105,6 @@ fn apply_and_kill(lab: &Lab, topo: &Path, mid_step: bool) -> (String, bool) {
     (seen, completed)
 }
 
-#[test]
 fn seed004_apply_killed_repeatedly_converges_without_double_actions() {
     let (lab, topo) = seed004_lab("repeat");
     let healthy_before = pvc_uids(&lab);
@@ -406,12 +412,7 @@ fn kill_at_and_converge(lab: &Lab, topo: &Path, point: &str) -> Result<(), Strin
 /// labs run `K3SPLAN_CRASH_PARALLEL` at a time (default 2: each lab runs three etcd members,
 /// and with more labs at once on a loaded 2-core machine etcd lost its leader in the lab
 /// itself) — about 8 minutes for the 21 kill points.
-#[test]
 fn issue13_seed004_killed_at_every_step_boundary_converges() {
-    if let Some(r) = k3splan_lab::skip_reason() {
-        eprintln!("SKIP issue13_seed004_killed_at_every_step_boundary_converges: {r}");
-        return;
-    }
     // The plan, from a first lab (which then takes the first kill point).
     let (lab0, topo0) = seed004_lab("0");
     let o = k3splan_cmd(&lab0, &topo0, &["plan", "--json"])
@@ -545,12 +546,7 @@ fn member_ids_at(lab: &Lab, host: &str) -> Vec<u64> {
 /// recorded in the saved plan and in the journal. Killed half-way through the removal, the
 /// next apply (without the flag) finishes it; killed after the rebuilt node rejoined, the
 /// same command re-run (shell history) does not replace the healthy node again.
-#[test]
 fn issue13_replace_is_one_shot_and_resumed_from_the_journal() {
-    if let Some(r) = k3splan_lab::skip_reason() {
-        eprintln!("SKIP issue13_replace_is_one_shot_and_resumed_from_the_journal: {r}");
-        return;
-    }
     let lab = Lab::start(LabSpec {
         servers: 3,
         ..LabSpec::default()

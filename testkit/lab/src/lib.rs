@@ -48,7 +48,9 @@ use k3splan_testkit_kubeapi::{Controllers, KubeApiServer, SEED004_YAML, ServerOp
 use k3splan_testkit_sshd::{HostOptions, SshdFleet, SshdHost};
 use serde_json::{Value, json};
 
-pub use k3splan_testkit_sshd::skip_reason;
+/// `None` when the lab can run here (real sshd hosts and real etcd members), otherwise why
+/// a test that needs it is skipped (`k3splan_testkit_caps::lab`, probed once per process).
+pub use k3splan_testkit_caps::lab as skip_reason;
 
 /// The k3s version the lab installs.
 pub const K3S_VERSION: &str = hostcfg::DEFAULT_VERSION;
