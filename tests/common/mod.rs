@@ -1,5 +1,6 @@
-//! The compiled `k3splan` binary as the integration tests run it, in one place: the
-//! environment it gets, the lab's variables and state file, and its captured output.
+//! Shared by the root crate's integration tests: the compiled `k3splan` binary as they run
+//! it, in one place (the environment it gets, the lab's variables and state file, its
+//! captured output), and the golden-file comparison ([`golden`]).
 //!
 //! Guarantees: [`k3splan`] never inherits the variables of the developer's shell that change
 //! what k3splan reads or does (`K3SPLAN_CONFIG`, `K3SPLAN_STATE`, `K3S_TOKEN`, the test hold
@@ -9,6 +10,8 @@
 //! Caveat: [`lab_k3splan`] echoes every run (`$ k3splan ARGS`, the exit code and both streams)
 //! on stderr, which nextest shows only for a failing test.
 #![allow(dead_code)]
+
+pub mod golden;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
