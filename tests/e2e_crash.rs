@@ -46,11 +46,7 @@ fn pvc_uids(lab: &Lab) -> BTreeMap<String, String> {
         .iter()
         .map(|p| {
             (
-                format!(
-                    "{}/{}",
-                    p["metadata"]["namespace"].as_str().unwrap_or(""),
-                    p["metadata"]["name"].as_str().unwrap_or("")
-                ),
+                k3splan_lab::qualified_name(p),
                 p["metadata"]["uid"].as_str().unwrap_or("").to_string(),
             )
         })

@@ -36,7 +36,8 @@ mod topology;
 mod vip;
 mod workloads;
 
-pub use observe::describe_etcd;
+pub use observe::{describe_etcd, qualified_name};
+pub use vip::splice;
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;

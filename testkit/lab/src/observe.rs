@@ -125,11 +125,7 @@ impl Lab {
             .iter()
             .map(|p| {
                 (
-                    format!(
-                        "{}/{}",
-                        p["metadata"]["namespace"].as_str().unwrap_or(""),
-                        p["metadata"]["name"].as_str().unwrap_or("")
-                    ),
+                    qualified_name(p),
                     p["status"]["phase"].as_str().unwrap_or("").to_string(),
                     p["spec"]["nodeName"].as_str().unwrap_or("").to_string(),
                 )
@@ -169,5 +165,14 @@ pub fn describe_etcd(o: &Observation) -> String {
         o.health.quorum,
         leader.unwrap_or_else(|| "none".into()),
         members.join(", ")
+    )
+}
+
+/// `namespace/name` of a Kubernetes object (empty parts for missing fields).
+pub fn qualified_name(v: &Value) -> String {
+    format!(
+        "{}/{}",
+        v["metadata"]["namespace"].as_str().unwrap_or(""),
+        v["metadata"]["name"].as_str().unwrap_or("")
     )
 }

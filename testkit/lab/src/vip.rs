@@ -108,10 +108,17 @@ fn proxy(client: TcpStream, to: SocketAddr) {
     let Ok(up) = TcpStream::connect_timeout(&to, Duration::from_secs(3)) else {
         return;
     };
-    let (Ok(mut c2), Ok(mut u2)) = (client.try_clone(), up.try_clone()) else {
+    splice(client, up);
+}
+
+/// Copies bytes both ways between two connected streams until both directions are closed
+/// (each side's write half is shut down when the other side's read ends). Blocks; used by
+/// the VIP forwarder and by the stand-in's supervisor port.
+pub fn splice(client: TcpStream, upstream: TcpStream) {
+    let (Ok(mut c2), Ok(mut u2)) = (client.try_clone(), upstream.try_clone()) else {
         return;
     };
-    let (mut c1, mut u1) = (client, up);
+    let (mut c1, mut u1) = (client, upstream);
     let t = std::thread::spawn(move || {
         let _ = std::io::copy(&mut c2, &mut u2);
         let _ = u2.shutdown(std::net::Shutdown::Write);

@@ -17,17 +17,7 @@ pub(super) fn start_supervisor(ip: &str, kube_url: &str) -> Result<(), String> {
                 let Ok(upstream) = TcpStream::connect(&target) else {
                     return;
                 };
-                let (Ok(mut c2), Ok(mut u2)) = (client.try_clone(), upstream.try_clone()) else {
-                    return;
-                };
-                let (mut c1, mut u1) = (client, upstream);
-                let t = std::thread::spawn(move || {
-                    let _ = std::io::copy(&mut c2, &mut u2);
-                    let _ = u2.shutdown(std::net::Shutdown::Write);
-                });
-                let _ = std::io::copy(&mut u1, &mut c1);
-                let _ = c1.shutdown(std::net::Shutdown::Write);
-                let _ = t.join();
+                k3splan_lab::splice(client, upstream);
             });
         }
     });
