@@ -1,15 +1,11 @@
 //! The `k3splan` binary as an operator runs it: exit codes, output streams, files touched.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+mod common;
 
-fn k3splan() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_k3splan"));
-    c.env_remove("K3SPLAN_CONFIG")
-        .env_remove("K3SPLAN_STATE")
-        .env_remove("K3S_TOKEN");
-    c
-}
+use std::path::{Path, PathBuf};
+use std::process::{Output, Stdio};
+
+use common::{k3splan, text};
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -17,10 +13,6 @@ fn root() -> PathBuf {
 
 fn run(args: &[&str]) -> Output {
     k3splan().args(args).output().unwrap()
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
 }
 
 #[test]

@@ -3,8 +3,10 @@
 //! input under `tests/fixtures/warnings/` is accepted with exactly the warnings expected;
 //! the examples load cleanly.
 //!
-//! Regenerate the expected files with `K3SPLAN_BLESS=1 cargo test --test config_fixtures`,
-//! then review the diff.
+//! Regenerate the expected files with `K3SPLAN_BLESS=1 cargo nextest run -p k3splan --test
+//! config_fixtures`, then review the diff (tests/common/golden.rs).
+
+mod common;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -50,26 +52,12 @@ fn render(path: &Path) -> (String, bool, bool) {
 }
 
 fn check_golden(dir: &str, want_errors: bool) -> usize {
-    let bless = std::env::var_os("K3SPLAN_BLESS").is_some();
     let mut failures = Vec::new();
     let files = fixtures(dir);
     for f in &files {
         let (out, has_errors, has_topology) = render(f);
-        let expected_path = f.with_extension("expected");
-        if bless {
-            std::fs::write(&expected_path, &out).unwrap();
-        }
-        let expected = std::fs::read_to_string(&expected_path).unwrap_or_else(|_| {
-            panic!(
-                "{} is missing; run with K3SPLAN_BLESS=1",
-                expected_path.display()
-            )
-        });
-        if out != expected {
-            failures.push(format!(
-                "{}:\n--- expected\n{expected}--- actual\n{out}",
-                f.display()
-            ));
+        if let Some(failure) = common::golden::compare(&f.with_extension("expected"), &out) {
+            failures.push(failure);
         }
         if has_errors != want_errors {
             failures.push(format!("{}: has_errors = {has_errors}", f.display()));

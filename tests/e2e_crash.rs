@@ -10,24 +10,30 @@
 //! re-applied: no node may stay cordoned, the state must be complete, a second plan must
 //! say "No changes.", and the rebound PVCs must be on the new node.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::{combined, lab_cmd, lab_state};
 use k3splan_lab::{Lab, LabSpec, TopologyNode};
+use k3splan_testkit_caps::lab;
+
+k3splan_testkit_caps::main! {
+    seed004_apply_killed_repeatedly_converges_without_double_actions needs [lab],
+    issue13_seed004_killed_at_every_step_boundary_converges needs [lab],
+    issue13_replace_is_one_shot_and_resumed_from_the_journal needs [lab],
+}
 
 fn apply_cmd(lab: &Lab, topo: &Path) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_k3splan"));
-    c.args(["apply", "--auto-approve", "--lock-timeout", "30s", "-c"])
-        .arg(topo)
-        .arg("--state")
-        .arg(lab.dir().join("state/k3splan.state.json"));
-    for (k, v) in lab.k3splan_env() {
-        c.env(k, v);
-    }
-    c
+    lab_cmd(
+        lab,
+        topo,
+        &["apply", "--auto-approve", "--lock-timeout", "30s"],
+    )
 }
 
 fn pvc_uids(lab: &Lab) -> BTreeMap<String, String> {
@@ -40,11 +46,7 @@ fn pvc_uids(lab: &Lab) -> BTreeMap<String, String> {
         .iter()
         .map(|p| {
             (
-                format!(
-                    "{}/{}",
-                    p["metadata"]["namespace"].as_str().unwrap_or(""),
-                    p["metadata"]["name"].as_str().unwrap_or("")
-                ),
+                k3splan_lab::qualified_name(p),
                 p["metadata"]["uid"].as_str().unwrap_or("").to_string(),
             )
         })
@@ -98,7 +100,6 @@ fn apply_and_kill(lab: &Lab, topo: &Path, mid_step: bool) -> (String, bool) {
     (seen, completed)
 }
 
-#[test]
 fn seed004_apply_killed_repeatedly_converges_without_double_actions() {
     let (lab, topo) = seed004_lab("repeat");
     let healthy_before = pvc_uids(&lab);
@@ -227,36 +228,15 @@ impl RunLog {
     }
 }
 
-fn k3splan_cmd(lab: &Lab, topo: &Path, args: &[&str]) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_k3splan"));
-    c.args(args)
-        .arg("-c")
-        .arg(topo)
-        .arg("--state")
-        .arg(lab.dir().join("state/k3splan.state.json"))
-        .env_remove("NO_COLOR")
-        .env_remove("K3SPLAN_CONFIG")
-        .env_remove("K3SPLAN_TEST_HOLD_AT");
-    for (k, v) in lab.k3splan_env() {
-        c.env(k, v);
-    }
-    c
-}
-
 fn run(lab: &Lab, topo: &Path, args: &[&str]) -> (Option<i32>, String) {
-    let o = k3splan_cmd(lab, topo, args).output().unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    (o.status.code(), text)
+    let o = lab_cmd(lab, topo, args).output().unwrap();
+    (o.status.code(), combined(&o))
 }
 
 /// Runs `k3splan ARGS` held at `point` and SIGKILLs it there. Returns its output; panics
 /// when the process ends without reaching the point.
 fn apply_killed_at(lab: &Lab, topo: &Path, args: &[&str], point: &str) -> String {
-    let mut child = k3splan_cmd(lab, topo, args)
+    let mut child = lab_cmd(lab, topo, args)
         .env("K3SPLAN_TEST_HOLD_AT", point)
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -287,8 +267,7 @@ fn apply_killed_at(lab: &Lab, topo: &Path, args: &[&str], point: &str) -> String
 }
 
 fn state_json(lab: &Lab) -> serde_json::Value {
-    serde_json::from_slice(&std::fs::read(lab.dir().join("state/k3splan.state.json")).unwrap())
-        .unwrap()
+    serde_json::from_slice(&std::fs::read(lab_state(lab)).unwrap()).unwrap()
 }
 
 fn cordoned(lab: &Lab, names: &[&str]) -> Vec<String> {
@@ -406,15 +385,10 @@ fn kill_at_and_converge(lab: &Lab, topo: &Path, point: &str) -> Result<(), Strin
 /// labs run `K3SPLAN_CRASH_PARALLEL` at a time (default 2: each lab runs three etcd members,
 /// and with more labs at once on a loaded 2-core machine etcd lost its leader in the lab
 /// itself) — about 8 minutes for the 21 kill points.
-#[test]
 fn issue13_seed004_killed_at_every_step_boundary_converges() {
-    if let Some(r) = k3splan_lab::skip_reason() {
-        eprintln!("SKIP issue13_seed004_killed_at_every_step_boundary_converges: {r}");
-        return;
-    }
     // The plan, from a first lab (which then takes the first kill point).
     let (lab0, topo0) = seed004_lab("0");
-    let o = k3splan_cmd(&lab0, &topo0, &["plan", "--json"])
+    let o = lab_cmd(&lab0, &topo0, &["plan", "--json"])
         .output()
         .unwrap();
     let plan: serde_json::Value = serde_json::from_slice(&o.stdout).expect("plan JSON");
@@ -545,12 +519,7 @@ fn member_ids_at(lab: &Lab, host: &str) -> Vec<u64> {
 /// recorded in the saved plan and in the journal. Killed half-way through the removal, the
 /// next apply (without the flag) finishes it; killed after the rebuilt node rejoined, the
 /// same command re-run (shell history) does not replace the healthy node again.
-#[test]
 fn issue13_replace_is_one_shot_and_resumed_from_the_journal() {
-    if let Some(r) = k3splan_lab::skip_reason() {
-        eprintln!("SKIP issue13_replace_is_one_shot_and_resumed_from_the_journal: {r}");
-        return;
-    }
     let lab = Lab::start(LabSpec {
         servers: 3,
         ..LabSpec::default()

@@ -3,39 +3,13 @@
 //! Kubernetes API). Each test breaks the lab, plans, applies, checks the cluster is healthy
 //! and that a second plan reports no changes.
 
-use std::path::Path;
-use std::process::{Command, Output};
+mod common;
+
+use std::process::Output;
 use std::time::Duration;
 
+use common::{k3splan_for, lab_k3splan, stdout};
 use k3splan_lab::{Lab, LabSpec, TopologyNode};
-
-fn k3splan(lab: &Lab, topo: &Path, args: &[&str]) -> Output {
-    let state = lab.dir().join("state/k3splan.state.json");
-    let mut c = Command::new(env!("CARGO_BIN_EXE_k3splan"));
-    c.args(args)
-        .arg("-c")
-        .arg(topo)
-        .arg("--state")
-        .arg(&state)
-        .env_remove("NO_COLOR")
-        .env_remove("K3SPLAN_CONFIG");
-    for (k, v) in lab.k3splan_env() {
-        c.env(k, v);
-    }
-    let o = c.output().expect("run k3splan");
-    eprintln!(
-        "$ k3splan {}\n--- exit {:?}\n{}{}",
-        args.join(" "),
-        o.status.code(),
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    o
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
 
 #[test]
 fn seed000_first_server_dies_and_is_replaced() {
@@ -60,7 +34,7 @@ fn seed000_first_server_dies_and_is_replaced() {
             "",
         )
         .unwrap();
-    let o = k3splan(&lab, &topo, &["plan", "--detailed-exitcode"]);
+    let o = lab_k3splan(&lab, &topo, &["plan", "--detailed-exitcode"]);
     assert_eq!(o.status.code(), Some(2));
     let plan = stdout(&o);
     assert!(plan.contains("node.server-1 will be destroyed"), "{plan}");
@@ -68,14 +42,14 @@ fn seed000_first_server_dies_and_is_replaced() {
     assert!(!plan.contains("cluster-init: true"), "{plan}");
     assert!(plan.contains("without cluster-init"), "{plan}");
 
-    let o = k3splan(&lab, &topo, &["apply", "--auto-approve"]);
+    let o = lab_k3splan(&lab, &topo, &["apply", "--auto-approve"]);
     assert_eq!(o.status.code(), Some(0));
     let obs = lab.wait_voters(3, Duration::from_secs(60)).unwrap();
     assert_eq!(obs.health.healthy_voters, 3);
     assert!(lab.node_ready("spare-1"));
     assert!(!lab.nodes().contains(&"server-1".to_string()));
 
-    let o = k3splan(&lab, &topo, &["plan", "--detailed-exitcode"]);
+    let o = lab_k3splan(&lab, &topo, &["plan", "--detailed-exitcode"]);
     assert_eq!(o.status.code(), Some(0), "second plan: no changes");
     assert!(stdout(&o).contains("No changes."));
 }
@@ -143,7 +117,7 @@ fn seed001_split_roles_join_urls_rewritten() {
         });
     }
     let topo = lab.write_topology("seed001/main.hcl", &nodes, "").unwrap();
-    let o = k3splan(&lab, &topo, &["plan"]);
+    let o = lab_k3splan(&lab, &topo, &["plan"]);
     assert_eq!(code(&o), Some(0));
     let plan = stdout(&o);
     for cp in ["spare-1", "spare-2"] {
@@ -157,7 +131,7 @@ fn seed001_split_roles_join_urls_rewritten() {
     }
     assert!(plan.contains(&format!("-server: {first}")), "{plan}");
 
-    let o = k3splan(&lab, &topo, &["apply", "--auto-approve"]);
+    let o = lab_k3splan(&lab, &topo, &["apply", "--auto-approve"]);
     assert_eq!(code(&o), Some(0));
     for cp in ["spare-1", "spare-2"] {
         let cfg = lab.read_file(cp, "/etc/rancher/k3s/config.yaml").unwrap();
@@ -174,7 +148,7 @@ fn seed001_split_roles_join_urls_rewritten() {
     }
     let obs = lab.wait_voters(2, Duration::from_secs(30)).unwrap();
     assert_eq!(obs.health.healthy_voters, 2);
-    let o = k3splan(&lab, &topo, &["plan", "--detailed-exitcode"]);
+    let o = lab_k3splan(&lab, &topo, &["plan", "--detailed-exitcode"]);
     assert_eq!(code(&o), Some(0), "second plan: no changes");
 }
 
@@ -197,7 +171,7 @@ fn seed002_scale_out_with_stale_data() {
             "",
         )
         .unwrap();
-    let o = k3splan(&lab, &topo, &["plan", "--detailed-exitcode"]);
+    let o = lab_k3splan(&lab, &topo, &["plan", "--detailed-exitcode"]);
     assert_eq!(code(&o), Some(2));
     let plan = stdout(&o);
     let aside = plan
@@ -221,7 +195,7 @@ fn seed002_scale_out_with_stale_data() {
         "one member at a time: {plan}"
     );
 
-    let o = k3splan(&lab, &topo, &["apply", "--auto-approve"]);
+    let o = lab_k3splan(&lab, &topo, &["apply", "--auto-approve"]);
     assert_eq!(code(&o), Some(0));
     let obs = lab.wait_voters(5, Duration::from_secs(60)).unwrap();
     assert_eq!(obs.health.healthy_voters, 5);
@@ -232,7 +206,7 @@ fn seed002_scale_out_with_stale_data() {
         ls.contains("etcd-backup-"),
         "the stale dir is kept aside: {ls}"
     );
-    let o = k3splan(&lab, &topo, &["plan", "--detailed-exitcode"]);
+    let o = lab_k3splan(&lab, &topo, &["plan", "--detailed-exitcode"]);
     assert_eq!(code(&o), Some(0), "second plan: no changes");
 }
 
@@ -255,7 +229,7 @@ fn seed003_addons_scaled_and_spread() {
             extra,
         )
         .unwrap();
-    let o = k3splan(&lab, &topo, &["plan", "--detailed-exitcode"]);
+    let o = lab_k3splan(&lab, &topo, &["plan", "--detailed-exitcode"]);
     assert_eq!(code(&o), Some(2));
     let plan = stdout(&o);
     for a in ["coredns", "metrics-server", "local-path-provisioner"] {
@@ -268,9 +242,9 @@ fn seed003_addons_scaled_and_spread() {
         !plan.contains("etcd_snapshot"),
         "no destructive step, no snapshot: {plan}"
     );
-    let o = k3splan(&lab, &topo, &["apply", "--auto-approve"]);
+    let o = lab_k3splan(&lab, &topo, &["apply", "--auto-approve"]);
     assert_eq!(code(&o), Some(0));
-    let o = k3splan(&lab, &topo, &["plan", "--detailed-exitcode"]);
+    let o = lab_k3splan(&lab, &topo, &["plan", "--detailed-exitcode"]);
     assert_eq!(code(&o), Some(0), "second plan: no changes");
     let coredns: Vec<_> = lab
         .pods(Some("kube-system"))
@@ -311,7 +285,7 @@ fn seed004_control_node_replacement_with_vip_and_volumes() {
             "",
         )
         .unwrap();
-    let o = k3splan(&lab, &topo, &["plan", "--detailed-exitcode"]);
+    let o = lab_k3splan(&lab, &topo, &["plan", "--detailed-exitcode"]);
     assert_eq!(code(&o), Some(2));
     let plan = stdout(&o);
     let order = [
@@ -332,12 +306,12 @@ fn seed004_control_node_replacement_with_vip_and_volumes() {
     assert!(plan.contains("quorum after: 2/2 voters healthy"), "{plan}");
     assert!(plan.contains("quorum after: 3/3 voters healthy"), "{plan}");
 
-    let o = k3splan(&lab, &topo, &["apply", "--auto-approve"]);
+    let o = lab_k3splan(&lab, &topo, &["apply", "--auto-approve"]);
     assert_eq!(code(&o), Some(0));
     let obs = lab.wait_voters(3, Duration::from_secs(60)).unwrap();
     assert_eq!(obs.health.healthy_voters, 3);
     // Volumes of the dead node now live on the new node; the others did not move.
-    let o = k3splan(&lab, &topo, &["plan", "--detailed-exitcode"]);
+    let o = lab_k3splan(&lab, &topo, &["plan", "--detailed-exitcode"]);
     assert_eq!(code(&o), Some(0), "second plan: no changes");
     let pods = lab.pods(None);
     let node_of = |p: &str| {
@@ -380,7 +354,7 @@ fn unreachable_but_alive_host_is_not_removed_without_the_flag() {
         .write_topology("alive/main.hcl", &names(&["server-2", "server-3"]), "")
         .unwrap();
     lab.cut_network("server-1").unwrap();
-    let o = k3splan(&lab, &topo, &["plan", "--detailed-exitcode"]);
+    let o = lab_k3splan(&lab, &topo, &["plan", "--detailed-exitcode"]);
     let plan = format!("{}{}", stdout(&o), String::from_utf8_lossy(&o.stderr));
     assert!(!plan.contains("node.server-1 will be destroyed"), "{plan}");
     assert!(
@@ -414,7 +388,7 @@ fn quorum_lost_plan_refuses_with_recovery_advice() {
             "",
         )
         .unwrap();
-    let o = k3splan(&lab, &topo, &["plan"]);
+    let o = lab_k3splan(&lab, &topo, &["plan"]);
     assert_eq!(code(&o), Some(1));
     let out = format!("{}{}", stdout(&o), String::from_utf8_lossy(&o.stderr));
     assert!(out.contains("quorum"), "{out}");
@@ -422,7 +396,7 @@ fn quorum_lost_plan_refuses_with_recovery_advice() {
         out.contains("cluster-reset") || out.contains("snapshot"),
         "{out}"
     );
-    let o = k3splan(&lab, &topo, &["apply", "--auto-approve"]);
+    let o = lab_k3splan(&lab, &topo, &["apply", "--auto-approve"]);
     assert_eq!(code(&o), Some(1));
     let out = format!("{}{}", stdout(&o), String::from_utf8_lossy(&o.stderr));
     assert!(
@@ -470,11 +444,8 @@ fn two_applies_at_once_one_runs_the_other_is_told_who_holds_the_etcd_lock() {
         )
         .unwrap();
     let cmd = || {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_k3splan"));
+        let mut c = k3splan_for(&lab);
         c.args(["apply", "--auto-approve", "-c"]).arg(&topo);
-        for (k, v) in lab.k3splan_env() {
-            c.env(k, v);
-        }
         c.stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped());
         c
@@ -561,9 +532,9 @@ fn issue9_removed_live_agent_is_uninstalled_at_the_port_the_state_recorded() {
         .write_topology("scale-in/main.hcl", &all, addon)
         .unwrap();
     // A first apply with a change, so that the state records every node and its SSH port.
-    let o = k3splan(&lab, &topo, &["apply", "--auto-approve"]);
+    let o = lab_k3splan(&lab, &topo, &["apply", "--auto-approve"]);
     assert_eq!(code(&o), Some(0));
-    let state = std::fs::read_to_string(lab.dir().join("state/k3splan.state.json")).unwrap();
+    let state = std::fs::read_to_string(common::lab_state(&lab)).unwrap();
     assert!(
         state.contains("agent-1"),
         "the state records agent-1: {state}"
@@ -576,12 +547,12 @@ fn issue9_removed_live_agent_is_uninstalled_at_the_port_the_state_recorded() {
             addon,
         )
         .unwrap();
-    let o = k3splan(&lab, &topo, &["plan", "--detailed-exitcode"]);
+    let o = lab_k3splan(&lab, &topo, &["plan", "--detailed-exitcode"]);
     assert_eq!(code(&o), Some(2));
     let plan = stdout(&o);
     assert!(plan.contains("node.agent-1 will be destroyed"), "{plan}");
     assert!(plan.contains("uninstall k3s on agent-1"), "{plan}");
-    let o = k3splan(&lab, &topo, &["apply", "--auto-approve"]);
+    let o = lab_k3splan(&lab, &topo, &["apply", "--auto-approve"]);
     assert_eq!(code(&o), Some(0), "{}", stdout(&o));
     assert!(!lab.nodes().contains(&"agent-1".to_string()));
     let (rc, _) = lab
@@ -590,7 +561,7 @@ fn issue9_removed_live_agent_is_uninstalled_at_the_port_the_state_recorded() {
     assert_ne!(rc, 0, "k3s is uninstalled on agent-1 (its config is gone)");
     let obs = lab.etcd();
     assert_eq!(obs.health.healthy_voters, 3, "etcd untouched");
-    let o = k3splan(&lab, &topo, &["plan", "--detailed-exitcode"]);
+    let o = lab_k3splan(&lab, &topo, &["plan", "--detailed-exitcode"]);
     assert_eq!(code(&o), Some(0), "second plan: no changes");
 }
 

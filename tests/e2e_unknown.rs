@@ -4,42 +4,14 @@
 //! member) and checks what a cron drift check or an operator would see: the exit code, the
 //! words, and that nothing was changed.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
+
+use std::path::PathBuf;
+use std::process::Command;
 use std::time::Duration;
 
+use common::{lab_k3splan, streams};
 use k3splan_lab::{Lab, LabSpec, TopologyNode};
-
-fn k3splan(lab: &Lab, topo: &Path, args: &[&str]) -> Output {
-    let state = lab.dir().join("state/k3splan.state.json");
-    let mut c = Command::new(env!("CARGO_BIN_EXE_k3splan"));
-    c.args(args)
-        .arg("-c")
-        .arg(topo)
-        .arg("--state")
-        .arg(&state)
-        .env("NO_COLOR", "1")
-        .env_remove("K3SPLAN_CONFIG");
-    for (k, v) in lab.k3splan_env() {
-        c.env(k, v);
-    }
-    let o = c.output().expect("run k3splan");
-    eprintln!(
-        "$ k3splan {}\n--- exit {:?}\n{}{}",
-        args.join(" "),
-        o.status.code(),
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    o
-}
-
-fn text(o: &Output) -> (String, String) {
-    (
-        String::from_utf8_lossy(&o.stdout).into_owned(),
-        String::from_utf8_lossy(&o.stderr).into_owned(),
-    )
-}
 
 fn three_servers() -> Lab {
     Lab::start(LabSpec {
@@ -76,9 +48,9 @@ fn issue13_unreadable_hosts_make_plan_exit_1_never_no_changes() {
     let lab = three_servers();
     let nodes = all_servers();
     let good = lab.write_topology("base/main.hcl", &nodes, "").unwrap();
-    let o = k3splan(&lab, &good, &["plan", "--detailed-exitcode"]);
+    let o = lab_k3splan(&lab, &good, &["plan", "--detailed-exitcode"]);
     assert_eq!(o.status.code(), Some(0), "premise: the lab is converged");
-    assert!(text(&o).0.contains("No changes."));
+    assert!(streams(&o).0.contains("No changes."));
 
     let kh = lab.files().known_hosts.display().to_string();
     let key = lab.files().ssh_key.display().to_string();
@@ -111,8 +83,8 @@ fn issue13_unreadable_hosts_make_plan_exit_1_never_no_changes() {
     ];
     for (name, from, to, why) in cases {
         let topo = topology_with(&lab, &format!("{name}/main.hcl"), &nodes, &from, &to);
-        let o = k3splan(&lab, &topo, &["plan", "--detailed-exitcode"]);
-        let (out, _) = text(&o);
+        let o = lab_k3splan(&lab, &topo, &["plan", "--detailed-exitcode"]);
+        let (out, _) = streams(&o);
         assert_eq!(o.status.code(), Some(1), "{name}: incomplete plan exits 1");
         assert!(!out.contains("No changes."), "{name}: {out}");
         assert!(
@@ -127,7 +99,7 @@ fn issue13_unreadable_hosts_make_plan_exit_1_never_no_changes() {
         }
         assert!(out.contains(why), "{name}: the reason names {why}: {out}");
         // JSON: complete = false, one unknown per host.
-        let o = k3splan(&lab, &topo, &["plan", "--json"]);
+        let o = lab_k3splan(&lab, &topo, &["plan", "--json"]);
         assert_eq!(o.status.code(), Some(1));
         let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("JSON plan");
         assert_eq!(v["complete"], false);
@@ -135,7 +107,7 @@ fn issue13_unreadable_hosts_make_plan_exit_1_never_no_changes() {
     }
     // Accepting each unknown host explicitly makes the plan complete again.
     let topo = lab.dir().join("no-known-hosts/main.hcl");
-    let o = k3splan(
+    let o = lab_k3splan(
         &lab,
         &topo,
         &[
@@ -150,10 +122,10 @@ fn issue13_unreadable_hosts_make_plan_exit_1_never_no_changes() {
         ],
     );
     assert_eq!(o.status.code(), Some(0), "every unknown accepted");
-    assert!(text(&o).0.contains("accepted with --allow-unreachable"));
+    assert!(streams(&o).0.contains("accepted with --allow-unreachable"));
 
     // A misspelt name accepts nothing: a usage error, before anything is planned.
-    let o = k3splan(
+    let o = lab_k3splan(
         &lab,
         &good,
         &[
@@ -163,7 +135,7 @@ fn issue13_unreadable_hosts_make_plan_exit_1_never_no_changes() {
             "server-9",
         ],
     );
-    let (out, err) = text(&o);
+    let (out, err) = streams(&o);
     assert_eq!(o.status.code(), Some(1));
     assert!(err.contains("--allow-unreachable server-9"), "{err}");
     assert!(!out.contains("No changes."), "{out}");
@@ -185,8 +157,8 @@ fn issue13_changed_host_key_stops_plan_and_apply_before_any_change() {
         vec!["plan", "--detailed-exitcode"],
         vec!["apply", "--auto-approve"],
     ] {
-        let o = k3splan(&lab, &topo, &args);
-        let (out, err) = text(&o);
+        let o = lab_k3splan(&lab, &topo, &args);
+        let (out, err) = streams(&o);
         assert_eq!(o.status.code(), Some(1), "{args:?}");
         assert!(err.contains("HOST KEY CHANGED"), "{err}");
         assert!(err.contains("server-2"), "{err}");
@@ -203,7 +175,7 @@ fn issue13_changed_host_key_stops_plan_and_apply_before_any_change() {
     // Nothing changed: server-3 is still a healthy voter, no state was written.
     let obs = lab.wait_voters(3, Duration::from_secs(30)).unwrap();
     assert_eq!(obs.health.healthy_voters, 3);
-    assert!(!lab.dir().join("state/k3splan.state.json").exists());
+    assert!(!common::lab_state(&lab).exists());
 }
 
 /// The quorum simulation reads every member, declared or not: with server-2's block
@@ -217,8 +189,8 @@ fn issue13_undeclared_members_are_read_for_the_quorum() {
         TopologyNode::server("server-3"),
     ];
     let topo = lab.write_topology("main.hcl", &nodes, "").unwrap();
-    let o = k3splan(&lab, &topo, &["plan"]);
-    let (out, _) = text(&o);
+    let o = lab_k3splan(&lab, &topo, &["plan"]);
+    let (out, _) = streams(&o);
     assert!(out.contains("3/3 voters healthy"), "{out}");
 
     let (code, log) = lab.service("server-3", "stop", "k3s").unwrap();
@@ -227,8 +199,8 @@ fn issue13_undeclared_members_are_read_for_the_quorum() {
         o.health.healthy_voters == 2
     })
     .unwrap();
-    let o = k3splan(&lab, &topo, &["plan"]);
-    let (out, err) = text(&o);
+    let o = lab_k3splan(&lab, &topo, &["plan"]);
+    let (out, err) = streams(&o);
     assert!(!out.contains("quorum is already lost"), "{out}{err}");
     assert!(out.contains("2/3 voters healthy"), "{out}");
 }
@@ -254,16 +226,16 @@ fn issue13_partitioned_host_is_unknown_and_its_removal_needs_the_flag() {
         &format!("    user             = \"root\"\n    port             = {port}\n"),
     );
     lab.cut_network("server-3").unwrap();
-    let o = k3splan(&lab, &topo, &["plan", "--detailed-exitcode"]);
-    let (out, err) = text(&o);
+    let o = lab_k3splan(&lab, &topo, &["plan", "--detailed-exitcode"]);
+    let (out, err) = streams(&o);
     assert_eq!(o.status.code(), Some(1), "{out}{err}");
     assert!(out.contains("host of server-3 is unknown"), "{out}");
     assert!(out.contains("partition"), "{out}");
     assert!(out.contains("--allow-unreachable server-3"), "{out}");
     assert!(!out.contains("will be destroyed"), "{out}");
 
-    let o = k3splan(&lab, &topo, &["plan", "--allow-unreachable", "server-3"]);
-    let (out, _) = text(&o);
+    let o = lab_k3splan(&lab, &topo, &["plan", "--allow-unreachable", "server-3"]);
+    let (out, _) = streams(&o);
     assert_eq!(o.status.code(), Some(0), "{out}");
     assert!(
         out.contains("node.server-3: host unknown") && out.contains("will not be uninstalled"),

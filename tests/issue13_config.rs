@@ -3,9 +3,11 @@
 //! the exit code, that nothing panicked, that stderr stays small, and the `file:line:col` of
 //! the diagnostic.
 
+mod common;
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 
 use k3splan::config::{SourceFile, load_str};
@@ -24,11 +26,9 @@ node "s1" {
 /// Runs `k3splan validate -c PATH`, killing it after a generous deadline (a hang is a failure,
 /// not a wait).
 fn validate(path: &Path) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_k3splan"))
+    let mut child = common::k3splan()
         .args(["validate", "-c"])
         .arg(path)
-        .env_remove("K3SPLAN_CONFIG")
-        .env_remove("K3SPLAN_STATE")
         .env("K3S_TOKEN", "K10-test-token")
         .env("NO_COLOR", "1")
         .stdin(Stdio::null())

@@ -1,5 +1,7 @@
 //! Issue 13: `state show ADDRESS` prints one object as JSON, and nothing else.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -24,7 +26,7 @@ fn issue13_state_show_prints_pure_json() {
     )]);
     b.write(&lock, &mut s).unwrap();
     drop(lock);
-    let o = std::process::Command::new(env!("CARGO_BIN_EXE_k3splan"))
+    let o = common::k3splan()
         .args(["state", "show", "node.a", "--state", path.to_str().unwrap()])
         .current_dir(dir.path())
         .output()

@@ -2,11 +2,15 @@
 //!
 //! Each scenario is a hand-built topology (the desired state) and an observed fixture in
 //! `tests/fixtures/observed/` (JSON, editable by hand). The rendered plans are compared with
-//! `tests/golden/plan/`. Regenerate the goldens with `K3SPLAN_BLESS=1 cargo test --test
-//! plan_golden`; regenerate the fixtures from the builders below with
-//! `K3SPLAN_BLESS_FIXTURES=1` (this overwrites hand edits).
+//! `tests/golden/plan/`. Regenerate the goldens with `K3SPLAN_BLESS=1 cargo nextest run
+//! -p k3splan --test plan_golden`; regenerate the fixtures from the builders below too with
+//! `K3SPLAN_BLESS=fixtures` (this overwrites hand edits). See tests/common/golden.rs.
+
+mod common;
 
 use std::path::PathBuf;
+
+use common::golden;
 
 use k3splan::config::{OnNodeLoss, Role, Topology, WorkloadKind};
 use k3splan::observed::{EtcdDataDir, Fact, HostState, MemberHealth, Observed, Pod, Pvc, url_host};
@@ -22,19 +26,8 @@ fn root() -> PathBuf {
 
 fn load_fixture(name: &str, build: impl FnOnce() -> Observed) -> Observed {
     let path = root().join(format!("tests/fixtures/observed/{name}.json"));
-    if std::env::var_os("K3SPLAN_BLESS_FIXTURES").is_some() {
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(
-            &path,
-            serde_json::to_string_pretty(&build()).unwrap() + "\n",
-        )
-        .unwrap();
-    }
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
-        panic!(
-            "{}: {e} (create with K3SPLAN_BLESS_FIXTURES=1)",
-            path.display()
-        )
+    let text = golden::fixture(&path, || {
+        serde_json::to_string_pretty(&build()).unwrap() + "\n"
     });
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
@@ -44,24 +37,7 @@ fn check_golden(name: &str, result: &Result<Plan, Refusal>) {
     let text = render::text(result, TextOptions { color: false });
     let json = render::json(result);
     for (ext, got) in [("txt", &text), ("json", &json)] {
-        let path = dir.join(format!("{name}.{ext}"));
-        if std::env::var_os("K3SPLAN_BLESS").is_some() {
-            std::fs::create_dir_all(&dir).unwrap();
-            std::fs::write(&path, got).unwrap();
-            continue;
-        }
-        let want = std::fs::read_to_string(&path)
-            .unwrap_or_else(|e| panic!("{}: {e} (create with K3SPLAN_BLESS=1)", path.display()));
-        if &want != got {
-            let diff = similar::TextDiff::from_lines(&want, got)
-                .unified_diff()
-                .header("golden", "got")
-                .to_string();
-            panic!(
-                "{} differs from the golden file (K3SPLAN_BLESS=1 to accept):\n{diff}",
-                path.display()
-            );
-        }
+        golden::assert_matches(&dir.join(format!("{name}.{ext}")), got);
     }
     // Secrets never appear in any output (rule 7).
     for secret in ["K10secret-token", "MTkyLjE2"] {

@@ -1,12 +1,30 @@
 //! The state file: golden round-trips, refusal to overwrite what it does not understand,
 //! atomic private writes, and the lock.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use k3splan::state::*;
+
+k3splan_testkit_caps::main! {
+    state_round_trips_through_its_golden_file,
+    writes_are_private_atomic_and_bump_the_serial,
+    a_corrupt_state_is_refused_and_left_untouched,
+    an_unknown_version_is_refused,
+    another_lineage_is_never_overwritten,
+    a_stale_serial_is_a_conflict,
+    a_second_run_is_told_who_holds_the_lock,
+    a_waiting_run_gets_the_lock_when_it_is_released_within_the_timeout,
+    issue13_a_serial_at_u64_max_is_refused_not_wrapped,
+    issue13_an_empty_lineage_is_refused,
+    issue13_a_state_of_a_newer_k3splan_is_refused,
+    issue13_the_lock_holder_is_named_from_passwd_when_user_is_unset needs [passwd_entry],
+    lock_who_helper_process ignore "helper process",
+}
 
 fn sample() -> State {
     let mut s = State::new("5b1e0c8f2a9d4e71");
@@ -75,16 +93,12 @@ fn sample() -> State {
     s
 }
 
-#[test]
 fn state_round_trips_through_its_golden_file() {
     let golden = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/state/full.json");
     let mut text = serde_json::to_string_pretty(&sample()).unwrap();
     text.push('\n');
-    if std::env::var_os("K3SPLAN_BLESS").is_some() {
-        std::fs::write(&golden, &text).unwrap();
-    }
+    common::golden::assert_matches(&golden, &text);
     let expected = std::fs::read_to_string(&golden).unwrap();
-    assert_eq!(text, expected);
     let parsed = local::parse_state("full.json", expected.as_bytes()).unwrap();
     assert_eq!(parsed, sample());
     assert_eq!(
@@ -108,7 +122,6 @@ fn backend() -> (tempfile::TempDir, LocalBackend) {
     (dir, b)
 }
 
-#[test]
 fn writes_are_private_atomic_and_bump_the_serial() {
     let (_d, b) = backend();
     assert!(b.read().unwrap().is_none());
@@ -131,7 +144,6 @@ fn writes_are_private_atomic_and_bump_the_serial() {
     assert!(leftovers.is_empty(), "{leftovers:?}");
 }
 
-#[test]
 fn a_corrupt_state_is_refused_and_left_untouched() {
     let (_d, b) = backend();
     std::fs::create_dir_all(b.path().parent().unwrap()).unwrap();
@@ -149,7 +161,6 @@ fn a_corrupt_state_is_refused_and_left_untouched() {
     );
 }
 
-#[test]
 fn an_unknown_version_is_refused() {
     let (_d, b) = backend();
     std::fs::create_dir_all(b.path().parent().unwrap()).unwrap();
@@ -164,7 +175,6 @@ fn an_unknown_version_is_refused() {
     );
 }
 
-#[test]
 fn another_lineage_is_never_overwritten() {
     let (_d, b) = backend();
     let lock = b
@@ -180,7 +190,6 @@ fn another_lineage_is_never_overwritten() {
     assert_eq!(std::fs::read(b.path()).unwrap(), before);
 }
 
-#[test]
 fn a_stale_serial_is_a_conflict() {
     let (_d, b) = backend();
     let lock = b
@@ -204,7 +213,6 @@ fn a_stale_serial_is_a_conflict() {
     );
 }
 
-#[test]
 fn a_second_run_is_told_who_holds_the_lock() {
     let (_d, b) = backend();
     let first = b
@@ -240,7 +248,6 @@ fn a_second_run_is_told_who_holds_the_lock() {
     assert_eq!(second.info.operation, "plan");
 }
 
-#[test]
 fn a_waiting_run_gets_the_lock_when_it_is_released_within_the_timeout() {
     let (_d, b) = backend();
     let first = b
@@ -286,7 +293,6 @@ fn refused_untouched(b: &LocalBackend, bytes: &[u8], expect: &str) {
     assert_eq!(std::fs::read(b.path()).unwrap(), bytes, "the file changed");
 }
 
-#[test]
 fn issue13_a_serial_at_u64_max_is_refused_not_wrapped() {
     let (_d, b) = backend();
     let bytes = stored_state(&b, |v| v["serial"] = u64::MAX.into());
@@ -297,14 +303,12 @@ fn issue13_a_serial_at_u64_max_is_refused_not_wrapped() {
     assert!(s.next_serial("x").is_err());
 }
 
-#[test]
 fn issue13_an_empty_lineage_is_refused() {
     let (_d, b) = backend();
     let bytes = stored_state(&b, |v| v["lineage"] = "".into());
     refused_untouched(&b, &bytes, "lineage is empty");
 }
 
-#[test]
 fn issue13_a_state_of_a_newer_k3splan_is_refused() {
     let (_d, b) = backend();
     let bytes = stored_state(&b, |v| v["k3splan_version"] = "99.0.0".into());
@@ -337,12 +341,15 @@ fn passwd_name() -> Option<String> {
         })
 }
 
-#[test]
+/// The probe of `issue13_the_lock_holder_is_named_from_passwd_when_user_is_unset`.
+fn passwd_entry() -> Option<String> {
+    passwd_name()
+        .is_none()
+        .then(|| "this uid has no /etc/passwd entry (an NSS-only user): nothing to compare".into())
+}
+
 fn issue13_the_lock_holder_is_named_from_passwd_when_user_is_unset() {
-    let Some(name) = passwd_name() else {
-        eprintln!("SKIP: this uid has no /etc/passwd entry (an NSS-only user): nothing to compare");
-        return;
-    };
+    let name = passwd_name().expect("checked by the passwd_entry probe");
     let out = std::process::Command::new(std::env::current_exe().unwrap())
         .args([
             "--exact",
@@ -367,8 +374,6 @@ fn issue13_the_lock_holder_is_named_from_passwd_when_user_is_unset() {
 /// Not a test: prints `LockInfo::for_operation(..).who` for
 /// `issue13_the_lock_holder_is_named_from_passwd_when_user_is_unset`, which runs it with
 /// USER and LOGNAME unset.
-#[test]
-#[ignore = "helper process"]
 fn lock_who_helper_process() {
     if std::env::var(WHO_HELPER_ENV).is_err() {
         return;

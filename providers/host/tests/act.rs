@@ -6,15 +6,19 @@ use common::*;
 use k3splan_host::{
     FileWrite, HostError, InstallRequest, K3sLayout, K3sRole, Secret, ServiceAction, ServiceManager,
 };
+use k3splan_testkit_caps::sshd;
 use k3splan_testkit_sshd::SshdFleet;
+
+k3splan_testkit_caps::main! {
+    atomic_write_keeps_a_backup_and_returns_the_diff needs [sshd],
+    hostile_values_reach_the_host_verbatim_through_every_builder needs [sshd],
+    stale_etcd_data_is_detected_and_moved_aside_only_when_stopped needs [sshd],
+    service_control_and_uninstall_show_in_observe needs [sshd],
+}
 
 const CONFIG: &str = "/etc/rancher/k3s/config.yaml";
 
-#[test]
 fn atomic_write_keeps_a_backup_and_returns_the_diff() {
-    if skip() {
-        return;
-    }
     let fleet = SshdFleet::start(&["writer"]).unwrap();
     let h = &fleet.hosts[0];
     let old = "server: https://10.0.0.1:6443\ntoken: old-token-123\nnode-name: writer\n";
@@ -95,11 +99,7 @@ fn atomic_write_keeps_a_backup_and_returns_the_diff() {
 /// Values that a shell would interpret if they were not quoted.
 const HOSTILE: &str = "it's \"q\" $(touch /var/lib/rancher/PWNED) `touch /var/lib/rancher/PWNED2` ; touch /var/lib/rancher/PWNED3 && echo $HOME\nsecond line\\n ${PATH} *";
 
-#[test]
 fn hostile_values_reach_the_host_verbatim_through_every_builder() {
-    if skip() {
-        return;
-    }
     let fleet = SshdFleet::start(&["hostile"]).unwrap();
     let h = &fleet.hosts[0];
     install_standins(h);
@@ -234,11 +234,7 @@ printf 'installing with %s\n' "$K3S_TOKEN"
     assert_eq!(pwned(), 0, "a hostile value was executed by a shell");
 }
 
-#[test]
 fn stale_etcd_data_is_detected_and_moved_aside_only_when_stopped() {
-    if skip() {
-        return;
-    }
     let fleet = SshdFleet::start(&["stale"]).unwrap();
     let h = &fleet.hosts[0];
     install_standins(h);
@@ -294,11 +290,7 @@ fn stale_etcd_data_is_detected_and_moved_aside_only_when_stopped() {
     assert!(err.to_string().contains("no etcd data dir"), "{err}");
 }
 
-#[test]
 fn service_control_and_uninstall_show_in_observe() {
-    if skip() {
-        return;
-    }
     let fleet = SshdFleet::start(&["svc"]).unwrap();
     let h = &fleet.hosts[0];
     install_standins(h);

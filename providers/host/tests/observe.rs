@@ -10,7 +10,17 @@ use k3splan_host::{
     ConfigFile, HostError, HostObservation, HostPool, HostSession, ManifestFile, ServiceState,
     SshSettings, UnreachableKind, keepalived::KeepalivedSpec, render_manifest,
 };
+use k3splan_testkit_caps::sshd;
 use k3splan_testkit_sshd::{BlackHole, SshdFleet};
+
+k3splan_testkit_caps::main! {
+    observe_three_hosts_with_different_config_files needs [sshd],
+    raw_files_come_back_byte_exact_in_the_observe_round_and_never_serialize needs [sshd],
+    stopped_and_black_holed_hosts_are_unreachable_while_others_answer needs [sshd],
+    host_keys_unknown_changed_and_accept_new needs [sshd],
+    wrong_user_key_is_an_auth_error_and_connections_are_reused needs [sshd],
+    authenticates_with_an_ssh_agent_and_no_key_file needs [sshd],
+}
 
 const TOKEN: &str = "K10secret-token-value::server:abcdef";
 
@@ -27,11 +37,7 @@ fn manifest(priority: u8, state: &str) -> String {
     })
 }
 
-#[test]
 fn observe_three_hosts_with_different_config_files() {
-    if skip() {
-        return;
-    }
     let fleet = SshdFleet::start(&["srv-a", "srv-b", "agt-c"]).unwrap();
     let [a, b, c] = &fleet.hosts[..] else {
         unreachable!()
@@ -161,11 +167,7 @@ fn observe_three_hosts_with_different_config_files() {
 /// `plan` shows and rewrites config.yaml and the keepalived manifest from the text read in the
 /// observe round (no second round trip per host): the bytes must be exact, whatever the file
 /// holds, and the secrets they carry must not reach the facts' Debug or JSON.
-#[test]
 fn raw_files_come_back_byte_exact_in_the_observe_round_and_never_serialize() {
-    if skip() {
-        return;
-    }
     let fleet = SshdFleet::start(&["raw-a", "raw-b"]).unwrap();
     let [a, b] = &fleet.hosts[..] else {
         unreachable!()
@@ -218,11 +220,7 @@ fn raw_files_come_back_byte_exact_in_the_observe_round_and_never_serialize() {
     assert_eq!(obs["raw-a"].facts().unwrap().raw_keepalived, None);
 }
 
-#[test]
 fn stopped_and_black_holed_hosts_are_unreachable_while_others_answer() {
-    if skip() {
-        return;
-    }
     let fleet = SshdFleet::start(&["up-1", "down-2", "up-3"]).unwrap();
     fleet.hosts[1].stop();
     let hole = BlackHole::start().unwrap();
@@ -280,11 +278,7 @@ fn stopped_and_black_holed_hosts_are_unreachable_while_others_answer() {
     assert_eq!(again.facts().expect("back up").hostname, "down-2");
 }
 
-#[test]
 fn host_keys_unknown_changed_and_accept_new() {
-    if skip() {
-        return;
-    }
     let fleet = SshdFleet::start(&["keyed"]).unwrap();
     let h = &fleet.hosts[0];
     let rt = rt();
@@ -362,11 +356,7 @@ fn host_keys_unknown_changed_and_accept_new() {
     }
 }
 
-#[test]
 fn wrong_user_key_is_an_auth_error_and_connections_are_reused() {
-    if skip() {
-        return;
-    }
     let fleet = SshdFleet::start(&["auth"]).unwrap();
     let h = &fleet.hosts[0];
     let rt = rt();
@@ -401,11 +391,7 @@ impl Drop for Agent {
     }
 }
 
-#[test]
 fn authenticates_with_an_ssh_agent_and_no_key_file() {
-    if skip() {
-        return;
-    }
     let fleet = SshdFleet::start(&["agented"]).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let sock = dir.path().join("agent.sock");

@@ -4,24 +4,28 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use k3splan_lab::{Lab, LabSpec};
+use k3splan_testkit_caps::lab;
 
-fn spec(servers: usize, spares: usize) -> Option<LabSpec> {
-    if let Some(r) = k3splan_lab::skip_reason() {
-        eprintln!("skipping: {r}");
-        return None;
-    }
-    Some(LabSpec {
+k3splan_testkit_caps::main! {
+    lab_comes_up_with_three_voters_and_ready_nodes needs [lab],
+    server_joins_as_learner_then_voter_and_snapshot_and_kill_host needs [lab],
+    join_fails_through_dead_server_and_with_stale_data needs [lab],
+    service_stop_start_and_uninstall needs [lab],
+    vip_follows_priority_and_seed_workloads_are_loaded needs [lab],
+}
+
+fn spec(servers: usize, spares: usize) -> LabSpec {
+    LabSpec {
         servers,
         spare_hosts: spares,
         verbose: true,
         standin: Some(PathBuf::from(env!("CARGO_BIN_EXE_k3s-standin"))),
         ..Default::default()
-    })
+    }
 }
 
-#[test]
 fn lab_comes_up_with_three_voters_and_ready_nodes() {
-    let Some(spec) = spec(3, 0) else { return };
+    let spec = spec(3, 0);
     let lab = Lab::start(spec).expect("lab starts");
     let o = lab
         .wait_voters(3, Duration::from_secs(30))
@@ -67,9 +71,8 @@ fn lab_comes_up_with_three_voters_and_ready_nodes() {
     assert!(cfg.contains("initial-cluster-state: existing"), "{cfg}");
 }
 
-#[test]
 fn server_joins_as_learner_then_voter_and_snapshot_and_kill_host() {
-    let Some(spec) = spec(3, 1) else { return };
+    let spec = spec(3, 1);
     let lab = Lab::start(spec).expect("lab starts");
     // Join the spare through a healthy server that is not the first one.
     let via = lab.host("server-2").unwrap().server_url();
@@ -155,9 +158,8 @@ fn server_joins_as_learner_then_voter_and_snapshot_and_kill_host() {
     assert!(lab.node_ready("server-2") && lab.node_ready("spare-1"));
 }
 
-#[test]
 fn join_fails_through_dead_server_and_with_stale_data() {
-    let Some(spec) = spec(3, 2) else { return };
+    let spec = spec(3, 2);
     let lab = Lab::start(spec).expect("lab starts");
     lab.kill_host("server-1").unwrap();
     // Seed 001: the join URL names a dead server.
@@ -195,9 +197,8 @@ fn join_fails_through_dead_server_and_with_stale_data() {
     assert!(o.member_by_address(&s2).is_none());
 }
 
-#[test]
 fn service_stop_start_and_uninstall() {
-    let Some(spec) = spec(3, 0) else { return };
+    let spec = spec(3, 0);
     let lab = Lab::start(spec).expect("lab starts");
     let (code, out) = lab.service("server-3", "is-active", "k3s").unwrap();
     assert_eq!(code, 0, "{out}");
@@ -252,9 +253,8 @@ fn service_stop_start_and_uninstall() {
     assert_eq!(code, 5, "{out}");
 }
 
-#[test]
 fn vip_follows_priority_and_seed_workloads_are_loaded() {
-    let Some(mut spec) = spec(3, 0) else { return };
+    let mut spec = spec(3, 0);
     spec.vip = true;
     spec.seed_workloads = true;
     let lab = Lab::start(spec).expect("lab starts");

@@ -35,8 +35,8 @@ use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 /// Errors of the harness. Messages name the host and the command or file involved.
@@ -85,43 +85,11 @@ fn io_err(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> Har
 }
 
 /// `None` when the harness can run here; otherwise a message saying why tests must be skipped
-/// (not root, no sshd binary, `unshare -m -u` refused). Probed once per process.
-pub fn skip_reason() -> Option<String> {
-    static PROBE: OnceLock<Option<String>> = OnceLock::new();
-    PROBE
-        .get_or_init(|| {
-            if !Path::new(SSHD).exists() {
-                return Some(format!(
-                    "{SSHD} not installed (Debian package openssh-server)"
-                ));
-            }
-            for tool in ["ssh-keygen", "unshare"] {
-                if Command::new(tool)
-                    .arg("--help")
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::null())
-                    .status()
-                    .is_err()
-                {
-                    return Some(format!("{tool} not found in PATH"));
-                }
-            }
-            match Command::new("unshare")
-                .args(["-m", "-u", "--propagation", "private", "true"])
-                .output()
-            {
-                Ok(o) if o.status.success() => None,
-                Ok(o) => Some(format!(
-                    "`unshare -m -u` not permitted (run the SSH tests as root): {}",
-                    String::from_utf8_lossy(&o.stderr).trim()
-                )),
-                Err(e) => Some(format!("cannot run unshare: {e}")),
-            }
-        })
-        .clone()
-}
+/// (not root, no sshd binary, `unshare -m -u` refused). Probed once per process; the probe is
+/// shared by every test binary (`k3splan_testkit_caps::sshd`).
+pub use k3splan_testkit_caps::sshd as skip_reason;
 
-const SSHD: &str = "/usr/sbin/sshd";
+use k3splan_testkit_caps::SSHD;
 
 /// Directories every simulated host gets its own copy of. `/root` is included so that each
 /// host has its own (empty) home: the build machine's `~/.bashrc` (which bash sources for

@@ -4,7 +4,13 @@ use std::net::TcpStream;
 use std::process::Command;
 use std::time::Duration;
 
-use k3splan_testkit_sshd::{BlackHole, SshdFleet, SshdHost, skip_reason};
+use k3splan_testkit_caps::{ssh_client, sshd};
+use k3splan_testkit_sshd::{BlackHole, SshdFleet, SshdHost};
+
+k3splan_testkit_caps::main! {
+    hosts_have_their_own_files_hostname_and_strict_host_keys needs [sshd, ssh_client],
+    black_hole_accepts_tcp_but_never_speaks,
+}
 
 fn ssh(h: &SshdHost, fleet: &SshdFleet, cmd: &str) -> std::process::Output {
     Command::new("ssh")
@@ -24,16 +30,7 @@ fn ssh(h: &SshdHost, fleet: &SshdFleet, cmd: &str) -> std::process::Output {
         .expect("run ssh")
 }
 
-#[test]
 fn hosts_have_their_own_files_hostname_and_strict_host_keys() {
-    if let Some(r) = skip_reason() {
-        eprintln!("SKIP: {r}");
-        return;
-    }
-    if Command::new("ssh").arg("-V").output().is_err() {
-        eprintln!("SKIP: no OpenSSH client");
-        return;
-    }
     let fleet = SshdFleet::start(&["h-one", "h-two"]).unwrap();
     for (i, h) in fleet.hosts.iter().enumerate() {
         h.write("/etc/rancher/k3s/config.yaml", format!("node-name: n{i}\n"))
@@ -84,7 +81,6 @@ fn hosts_have_their_own_files_hostname_and_strict_host_keys() {
     assert!(TcpStream::connect_timeout(&addr, Duration::from_secs(2)).is_err());
 }
 
-#[test]
 fn black_hole_accepts_tcp_but_never_speaks() {
     let hole = BlackHole::start().unwrap();
     let mut s = TcpStream::connect_timeout(&hole.addr(), Duration::from_secs(2)).unwrap();

@@ -10,15 +10,6 @@ use k3splan_testkit_sshd::{ClientKeys, SshdHost};
 pub const BIN: &str = "/var/lib/rancher/testbin";
 pub const MANIFEST: &str = "/var/lib/rancher/k3s/agent/pod-manifests/keepalived.yaml";
 
-/// Prints the skip reason and returns true when real sshd hosts cannot run here.
-pub fn skip() -> bool {
-    if let Some(r) = k3splan_testkit_sshd::skip_reason() {
-        eprintln!("SKIP: {r}");
-        return true;
-    }
-    false
-}
-
 pub fn settings(h: &SshdHost, c: &ClientKeys) -> SshSettings {
     SshSettings {
         address: h.addr().ip().to_string(),
