@@ -1,0 +1,325 @@
+//! Building the model from evaluated blocks.
+
+use super::*;
+
+impl Loader<'_> {
+    // -- building the model ---------------------------------------------------------------
+
+    pub(super) fn build(&mut self, top: &[RawBlock], ctx: &Context) -> Option<Topology> {
+        let clusters: Vec<&RawBlock> = top.iter().filter(|b| b.schema.ident == "cluster").collect();
+        let cluster_block = match clusters.first() {
+            Some(c) => Some(*c),
+            None if self.seen_idents.contains_key("cluster") => None,
+            None => {
+                let path = self
+                    .files
+                    .first()
+                    .map(|f| f.path.clone())
+                    .unwrap_or_default();
+                self.diags.push(Diagnostic::global(
+                    Severity::Error,
+                    &path,
+                    "no `cluster` block: a topology needs exactly one `cluster \"NAME\" { … }`",
+                ));
+                None
+            }
+        };
+        let cluster = cluster_block.and_then(|b| self.build_cluster(b, ctx));
+
+        // Nodes.
+        let node_block_count = self.seen_idents.get("node").copied().unwrap_or(0);
+        let mut nodes = Vec::new();
+        let mut node_blocks = Vec::new();
+        let mut names: HashMap<String, (usize, Range<usize>)> = HashMap::new();
+        let mut addrs: HashMap<IpAddr, (usize, Range<usize>, String)> = HashMap::new();
+        for b in top.iter().filter(|b| b.schema.ident == "node") {
+            let name = b.label().to_string();
+            let msg = format!("duplicate node name {name_q}", name_q = quote(&name));
+            if self.duplicate(&mut names, name.clone(), b, msg) {
+                continue;
+            }
+            if !is_dns_name(&name) {
+                self.err(
+                    b.file,
+                    b.label_span(),
+                    format!("node name {name_q} is not a valid Kubernetes node name (lowercase letters, digits, '-' and '.')", name_q = quote(&name)),
+                );
+            }
+            let ssh_default = cluster.as_ref().map(|c| c.ssh.clone()).unwrap_or_default();
+            if let Some(node) = self.build_node(b, ctx, &ssh_default) {
+                if let Some((f, s, other)) = addrs.get(&node.address) {
+                    let note = self.note_at(*f, s);
+                    let span = b
+                        .attrs
+                        .iter()
+                        .find(|a| a.name == "address")
+                        .map(|a| a.expr_span.clone())
+                        .unwrap_or(b.label_span());
+                    let d = Diagnostic::at(
+                        Severity::Error,
+                        &self.files[b.file],
+                        span,
+                        format!(
+                            "address {} is already used by node {other_q}",
+                            node.address,
+                            other_q = quote(other)
+                        ),
+                    )
+                    .with_note(format!(
+                        "{other_q} declared at {note}",
+                        other_q = quote(other)
+                    ));
+                    self.diags.push(d);
+                } else {
+                    let span = b
+                        .attrs
+                        .iter()
+                        .find(|a| a.name == "address")
+                        .map(|a| a.expr_span.clone())
+                        .unwrap_or(b.label_span());
+                    addrs.insert(node.address, (b.file, span, node.name.clone()));
+                }
+                nodes.push(node);
+                node_blocks.push(b);
+            }
+        }
+
+        // Storage.
+        let mut storage = Vec::new();
+        let mut seen_storage: HashMap<String, (usize, Range<usize>)> = HashMap::new();
+        for b in top.iter().filter(|b| b.schema.ident == "storage") {
+            let key = b.label().to_string();
+            let msg = format!("duplicate storage binding {key_q}", key_q = quote(&key));
+            if self.duplicate(&mut seen_storage, key, b, msg) {
+                continue;
+            }
+            if let Some(s) = self.build_storage(b, ctx, &nodes) {
+                storage.push(s);
+            }
+        }
+
+        // Add-ons.
+        let mut addons = Vec::new();
+        let mut seen_addons: HashMap<String, (usize, Range<usize>)> = HashMap::new();
+        for b in top.iter().filter(|b| b.schema.ident == "addon") {
+            let v = self.eval_block(b, ctx);
+            let namespace = str_of(&v, "namespace").unwrap_or_else(|| "kube-system".into());
+            let key = format!("{namespace}/{}", b.label());
+            let msg = format!(
+                "duplicate addon {} in namespace {}",
+                quote(b.label()),
+                quote(&namespace)
+            );
+            if self.duplicate(&mut seen_addons, key, b, msg) {
+                continue;
+            }
+            let spread = str_of(&v, "spread");
+            if let (Some(s), Some(val)) = (&spread, v.get("spread"))
+                && (s.is_empty() || s.contains(char::is_whitespace))
+            {
+                self.err(
+                        b.file,
+                        val.attr.expr_span.clone(),
+                        format!("`spread` must be a node label key such as \"kubernetes.io/hostname\", found {s_q}", s_q = quote(s)),
+                    );
+            }
+            let Some(replicas) = int_of(&v, "replicas") else {
+                continue;
+            };
+            addons.push(Addon {
+                name: b.label().to_string(),
+                namespace,
+                replicas: replicas as u32,
+                spread,
+            });
+        }
+
+        let backend = top
+            .iter()
+            .find(|b| b.schema.ident == "backend")
+            .and_then(|b| self.build_backend(b, ctx));
+
+        // Whole-topology rules.
+        if let (Some(cb), Some(cluster)) = (cluster_block, cluster.as_ref()) {
+            let complete = nodes.len() == node_block_count;
+            self.topology_rules(cb, cluster, &nodes, &node_blocks, complete);
+        }
+
+        let cluster = cluster?;
+        Some(Topology {
+            cluster,
+            nodes,
+            storage,
+            addons,
+            backend,
+        })
+    }
+
+    pub(super) fn build_ssh(
+        &mut self,
+        b: Option<&RawBlock>,
+        ctx: &Context,
+        base: &SshSettings,
+    ) -> SshSettings {
+        let mut ssh = base.clone();
+        if let Some(b) = b {
+            let v = self.eval_block(b, ctx);
+            if let Some(u) = str_of(&v, "user") {
+                if u.is_empty() {
+                    self.err(
+                        b.file,
+                        v["user"].attr.expr_span.clone(),
+                        "`user` must not be empty",
+                    );
+                }
+                ssh.user = u;
+            }
+            if let Some(p) = int_of(&v, "port") {
+                ssh.port = p as u16;
+            }
+            if let Some(k) = str_of(&v, "private_key_file") {
+                ssh.private_key_file = Some(PathBuf::from(k));
+            }
+            if let Some(k) = str_of(&v, "known_hosts_file") {
+                ssh.known_hosts_file = PathBuf::from(k);
+            }
+        }
+        ssh
+    }
+
+    pub(super) fn build_host(&mut self, b: Option<&RawBlock>, ctx: &Context) -> HostLayout {
+        let mut h = HostLayout::default();
+        let Some(b) = b else {
+            return h;
+        };
+        let v = self.eval_block(b, ctx);
+        for key in ["k3s_binary", "config_path"] {
+            if let Some(p) = str_of(&v, key) {
+                if !p.starts_with('/') {
+                    self.err(
+                        b.file,
+                        v[key].attr.expr_span.clone(),
+                        format!(
+                            "`{key}` must be an absolute path, found {p_q}",
+                            p_q = quote(&p)
+                        ),
+                    );
+                }
+                match key {
+                    "k3s_binary" => h.k3s_binary = p,
+                    _ => h.config_path = p,
+                }
+            }
+        }
+        for key in [
+            "service_command",
+            "uninstall_command",
+            "agent_uninstall_command",
+        ] {
+            if let Some(list) = list_of(&v, key) {
+                if list.is_empty() && key != "service_command" {
+                    self.err(
+                        b.file,
+                        v[key].attr.expr_span.clone(),
+                        format!("`{key}` must not be empty"),
+                    );
+                }
+                match key {
+                    "service_command" => h.service_command = list,
+                    "uninstall_command" => h.uninstall_command = list,
+                    _ => h.agent_uninstall_command = list,
+                }
+            }
+        }
+        h
+    }
+
+    pub(super) fn build_backend(&mut self, b: &RawBlock, ctx: &Context) -> Option<Backend> {
+        let v = self.eval_block(b, ctx);
+        match b.label() {
+            "local" => {
+                for k in ["endpoints", "prefix", "ca_file", "cert_file", "key_file"] {
+                    if let Some(x) = v.get(k) {
+                        self.err(
+                            b.file,
+                            x.attr.key_span.clone(),
+                            format!("`{k}` is not an attribute of the local backend (only `path`)"),
+                        );
+                    }
+                }
+                Some(Backend::Local {
+                    path: str_of(&v, "path").map(PathBuf::from),
+                })
+            }
+            "etcd" => {
+                if let Some(x) = v.get("path") {
+                    self.err(
+                        b.file,
+                        x.attr.key_span.clone(),
+                        "`path` is not an attribute of the etcd backend",
+                    );
+                }
+                let endpoints = list_of(&v, "endpoints").unwrap_or_default();
+                if endpoints.is_empty() {
+                    self.err(
+                        b.file,
+                        b.ident_span.clone(),
+                        "the etcd backend needs `endpoints`",
+                    );
+                }
+                Some(Backend::Etcd {
+                    endpoints,
+                    prefix: str_of(&v, "prefix").unwrap_or_else(|| "k3splan/".into()),
+                    ca_file: str_of(&v, "ca_file").map(PathBuf::from),
+                    cert_file: str_of(&v, "cert_file").map(PathBuf::from),
+                    key_file: str_of(&v, "key_file").map(PathBuf::from),
+                })
+            }
+            other => {
+                let mut msg = format!(
+                    "unknown backend {other_q}; expected \"local\" or \"etcd\"",
+                    other_q = quote(other)
+                );
+                if let Some(s) = did_you_mean(other, ["local", "etcd"]) {
+                    msg = format!(
+                        "unknown backend {other_q}; did you mean {s_q}?",
+                        other_q = quote(other),
+                        s_q = quote(s)
+                    );
+                }
+                self.err(b.file, b.label_span(), msg);
+                None
+            }
+        }
+    }
+}
+
+pub(super) fn str_of(v: &Evaluated, k: &str) -> Option<String> {
+    v.get(k).and_then(|x| x.value.as_str().map(str::to_string))
+}
+
+pub(super) fn bool_of(v: &Evaluated, k: &str) -> Option<bool> {
+    v.get(k).and_then(|x| x.value.as_bool())
+}
+
+pub(super) fn int_of(v: &Evaluated, k: &str) -> Option<i64> {
+    v.get(k).and_then(|x| x.value.as_i64())
+}
+
+pub(super) fn list_of(v: &Evaluated, k: &str) -> Option<Vec<String>> {
+    v.get(k).and_then(|x| {
+        x.value.as_array().map(|a| {
+            a.iter()
+                .filter_map(|e| e.as_str().map(str::to_string))
+                .collect()
+        })
+    })
+}
+
+pub(super) fn secret_of(v: &Evaluated, k: &str) -> Option<Secret> {
+    let packed = str_of(v, k)?;
+    Some(match packed.split_once('\u{0}') {
+        Some((src, val)) => Secret::new(src, Some(val.to_string())),
+        None => Secret::new(packed, None),
+    })
+}
