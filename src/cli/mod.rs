@@ -11,7 +11,7 @@ pub mod ops;
 pub mod view;
 
 use crate::config::fmt::{FmtError, format_source};
-use crate::config::{self, Diagnostics, EnvSource, LoadError, Loaded};
+use crate::config::{self, Diagnostics, LoadError, Loaded};
 
 /// Exit code: success (and, with `--detailed-exitcode`, no changes).
 pub const EXIT_OK: u8 = 0;
@@ -374,7 +374,7 @@ fn print_diagnostics(d: &Diagnostics, color: bool) {
 
 /// Loads the topology and fails (after printing the diagnostics) when it has errors.
 pub fn load_valid(path: &Path, color: bool) -> Result<Loaded, CliError> {
-    let loaded = config::load_path(path, EnvSource::Process)?;
+    let loaded = config::load_path(path, config::process_env())?;
     print_diagnostics(&loaded.diagnostics, color);
     if loaded.diagnostics.has_errors() {
         return Err(CliError::Invalid {
@@ -386,7 +386,7 @@ pub fn load_valid(path: &Path, color: bool) -> Result<Loaded, CliError> {
 }
 
 fn cmd_validate(path: &Path, json: bool, color_err: bool, color_out: bool) -> Result<u8, CliError> {
-    let loaded = config::load_path(path, EnvSource::Process)?;
+    let loaded = config::load_path(path, config::process_env())?;
     let d = &loaded.diagnostics;
     if json {
         let items: Vec<serde_json::Value> = d

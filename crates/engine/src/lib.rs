@@ -5,4 +5,5 @@ pub use k3splan_core::{config, observed, plan, render};
 
 pub mod apply;
 pub mod live;
+pub mod sources;
 pub mod state;

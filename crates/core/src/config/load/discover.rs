@@ -4,29 +4,22 @@ use super::*;
 
 /// The `*.hcl` files a `-c PATH` designates: the file itself, or the directory's `*.hcl`
 /// files sorted by name.
-pub fn config_files(path: &Path) -> Result<Vec<PathBuf>, LoadError> {
-    let meta = std::fs::metadata(path).map_err(|source| LoadError::Read {
+pub fn config_files_with(fs: &dyn SourceFs, path: &Path) -> Result<Vec<PathBuf>, LoadError> {
+    let read_error = |source| LoadError::Read {
         path: path.to_path_buf(),
         source,
-    })?;
-    if meta.is_file() {
+    };
+    let meta = fs.metadata(path).map_err(read_error)?;
+    if meta.kind == FileKind::File {
         return Ok(vec![path.to_path_buf()]);
     }
-    let mut files = Vec::new();
-    let rd = std::fs::read_dir(path).map_err(|source| LoadError::Read {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    for entry in rd {
-        let entry = entry.map_err(|source| LoadError::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        let p = entry.path();
-        if p.extension().is_some_and(|e| e == "hcl") && p.is_file() {
-            files.push(p);
-        }
-    }
+    let is_file = |p: &Path| fs.metadata(p).is_ok_and(|m| m.kind == FileKind::File);
+    let mut files: Vec<PathBuf> = fs
+        .read_dir(path)
+        .map_err(read_error)?
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "hcl") && is_file(p))
+        .collect();
     files.sort();
     if files.is_empty() {
         return Err(LoadError::NoFiles {
@@ -40,12 +33,12 @@ pub fn config_files(path: &Path) -> Result<Vec<PathBuf>, LoadError> {
 ///
 /// A file that is not UTF-8 is reported at the line and column of its first invalid byte;
 /// nothing else is checked then (the rest of the text cannot be trusted).
-pub fn load_path(path: &Path, env: EnvSource) -> Result<Loaded, LoadError> {
-    let files = config_files(path)?;
+pub fn load_path_with(fs: &dyn SourceFs, path: &Path, env: EnvSource) -> Result<Loaded, LoadError> {
+    let files = config_files_with(fs, path)?;
     let mut sources = Vec::new();
     let mut not_utf8 = Diagnostics::default();
     for f in &files {
-        let bytes = std::fs::read(f).map_err(|source| LoadError::Read {
+        let bytes = fs.read(f).map_err(|source| LoadError::Read {
             path: f.clone(),
             source,
         })?;
@@ -65,12 +58,14 @@ pub fn load_path(path: &Path, env: EnvSource) -> Result<Loaded, LoadError> {
             files: sources,
         });
     }
-    let base_dir = if path.is_dir() {
+    let is_dir = fs.metadata(path).is_ok_and(|m| m.kind == FileKind::Dir);
+    let base_dir = if is_dir {
         path.to_path_buf()
     } else {
         path.parent().map(Path::to_path_buf).unwrap_or_default()
     };
-    Ok(load_sources(
+    Ok(load_sources_with(
+        fs,
         sources,
         &LoadOptions {
             base_dir: Some(base_dir),

@@ -91,8 +91,7 @@ impl Loader<'_> {
             let before = pending.len();
             let mut still = Vec::new();
             for a in pending {
-                let expr: Expression = a.expr.clone().into();
-                match expr.evaluate(&lctx) {
+                match self.evaluate(&a.expr, &lctx) {
                     Ok(v) => {
                         if locals.contains_key(&a.name) {
                             self.err(
@@ -195,8 +194,7 @@ impl Loader<'_> {
     }
 
     pub(super) fn eval_expr(&mut self, a: &RawAttr, ctx: &Context) -> Option<Value> {
-        let expr: Expression = a.expr.clone().into();
-        match expr.evaluate(ctx) {
+        match self.evaluate(&a.expr, ctx) {
             Ok(v) => Some(v),
             Err(e) => {
                 let refs = expr_refs(&a.expr);

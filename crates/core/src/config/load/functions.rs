@@ -1,97 +1,129 @@
 //! The functions available to expressions: `env()` and `file()`.
+//!
+//! hcl-rs only calls plain `fn` pointers, which cannot carry a load's file system and
+//! environment. So calls are resolved in a pre-pass ([`resolve_calls`]): each `env(…)` or
+//! `file(…)` call whose argument evaluates to a string is replaced by its result, or, when the
+//! call fails, by a call whose argument carries the failure; the functions declared in the
+//! evaluation context ([`base_context`]) only raise that failure. hcl-rs reports it as it
+//! reports any failing function (`ErrorKind::FuncCall`), at the same place in the evaluation.
+//!
+//! Guarantees: nothing is read but through the load's [`SourceFs`] and [`EnvSource`]; no
+//! global or thread-local state. Caveat: an argument that is only known inside a `for`
+//! expression (its iteration variable) cannot be resolved beforehand; such a call is refused
+//! with an error that says so.
 
-use super::*;
+use std::path::{Path, PathBuf};
 
-// Functions available to expressions.
+use hcl::Value;
+use hcl::eval::{Context, Evaluate, FuncArgs, FuncDef, ParamType};
+use hcl_edit::Decorated;
+use hcl_edit::expr::Expression as EditExpr;
+use hcl_edit::visit_mut::{VisitMut, visit_expr_mut};
 
-pub(super) struct FnEnv {
-    pub(super) base_dir: PathBuf,
-    pub(super) env: EnvSource,
-}
-
-thread_local! {
-    pub(super) static FN_ENV: RefCell<Option<FnEnv>> = const { RefCell::new(None) };
-}
-
-pub(super) fn fn_env(args: FuncArgs) -> Result<Value, String> {
-    let name = args[0].as_str().unwrap_or_default().to_string();
-    FN_ENV.with(|e| {
-        let e = e.borrow();
-        let e = e.as_ref().ok_or("no environment")?;
-        e.env
-            .get(&name)
-            .map(Value::from)
-            .ok_or_else(|| format!("environment variable {} is not set", shown(&name)))
-    })
-}
+use super::sources::{EnvSource, FileMeta, ReadRegularError, SourceFs};
+use crate::config::diag::{quote, shown};
 
 /// The largest file `file("…")` reads: a secret, a certificate or a short text. Anything
 /// bigger is a mistake (a device, a log, an image), refused before it can exhaust memory.
 pub const FILE_MAX_BYTES: u64 = 1 << 20;
 
-pub(super) fn fn_file(args: FuncArgs) -> Result<Value, String> {
-    let name = args[0].as_str().unwrap_or_default().to_string();
-    FN_ENV.with(|e| {
-        let e = e.borrow();
-        let e = e.as_ref().ok_or("no environment")?;
-        let path = resolve_path(&e.base_dir, &name);
-        read_small_file(&path)
+/// Marks an argument that carries the failure of a call resolved by [`resolve_calls`].
+const FAILED: char = '\u{0}';
+
+/// What the functions read through during one load.
+#[derive(Clone, Copy)]
+pub(super) struct FnSources<'a> {
+    pub(super) fs: &'a dyn SourceFs,
+    pub(super) env: &'a EnvSource,
+    /// Directory relative `file()` paths start from.
+    pub(super) base_dir: &'a Path,
+}
+
+/// Why `file("…")` could not read a file.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum FileReadError {
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("it is {0}; file() reads only regular files")]
+    NotRegular(&'static str),
+    #[error("it is larger than {FILE_MAX_BYTES} bytes (1 MiB){}, the limit of file()", .claimed.map(|n| format!(": {n} bytes")).unwrap_or_default())]
+    TooLarge { claimed: Option<u64> },
+    #[error("it was replaced while being read")]
+    Replaced,
+    #[error(
+        "it is not UTF-8 text: byte 0x{byte:02X} at line {line}, column {column} is not part of a UTF-8 character"
+    )]
+    NotUtf8 {
+        byte: u8,
+        line: usize,
+        column: usize,
+    },
+}
+
+impl From<ReadRegularError> for FileReadError {
+    fn from(e: ReadRegularError) -> Self {
+        match e {
+            ReadRegularError::Io(e) => FileReadError::Io(e),
+            ReadRegularError::Replaced => FileReadError::Replaced,
+        }
+    }
+}
+
+impl FnSources<'_> {
+    /// `env(name)`.
+    fn env(&self, name: &str) -> Result<Value, String> {
+        self.env
+            .get(name)
+            .map(Value::from)
+            .ok_or_else(|| format!("environment variable {} is not set", shown(name)))
+    }
+
+    /// `file(name)`: the file's text without its final line break.
+    fn file(&self, name: &str) -> Result<Value, String> {
+        let path = self.resolve_path(name);
+        read_small_file(self.fs, &path)
             .map(|s| Value::from(s.trim_end_matches(['\n', '\r']).to_string()))
             .map_err(|why| {
                 format!(
                     "cannot read {} (relative to the configuration directory): {why}",
-                    quote(&name)
+                    quote(name)
                 )
             })
-    })
+    }
+
+    /// An absolute path as is, `~/…` under `HOME` (as written when `HOME` is unset), anything
+    /// else under the base directory.
+    fn resolve_path(&self, name: &str) -> PathBuf {
+        let p = Path::new(name);
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else if let Some(rest) = name.strip_prefix("~/") {
+            self.env
+                .get("HOME")
+                .map(|h| PathBuf::from(h).join(rest))
+                .unwrap_or_else(|| p.to_path_buf())
+        } else {
+            self.base_dir.join(p)
+        }
+    }
 }
 
 /// Reads a regular file of at most [`FILE_MAX_BYTES`] bytes as UTF-8 text. A FIFO, a device, a
 /// socket or a directory is refused without being opened (opening a FIFO would block), and
 /// never more than the limit plus one byte is read, whatever the file claims its size is.
-pub(super) fn read_small_file(path: &Path) -> Result<String, String> {
-    use std::io::Read;
-    use std::os::unix::fs::{FileTypeExt, MetadataExt};
-    let meta = std::fs::metadata(path).map_err(|e| e.to_string())?;
-    let ft = meta.file_type();
-    let kind = if ft.is_file() {
-        None
-    } else if ft.is_dir() {
-        Some("a directory")
-    } else if ft.is_fifo() {
-        Some("a FIFO (named pipe)")
-    } else if ft.is_char_device() {
-        Some("a character device")
-    } else if ft.is_block_device() {
-        Some("a block device")
-    } else if ft.is_socket() {
-        Some("a socket")
-    } else {
-        Some("not a regular file")
-    };
-    if let Some(kind) = kind {
-        return Err(format!("it is {kind}; file() reads only regular files"));
+fn read_small_file(fs: &dyn SourceFs, path: &Path) -> Result<String, FileReadError> {
+    let meta: FileMeta = fs.metadata(path)?;
+    if let Some(kind) = meta.kind.refused_as() {
+        return Err(FileReadError::NotRegular(kind));
     }
-    let too_big = |n: String| {
-        format!(
-            "it is larger than {} bytes (1 MiB){n}, the limit of file()",
-            FILE_MAX_BYTES
-        )
-    };
-    if meta.len() > FILE_MAX_BYTES {
-        return Err(too_big(format!(": {} bytes", meta.len())));
+    if meta.len > FILE_MAX_BYTES {
+        return Err(FileReadError::TooLarge {
+            claimed: Some(meta.len),
+        });
     }
-    let f = std::fs::File::open(path).map_err(|e| e.to_string())?;
-    let opened = f.metadata().map_err(|e| e.to_string())?;
-    if !opened.is_file() || opened.dev() != meta.dev() || opened.ino() != meta.ino() {
-        return Err("it was replaced while being read".into());
-    }
-    let mut buf = Vec::new();
-    f.take(FILE_MAX_BYTES + 1)
-        .read_to_end(&mut buf)
-        .map_err(|e| e.to_string())?;
+    let buf = fs.read_regular(path, &meta, FILE_MAX_BYTES + 1)?;
     if buf.len() as u64 > FILE_MAX_BYTES {
-        return Err(too_big(String::new()));
+        return Err(FileReadError::TooLarge { claimed: None });
     }
     String::from_utf8(buf).map_err(|e| {
         let valid = e.utf8_error().valid_up_to();
@@ -101,36 +133,89 @@ pub(super) fn read_small_file(path: &Path) -> Result<String, String> {
             .iter()
             .rposition(|b| *b == b'\n')
             .map_or(0, |i| i + 1);
-        let col = String::from_utf8_lossy(&bytes[start..valid]).chars().count() + 1;
-        format!(
-            "it is not UTF-8 text: byte 0x{:02X} at line {line}, column {col} is not part of a UTF-8 character",
-            bytes[valid]
-        )
+        let column = String::from_utf8_lossy(&bytes[start..valid])
+            .chars()
+            .count()
+            + 1;
+        FileReadError::NotUtf8 {
+            byte: bytes[valid],
+            line,
+            column,
+        }
     })
 }
 
-pub(super) fn resolve_path(base: &Path, name: &str) -> PathBuf {
-    let p = Path::new(name);
-    if p.is_absolute() {
-        p.to_path_buf()
-    } else if let Some(rest) = name.strip_prefix("~/") {
-        std::env::var_os("HOME")
-            .map(|h| PathBuf::from(h).join(rest))
-            .unwrap_or_else(|| p.to_path_buf())
-    } else {
-        base.join(p)
+/// The declared `env` and `file`: they only raise the failure [`resolve_calls`] put in their
+/// argument.
+fn raise(args: FuncArgs) -> Result<Value, String> {
+    let arg = args[0].as_str().unwrap_or_default();
+    match arg.strip_prefix(FAILED) {
+        Some(why) => Err(why.to_string()),
+        None => Err(
+            "the argument must be known before evaluation: a `for` variable cannot be used here"
+                .to_string(),
+        ),
     }
 }
 
+/// An evaluation context with the functions `env` and `file` declared.
 pub(super) fn base_context() -> Context<'static> {
     let mut ctx = Context::new();
-    ctx.declare_func(
-        "env",
-        FuncDef::builder().param(ParamType::String).build(fn_env),
-    );
-    ctx.declare_func(
-        "file",
-        FuncDef::builder().param(ParamType::String).build(fn_file),
-    );
+    for name in ["env", "file"] {
+        ctx.declare_func(
+            name,
+            FuncDef::builder().param(ParamType::String).build(raise),
+        );
+    }
     ctx
+}
+
+/// `expr` for evaluation in `ctx`, its `env()` and `file()` calls resolved through `src`.
+pub(super) fn resolve_calls(expr: &EditExpr, ctx: &Context, src: FnSources<'_>) -> hcl::Expression {
+    let mut expr = expr.clone();
+    Resolver { ctx, src }.visit_expr_mut(&mut expr);
+    expr.into()
+}
+
+struct Resolver<'c, 's> {
+    ctx: &'c Context<'c>,
+    src: FnSources<'s>,
+}
+
+impl VisitMut for Resolver<'_, '_> {
+    fn visit_expr_mut(&mut self, expr: &mut EditExpr) {
+        // Innermost calls first: an argument may itself call env() or file().
+        visit_expr_mut(self, expr);
+        let EditExpr::FuncCall(call) = expr else {
+            return;
+        };
+        if !call.name.namespace.is_empty() || call.args.len() != 1 {
+            return;
+        }
+        let name = call.name.name.as_str();
+        if name != "env" && name != "file" {
+            return;
+        }
+        let Some(arg) = call.args.get(0) else {
+            return;
+        };
+        let arg: hcl::Expression = arg.clone().into();
+        // Not evaluable here (an undefined variable, a wrong type): hcl-rs reports it.
+        let Ok(Value::String(arg)) = arg.evaluate(self.ctx) else {
+            return;
+        };
+        let result = match name {
+            "env" => self.src.env(&arg),
+            _ => self.src.file(&arg),
+        };
+        match result {
+            Ok(Value::String(s)) => *expr = EditExpr::String(Decorated::new(s)),
+            Ok(_) => {}
+            Err(why) => {
+                if let Some(a) = call.args.iter_mut().next() {
+                    *a = EditExpr::String(Decorated::new(format!("{FAILED}{why}")));
+                }
+            }
+        }
+    }
 }

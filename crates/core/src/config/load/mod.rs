@@ -5,13 +5,12 @@
 //! `file("…")`, and the environment variables named by `env("…")` and `K3SPLAN_VAR_<name>`.
 //! Every problem found is reported at once, in source order.
 
-use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
-use hcl::eval::{Context, Evaluate, FuncArgs, FuncDef, ParamType};
+use hcl::eval::{Context, Evaluate};
 use hcl::{Expression, Value};
 use hcl_edit::Span;
 use hcl_edit::structure::{Block, Body, Structure};
@@ -31,37 +30,20 @@ mod functions;
 mod node;
 mod parse;
 mod rules;
+pub mod sources;
 #[cfg(test)]
 mod tests;
 mod typecheck;
 
 use build::*;
 use checks::*;
-pub use discover::{config_files, load_path};
+pub use discover::{config_files_with, load_path_with};
 use evaluate::*;
 pub use functions::FILE_MAX_BYTES;
-use functions::*;
+use functions::{FnSources, base_context, resolve_calls};
 use parse::*;
+pub use sources::{EnvSource, Environment, FileKind, FileMeta, MemFs, ReadRegularError, SourceFs};
 use typecheck::*;
-
-/// Where `env("…")` and `K3SPLAN_VAR_*` values come from.
-#[derive(Debug, Clone, Default)]
-pub enum EnvSource {
-    /// The process environment.
-    #[default]
-    Process,
-    /// A fixed map (tests).
-    Map(BTreeMap<String, String>),
-}
-
-impl EnvSource {
-    fn get(&self, name: &str) -> Option<String> {
-        match self {
-            EnvSource::Process => std::env::var(name).ok(),
-            EnvSource::Map(m) => m.get(name).cloned(),
-        }
-    }
-}
 
 /// Options of one load.
 #[derive(Debug, Clone, Default)]
@@ -93,13 +75,20 @@ pub enum LoadError {
 }
 
 /// Loads one in-memory file (tests, `fmt`).
+///
+/// Reads nothing else: `file()` finds no file and `env()` no variable.
 pub fn load_str(name: &str, src: &str) -> Loaded {
-    load_sources(vec![SourceFile::new(name, src)], &LoadOptions::default())
+    load_sources_with(
+        &MemFs::new(),
+        vec![SourceFile::new(name, src)],
+        &LoadOptions::default(),
+    )
 }
 
-/// Loads already-read files.
-pub fn load_sources(files: Vec<SourceFile>, opts: &LoadOptions) -> Loaded {
+/// Loads already-read files; `file()` reads through `fs`.
+pub fn load_sources_with(fs: &dyn SourceFs, files: Vec<SourceFile>, opts: &LoadOptions) -> Loaded {
     let mut cx = Loader {
+        fs,
         files: &files,
         diags: Diagnostics::default(),
         opts,
@@ -175,6 +164,7 @@ fn span_of(s: &impl Span) -> Range<usize> {
 // ---------------------------------------------------------------------------------------
 
 struct Loader<'a> {
+    fs: &'a dyn SourceFs,
     files: &'a [SourceFile],
     diags: Diagnostics,
     opts: &'a LoadOptions,
@@ -188,6 +178,25 @@ struct Loader<'a> {
 }
 
 impl Loader<'_> {
+    /// What `env()` and `file()` read through.
+    fn fn_sources(&self) -> FnSources<'_> {
+        FnSources {
+            fs: self.fs,
+            env: &self.opts.env,
+            base_dir: self.opts.base_dir.as_deref().unwrap_or(Path::new("")),
+        }
+    }
+
+    /// Evaluates `expr` in `ctx`, its `env()` and `file()` calls read through this load's
+    /// sources.
+    fn evaluate(
+        &self,
+        expr: &hcl_edit::expr::Expression,
+        ctx: &Context,
+    ) -> Result<Value, hcl::eval::Error> {
+        resolve_calls(expr, ctx, self.fn_sources()).evaluate(ctx)
+    }
+
     fn err(&mut self, file: usize, span: Range<usize>, msg: impl Into<String>) {
         self.diags.push(Diagnostic::at(
             Severity::Error,
@@ -292,17 +301,10 @@ impl Loader<'_> {
         }
 
         // 2. Variables and locals.
-        FN_ENV.with(|e| {
-            *e.borrow_mut() = Some(FnEnv {
-                base_dir: self.opts.base_dir.clone().unwrap_or_default(),
-                env: self.opts.env.clone(),
-            })
-        });
         let ctx = self.variables_and_locals(&top);
 
         // 3. Evaluate everything else and build the model.
         let topo = self.build(&top, &ctx);
-        FN_ENV.with(|e| *e.borrow_mut() = None);
         if parse_ok { topo } else { None }
     }
 }

@@ -8,7 +8,8 @@ fn load_env(src: &str, env: &[(&str, &str)]) -> Loaded {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect(),
     );
-    load_sources(
+    load_sources_with(
+        &MemFs::new(),
         vec![SourceFile::new("t.hcl", src)],
         &LoadOptions {
             base_dir: None,
@@ -271,7 +272,7 @@ fn errors_in_several_files_are_all_reported_in_file_order() {
         ),
         SourceFile::new("a.hcl", "cluster \"c\" {\n  bogus = 1\n}\n"),
     ];
-    let l = load_sources(files, &LoadOptions::default());
+    let l = load_sources_with(&MemFs::new(), files, &LoadOptions::default());
     let locs: Vec<String> = l.diagnostics.iter().map(|d| d.location()).collect();
     assert_eq!(locs, vec!["a.hcl:2:3", "b.hcl:2:13"]);
 }
@@ -293,4 +294,115 @@ fn taints_parse() {
     let t = parse_taint("dedicated=db:NoSchedule").unwrap();
     assert_eq!(t.to_string(), "dedicated=db:NoSchedule");
     assert!(parse_taint("k:Nope").is_err());
+}
+
+// -- the loader reads only through the sources it is given ----------------------------------
+
+const NODE: &str = "node \"s1\" {\n  address = \"10.0.0.1\"\n  roles   = [\"server\"]\n}\n";
+
+fn map_env(vars: &[(&str, &str)]) -> EnvSource {
+    EnvSource::Map(
+        vars.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+    )
+}
+
+/// Loads `cluster` + one node with `fs` and `env`, files relative to `/cfg`.
+fn load_with(fs: &MemFs, env: EnvSource, cluster_attrs: &str) -> Loaded {
+    let src = format!("cluster \"lab\" {{\n{cluster_attrs}\n}}\n{NODE}");
+    let opts = LoadOptions {
+        base_dir: Some(PathBuf::from("/cfg")),
+        env,
+    };
+    load_sources_with(fs, vec![SourceFile::new("t.hcl", src)], &opts)
+}
+
+#[test]
+fn file_reads_the_given_file_system_relative_to_the_base_dir() {
+    let fs = MemFs::new().with_file("/cfg/secrets/token", "s3cret\n");
+    let l = load_with(&fs, map_env(&[]), "  token = file(\"secrets/token\")");
+    let t = l.topology.expect("loads");
+    assert_eq!(t.cluster.token.unwrap().expose(), Some("s3cret"));
+}
+
+#[test]
+fn home_comes_from_the_given_environment_never_the_process() {
+    // The process HOME is set (any test runner has one); the map has none.
+    assert!(
+        std::env::var_os("HOME").is_some(),
+        "the test needs a process HOME"
+    );
+    let home = std::env::var("HOME").unwrap();
+    let fs = MemFs::new()
+        .with_file(format!("{home}/k3s-token"), "from-process-home")
+        .with_file("/home/map/k3s-token", "from-map-home");
+    let l = load_with(&fs, map_env(&[]), "  token = file(\"~/k3s-token\")");
+    let errors: Vec<String> = l.diagnostics.iter().map(|d| d.message.clone()).collect();
+    assert_eq!(
+        errors,
+        [
+            "file(): cannot read \"~/k3s-token\" (relative to the configuration directory): ~/k3s-token: not in the in-memory file system"
+        ],
+        "HOME unset in the map: the path stays as written"
+    );
+    let l = load_with(
+        &fs,
+        map_env(&[("HOME", "/home/map")]),
+        "  token = file(\"~/k3s-token\")",
+    );
+    let t = l.topology.expect("loads");
+    assert_eq!(t.cluster.token.unwrap().expose(), Some("from-map-home"));
+}
+
+#[test]
+fn env_and_variables_come_from_the_given_environment_never_the_process() {
+    // PATH is set in every process environment, never in this map.
+    assert!(std::env::var_os("PATH").is_some());
+    let l = load_with(&MemFs::new(), map_env(&[]), "  kubeconfig = env(\"PATH\")");
+    assert!(l.diagnostics.has_errors());
+    assert!(
+        l.diagnostics
+            .to_string()
+            .contains("environment variable PATH is not set")
+    );
+    let l = load_with(
+        &MemFs::new(),
+        map_env(&[("PATH", "/kube/config")]),
+        "  kubeconfig = env(\"PATH\")",
+    );
+    let t = l.topology.expect("loads");
+    assert_eq!(t.cluster.kubeconfig, Some(PathBuf::from("/kube/config")));
+}
+
+#[test]
+fn env_and_file_results_with_quotes_and_interpolations_are_taken_literally() {
+    let fs = MemFs::new().with_file("/cfg/v", "a\"b${c}%{d}");
+    let l = load_with(
+        &fs,
+        map_env(&[("X", "x\"y${z}")]),
+        "  install_command = \"${env(\"X\")}|${file(\"v\")}\"",
+    );
+    let t = l.topology.expect("loads");
+    assert_eq!(
+        t.cluster.install_command.as_deref(),
+        Some("x\"y${z}|a\"b${c}%{d}")
+    );
+}
+
+#[test]
+fn load_path_reads_only_the_given_file_system() {
+    let fs = MemFs::new()
+        .with_file("/cfg/a.hcl", "cluster \"lab\" {}\n")
+        .with_file("/cfg/b.hcl", NODE)
+        .with_file("/cfg/notes.txt", "not HCL");
+    let l = load_path_with(&fs, Path::new("/cfg"), map_env(&[])).expect("reads");
+    assert!(!l.diagnostics.has_errors(), "{}", l.diagnostics);
+    let names: Vec<_> = l.files.iter().map(|f| f.path.clone()).collect();
+    assert_eq!(
+        names,
+        [PathBuf::from("/cfg/a.hcl"), PathBuf::from("/cfg/b.hcl")]
+    );
+    let err = load_path_with(&fs, Path::new("/etc"), map_env(&[])).unwrap_err();
+    assert!(matches!(err, LoadError::Read { .. }), "{err}");
 }
