@@ -1,15 +1,16 @@
 //! Building the model from evaluated blocks.
 
 use super::*;
+use crate::config::schema::attr;
 
 impl Loader<'_> {
     // -- building the model ---------------------------------------------------------------
 
     pub(super) fn build(&mut self, top: &[RawBlock], ctx: &Context) -> Option<Topology> {
-        let clusters: Vec<&RawBlock> = top.iter().filter(|b| b.schema.ident == "cluster").collect();
+        let clusters: Vec<&RawBlock> = top.iter().filter(|b| b.is(&schema::CLUSTER)).collect();
         let cluster_block = match clusters.first() {
             Some(c) => Some(*c),
-            None if self.seen_idents.contains_key("cluster") => None,
+            None if self.seen_idents.contains_key(schema::CLUSTER.ident) => None,
             None => {
                 let path = self
                     .files
@@ -27,12 +28,16 @@ impl Loader<'_> {
         let cluster = cluster_block.and_then(|b| self.build_cluster(b, ctx));
 
         // Nodes.
-        let node_block_count = self.seen_idents.get("node").copied().unwrap_or(0);
+        let node_block_count = self
+            .seen_idents
+            .get(schema::NODE.ident)
+            .copied()
+            .unwrap_or(0);
         let mut nodes = Vec::new();
         let mut node_blocks = Vec::new();
         let mut names: HashMap<String, (usize, Range<usize>)> = HashMap::new();
         let mut addrs: HashMap<IpAddr, (usize, Range<usize>, String)> = HashMap::new();
-        for b in top.iter().filter(|b| b.schema.ident == "node") {
+        for b in top.iter().filter(|b| b.is(&schema::NODE)) {
             let name = b.label().to_string();
             let msg = format!("duplicate node name {name_q}", name_q = quote(&name));
             if self.duplicate(&mut names, name.clone(), b, msg) {
@@ -52,7 +57,7 @@ impl Loader<'_> {
                     let span = b
                         .attrs
                         .iter()
-                        .find(|a| a.name == "address")
+                        .find(|a| a.name == attr::ADDRESS)
                         .map(|a| a.expr_span.clone())
                         .unwrap_or(b.label_span());
                     let d = Diagnostic::at(
@@ -74,7 +79,7 @@ impl Loader<'_> {
                     let span = b
                         .attrs
                         .iter()
-                        .find(|a| a.name == "address")
+                        .find(|a| a.name == attr::ADDRESS)
                         .map(|a| a.expr_span.clone())
                         .unwrap_or(b.label_span());
                     addrs.insert(node.address, (b.file, span, node.name.clone()));
@@ -87,7 +92,7 @@ impl Loader<'_> {
         // Storage.
         let mut storage = Vec::new();
         let mut seen_storage: HashMap<String, (usize, Range<usize>)> = HashMap::new();
-        for b in top.iter().filter(|b| b.schema.ident == "storage") {
+        for b in top.iter().filter(|b| b.is(&schema::STORAGE)) {
             let key = b.label().to_string();
             let msg = format!("duplicate storage binding {key_q}", key_q = quote(&key));
             if self.duplicate(&mut seen_storage, key, b, msg) {
@@ -101,9 +106,9 @@ impl Loader<'_> {
         // Add-ons.
         let mut addons = Vec::new();
         let mut seen_addons: HashMap<String, (usize, Range<usize>)> = HashMap::new();
-        for b in top.iter().filter(|b| b.schema.ident == "addon") {
+        for b in top.iter().filter(|b| b.is(&schema::ADDON)) {
             let v = self.eval_block(b, ctx);
-            let namespace = str_of(&v, "namespace").unwrap_or_else(|| "kube-system".into());
+            let namespace = str_of(&v, attr::NAMESPACE).unwrap_or_else(|| "kube-system".into());
             let key = format!("{namespace}/{}", b.label());
             let msg = format!(
                 "duplicate addon {} in namespace {}",
@@ -113,8 +118,8 @@ impl Loader<'_> {
             if self.duplicate(&mut seen_addons, key, b, msg) {
                 continue;
             }
-            let spread = str_of(&v, "spread");
-            if let (Some(s), Some(val)) = (&spread, v.get("spread"))
+            let spread = str_of(&v, attr::SPREAD);
+            if let (Some(s), Some(val)) = (&spread, v.get(attr::SPREAD))
                 && (s.is_empty() || s.contains(char::is_whitespace))
             {
                 self.err(
@@ -123,7 +128,7 @@ impl Loader<'_> {
                         format!("`spread` must be a node label key such as \"kubernetes.io/hostname\", found {s_q}", s_q = quote(s)),
                     );
             }
-            let Some(replicas) = int_of(&v, "replicas") else {
+            let Some(replicas) = int_of(&v, attr::REPLICAS) else {
                 continue;
             };
             addons.push(Addon {
@@ -136,7 +141,7 @@ impl Loader<'_> {
 
         let backend = top
             .iter()
-            .find(|b| b.schema.ident == "backend")
+            .find(|b| b.is(&schema::BACKEND))
             .and_then(|b| self.build_backend(b, ctx));
 
         // Whole-topology rules.
@@ -164,23 +169,23 @@ impl Loader<'_> {
         let mut ssh = base.clone();
         if let Some(b) = b {
             let v = self.eval_block(b, ctx);
-            if let Some(u) = str_of(&v, "user") {
+            if let Some(u) = str_of(&v, attr::USER) {
                 if u.is_empty() {
                     self.err(
                         b.file,
-                        v["user"].attr.expr_span.clone(),
+                        v[attr::USER].attr.expr_span.clone(),
                         "`user` must not be empty",
                     );
                 }
                 ssh.user = u;
             }
-            if let Some(p) = int_of(&v, "port") {
+            if let Some(p) = int_of(&v, attr::PORT) {
                 ssh.port = p as u16;
             }
-            if let Some(k) = str_of(&v, "private_key_file") {
+            if let Some(k) = str_of(&v, attr::PRIVATE_KEY_FILE) {
                 ssh.private_key_file = Some(PathBuf::from(k));
             }
-            if let Some(k) = str_of(&v, "known_hosts_file") {
+            if let Some(k) = str_of(&v, attr::KNOWN_HOSTS_FILE) {
                 ssh.known_hosts_file = PathBuf::from(k);
             }
         }
@@ -193,7 +198,7 @@ impl Loader<'_> {
             return h;
         };
         let v = self.eval_block(b, ctx);
-        for key in ["k3s_binary", "config_path"] {
+        for key in [attr::K3S_BINARY, attr::CONFIG_PATH] {
             if let Some(p) = str_of(&v, key) {
                 if !p.starts_with('/') {
                     self.err(
@@ -206,18 +211,18 @@ impl Loader<'_> {
                     );
                 }
                 match key {
-                    "k3s_binary" => h.k3s_binary = p,
+                    attr::K3S_BINARY => h.k3s_binary = p,
                     _ => h.config_path = p,
                 }
             }
         }
         for key in [
-            "service_command",
-            "uninstall_command",
-            "agent_uninstall_command",
+            attr::SERVICE_COMMAND,
+            attr::UNINSTALL_COMMAND,
+            attr::AGENT_UNINSTALL_COMMAND,
         ] {
             if let Some(list) = list_of(&v, key) {
-                if list.is_empty() && key != "service_command" {
+                if list.is_empty() && key != attr::SERVICE_COMMAND {
                     self.err(
                         b.file,
                         v[key].attr.expr_span.clone(),
@@ -225,8 +230,8 @@ impl Loader<'_> {
                     );
                 }
                 match key {
-                    "service_command" => h.service_command = list,
-                    "uninstall_command" => h.uninstall_command = list,
+                    attr::SERVICE_COMMAND => h.service_command = list,
+                    attr::UNINSTALL_COMMAND => h.uninstall_command = list,
                     _ => h.agent_uninstall_command = list,
                 }
             }
@@ -238,7 +243,13 @@ impl Loader<'_> {
         let v = self.eval_block(b, ctx);
         match b.label() {
             "local" => {
-                for k in ["endpoints", "prefix", "ca_file", "cert_file", "key_file"] {
+                for k in [
+                    attr::ENDPOINTS,
+                    attr::PREFIX,
+                    attr::CA_FILE,
+                    attr::CERT_FILE,
+                    attr::KEY_FILE,
+                ] {
                     if let Some(x) = v.get(k) {
                         self.err(
                             b.file,
@@ -248,18 +259,18 @@ impl Loader<'_> {
                     }
                 }
                 Some(Backend::Local {
-                    path: str_of(&v, "path").map(PathBuf::from),
+                    path: str_of(&v, attr::PATH).map(PathBuf::from),
                 })
             }
             "etcd" => {
-                if let Some(x) = v.get("path") {
+                if let Some(x) = v.get(attr::PATH) {
                     self.err(
                         b.file,
                         x.attr.key_span.clone(),
                         "`path` is not an attribute of the etcd backend",
                     );
                 }
-                let endpoints = list_of(&v, "endpoints").unwrap_or_default();
+                let endpoints = list_of(&v, attr::ENDPOINTS).unwrap_or_default();
                 if endpoints.is_empty() {
                     self.err(
                         b.file,
@@ -269,10 +280,10 @@ impl Loader<'_> {
                 }
                 Some(Backend::Etcd {
                     endpoints,
-                    prefix: str_of(&v, "prefix").unwrap_or_else(|| "k3splan/".into()),
-                    ca_file: str_of(&v, "ca_file").map(PathBuf::from),
-                    cert_file: str_of(&v, "cert_file").map(PathBuf::from),
-                    key_file: str_of(&v, "key_file").map(PathBuf::from),
+                    prefix: str_of(&v, attr::PREFIX).unwrap_or_else(|| "k3splan/".into()),
+                    ca_file: str_of(&v, attr::CA_FILE).map(PathBuf::from),
+                    cert_file: str_of(&v, attr::CERT_FILE).map(PathBuf::from),
+                    key_file: str_of(&v, attr::KEY_FILE).map(PathBuf::from),
                 })
             }
             other => {

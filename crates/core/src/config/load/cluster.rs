@@ -1,12 +1,13 @@
 //! Building the `cluster` block.
 
 use super::*;
+use crate::config::schema::attr;
 
 impl Loader<'_> {
     pub(super) fn build_cluster(&mut self, b: &RawBlock, ctx: &Context) -> Option<Cluster> {
         let v = self.eval_block(b, ctx);
-        let data_dir = str_of(&v, "data_dir").unwrap_or_else(|| DEFAULT_DATA_DIR.into());
-        if let Some(val) = v.get("data_dir")
+        let data_dir = str_of(&v, attr::DATA_DIR).unwrap_or_else(|| DEFAULT_DATA_DIR.into());
+        if let Some(val) = v.get(attr::DATA_DIR)
             && !data_dir.starts_with('/')
         {
             self.err(
@@ -18,8 +19,8 @@ impl Loader<'_> {
                 ),
             );
         }
-        let api_endpoint = str_of(&v, "api_endpoint");
-        if let (Some(ep), Some(val)) = (&api_endpoint, v.get("api_endpoint"))
+        let api_endpoint = str_of(&v, attr::API_ENDPOINT);
+        if let (Some(ep), Some(val)) = (&api_endpoint, v.get(attr::API_ENDPOINT))
             && let Err(why) = check_https_url(ep)
         {
             self.err(
@@ -28,7 +29,7 @@ impl Loader<'_> {
                 format!("`api_endpoint` {why}"),
             );
         }
-        if let (Some(ver), Some(val)) = (str_of(&v, "k3s_version"), v.get("k3s_version"))
+        if let (Some(ver), Some(val)) = (str_of(&v, attr::K3S_VERSION), v.get(attr::K3S_VERSION))
             && !is_k3s_version(&ver)
         {
             self.err(
@@ -40,14 +41,14 @@ impl Loader<'_> {
                 ),
             );
         }
-        let ssh = self.build_ssh(b.child("ssh"), ctx, &SshSettings::default());
+        let ssh = self.build_ssh(b.child(&schema::SSH), ctx, &SshSettings::default());
 
         let mut etcd = EtcdSettings::default();
-        if let Some(eb) = b.child("etcd") {
+        if let Some(eb) = b.child(&schema::ETCD) {
             let ev = self.eval_block(eb, ctx);
-            etcd.ca_file = str_of(&ev, "ca_file").map(PathBuf::from);
-            etcd.cert_file = str_of(&ev, "cert_file").map(PathBuf::from);
-            etcd.key_file = str_of(&ev, "key_file").map(PathBuf::from);
+            etcd.ca_file = str_of(&ev, attr::CA_FILE).map(PathBuf::from);
+            etcd.cert_file = str_of(&ev, attr::CERT_FILE).map(PathBuf::from);
+            etcd.key_file = str_of(&ev, attr::KEY_FILE).map(PathBuf::from);
             let set = [&etcd.ca_file, &etcd.cert_file, &etcd.key_file]
                 .iter()
                 .filter(|f| f.is_some())
@@ -59,30 +60,30 @@ impl Loader<'_> {
                     "`ca_file`, `cert_file` and `key_file` go together: k3s's etcd requires a client certificate, so set all three (k3s: server/tls/etcd/server-ca.crt, client.crt, client.key)",
                 );
             }
-            if let Some(list) = list_of(&ev, "endpoints") {
+            if let Some(list) = list_of(&ev, attr::ENDPOINTS) {
                 for (i, ep) in list.iter().enumerate() {
                     if let Err(why) = check_https_url(ep) {
-                        let a = &ev["endpoints"].attr;
+                        let a = &ev[attr::ENDPOINTS].attr;
                         let span = elem_span(&a.expr, i).unwrap_or(a.expr_span.clone());
                         self.err(eb.file, span, format!("etcd endpoint {why}"));
                     }
                 }
                 etcd.endpoints = list;
             }
-            if let Some(s) = bool_of(&ev, "snapshot_before_apply") {
+            if let Some(s) = bool_of(&ev, attr::SNAPSHOT_BEFORE_APPLY) {
                 etcd.snapshot_before_apply = s;
             }
         }
 
-        let vip = b.child("vip").and_then(|vb| {
+        let vip = b.child(&schema::VIP).and_then(|vb| {
             let vv = self.eval_block(vb, ctx);
-            let addr_s = str_of(&vv, "address")?;
+            let addr_s = str_of(&vv, attr::ADDRESS)?;
             let address = match addr_s.parse::<IpAddr>() {
                 Ok(a) => a,
                 Err(_) => {
                     self.err(
                         vb.file,
-                        vv["address"].attr.expr_span.clone(),
+                        vv[attr::ADDRESS].attr.expr_span.clone(),
                         format!(
                             "invalid IP address {addr_s_q} for the VIP",
                             addr_s_q = quote(&addr_s)
@@ -91,24 +92,24 @@ impl Loader<'_> {
                     return None;
                 }
             };
-            let interface = str_of(&vv, "interface")?;
+            let interface = str_of(&vv, attr::INTERFACE)?;
             if interface.is_empty() || interface.len() > 15 || interface.contains(['/', ' ']) {
                 self.err(
                     vb.file,
-                    vv["interface"].attr.expr_span.clone(),
+                    vv[attr::INTERFACE].attr.expr_span.clone(),
                     format!(
                         "invalid network interface name {interface_q}",
                         interface_q = quote(&interface)
                     ),
                 );
             }
-            let router_id = int_of(&vv, "router_id")? as u8;
+            let router_id = int_of(&vv, attr::ROUTER_ID)? as u8;
             let manifest_path =
-                str_of(&vv, "manifest_path").unwrap_or_else(|| DEFAULT_VIP_MANIFEST.into());
+                str_of(&vv, attr::MANIFEST_PATH).unwrap_or_else(|| DEFAULT_VIP_MANIFEST.into());
             if !manifest_path.starts_with('/') {
                 self.err(
                     vb.file,
-                    vv["manifest_path"].attr.expr_span.clone(),
+                    vv[attr::MANIFEST_PATH].attr.expr_span.clone(),
                     "`manifest_path` must be an absolute path",
                 );
             }
@@ -116,21 +117,21 @@ impl Loader<'_> {
                 address,
                 interface,
                 router_id,
-                password: secret_of(&vv, "password"),
+                password: secret_of(&vv, attr::PASSWORD),
                 manifest_path,
             })
         });
 
         Some(Cluster {
             name: b.label().to_string(),
-            k3s_version: str_of(&v, "k3s_version"),
-            token: secret_of(&v, "token"),
+            k3s_version: str_of(&v, attr::K3S_VERSION),
+            token: secret_of(&v, attr::TOKEN),
             api_endpoint,
-            kubeconfig: str_of(&v, "kubeconfig").map(PathBuf::from),
-            kube_context: str_of(&v, "kube_context"),
+            kubeconfig: str_of(&v, attr::KUBECONFIG).map(PathBuf::from),
+            kube_context: str_of(&v, attr::KUBE_CONTEXT),
             data_dir,
-            install_command: str_of(&v, "install_command"),
-            host: self.build_host(b.child("host"), ctx),
+            install_command: str_of(&v, attr::INSTALL_COMMAND),
+            host: self.build_host(b.child(&schema::HOST), ctx),
             etcd,
             vip,
             ssh,

@@ -1,6 +1,7 @@
 //! Evaluation: variables, locals and expressions.
 
 use super::*;
+use crate::config::schema::attr;
 
 impl Loader<'_> {
     // -- variables and locals ------------------------------------------------------------
@@ -8,7 +9,7 @@ impl Loader<'_> {
     pub(super) fn variables_and_locals(&mut self, top: &[RawBlock]) -> Context<'static> {
         let base = base_context();
         let mut vars = hcl::Map::new();
-        for b in top.iter().filter(|b| b.schema.ident == "variable") {
+        for b in top.iter().filter(|b| b.is(&schema::VARIABLE)) {
             let name = b.label().to_string();
             if vars.contains_key(&name) {
                 self.err(
@@ -21,7 +22,7 @@ impl Loader<'_> {
             let env_name = format!("K3SPLAN_VAR_{name}");
             let value = if let Some(v) = self.opts.env.get(&env_name) {
                 Value::from(v)
-            } else if let Some(def) = b.attrs.iter().find(|a| a.name == "default") {
+            } else if let Some(def) = b.attrs.iter().find(|a| a.name == attr::DEFAULT) {
                 // A default is a constant: it is evaluated before any variable or local.
                 let refs = expr_refs(&def.expr);
                 let value = match refs.refs.first() {
@@ -80,7 +81,7 @@ impl Loader<'_> {
         // Locals may refer to each other: evaluate until nothing more resolves.
         let mut pending: Vec<RawAttr> = top
             .iter()
-            .filter(|b| b.schema.ident == "locals")
+            .filter(|b| b.is(&schema::LOCALS))
             .flat_map(|b| b.attrs.iter().cloned())
             .collect();
         let mut locals = hcl::Map::new();

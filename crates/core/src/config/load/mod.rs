@@ -143,8 +143,13 @@ impl RawBlock {
             .map(|l| l.1.clone())
             .unwrap_or(self.ident_span.clone())
     }
-    fn child(&self, ident: &str) -> Option<&RawBlock> {
-        self.blocks.iter().find(|b| b.schema.ident == ident)
+    /// Whether this is a block of `schema`.
+    fn is(&self, schema: &'static BlockSchema) -> bool {
+        std::ptr::eq(self.schema, schema)
+    }
+    /// The first child block of `schema`.
+    fn child(&self, schema: &'static BlockSchema) -> Option<&RawBlock> {
+        self.blocks.iter().find(|b| b.is(schema))
     }
 }
 
@@ -279,7 +284,7 @@ impl Loader<'_> {
             return None;
         }
         // Non-repeatable top-level blocks across all files.
-        for ident in ["cluster", "backend"] {
+        for ident in [schema::CLUSTER.ident, schema::BACKEND.ident] {
             let found: Vec<&RawBlock> = top.iter().filter(|b| b.schema.ident == ident).collect();
             if found.len() > 1 {
                 let first = self.note_at(found[0].file, &found[0].ident_span);
@@ -307,6 +312,11 @@ impl Loader<'_> {
         let topo = self.build(&top, &ctx);
         if parse_ok { topo } else { None }
     }
+}
+
+/// The key of `seen_idents` for a `child` block seen in a `parent` block.
+fn nested_ident(parent: &BlockSchema, child: &BlockSchema) -> String {
+    format!("{}.{}", parent.ident, child.ident)
 }
 
 /// Pseudo-schema carrying attributes up from `walk_body` (never matched by name).

@@ -1,6 +1,7 @@
 //! Building `node` and `storage` blocks.
 
 use super::*;
+use crate::config::schema::attr;
 
 impl Loader<'_> {
     pub(super) fn build_node(
@@ -11,12 +12,12 @@ impl Loader<'_> {
     ) -> Option<Node> {
         let v = self.eval_block(b, ctx);
         let name = b.label().to_string();
-        let address = match str_of(&v, "address") {
+        let address = match str_of(&v, attr::ADDRESS) {
             Some(s) => match s.parse::<IpAddr>() {
                 Ok(a) if a.is_unspecified() => {
                     self.err(
                         b.file,
-                        v["address"].attr.expr_span.clone(),
+                        v[attr::ADDRESS].attr.expr_span.clone(),
                         format!(
                             "node {name_q}: {s} is not a usable address",
                             name_q = quote(&name)
@@ -28,7 +29,7 @@ impl Loader<'_> {
                 Err(_) => {
                     self.err(
                         b.file,
-                        v["address"].attr.expr_span.clone(),
+                        v[attr::ADDRESS].attr.expr_span.clone(),
                         format!(
                             "node {name_q}: invalid IP address {s_q}",
                             name_q = quote(&name),
@@ -42,8 +43,8 @@ impl Loader<'_> {
         };
         let mut roles = Roles::default();
         let mut roles_ok = true;
-        if let Some(list) = list_of(&v, "roles") {
-            let a = v["roles"].attr.clone();
+        if let Some(list) = list_of(&v, attr::ROLES) {
+            let a = v[attr::ROLES].attr.clone();
             if list.is_empty() {
                 self.err(b.file, a.expr_span.clone(), format!("node {name_q} has no role: give it at least one of \"server\", \"etcd\", \"control-plane\", \"agent\"", name_q = quote(&name)));
                 roles_ok = false;
@@ -100,17 +101,17 @@ impl Loader<'_> {
         } else {
             roles_ok = false;
         }
-        let primary = bool_of(&v, "primary").unwrap_or(false);
+        let primary = bool_of(&v, attr::PRIMARY).unwrap_or(false);
         if primary && roles_ok && !roles.is_server() {
             self.err(
                 b.file,
-                v["primary"].attr.key_span.clone(),
+                v[attr::PRIMARY].attr.key_span.clone(),
                 format!("node {name_q} is an agent and cannot be the VIP primary: keepalived runs on servers", name_q = quote(&name)),
             );
         }
         let mut taints = Vec::new();
-        if let Some(list) = list_of(&v, "taints") {
-            let a = v["taints"].attr.clone();
+        if let Some(list) = list_of(&v, attr::TAINTS) {
+            let a = v[attr::TAINTS].attr.clone();
             for (i, t) in list.iter().enumerate() {
                 match parse_taint(t) {
                     Ok(t) => taints.push(t),
@@ -126,7 +127,7 @@ impl Loader<'_> {
             }
         }
         let labels = v
-            .get("labels")
+            .get(attr::LABELS)
             .and_then(|x| x.value.as_object())
             .map(|m| {
                 m.iter()
@@ -136,8 +137,8 @@ impl Loader<'_> {
             .unwrap_or_default();
         // `replace = true` was a persistent attribute: left in the file, it replaced the node
         // again on every apply (issue 13). A replacement is a one-shot command-line request.
-        if let Some(r) = bool_of(&v, "replace") {
-            let span = v["replace"].attr.key_span.clone();
+        if let Some(r) = bool_of(&v, attr::REPLACE) {
+            let span = v[attr::REPLACE].attr.key_span.clone();
             let how = format!(
                 "remove it and run `k3splan apply -replace=node.{name}` (one-shot: recorded in the saved plan and the apply journal, never repeated)"
             );
@@ -155,13 +156,13 @@ impl Loader<'_> {
                 );
             }
         }
-        let ssh = self.build_ssh(b.child("ssh"), ctx, ssh_default);
+        let ssh = self.build_ssh(b.child(&schema::SSH), ctx, ssh_default);
         Some(Node {
             name,
             address: address?,
             roles: if roles_ok { roles } else { return None },
             primary,
-            vip_priority: int_of(&v, "vip_priority").map(|p| p as u8),
+            vip_priority: int_of(&v, attr::VIP_PRIORITY).map(|p| p as u8),
             ssh,
             labels,
             taints,
@@ -190,7 +191,7 @@ impl Loader<'_> {
                 return None;
             }
         };
-        let kind = match str_of(&v, "kind").as_deref() {
+        let kind = match str_of(&v, attr::KIND).as_deref() {
             Some("StatefulSet") => WorkloadKind::StatefulSet,
             Some("Deployment") => WorkloadKind::Deployment,
             Some(other) => {
@@ -205,12 +206,12 @@ impl Loader<'_> {
                         s_q = quote(s)
                     );
                 }
-                self.err(b.file, v["kind"].attr.expr_span.clone(), msg);
+                self.err(b.file, v[attr::KIND].attr.expr_span.clone(), msg);
                 return None;
             }
             None => return None,
         };
-        let on_node_loss = match str_of(&v, "on_node_loss").as_deref() {
+        let on_node_loss = match str_of(&v, attr::ON_NODE_LOSS).as_deref() {
             None => OnNodeLoss::Keep,
             Some("rebind") => OnNodeLoss::Rebind,
             Some("recreate") => OnNodeLoss::Recreate,
@@ -227,20 +228,20 @@ impl Loader<'_> {
                         s_q = quote(s)
                     );
                 }
-                self.err(b.file, v["on_node_loss"].attr.expr_span.clone(), msg);
+                self.err(b.file, v[attr::ON_NODE_LOSS].attr.expr_span.clone(), msg);
                 return None;
             }
         };
         if on_node_loss == OnNodeLoss::Rebind && kind == WorkloadKind::Deployment {
             self.err(
                 b.file,
-                v["on_node_loss"].attr.expr_span.clone(),
+                v[attr::ON_NODE_LOSS].attr.expr_span.clone(),
                 "on_node_loss = \"rebind\" needs kind = \"StatefulSet\": a Deployment does not recreate a deleted PVC; use \"recreate\" (delete PVC and Deployment, its operator recreates both) or \"keep\"",
             );
         }
         let mut prefer_nodes = Vec::new();
-        if let Some(list) = list_of(&v, "prefer_nodes") {
-            let a = v["prefer_nodes"].attr.clone();
+        if let Some(list) = list_of(&v, attr::PREFER_NODES) {
+            let a = v[attr::PREFER_NODES].attr.clone();
             for (i, n) in list.iter().enumerate() {
                 match nodes.iter().find(|x| &x.name == n) {
                     Some(node) if node.roles.is_agent() || node.roles.is_server() => {}

@@ -93,7 +93,7 @@ impl Loader<'_> {
         } else if std::ptr::eq(parent, &schema::CLUSTER) {
             *self
                 .seen_idents
-                .entry(format!("cluster.{ident}"))
+                .entry(format!("{}.{ident}", schema::CLUSTER.ident))
                 .or_default() += 1;
         }
         let Some(schema) = parent.block(ident) else {

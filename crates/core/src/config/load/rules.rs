@@ -1,6 +1,7 @@
 //! Rules about the topology as a whole.
 
 use super::*;
+use crate::config::schema::attr;
 
 impl Loader<'_> {
     /// Rules about the topology as a whole. `complete` is false when some node blocks had
@@ -55,7 +56,7 @@ impl Loader<'_> {
             Some(vip) => {
                 if primaries.is_empty() && complete {
                     let span = cb
-                        .child("vip")
+                        .child(&schema::VIP)
                         .map(|v| v.ident_span.clone())
                         .unwrap_or(cb.ident_span.clone());
                     self.err(
@@ -69,7 +70,7 @@ impl Loader<'_> {
                     let first_span = fb
                         .attrs
                         .iter()
-                        .find(|a| a.name == "primary")
+                        .find(|a| a.name == attr::PRIMARY)
                         .map(|a| a.key_span.clone())
                         .unwrap_or(fb.label_span());
                     let note = self.note_at(fb.file, &first_span);
@@ -77,7 +78,7 @@ impl Loader<'_> {
                         let span = b
                             .attrs
                             .iter()
-                            .find(|a| a.name == "primary")
+                            .find(|a| a.name == attr::PRIMARY)
                             .map(|a| a.key_span.clone())
                             .unwrap_or(b.label_span());
                         let d = Diagnostic::at(
@@ -95,17 +96,17 @@ impl Loader<'_> {
                     .zip(blocks.iter())
                     .find(|(n, _)| n.address == vip.address)
                 {
-                    let vb = cb.child("vip").unwrap_or(cb);
+                    let vb = cb.child(&schema::VIP).unwrap_or(cb);
                     let span = vb
                         .attrs
                         .iter()
-                        .find(|a| a.name == "address")
+                        .find(|a| a.name == attr::ADDRESS)
                         .map(|a| a.expr_span.clone())
                         .unwrap_or(vb.ident_span.clone());
                     let nspan = b
                         .attrs
                         .iter()
-                        .find(|a| a.name == "address")
+                        .find(|a| a.name == attr::ADDRESS)
                         .map(|a| a.expr_span.clone())
                         .unwrap_or(b.label_span());
                     let note = self.note_at(b.file, &nspan);
@@ -138,7 +139,7 @@ impl Loader<'_> {
                         let span = b
                             .attrs
                             .iter()
-                            .find(|a| a.name == "vip_priority")
+                            .find(|a| a.name == attr::VIP_PRIORITY)
                             .map(|a| a.expr_span.clone())
                             .unwrap_or(b.label_span());
                         self.err(
@@ -154,14 +155,16 @@ impl Loader<'_> {
                     }
                 }
             }
-            None if self.seen_idents.contains_key("cluster.vip") => {}
+            None if self
+                .seen_idents
+                .contains_key(&nested_ident(&schema::CLUSTER, &schema::VIP)) => {}
             None => {
                 for (n, b) in nodes.iter().zip(blocks.iter()) {
                     if n.primary {
                         let span = b
                             .attrs
                             .iter()
-                            .find(|a| a.name == "primary")
+                            .find(|a| a.name == attr::PRIMARY)
                             .map(|a| a.key_span.clone())
                             .unwrap_or(b.label_span());
                         self.warn(b.file, span, format!("node {} is `primary`, but the cluster declares no `vip`: it has no effect", quote(&n.name)));
@@ -170,7 +173,7 @@ impl Loader<'_> {
                         let span = b
                             .attrs
                             .iter()
-                            .find(|a| a.name == "vip_priority")
+                            .find(|a| a.name == attr::VIP_PRIORITY)
                             .map(|a| a.key_span.clone())
                             .unwrap_or(b.label_span());
                         self.warn(b.file, span, format!("node {} sets `vip_priority`, but the cluster declares no `vip`: it has no effect", quote(&n.name)));

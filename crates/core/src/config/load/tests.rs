@@ -406,3 +406,33 @@ fn load_path_reads_only_the_given_file_system() {
     let err = load_path_with(&fs, Path::new("/etc"), map_env(&[])).unwrap_err();
     assert!(matches!(err, LoadError::Read { .. }), "{err}");
 }
+
+/// Every attribute the schema accepts is read by the loader through its [`attr`] constant
+/// (`variable`'s `description` and `sensitive` are documentation: accepted, never read).
+#[test]
+fn every_schema_attribute_is_consumed_by_the_loader() {
+    use crate::config::schema;
+    let loader = [
+        include_str!("build.rs"),
+        include_str!("cluster.rs"),
+        include_str!("node.rs"),
+        include_str!("rules.rs"),
+        include_str!("evaluate.rs"),
+        include_str!("typecheck.rs"),
+    ]
+    .concat();
+    let documentation_only = [schema::attr::DESCRIPTION, schema::attr::SENSITIVE];
+    let mut unread = Vec::new();
+    for b in schema::ROOT.blocks.iter().chain(schema::CLUSTER.blocks) {
+        for a in b.attrs {
+            let constant = format!("attr::{}", a.name.to_uppercase());
+            if !documentation_only.contains(&a.name) && !loader.contains(&constant) {
+                unread.push(format!("{}.{}", b.ident, a.name));
+            }
+        }
+    }
+    assert!(
+        unread.is_empty(),
+        "schema attributes the loader never reads: {unread:?}"
+    );
+}

@@ -1,6 +1,7 @@
 //! Evaluating the attributes of a block and checking their types against the schema.
 
 use super::*;
+use crate::config::schema::attr;
 
 impl Loader<'_> {
     /// Evaluates and type-checks every attribute of a block.
@@ -52,7 +53,7 @@ impl Loader<'_> {
             }
             Expression::String(s) => {
                 let what = a.name.as_str();
-                let hint = if what == "token" {
+                let hint = if what == attr::TOKEN {
                     "K3S_TOKEN"
                 } else {
                     "VRRP_PASSWORD"
