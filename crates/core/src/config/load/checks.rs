@@ -27,26 +27,31 @@ pub(super) fn is_k3s_version(s: &str) -> bool {
             .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
 }
 
-pub(super) fn check_https_url(s: &str) -> Result<(), String> {
+/// Why a string is not an `https://HOST[:PORT]` URL (shown after the attribute's name).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(super) enum UrlError {
+    #[error("must be an https:// URL, found {}", quote(.0))]
+    NotHttps(String),
+    #[error("has no host: {}", quote(.0))]
+    NoHost(String),
+    #[error("has an unclosed IPv6 bracket: {}", quote(.0))]
+    UnclosedBracket(String),
+    #[error("has an invalid port {}: {}", quote(.port), quote(.url))]
+    BadPort { port: String, url: String },
+}
+
+pub(super) fn check_https_url(s: &str) -> Result<(), UrlError> {
     let Some(rest) = s.strip_prefix("https://") else {
-        return Err(format!(
-            "must be an https:// URL, found {s_q}",
-            s_q = quote(s)
-        ));
+        return Err(UrlError::NotHttps(s.to_string()));
     };
     let host_port = rest.split('/').next().unwrap_or("");
     if host_port.is_empty() {
-        return Err(format!("has no host: {s_q}", s_q = quote(s)));
+        return Err(UrlError::NoHost(s.to_string()));
     }
     let (host, port) = if let Some(h) = host_port.strip_prefix('[') {
         match h.split_once(']') {
             Some((h, p)) => (h, p.strip_prefix(':')),
-            None => {
-                return Err(format!(
-                    "has an unclosed IPv6 bracket: {s_q}",
-                    s_q = quote(s)
-                ));
-            }
+            None => return Err(UrlError::UnclosedBracket(s.to_string())),
         }
     } else {
         match host_port.rsplit_once(':') {
@@ -55,41 +60,46 @@ pub(super) fn check_https_url(s: &str) -> Result<(), String> {
         }
     };
     if host.is_empty() {
-        return Err(format!("has no host: {s_q}", s_q = quote(s)));
+        return Err(UrlError::NoHost(s.to_string()));
     }
     if let Some(p) = port
         && p.parse::<u16>().map(|p| p == 0).unwrap_or(true)
     {
-        return Err(format!(
-            "has an invalid port {p_q}: {s_q}",
-            p_q = quote(p),
-            s_q = quote(s)
-        ));
+        return Err(UrlError::BadPort {
+            port: p.to_string(),
+            url: s.to_string(),
+        });
     }
     Ok(())
 }
 
-pub(super) fn parse_taint(s: &str) -> Result<Taint, String> {
-    let (kv, effect) = s.rsplit_once(':').ok_or(
-        "expected KEY[=VALUE]:EFFECT, e.g. \"node-role.kubernetes.io/control-plane:NoSchedule\"",
-    )?;
+/// Why a string is not a taint `KEY[=VALUE]:EFFECT`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(super) enum TaintError {
+    #[error(
+        "expected KEY[=VALUE]:EFFECT, e.g. \"node-role.kubernetes.io/control-plane:NoSchedule\""
+    )]
+    NoEffect,
+    #[error("unknown effect {} (NoSchedule, PreferNoSchedule, NoExecute)", quote(.0))]
+    UnknownEffect(String),
+    #[error("empty key")]
+    EmptyKey,
+}
+
+pub(super) fn parse_taint(s: &str) -> Result<Taint, TaintError> {
+    let (kv, effect) = s.rsplit_once(':').ok_or(TaintError::NoEffect)?;
     let effect = match effect {
         "NoSchedule" => TaintEffect::NoSchedule,
         "PreferNoSchedule" => TaintEffect::PreferNoSchedule,
         "NoExecute" => TaintEffect::NoExecute,
-        other => {
-            return Err(format!(
-                "unknown effect {other_q} (NoSchedule, PreferNoSchedule, NoExecute)",
-                other_q = quote(other)
-            ));
-        }
+        other => return Err(TaintError::UnknownEffect(other.to_string())),
     };
     let (key, value) = match kv.split_once('=') {
         Some((k, v)) => (k, Some(v.to_string())),
         None => (kv, None),
     };
     if key.is_empty() {
-        return Err("empty key".into());
+        return Err(TaintError::EmptyKey);
     }
     Ok(Taint {
         key: key.to_string(),

@@ -69,25 +69,35 @@ impl From<ReadRegularError> for FileReadError {
     }
 }
 
+/// Why a call to `env()` or `file()` failed (the message after "NAME(): ").
+#[derive(Debug, thiserror::Error)]
+pub(super) enum FnError {
+    #[error("environment variable {} is not set", shown(.0))]
+    EnvUnset(String),
+    #[error("cannot read {} (relative to the configuration directory): {source}", quote(.name))]
+    File {
+        name: String,
+        #[source]
+        source: FileReadError,
+    },
+}
+
 impl FnSources<'_> {
     /// `env(name)`.
-    fn env(&self, name: &str) -> Result<Value, String> {
+    fn env(&self, name: &str) -> Result<String, FnError> {
         self.env
             .get(name)
-            .map(Value::from)
-            .ok_or_else(|| format!("environment variable {} is not set", shown(name)))
+            .ok_or_else(|| FnError::EnvUnset(name.to_string()))
     }
 
     /// `file(name)`: the file's text without its final line break.
-    fn file(&self, name: &str) -> Result<Value, String> {
+    fn file(&self, name: &str) -> Result<String, FnError> {
         let path = self.resolve_path(name);
         read_small_file(self.fs, &path)
-            .map(|s| Value::from(s.trim_end_matches(['\n', '\r']).to_string()))
-            .map_err(|why| {
-                format!(
-                    "cannot read {} (relative to the configuration directory): {why}",
-                    quote(name)
-                )
+            .map(|s| s.trim_end_matches(['\n', '\r']).to_string())
+            .map_err(|source| FnError::File {
+                name: name.to_string(),
+                source,
             })
     }
 
@@ -146,7 +156,7 @@ fn read_small_file(fs: &dyn SourceFs, path: &Path) -> Result<String, FileReadErr
 }
 
 /// The declared `env` and `file`: they only raise the failure [`resolve_calls`] put in their
-/// argument.
+/// argument. (`Result<_, String>` is the signature hcl-rs requires of a function.)
 fn raise(args: FuncArgs) -> Result<Value, String> {
     let arg = args[0].as_str().unwrap_or_default();
     match arg.strip_prefix(FAILED) {
@@ -209,8 +219,7 @@ impl VisitMut for Resolver<'_, '_> {
             _ => self.src.file(&arg),
         };
         match result {
-            Ok(Value::String(s)) => *expr = EditExpr::String(Decorated::new(s)),
-            Ok(_) => {}
+            Ok(s) => *expr = EditExpr::String(Decorated::new(s)),
             Err(why) => {
                 if let Some(a) = call.args.iter_mut().next() {
                     *a = EditExpr::String(Decorated::new(format!("{FAILED}{why}")));
