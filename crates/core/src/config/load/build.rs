@@ -4,11 +4,39 @@ use super::*;
 use crate::config::schema::attr;
 
 impl Loader<'_> {
-    // -- building the model ---------------------------------------------------------------
-
+    /// The model, in dependency order: cluster, nodes, storage (refers to nodes), add-ons,
+    /// backend; then the whole-topology rules.
     pub(super) fn build(&mut self, top: &[RawBlock], ctx: &Context) -> Option<Topology> {
+        let cluster_block = self.cluster_block(top);
+        let cluster = cluster_block.and_then(|b| self.build_cluster(b, ctx));
+        let (nodes, node_blocks, complete) = self.build_nodes(top, ctx, cluster.as_ref());
+        let storage = self.build_storages(top, ctx, &nodes);
+        let addons = self.build_addons(top, ctx);
+        let backend = top
+            .iter()
+            .find(|b| b.is(&schema::BACKEND))
+            .and_then(|b| self.build_backend(b, ctx));
+
+        // Whole-topology rules.
+        if let (Some(cb), Some(cluster)) = (cluster_block, cluster.as_ref()) {
+            self.topology_rules(cb, cluster, &nodes, &node_blocks, complete);
+        }
+
+        let cluster = cluster?;
+        Some(Topology {
+            cluster,
+            nodes,
+            storage,
+            addons,
+            backend,
+        })
+    }
+
+    /// The one `cluster` block (a missing one is reported unless a `cluster` block was
+    /// rejected for its own errors).
+    fn cluster_block<'b>(&mut self, top: &'b [RawBlock]) -> Option<&'b RawBlock> {
         let clusters: Vec<&RawBlock> = top.iter().filter(|b| b.is(&schema::CLUSTER)).collect();
-        let cluster_block = match clusters.first() {
+        match clusters.first() {
             Some(c) => Some(*c),
             None if self.seen_idents.contains_key(schema::CLUSTER.ident) => None,
             None => {
@@ -24,10 +52,17 @@ impl Loader<'_> {
                 ));
                 None
             }
-        };
-        let cluster = cluster_block.and_then(|b| self.build_cluster(b, ctx));
+        }
+    }
 
-        // Nodes.
+    /// The `node` blocks: unique names and addresses. Returns the nodes built and their
+    /// blocks, and whether every node block was built.
+    fn build_nodes<'b>(
+        &mut self,
+        top: &'b [RawBlock],
+        ctx: &Context,
+        cluster: Option<&Cluster>,
+    ) -> (Vec<Node>, Vec<&'b RawBlock>, bool) {
         let node_block_count = self
             .seen_idents
             .get(schema::NODE.ident)
@@ -50,20 +85,14 @@ impl Loader<'_> {
                     format!("node name {name_q} is not a valid Kubernetes node name (lowercase letters, digits, '-' and '.')", name_q = quote(&name)),
                 );
             }
-            let ssh_default = cluster.as_ref().map(|c| c.ssh.clone()).unwrap_or_default();
+            let ssh_default = cluster.map(|c| c.ssh.clone()).unwrap_or_default();
             if let Some(node) = self.build_node(b, ctx, &ssh_default) {
                 if let Some((f, s, other)) = addrs.get(&node.address) {
                     let note = self.note_at(*f, s);
-                    let span = b
-                        .attrs
-                        .iter()
-                        .find(|a| a.name == attr::ADDRESS)
-                        .map(|a| a.expr_span.clone())
-                        .unwrap_or(b.label_span());
                     let d = Diagnostic::at(
                         Severity::Error,
                         &self.files[b.file],
-                        span,
+                        b.expr_span_of(attr::ADDRESS),
                         format!(
                             "address {} is already used by node {other_q}",
                             node.address,
@@ -76,20 +105,26 @@ impl Loader<'_> {
                     ));
                     self.diags.push(d);
                 } else {
-                    let span = b
-                        .attrs
-                        .iter()
-                        .find(|a| a.name == attr::ADDRESS)
-                        .map(|a| a.expr_span.clone())
-                        .unwrap_or(b.label_span());
-                    addrs.insert(node.address, (b.file, span, node.name.clone()));
+                    addrs.insert(
+                        node.address,
+                        (b.file, b.expr_span_of(attr::ADDRESS), node.name.clone()),
+                    );
                 }
                 nodes.push(node);
                 node_blocks.push(b);
             }
         }
+        let complete = nodes.len() == node_block_count;
+        (nodes, node_blocks, complete)
+    }
 
-        // Storage.
+    /// The `storage` blocks, with unique labels.
+    fn build_storages(
+        &mut self,
+        top: &[RawBlock],
+        ctx: &Context,
+        nodes: &[Node],
+    ) -> Vec<StorageBinding> {
         let mut storage = Vec::new();
         let mut seen_storage: HashMap<String, (usize, Range<usize>)> = HashMap::new();
         for b in top.iter().filter(|b| b.is(&schema::STORAGE)) {
@@ -98,12 +133,15 @@ impl Loader<'_> {
             if self.duplicate(&mut seen_storage, key, b, msg) {
                 continue;
             }
-            if let Some(s) = self.build_storage(b, ctx, &nodes) {
+            if let Some(s) = self.build_storage(b, ctx, nodes) {
                 storage.push(s);
             }
         }
+        storage
+    }
 
-        // Add-ons.
+    /// The `addon` blocks, unique per namespace.
+    fn build_addons(&mut self, top: &[RawBlock], ctx: &Context) -> Vec<Addon> {
         let mut addons = Vec::new();
         let mut seen_addons: HashMap<String, (usize, Range<usize>)> = HashMap::new();
         for b in top.iter().filter(|b| b.is(&schema::ADDON)) {
@@ -138,26 +176,7 @@ impl Loader<'_> {
                 spread,
             });
         }
-
-        let backend = top
-            .iter()
-            .find(|b| b.is(&schema::BACKEND))
-            .and_then(|b| self.build_backend(b, ctx));
-
-        // Whole-topology rules.
-        if let (Some(cb), Some(cluster)) = (cluster_block, cluster.as_ref()) {
-            let complete = nodes.len() == node_block_count;
-            self.topology_rules(cb, cluster, &nodes, &node_blocks, complete);
-        }
-
-        let cluster = cluster?;
-        Some(Topology {
-            cluster,
-            nodes,
-            storage,
-            addons,
-            backend,
-        })
+        addons
     }
 
     pub(super) fn build_ssh(

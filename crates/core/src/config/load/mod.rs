@@ -143,6 +143,22 @@ impl RawBlock {
             .map(|l| l.1.clone())
             .unwrap_or(self.ident_span.clone())
     }
+    /// The attribute `name`, when set.
+    fn attr(&self, name: &str) -> Option<&RawAttr> {
+        self.attrs.iter().find(|a| a.name == name)
+    }
+    /// The span of attribute `name`'s key, or of the block's label when it is not set.
+    fn key_span_of(&self, name: &str) -> Range<usize> {
+        self.attr(name)
+            .map(|a| a.key_span.clone())
+            .unwrap_or(self.label_span())
+    }
+    /// The span of attribute `name`'s value, or of the block's label when it is not set.
+    fn expr_span_of(&self, name: &str) -> Range<usize> {
+        self.attr(name)
+            .map(|a| a.expr_span.clone())
+            .unwrap_or(self.label_span())
+    }
     /// Whether this is a block of `schema`.
     fn is(&self, schema: &'static BlockSchema) -> bool {
         std::ptr::eq(self.schema, schema)

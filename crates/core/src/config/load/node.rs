@@ -12,7 +12,44 @@ impl Loader<'_> {
     ) -> Option<Node> {
         let v = self.eval_block(b, ctx);
         let name = b.label().to_string();
-        let address = match str_of(&v, attr::ADDRESS) {
+        let address = self.node_address(b, &v, &name);
+        let (roles, roles_ok) = self.node_roles(b, &v, &name);
+        let primary = bool_of(&v, attr::PRIMARY).unwrap_or(false);
+        if primary && roles_ok && !roles.is_server() {
+            self.err(
+                b.file,
+                v[attr::PRIMARY].attr.key_span.clone(),
+                format!("node {name_q} is an agent and cannot be the VIP primary: keepalived runs on servers", name_q = quote(&name)),
+            );
+        }
+        let taints = self.node_taints(b, &v);
+        let labels = v
+            .get(attr::LABELS)
+            .and_then(|x| x.value.as_object())
+            .map(|m| {
+                m.iter()
+                    .filter_map(|(k, v)| v.as_str().map(|s| (k.clone(), s.to_string())))
+                    .collect::<BTreeMap<_, _>>()
+            })
+            .unwrap_or_default();
+        self.replace_attribute(b, &v, &name);
+        let ssh = self.build_ssh(b.child(&schema::SSH), ctx, ssh_default);
+        Some(Node {
+            name,
+            address: address?,
+            roles: if roles_ok { roles } else { return None },
+            primary,
+            vip_priority: int_of(&v, attr::VIP_PRIORITY).map(|p| p as u8),
+            ssh,
+            labels,
+            taints,
+            replace: false,
+        })
+    }
+
+    /// `address`: an IP address a node can be reached at.
+    fn node_address(&mut self, b: &RawBlock, v: &Evaluated, name: &str) -> Option<IpAddr> {
+        match str_of(&v, attr::ADDRESS) {
             Some(s) => match s.parse::<IpAddr>() {
                 Ok(a) if a.is_unspecified() => {
                     self.err(
@@ -40,7 +77,12 @@ impl Loader<'_> {
                 }
             },
             None => None,
-        };
+        }
+    }
+
+    /// `roles`: known, not empty, not agent and server at once. False when they are not
+    /// usable (reported).
+    fn node_roles(&mut self, b: &RawBlock, v: &Evaluated, name: &str) -> (Roles, bool) {
         let mut roles = Roles::default();
         let mut roles_ok = true;
         if let Some(list) = list_of(&v, attr::ROLES) {
@@ -101,14 +143,11 @@ impl Loader<'_> {
         } else {
             roles_ok = false;
         }
-        let primary = bool_of(&v, attr::PRIMARY).unwrap_or(false);
-        if primary && roles_ok && !roles.is_server() {
-            self.err(
-                b.file,
-                v[attr::PRIMARY].attr.key_span.clone(),
-                format!("node {name_q} is an agent and cannot be the VIP primary: keepalived runs on servers", name_q = quote(&name)),
-            );
-        }
+        (roles, roles_ok)
+    }
+
+    /// `taints`, each `KEY[=VALUE]:EFFECT`.
+    fn node_taints(&mut self, b: &RawBlock, v: &Evaluated) -> Vec<Taint> {
         let mut taints = Vec::new();
         if let Some(list) = list_of(&v, attr::TAINTS) {
             let a = v[attr::TAINTS].attr.clone();
@@ -126,15 +165,11 @@ impl Loader<'_> {
                 }
             }
         }
-        let labels = v
-            .get(attr::LABELS)
-            .and_then(|x| x.value.as_object())
-            .map(|m| {
-                m.iter()
-                    .filter_map(|(k, v)| v.as_str().map(|s| (k.clone(), s.to_string())))
-                    .collect::<BTreeMap<_, _>>()
-            })
-            .unwrap_or_default();
+        taints
+    }
+
+    /// The retired `replace` attribute: an error when true, a warning when false.
+    fn replace_attribute(&mut self, b: &RawBlock, v: &Evaluated, name: &str) {
         // `replace = true` was a persistent attribute: left in the file, it replaced the node
         // again on every apply (issue 13). A replacement is a one-shot command-line request.
         if let Some(r) = bool_of(&v, attr::REPLACE) {
@@ -156,18 +191,6 @@ impl Loader<'_> {
                 );
             }
         }
-        let ssh = self.build_ssh(b.child(&schema::SSH), ctx, ssh_default);
-        Some(Node {
-            name,
-            address: address?,
-            roles: if roles_ok { roles } else { return None },
-            primary,
-            vip_priority: int_of(&v, attr::VIP_PRIORITY).map(|p| p as u8),
-            ssh,
-            labels,
-            taints,
-            replace: false,
-        })
     }
 
     pub(super) fn build_storage(
