@@ -194,15 +194,20 @@ impl Loader<'_> {
         }
     }
 
+    /// Whether `refs` uses a variable or local that has no value (already reported).
+    pub(super) fn refers_to_failed(&self, refs: &ExprRefs) -> bool {
+        refs.refs.iter().any(|r| match r.root {
+            "var" => self.bad_vars.contains(&r.name),
+            _ => self.bad_locals.contains(&r.name),
+        })
+    }
+
     pub(super) fn eval_expr(&mut self, a: &RawAttr, ctx: &Context) -> Option<Value> {
         match self.evaluate(&a.expr, ctx) {
             Ok(v) => Some(v),
             Err(e) => {
                 let refs = expr_refs(&a.expr);
-                if refs.refs.iter().any(|r| match r.root {
-                    "var" => self.bad_vars.contains(&r.name),
-                    _ => self.bad_locals.contains(&r.name),
-                }) {
+                if self.refers_to_failed(&refs) {
                     // Reported where that variable or local is defined.
                     return None;
                 }

@@ -86,27 +86,15 @@ impl Loader<'_> {
 
     pub(super) fn check_type(&mut self, a: &RawAttr, value: Value, ty: Ty) -> Option<Value> {
         let found = value_kind(&value);
-        if value.is_null()
-            && expr_refs(&a.expr).refs.iter().any(|r| match r.root {
-                "var" => self.bad_vars.contains(&r.name),
-                _ => self.bad_locals.contains(&r.name),
-            })
-        {
+        if value.is_null() && self.refers_to_failed(&expr_refs(&a.expr)) {
             return None; // already reported at the variable
         }
-        let bad = |me: &mut Self, span: Range<usize>, what: &str, found: &str| {
-            me.err(
-                a.file,
-                span,
-                format!("`{}` must be {what}, found {found}", a.name),
-            );
-        };
         match ty {
             Ty::Any | Ty::Secret => Some(value),
             Ty::String => match value {
                 Value::String(_) => Some(value),
                 _ => {
-                    bad(self, a.expr_span.clone(), &ty.describe(), found);
+                    self.type_mismatch(a, &ty.describe(), found);
                     None
                 }
             },
@@ -116,117 +104,143 @@ impl Loader<'_> {
                     Some(Value::Bool(s == "true"))
                 }
                 _ => {
-                    bad(self, a.expr_span.clone(), &ty.describe(), found);
+                    self.type_mismatch(a, &ty.describe(), found);
                     None
                 }
             },
-            Ty::Int(lo, hi) => {
-                // An integer too large for i64 (`1e20`, `99999999999999999999`) is out of range
-                // like any other, shown as written: never saturated to i64::MAX.
-                let huge = |f: f64| f.fract() == 0.0 && !(-9.2e18..9.2e18).contains(&f);
-                let (n, shown_n) = match &value {
-                    Value::Number(num) => match num.as_i64() {
-                        Some(i) => (Some(i), i.to_string()),
-                        None => match num.as_f64() {
-                            Some(f) if huge(f) => {
-                                let written = match &a.expr {
-                                    hcl_edit::expr::Expression::Number(_) => {
-                                        slice(&self.files[a.file].text, a.expr_span.clone())
-                                            .to_string()
-                                    }
-                                    _ => num.to_string(),
-                                };
-                                (None, written)
-                            }
-                            Some(f) if f.fract() == 0.0 => (Some(f as i64), num.to_string()),
-                            _ => (None, String::new()),
-                        },
-                    },
-                    Value::String(s) => match s.parse::<i64>() {
-                        Ok(i) => (Some(i), i.to_string()),
-                        Err(_) if s.parse::<f64>().is_ok_and(huge) => (None, s.clone()),
-                        Err(_) => (None, String::new()),
-                    },
-                    _ => (None, String::new()),
-                };
-                match n {
-                    Some(n) if (lo..=hi).contains(&n) => Some(Value::from(n)),
-                    None if shown_n.is_empty() => {
-                        bad(self, a.expr_span.clone(), &ty.describe(), found);
-                        None
-                    }
-                    _ => {
-                        self.err(
-                            a.file,
-                            a.expr_span.clone(),
-                            format!(
-                                "`{}` must be from {lo} to {hi}, found {}",
-                                a.name,
-                                shown(&shown_n)
-                            ),
-                        );
-                        None
-                    }
-                }
-            }
-            Ty::StringList => match value {
-                Value::Array(ref items) => {
-                    let mut ok = true;
-                    for (i, it) in items.iter().enumerate() {
-                        if !matches!(it, Value::String(_)) {
-                            ok = false;
-                            let span = elem_span(&a.expr, i).unwrap_or(a.expr_span.clone());
-                            self.err(
-                                a.file,
-                                span,
-                                format!(
-                                    "`{}` must be a list of strings, element {} is {}",
-                                    a.name,
-                                    i + 1,
-                                    value_kind(it)
-                                ),
-                            );
+            Ty::Int(lo, hi) => self.check_int(a, value, lo, hi),
+            Ty::StringList => self.check_string_list(a, value),
+            Ty::StringMap => self.check_string_map(a, value),
+        }
+    }
+
+    /// Reports `a` as not of the type `what`.
+    fn type_mismatch(&mut self, a: &RawAttr, what: &str, found: &str) {
+        self.err(
+            a.file,
+            a.expr_span.clone(),
+            format!("`{}` must be {what}, found {found}", a.name),
+        );
+    }
+
+    /// A whole number in `lo..=hi` (also written as a string).
+    fn check_int(&mut self, a: &RawAttr, value: Value, lo: i64, hi: i64) -> Option<Value> {
+        let ty = Ty::Int(lo, hi);
+        let found = value_kind(&value);
+        {
+            // An integer too large for i64 (`1e20`, `99999999999999999999`) is out of range
+            // like any other, shown as written: never saturated to i64::MAX.
+            let huge = |f: f64| f.fract() == 0.0 && !(-9.2e18..9.2e18).contains(&f);
+            let (n, shown_n) = match &value {
+                Value::Number(num) => match num.as_i64() {
+                    Some(i) => (Some(i), i.to_string()),
+                    None => match num.as_f64() {
+                        Some(f) if huge(f) => {
+                            let written = match &a.expr {
+                                hcl_edit::expr::Expression::Number(_) => {
+                                    slice(&self.files[a.file].text, a.expr_span.clone()).to_string()
+                                }
+                                _ => num.to_string(),
+                            };
+                            (None, written)
                         }
-                    }
-                    ok.then_some(value)
+                        Some(f) if f.fract() == 0.0 => (Some(f as i64), num.to_string()),
+                        _ => (None, String::new()),
+                    },
+                },
+                Value::String(s) => match s.parse::<i64>() {
+                    Ok(i) => (Some(i), i.to_string()),
+                    Err(_) if s.parse::<f64>().is_ok_and(huge) => (None, s.clone()),
+                    Err(_) => (None, String::new()),
+                },
+                _ => (None, String::new()),
+            };
+            match n {
+                Some(n) if (lo..=hi).contains(&n) => Some(Value::from(n)),
+                None if shown_n.is_empty() => {
+                    self.type_mismatch(a, &ty.describe(), found);
+                    None
                 }
-                Value::String(_) => {
-                    bad(
-                        self,
+                _ => {
+                    self.err(
+                        a.file,
                         a.expr_span.clone(),
-                        "a list of strings (write it in brackets: [\"…\"])",
-                        found,
+                        format!(
+                            "`{}` must be from {lo} to {hi}, found {}",
+                            a.name,
+                            shown(&shown_n)
+                        ),
                     );
                     None
                 }
-                _ => {
-                    bad(self, a.expr_span.clone(), &ty.describe(), found);
-                    None
-                }
-            },
-            Ty::StringMap => match value {
-                Value::Object(ref m) => {
-                    if let Some((k, v)) = m.iter().find(|(_, v)| !matches!(v, Value::String(_))) {
+            }
+        }
+    }
+
+    fn check_string_list(&mut self, a: &RawAttr, value: Value) -> Option<Value> {
+        let ty = Ty::StringList;
+        let found = value_kind(&value);
+        match value {
+            Value::Array(ref items) => {
+                let mut ok = true;
+                for (i, it) in items.iter().enumerate() {
+                    if !matches!(it, Value::String(_)) {
+                        ok = false;
+                        let span = elem_span(&a.expr, i).unwrap_or(a.expr_span.clone());
                         self.err(
                             a.file,
-                            a.expr_span.clone(),
+                            span,
                             format!(
-                                "`{}` must be a map of strings, {k_c} is {}",
+                                "`{}` must be a list of strings, element {} is {}",
                                 a.name,
-                                value_kind(v),
-                                k_c = code(k)
+                                i + 1,
+                                value_kind(it)
                             ),
                         );
-                        None
-                    } else {
-                        Some(value)
                     }
                 }
-                _ => {
-                    bad(self, a.expr_span.clone(), &ty.describe(), found);
+                ok.then_some(value)
+            }
+            Value::String(_) => {
+                self.type_mismatch(
+                    a,
+                    "a list of strings (write it in brackets: [\"…\"])",
+                    found,
+                );
+                None
+            }
+            _ => {
+                self.type_mismatch(a, &ty.describe(), found);
+                None
+            }
+        }
+    }
+
+    fn check_string_map(&mut self, a: &RawAttr, value: Value) -> Option<Value> {
+        let ty = Ty::StringMap;
+        let found = value_kind(&value);
+        match value {
+            Value::Object(ref m) => {
+                if let Some((k, v)) = m.iter().find(|(_, v)| !matches!(v, Value::String(_))) {
+                    self.err(
+                        a.file,
+                        a.expr_span.clone(),
+                        format!(
+                            "`{}` must be a map of strings, {k_c} is {}",
+                            a.name,
+                            value_kind(v),
+                            k_c = code(k)
+                        ),
+                    );
                     None
+                } else {
+                    Some(value)
                 }
-            },
+            }
+            _ => {
+                self.type_mismatch(a, &ty.describe(), found);
+                None
+            }
         }
     }
 }
