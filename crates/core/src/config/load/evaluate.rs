@@ -6,7 +6,18 @@ use crate::config::schema::attr;
 impl Loader<'_> {
     // -- variables and locals ------------------------------------------------------------
 
+    /// The context expressions are evaluated in: the functions, `var.*` and `local.*`.
     pub(super) fn variables_and_locals(&mut self, top: &[RawBlock]) -> Context<'static> {
+        let vars = self.variables(top);
+        let locals = self.locals(top, &vars);
+        let mut ctx = base_context();
+        ctx.declare_var("var", Value::Object(vars));
+        ctx.declare_var("local", Value::Object(locals));
+        ctx
+    }
+
+    /// The `variable` blocks' values: `K3SPLAN_VAR_<name>`, else the constant default.
+    fn variables(&mut self, top: &[RawBlock]) -> hcl::Map<String, Value> {
         let base = base_context();
         let mut vars = hcl::Map::new();
         for b in top.iter().filter(|b| b.is(&schema::VARIABLE)) {
@@ -75,9 +86,15 @@ impl Loader<'_> {
             };
             vars.insert(name, value);
         }
-        let mut ctx = base_context();
-        ctx.declare_var("var", Value::Object(vars.clone()));
+        vars
+    }
 
+    /// The `locals`, evaluated until nothing more resolves; the rest is reported.
+    fn locals(
+        &mut self,
+        top: &[RawBlock],
+        vars: &hcl::Map<String, Value>,
+    ) -> hcl::Map<String, Value> {
         // Locals may refer to each other: evaluate until nothing more resolves.
         let mut pending: Vec<RawAttr> = top
             .iter()
@@ -116,8 +133,7 @@ impl Loader<'_> {
         lctx.declare_var("var", Value::Object(vars.clone()));
         lctx.declare_var("local", Value::Object(locals.clone()));
         self.report_pending_locals(&pending, &lctx);
-        ctx.declare_var("local", Value::Object(locals));
-        ctx
+        locals
     }
 
     /// Reports the locals that could not be evaluated. Each one is in a cycle (reported as

@@ -49,7 +49,7 @@ impl Loader<'_> {
 
     /// `address`: an IP address a node can be reached at.
     fn node_address(&mut self, b: &RawBlock, v: &Evaluated, name: &str) -> Option<IpAddr> {
-        match str_of(&v, attr::ADDRESS) {
+        match str_of(v, attr::ADDRESS) {
             Some(s) => match s.parse::<IpAddr>() {
                 Ok(a) if a.is_unspecified() => {
                     self.err(
@@ -57,7 +57,7 @@ impl Loader<'_> {
                         v[attr::ADDRESS].attr.expr_span.clone(),
                         format!(
                             "node {name_q}: {s} is not a usable address",
-                            name_q = quote(&name)
+                            name_q = quote(name)
                         ),
                     );
                     None
@@ -69,7 +69,7 @@ impl Loader<'_> {
                         v[attr::ADDRESS].attr.expr_span.clone(),
                         format!(
                             "node {name_q}: invalid IP address {s_q}",
-                            name_q = quote(&name),
+                            name_q = quote(name),
                             s_q = quote(&s)
                         ),
                     );
@@ -85,10 +85,10 @@ impl Loader<'_> {
     fn node_roles(&mut self, b: &RawBlock, v: &Evaluated, name: &str) -> (Roles, bool) {
         let mut roles = Roles::default();
         let mut roles_ok = true;
-        if let Some(list) = list_of(&v, attr::ROLES) {
+        if let Some(list) = list_of(v, attr::ROLES) {
             let a = v[attr::ROLES].attr.clone();
             if list.is_empty() {
-                self.err(b.file, a.expr_span.clone(), format!("node {name_q} has no role: give it at least one of \"server\", \"etcd\", \"control-plane\", \"agent\"", name_q = quote(&name)));
+                self.err(b.file, a.expr_span.clone(), format!("node {name_q} has no role: give it at least one of \"server\", \"etcd\", \"control-plane\", \"agent\"", name_q = quote(name)));
                 roles_ok = false;
             }
             for (i, r) in list.iter().enumerate() {
@@ -136,7 +136,7 @@ impl Loader<'_> {
                     b.file,
                     a.expr_span.clone(),
                     format!(
-                        "node {name_q} cannot be both \"agent\" and {other_q}: an agent runs no k3s server, so no etcd member and no control plane", name_q = quote(&name), other_q = quote(other)),
+                        "node {name_q} cannot be both \"agent\" and {other_q}: an agent runs no k3s server, so no etcd member and no control plane", name_q = quote(name), other_q = quote(other)),
                 );
                 roles_ok = false;
             }
@@ -149,7 +149,7 @@ impl Loader<'_> {
     /// `taints`, each `KEY[=VALUE]:EFFECT`.
     fn node_taints(&mut self, b: &RawBlock, v: &Evaluated) -> Vec<Taint> {
         let mut taints = Vec::new();
-        if let Some(list) = list_of(&v, attr::TAINTS) {
+        if let Some(list) = list_of(v, attr::TAINTS) {
             let a = v[attr::TAINTS].attr.clone();
             for (i, t) in list.iter().enumerate() {
                 match parse_taint(t) {
@@ -172,7 +172,7 @@ impl Loader<'_> {
     fn replace_attribute(&mut self, b: &RawBlock, v: &Evaluated, name: &str) {
         // `replace = true` was a persistent attribute: left in the file, it replaced the node
         // again on every apply (issue 13). A replacement is a one-shot command-line request.
-        if let Some(r) = bool_of(&v, attr::REPLACE) {
+        if let Some(r) = bool_of(v, attr::REPLACE) {
             let span = v[attr::REPLACE].attr.key_span.clone();
             let how = format!(
                 "remove it and run `k3splan apply -replace=node.{name}` (one-shot: recorded in the saved plan and the apply journal, never repeated)"
@@ -214,7 +214,28 @@ impl Loader<'_> {
                 return None;
             }
         };
-        let kind = match str_of(&v, attr::KIND).as_deref() {
+        let kind = self.storage_kind(b, &v)?;
+        let on_node_loss = self.on_node_loss(b, &v)?;
+        if on_node_loss == OnNodeLoss::Rebind && kind == WorkloadKind::Deployment {
+            self.err(
+                b.file,
+                v[attr::ON_NODE_LOSS].attr.expr_span.clone(),
+                "on_node_loss = \"rebind\" needs kind = \"StatefulSet\": a Deployment does not recreate a deleted PVC; use \"recreate\" (delete PVC and Deployment, its operator recreates both) or \"keep\"",
+            );
+        }
+        let prefer_nodes = self.prefer_nodes(b, &v, nodes);
+        Some(StorageBinding {
+            namespace,
+            name,
+            kind,
+            on_node_loss,
+            prefer_nodes,
+        })
+    }
+
+    /// `kind`: "StatefulSet" or "Deployment".
+    fn storage_kind(&mut self, b: &RawBlock, v: &Evaluated) -> Option<WorkloadKind> {
+        Some(match str_of(v, attr::KIND).as_deref() {
             Some("StatefulSet") => WorkloadKind::StatefulSet,
             Some("Deployment") => WorkloadKind::Deployment,
             Some(other) => {
@@ -233,8 +254,12 @@ impl Loader<'_> {
                 return None;
             }
             None => return None,
-        };
-        let on_node_loss = match str_of(&v, attr::ON_NODE_LOSS).as_deref() {
+        })
+    }
+
+    /// `on_node_loss`: "rebind", "recreate" or "keep" (the default).
+    fn on_node_loss(&mut self, b: &RawBlock, v: &Evaluated) -> Option<OnNodeLoss> {
+        Some(match str_of(v, attr::ON_NODE_LOSS).as_deref() {
             None => OnNodeLoss::Keep,
             Some("rebind") => OnNodeLoss::Rebind,
             Some("recreate") => OnNodeLoss::Recreate,
@@ -254,16 +279,14 @@ impl Loader<'_> {
                 self.err(b.file, v[attr::ON_NODE_LOSS].attr.expr_span.clone(), msg);
                 return None;
             }
-        };
-        if on_node_loss == OnNodeLoss::Rebind && kind == WorkloadKind::Deployment {
-            self.err(
-                b.file,
-                v[attr::ON_NODE_LOSS].attr.expr_span.clone(),
-                "on_node_loss = \"rebind\" needs kind = \"StatefulSet\": a Deployment does not recreate a deleted PVC; use \"recreate\" (delete PVC and Deployment, its operator recreates both) or \"keep\"",
-            );
-        }
+        })
+    }
+
+    /// `prefer_nodes`: each a declared node (reported otherwise, but kept).
+    fn prefer_nodes(&mut self, b: &RawBlock, v: &Evaluated, nodes: &[Node]) -> Vec<String> {
+        let key = b.label();
         let mut prefer_nodes = Vec::new();
-        if let Some(list) = list_of(&v, attr::PREFER_NODES) {
+        if let Some(list) = list_of(v, attr::PREFER_NODES) {
             let a = v[attr::PREFER_NODES].attr.clone();
             for (i, n) in list.iter().enumerate() {
                 match nodes.iter().find(|x| &x.name == n) {
@@ -284,12 +307,6 @@ impl Loader<'_> {
                 prefer_nodes.push(n.clone());
             }
         }
-        Some(StorageBinding {
-            namespace,
-            name,
-            kind,
-            on_node_loss,
-            prefer_nodes,
-        })
+        prefer_nodes
     }
 }

@@ -97,28 +97,7 @@ impl Loader<'_> {
                 .or_default() += 1;
         }
         let Some(schema) = parent.block(ident) else {
-            let mut msg = if parent.ident == "(top level)" {
-                format!("unknown block type {ident_c}", ident_c = code(ident))
-            } else {
-                format!(
-                    "unknown block {ident_c} in `{}` block",
-                    parent.ident,
-                    ident_c = code(ident)
-                )
-            };
-            let candidates = parent
-                .blocks
-                .iter()
-                .map(|b| b.ident)
-                .chain(parent.attrs.iter().map(|a| a.name));
-            if let Some(s) = did_you_mean(ident, candidates) {
-                msg.push_str(&format!("; did you mean `{s}`?"));
-            } else if parent.ident == "(top level)" {
-                msg.push_str(
-                    "; expected one of `cluster`, `node`, `storage`, `addon`, `variable`, `locals`, `backend`",
-                );
-            }
-            self.err(file, ident_span, msg);
+            self.unknown_block(file, ident, ident_span, parent);
             return None;
         };
         if parent.attr(ident).is_some() {
@@ -140,6 +119,70 @@ impl Loader<'_> {
             }
             seen.insert(schema.ident, ident_span.clone());
         }
+        let labels = self.block_labels(file, block, schema)?;
+        let children = self.walk_body(file, &block.body, schema);
+        let mut attrs = Vec::new();
+        let mut blocks = Vec::new();
+        for c in children {
+            if std::ptr::eq(c.schema, &ATTR_CARRIER) {
+                attrs.extend(c.attrs);
+            } else {
+                blocks.push(c);
+            }
+        }
+        let raw = RawBlock {
+            schema,
+            file,
+            ident_span: ident_span.clone(),
+            labels,
+            attrs,
+            blocks,
+        };
+        self.report_missing_required(&raw);
+        Some(raw)
+    }
+
+    /// Reports a block `ident` its `parent` does not have, with a suggestion.
+    fn unknown_block(
+        &mut self,
+        file: usize,
+        ident: &str,
+        ident_span: Range<usize>,
+        parent: &'static BlockSchema,
+    ) {
+        let mut msg = if parent.ident == "(top level)" {
+            format!("unknown block type {ident_c}", ident_c = code(ident))
+        } else {
+            format!(
+                "unknown block {ident_c} in `{}` block",
+                parent.ident,
+                ident_c = code(ident)
+            )
+        };
+        let candidates = parent
+            .blocks
+            .iter()
+            .map(|b| b.ident)
+            .chain(parent.attrs.iter().map(|a| a.name));
+        if let Some(s) = did_you_mean(ident, candidates) {
+            msg.push_str(&format!("; did you mean `{s}`?"));
+        } else if parent.ident == "(top level)" {
+            msg.push_str(
+                "; expected one of `cluster`, `node`, `storage`, `addon`, `variable`, `locals`, `backend`",
+            );
+        }
+        self.err(file, ident_span, msg);
+    }
+
+    /// The block's labels, when there are as many as its schema names and none is empty.
+    fn block_labels(
+        &mut self,
+        file: usize,
+        block: &Block,
+        schema: &'static BlockSchema,
+    ) -> Option<Vec<(String, Range<usize>)>> {
+        let ident = block.ident.as_str();
+        let ident_span = span_of(&block.ident);
         let labels: Vec<(String, Range<usize>)> = block
             .labels
             .iter()
@@ -171,25 +214,13 @@ impl Loader<'_> {
                 return None;
             }
         }
-        let children = self.walk_body(file, &block.body, schema);
-        let mut attrs = Vec::new();
-        let mut blocks = Vec::new();
-        for c in children {
-            if std::ptr::eq(c.schema, &ATTR_CARRIER) {
-                attrs.extend(c.attrs);
-            } else {
-                blocks.push(c);
-            }
-        }
-        let raw = RawBlock {
-            schema,
-            file,
-            ident_span: ident_span.clone(),
-            labels,
-            attrs,
-            blocks,
-        };
-        for a in schema.attrs.iter().filter(|a| a.required) {
+        Some(labels)
+    }
+
+    /// Reports each required attribute `raw` does not set.
+    fn report_missing_required(&mut self, raw: &RawBlock) {
+        let (file, ident, ident_span) = (raw.file, raw.schema.ident, raw.ident_span.clone());
+        for a in raw.schema.attrs.iter().filter(|a| a.required) {
             if !raw.attrs.iter().any(|x| x.name == a.name) {
                 let what = if raw.labels.is_empty() {
                     format!("`{ident}` block")
@@ -207,7 +238,6 @@ impl Loader<'_> {
                 );
             }
         }
-        Some(raw)
     }
 }
 
