@@ -307,33 +307,15 @@ pub(super) fn explain_syntax_error(text: &str, offset: usize, raw: &str) -> (Ran
                     continue;
                 }
             }
-            b'"' => {
-                let start = i;
-                i += 1;
-                let mut interp = 0usize;
-                loop {
-                    match b.get(i) {
-                        None | Some(b'\n') => {
-                            if start <= offset || offset >= line_start {
-                                return (
-                                    start..start + 1,
-                                    "unterminated string: a quoted string must end on the same line".into(),
-                                );
-                            }
-                            break;
-                        }
-                        Some(b'\\') => i += 1,
-                        Some(b'$') | Some(b'%') if b.get(i + 1) == Some(&b'{') => {
-                            interp += 1;
-                            i += 1;
-                        }
-                        Some(b'}') if interp > 0 => interp -= 1,
-                        Some(b'"') if interp == 0 => break,
-                        _ => {}
-                    }
-                    i += 1;
+            b'"' => match string_end(b, i, offset, line_start) {
+                Some(end) => i = end,
+                None => {
+                    return (
+                        i..i + 1,
+                        "unterminated string: a quoted string must end on the same line".into(),
+                    );
                 }
-            }
+            },
             c @ (b'{' | b'[' | b'(') => stack.push((i, c)),
             b'}' | b']' | b')' => {
                 stack.pop();
@@ -342,6 +324,44 @@ pub(super) fn explain_syntax_error(text: &str, offset: usize, raw: &str) -> (Ran
         }
         i += 1;
     }
+    unclosed_or_parser_message(text, offset, &stack, raw)
+}
+
+/// Where the quoted string starting at `start` ends (its closing quote, or the end of its line
+/// when it is unterminated but the error is elsewhere); `None` when the string is unterminated
+/// and is the error at `offset`.
+fn string_end(b: &[u8], start: usize, offset: usize, line_start: usize) -> Option<usize> {
+    let mut i = start + 1;
+    let mut interp = 0usize;
+    loop {
+        match b.get(i) {
+            None | Some(b'\n') => {
+                if start <= offset || offset >= line_start {
+                    return None;
+                }
+                break;
+            }
+            Some(b'\\') => i += 1,
+            Some(b'$') | Some(b'%') if b.get(i + 1) == Some(&b'{') => {
+                interp += 1;
+                i += 1;
+            }
+            Some(b'}') if interp > 0 => interp -= 1,
+            Some(b'"') if interp == 0 => break,
+            _ => {}
+        }
+        i += 1;
+    }
+    Some(i)
+}
+
+/// At the end of the input, the first bracket never closed; otherwise the parser's message.
+fn unclosed_or_parser_message(
+    text: &str,
+    offset: usize,
+    stack: &[(usize, u8)],
+    raw: &str,
+) -> (Range<usize>, String) {
     if offset >= text.trim_end().len()
         && let Some((pos, c)) = stack.first()
     {
