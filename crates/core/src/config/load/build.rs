@@ -306,17 +306,7 @@ impl Loader<'_> {
                 })
             }
             other => {
-                let mut msg = format!(
-                    "unknown backend {other_q}; expected \"local\" or \"etcd\"",
-                    other_q = quote(other)
-                );
-                if let Some(s) = did_you_mean(other, ["local", "etcd"]) {
-                    msg = format!(
-                        "unknown backend {other_q}; did you mean {s_q}?",
-                        other_q = quote(other),
-                        s_q = quote(s)
-                    );
-                }
+                let msg = unknown_choice("backend", other, &["local", "etcd"]);
                 self.err(b.file, b.label_span(), msg);
                 None
             }

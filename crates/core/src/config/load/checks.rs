@@ -107,3 +107,19 @@ pub(super) fn parse_taint(s: &str) -> Result<Taint, TaintError> {
         effect,
     })
 }
+
+/// "unknown WHAT "FOUND"; did you mean "CHOICE"?" when a choice is close, else the message
+/// lists the choices.
+pub(super) fn unknown_choice(what: &str, found: &str, choices: &[&str]) -> String {
+    let found_q = quote(found);
+    if let Some(s) = did_you_mean(found, choices.iter().copied()) {
+        return format!("unknown {what} {found_q}; did you mean {}?", quote(s));
+    }
+    let quoted: Vec<String> = choices.iter().map(|c| quote(c)).collect();
+    let expected = match quoted.split_last() {
+        Some((last, [])) => last.clone(),
+        Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
+        None => String::new(),
+    };
+    format!("unknown {what} {found_q}; expected {expected}")
+}

@@ -239,17 +239,7 @@ impl Loader<'_> {
             Some("StatefulSet") => WorkloadKind::StatefulSet,
             Some("Deployment") => WorkloadKind::Deployment,
             Some(other) => {
-                let mut msg = format!(
-                    "unknown workload kind {other_q}; expected \"StatefulSet\" or \"Deployment\"",
-                    other_q = quote(other)
-                );
-                if let Some(s) = did_you_mean(other, ["StatefulSet", "Deployment"]) {
-                    msg = format!(
-                        "unknown workload kind {other_q}; did you mean {s_q}?",
-                        other_q = quote(other),
-                        s_q = quote(s)
-                    );
-                }
+                let msg = unknown_choice("workload kind", other, &["StatefulSet", "Deployment"]);
                 self.err(b.file, v[attr::KIND].attr.expr_span.clone(), msg);
                 return None;
             }
@@ -265,17 +255,11 @@ impl Loader<'_> {
             Some("recreate") => OnNodeLoss::Recreate,
             Some("keep") => OnNodeLoss::Keep,
             Some(other) => {
-                let mut msg = format!(
-                    "unknown on_node_loss policy {other_q}; expected \"rebind\", \"recreate\" or \"keep\"",
-                    other_q = quote(other)
+                let msg = unknown_choice(
+                    "on_node_loss policy",
+                    other,
+                    &["rebind", "recreate", "keep"],
                 );
-                if let Some(s) = did_you_mean(other, ["rebind", "recreate", "keep"]) {
-                    msg = format!(
-                        "unknown on_node_loss policy {other_q}; did you mean {s_q}?",
-                        other_q = quote(other),
-                        s_q = quote(s)
-                    );
-                }
                 self.err(b.file, v[attr::ON_NODE_LOSS].attr.expr_span.clone(), msg);
                 return None;
             }
