@@ -1,9 +1,14 @@
-//! Loading a topology: HCL source → parse → schema checks → evaluation → semantic rules →
-//! [`Topology`].
+//! Loading a topology, as a pipeline of stages (the order is stated once, in `Loader::run`):
+//! `discover` the files → `parse` them with the schema checks → `evaluate` variables,
+//! locals and expressions (`functions` for `env()`/`file()`) → `typecheck` each block's
+//! attributes → build the model (`build`, `cluster`, `node`, single values in
+//! `checks`) → the whole-topology `rules` → [`Topology`].
 //!
-//! Loading does no network access. It reads the configuration files, the files named by
-//! `file("…")`, and the environment variables named by `env("…")` and `K3SPLAN_VAR_<name>`.
-//! Every problem found is reported at once, in source order.
+//! Guarantees: loading does no network access and reads only through the [`SourceFs`] and
+//! [`EnvSource`] it is given ([`sources`]): the configuration files, the files named by
+//! `file("…")`, and the environment variables named by `env("…")`, `K3SPLAN_VAR_<name>` and
+//! `HOME`. Every problem found is reported at once, in source order; the topology is returned
+//! only when there is no error.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
@@ -41,7 +46,6 @@ pub use discover::{config_files_with, load_path_with};
 use evaluate::*;
 pub use functions::FILE_MAX_BYTES;
 use functions::{FnSources, base_context, resolve_calls};
-use parse::*;
 pub use sources::{EnvSource, Environment, FileKind, FileMeta, MemFs, ReadRegularError, SourceFs};
 use typecheck::*;
 
@@ -267,64 +271,14 @@ impl Loader<'_> {
         format!("{}:{l}:{c}", f.path.display())
     }
 
+    /// The pipeline, in order: discover (done by the caller: [`load_path_with`] or the files
+    /// given), parse with the schema checks, evaluate variables and locals, then evaluate and
+    /// type-check each block while building the model, and last the whole-topology rules
+    /// (called by `build`). A stage goes on after errors of an earlier one where it can, so that
+    /// every problem is reported at once.
     fn run(&mut self) -> Option<Topology> {
-        // 1. Parse and check against the schema.
-        let mut top: Vec<RawBlock> = Vec::new();
-        let mut parse_ok = true;
-        for (i, f) in self.files.iter().enumerate() {
-            match hcl_edit::parser::parse_body(&f.text) {
-                Ok(body) => top.extend(self.walk_body(i, &body, &schema::ROOT)),
-                Err(e) => {
-                    parse_ok = false;
-                    let loc = e.location();
-                    // The byte offset is exact; the column hcl-edit derives from it is not
-                    // when the error is at a multi-byte character. At the end of the input
-                    // the offset is clamped to the last byte: use the column there.
-                    let offset = if loc.offset() + 1 >= f.text.len() {
-                        offset_of(f, loc.line(), loc.column())
-                    } else {
-                        loc.offset()
-                    };
-                    let (span, msg) = match number_out_of_range(&f.text, offset) {
-                        Some(found) => found,
-                        None => {
-                            let (span, msg) = explain_syntax_error(&f.text, offset, e.message());
-                            (span, format!("syntax error: {msg}"))
-                        }
-                    };
-                    self.err(i, span, msg);
-                }
-            }
-        }
-        if !parse_ok && top.is_empty() {
-            return None;
-        }
-        // Non-repeatable top-level blocks across all files.
-        for ident in [schema::CLUSTER.ident, schema::BACKEND.ident] {
-            let found: Vec<&RawBlock> = top.iter().filter(|b| b.schema.ident == ident).collect();
-            if found.len() > 1 {
-                let first = self.note_at(found[0].file, &found[0].ident_span);
-                let dups: Vec<(usize, Range<usize>)> = found[1..]
-                    .iter()
-                    .map(|b| (b.file, b.ident_span.clone()))
-                    .collect();
-                for (file, span) in dups {
-                    let d = Diagnostic::at(
-                        Severity::Error,
-                        &self.files[file],
-                        span,
-                        format!("duplicate `{ident}` block: a topology has exactly one"),
-                    )
-                    .with_note(format!("first `{ident}` block at {first}"));
-                    self.diags.push(d);
-                }
-            }
-        }
-
-        // 2. Variables and locals.
+        let (top, parse_ok) = self.parse_files()?;
         let ctx = self.variables_and_locals(&top);
-
-        // 3. Evaluate everything else and build the model.
         let topo = self.build(&top, &ctx);
         if parse_ok { topo } else { None }
     }

@@ -3,6 +3,63 @@
 use super::*;
 
 impl Loader<'_> {
+    /// Parses every file and checks it against the schema: the top-level blocks, and whether
+    /// every file parsed. `None` when no file parsed at all.
+    pub(super) fn parse_files(&mut self) -> Option<(Vec<RawBlock>, bool)> {
+        let mut top: Vec<RawBlock> = Vec::new();
+        let mut parse_ok = true;
+        for (i, f) in self.files.iter().enumerate() {
+            match hcl_edit::parser::parse_body(&f.text) {
+                Ok(body) => top.extend(self.walk_body(i, &body, &schema::ROOT)),
+                Err(e) => {
+                    parse_ok = false;
+                    let loc = e.location();
+                    // The byte offset is exact; the column hcl-edit derives from it is not
+                    // when the error is at a multi-byte character. At the end of the input
+                    // the offset is clamped to the last byte: use the column there.
+                    let offset = if loc.offset() + 1 >= f.text.len() {
+                        offset_of(f, loc.line(), loc.column())
+                    } else {
+                        loc.offset()
+                    };
+                    let (span, msg) = match number_out_of_range(&f.text, offset) {
+                        Some(found) => found,
+                        None => {
+                            let (span, msg) = explain_syntax_error(&f.text, offset, e.message());
+                            (span, format!("syntax error: {msg}"))
+                        }
+                    };
+                    self.err(i, span, msg);
+                }
+            }
+        }
+        if !parse_ok && top.is_empty() {
+            return None;
+        }
+        // Non-repeatable top-level blocks across all files.
+        for ident in [schema::CLUSTER.ident, schema::BACKEND.ident] {
+            let found: Vec<&RawBlock> = top.iter().filter(|b| b.schema.ident == ident).collect();
+            if found.len() > 1 {
+                let first = self.note_at(found[0].file, &found[0].ident_span);
+                let dups: Vec<(usize, Range<usize>)> = found[1..]
+                    .iter()
+                    .map(|b| (b.file, b.ident_span.clone()))
+                    .collect();
+                for (file, span) in dups {
+                    let d = Diagnostic::at(
+                        Severity::Error,
+                        &self.files[file],
+                        span,
+                        format!("duplicate `{ident}` block: a topology has exactly one"),
+                    )
+                    .with_note(format!("first `{ident}` block at {first}"));
+                    self.diags.push(d);
+                }
+            }
+        }
+        Some((top, parse_ok))
+    }
+
     pub(super) fn walk_body(
         &mut self,
         file: usize,
