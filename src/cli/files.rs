@@ -24,7 +24,7 @@ fn invalid(d: &Diagnostics) -> CliError {
 
 /// Loads the topology and fails (after printing the diagnostics) when it has errors.
 pub fn load_valid(path: &Path, color: bool) -> Result<config::Loaded, CliError> {
-    let loaded = config::load_path(path, config::EnvSource::Process)?;
+    let loaded = config::load_path(path, config::process_env())?;
     print_diagnostics(&loaded.diagnostics, color);
     if loaded.diagnostics.has_errors() {
         return Err(invalid(&loaded.diagnostics));
@@ -62,7 +62,7 @@ pub fn cmd_validate(
     color_err: bool,
     color_out: bool,
 ) -> Result<u8, CliError> {
-    let loaded = config::load_path(path, config::EnvSource::Process)?;
+    let loaded = config::load_path(path, config::process_env())?;
     let d = &loaded.diagnostics;
     if json {
         let doc = serde_json::to_string_pretty(&diagnostics_json(d)).unwrap_or_default();

@@ -52,7 +52,7 @@ pub fn state_backend(g: &GlobalArgs, t: Option<&Topology>) -> Result<StateBacken
 
 /// The topology when it loads without error (for commands that only need its `backend`).
 pub fn topology_if_valid(g: &GlobalArgs) -> Option<Topology> {
-    crate::config::load_path(&g.config, crate::config::EnvSource::Process)
+    crate::config::load_path(&g.config, crate::config::process_env())
         .ok()
         .and_then(|l| l.topology)
 }

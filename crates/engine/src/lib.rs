@@ -6,5 +6,6 @@ pub use k3splan_core::{config, observed, plan, render};
 pub mod apply;
 pub mod atomic;
 pub mod live;
+pub mod sources;
 pub mod state;
 pub mod wait;

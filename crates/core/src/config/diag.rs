@@ -268,20 +268,23 @@ impl Diagnostic {
         }
     }
 
-    /// Renders the diagnostic, optionally with ANSI colours.
+    /// Renders the diagnostic, optionally with ANSI colours ([`styles`]).
     pub fn render(&self, color: bool) -> String {
-        let (sev, bold, reset) = if color {
-            let c = match self.severity {
-                Severity::Error => "\x1b[1;31m",
-                Severity::Warning => "\x1b[1;33m",
-            };
-            (format!("{c}{}\x1b[0m", self.severity), "\x1b[1m", "\x1b[0m")
-        } else {
-            (self.severity.to_string(), "", "")
+        let paint = |style: anstyle::Style, text: String| {
+            if color {
+                format!("{style}{text}{style:#}")
+            } else {
+                text
+            }
+        };
+        let sev_style = match self.severity {
+            Severity::Error => styles::ERROR,
+            Severity::Warning => styles::WARNING,
         };
         let mut out = format!(
-            "{bold}{}{reset}: {sev}: {}\n",
-            self.location(),
+            "{}: {}: {}\n",
+            paint(styles::LOCATION, self.location()),
+            paint(sev_style, self.severity.to_string()),
             self.message
         );
         if self.line > 0 {
@@ -307,6 +310,22 @@ impl fmt::Display for Diagnostic {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.render(false))
     }
+}
+
+/// The styles of a rendered diagnostic, when colour is on.
+pub mod styles {
+    use anstyle::{AnsiColor, Color, Style};
+
+    /// `path:line:col`.
+    pub const LOCATION: Style = Style::new().bold();
+    /// The word `error`.
+    pub const ERROR: Style = Style::new()
+        .bold()
+        .fg_color(Some(Color::Ansi(AnsiColor::Red)));
+    /// The word `warning`.
+    pub const WARNING: Style = Style::new()
+        .bold()
+        .fg_color(Some(Color::Ansi(AnsiColor::Yellow)));
 }
 
 /// All diagnostics of one load, in source order (file, line, column).
@@ -439,5 +458,20 @@ mod tests {
             Some("address")
         );
         assert_eq!(did_you_mean("zzz", ["address", "roles"]), None);
+    }
+
+    #[test]
+    fn colour_is_styled_only_when_asked() {
+        let f = SourceFile::new("t.hcl", "a = 1\n");
+        let d = Diagnostic::at(Severity::Error, &f, 0..1, "bad");
+        assert_eq!(
+            d.render(false).lines().next(),
+            Some("t.hcl:1:1: error: bad")
+        );
+        let coloured = d.render(true);
+        assert!(
+            coloured.starts_with("\x1b[1mt.hcl:1:1\x1b[0m: \x1b[1m\x1b[31merror\x1b[0m: bad\n"),
+            "{coloured:?}"
+        );
     }
 }

@@ -59,7 +59,16 @@ struct Line {
     opens: bool,
 }
 
+/// Formats `src` line by line: indent by nesting depth, align `=` in runs of attributes,
+/// collapse blank lines.
 fn format_lines(src: &str) -> String {
+    let mut lines = indent_lines(src);
+    align_attributes(&mut lines);
+    emit(&lines)
+}
+
+/// Each line with its nesting depth (`None`: verbatim, inside a heredoc or a block comment).
+fn indent_lines(src: &str) -> Vec<Line> {
     let mut lines: Vec<Line> = Vec::new();
     let mut depth: usize = 0;
     let mut heredoc: Option<String> = None;
@@ -133,8 +142,11 @@ fn format_lines(src: &str) -> String {
             opens,
         });
     }
+    lines
+}
 
-    // Align `=` in runs of attributes at the same depth.
+/// Aligns `=` in runs of one-line attributes at the same depth.
+fn align_attributes(lines: &mut [Line]) {
     let mut i = 0;
     while i < lines.len() {
         if lines[i].attr_key.is_none() {
@@ -162,11 +174,13 @@ fn format_lines(src: &str) -> String {
         }
         i = j.max(i + 1);
     }
+}
 
-    // Emit, collapsing blank lines.
+/// The formatted text, blank lines collapsed to one.
+fn emit(lines: &[Line]) -> String {
     let mut out = String::new();
     let mut blank = false;
-    for l in &lines {
+    for l in lines {
         if l.depth.is_some() && l.text.is_empty() {
             blank = true;
             continue;

@@ -1,7 +1,56 @@
 //! What blocks and attributes the topology language accepts.
 //!
 //! The schema drives the generic checks (unknown names with "did you mean", label counts,
-//! repeated blocks, required attributes, types); the semantic rules live in `load.rs`.
+//! repeated blocks, required attributes, types); the semantic rules live in `load/`. It is the
+//! single source of the attribute names ([`attr`]) and block names (each [`BlockSchema`]).
+
+/// The attribute names of the language: the schema below and the loader use these constants,
+/// so a renamed attribute cannot diverge between the two.
+pub mod attr {
+    pub const USER: &str = "user";
+    pub const PORT: &str = "port";
+    pub const PRIVATE_KEY_FILE: &str = "private_key_file";
+    pub const KNOWN_HOSTS_FILE: &str = "known_hosts_file";
+    pub const CA_FILE: &str = "ca_file";
+    pub const CERT_FILE: &str = "cert_file";
+    pub const KEY_FILE: &str = "key_file";
+    pub const ENDPOINTS: &str = "endpoints";
+    pub const SNAPSHOT_BEFORE_APPLY: &str = "snapshot_before_apply";
+    pub const ADDRESS: &str = "address";
+    pub const INTERFACE: &str = "interface";
+    pub const ROUTER_ID: &str = "router_id";
+    pub const PASSWORD: &str = "password";
+    pub const MANIFEST_PATH: &str = "manifest_path";
+    pub const K3S_BINARY: &str = "k3s_binary";
+    pub const CONFIG_PATH: &str = "config_path";
+    pub const SERVICE_COMMAND: &str = "service_command";
+    pub const UNINSTALL_COMMAND: &str = "uninstall_command";
+    pub const AGENT_UNINSTALL_COMMAND: &str = "agent_uninstall_command";
+    pub const K3S_VERSION: &str = "k3s_version";
+    pub const TOKEN: &str = "token";
+    pub const API_ENDPOINT: &str = "api_endpoint";
+    pub const KUBECONFIG: &str = "kubeconfig";
+    pub const KUBE_CONTEXT: &str = "kube_context";
+    pub const DATA_DIR: &str = "data_dir";
+    pub const INSTALL_COMMAND: &str = "install_command";
+    pub const ROLES: &str = "roles";
+    pub const PRIMARY: &str = "primary";
+    pub const VIP_PRIORITY: &str = "vip_priority";
+    pub const LABELS: &str = "labels";
+    pub const TAINTS: &str = "taints";
+    pub const REPLACE: &str = "replace";
+    pub const KIND: &str = "kind";
+    pub const ON_NODE_LOSS: &str = "on_node_loss";
+    pub const PREFER_NODES: &str = "prefer_nodes";
+    pub const NAMESPACE: &str = "namespace";
+    pub const REPLICAS: &str = "replicas";
+    pub const SPREAD: &str = "spread";
+    pub const DEFAULT: &str = "default";
+    pub const DESCRIPTION: &str = "description";
+    pub const SENSITIVE: &str = "sensitive";
+    pub const PATH: &str = "path";
+    pub const PREFIX: &str = "prefix";
+}
 
 /// Expected type of an attribute value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,10 +131,10 @@ pub static SSH: BlockSchema = BlockSchema {
     labels: &[],
     repeatable: false,
     attrs: &[
-        a("user", Ty::String),
-        a("port", Ty::Int(1, 65535)),
-        a("private_key_file", Ty::String),
-        a("known_hosts_file", Ty::String),
+        a(attr::USER, Ty::String),
+        a(attr::PORT, Ty::Int(1, 65535)),
+        a(attr::PRIVATE_KEY_FILE, Ty::String),
+        a(attr::KNOWN_HOSTS_FILE, Ty::String),
     ],
     blocks: &[],
     any_attrs: false,
@@ -96,11 +145,11 @@ pub static ETCD: BlockSchema = BlockSchema {
     labels: &[],
     repeatable: false,
     attrs: &[
-        a("ca_file", Ty::String),
-        a("cert_file", Ty::String),
-        a("key_file", Ty::String),
-        a("endpoints", Ty::StringList),
-        a("snapshot_before_apply", Ty::Bool),
+        a(attr::CA_FILE, Ty::String),
+        a(attr::CERT_FILE, Ty::String),
+        a(attr::KEY_FILE, Ty::String),
+        a(attr::ENDPOINTS, Ty::StringList),
+        a(attr::SNAPSHOT_BEFORE_APPLY, Ty::Bool),
     ],
     blocks: &[],
     any_attrs: false,
@@ -111,11 +160,11 @@ pub static VIP: BlockSchema = BlockSchema {
     labels: &[],
     repeatable: false,
     attrs: &[
-        req("address", Ty::String),
-        req("interface", Ty::String),
-        req("router_id", Ty::Int(1, 255)),
-        a("password", Ty::Secret),
-        a("manifest_path", Ty::String),
+        req(attr::ADDRESS, Ty::String),
+        req(attr::INTERFACE, Ty::String),
+        req(attr::ROUTER_ID, Ty::Int(1, 255)),
+        a(attr::PASSWORD, Ty::Secret),
+        a(attr::MANIFEST_PATH, Ty::String),
     ],
     blocks: &[],
     any_attrs: false,
@@ -126,11 +175,11 @@ pub static HOST: BlockSchema = BlockSchema {
     labels: &[],
     repeatable: false,
     attrs: &[
-        a("k3s_binary", Ty::String),
-        a("config_path", Ty::String),
-        a("service_command", Ty::StringList),
-        a("uninstall_command", Ty::StringList),
-        a("agent_uninstall_command", Ty::StringList),
+        a(attr::K3S_BINARY, Ty::String),
+        a(attr::CONFIG_PATH, Ty::String),
+        a(attr::SERVICE_COMMAND, Ty::StringList),
+        a(attr::UNINSTALL_COMMAND, Ty::StringList),
+        a(attr::AGENT_UNINSTALL_COMMAND, Ty::StringList),
     ],
     blocks: &[],
     any_attrs: false,
@@ -141,13 +190,13 @@ pub static CLUSTER: BlockSchema = BlockSchema {
     labels: &["name"],
     repeatable: false,
     attrs: &[
-        a("k3s_version", Ty::String),
-        a("token", Ty::Secret),
-        a("api_endpoint", Ty::String),
-        a("kubeconfig", Ty::String),
-        a("kube_context", Ty::String),
-        a("data_dir", Ty::String),
-        a("install_command", Ty::String),
+        a(attr::K3S_VERSION, Ty::String),
+        a(attr::TOKEN, Ty::Secret),
+        a(attr::API_ENDPOINT, Ty::String),
+        a(attr::KUBECONFIG, Ty::String),
+        a(attr::KUBE_CONTEXT, Ty::String),
+        a(attr::DATA_DIR, Ty::String),
+        a(attr::INSTALL_COMMAND, Ty::String),
     ],
     blocks: &[&ETCD, &VIP, &SSH, &HOST],
     any_attrs: false,
@@ -158,13 +207,13 @@ pub static NODE: BlockSchema = BlockSchema {
     labels: &["name"],
     repeatable: true,
     attrs: &[
-        req("address", Ty::String),
-        req("roles", Ty::StringList),
-        a("primary", Ty::Bool),
-        a("vip_priority", Ty::Int(1, 254)),
-        a("labels", Ty::StringMap),
-        a("taints", Ty::StringList),
-        a("replace", Ty::Bool),
+        req(attr::ADDRESS, Ty::String),
+        req(attr::ROLES, Ty::StringList),
+        a(attr::PRIMARY, Ty::Bool),
+        a(attr::VIP_PRIORITY, Ty::Int(1, 254)),
+        a(attr::LABELS, Ty::StringMap),
+        a(attr::TAINTS, Ty::StringList),
+        a(attr::REPLACE, Ty::Bool),
     ],
     blocks: &[&SSH],
     any_attrs: false,
@@ -175,9 +224,9 @@ pub static STORAGE: BlockSchema = BlockSchema {
     labels: &["namespace/name"],
     repeatable: true,
     attrs: &[
-        req("kind", Ty::String),
-        a("on_node_loss", Ty::String),
-        a("prefer_nodes", Ty::StringList),
+        req(attr::KIND, Ty::String),
+        a(attr::ON_NODE_LOSS, Ty::String),
+        a(attr::PREFER_NODES, Ty::StringList),
     ],
     blocks: &[],
     any_attrs: false,
@@ -188,9 +237,9 @@ pub static ADDON: BlockSchema = BlockSchema {
     labels: &["name"],
     repeatable: true,
     attrs: &[
-        a("namespace", Ty::String),
-        req("replicas", Ty::Int(1, 1000)),
-        a("spread", Ty::String),
+        a(attr::NAMESPACE, Ty::String),
+        req(attr::REPLICAS, Ty::Int(1, 1000)),
+        a(attr::SPREAD, Ty::String),
     ],
     blocks: &[],
     any_attrs: false,
@@ -201,9 +250,9 @@ pub static VARIABLE: BlockSchema = BlockSchema {
     labels: &["name"],
     repeatable: true,
     attrs: &[
-        a("default", Ty::Any),
-        a("description", Ty::String),
-        a("sensitive", Ty::Bool),
+        a(attr::DEFAULT, Ty::Any),
+        a(attr::DESCRIPTION, Ty::String),
+        a(attr::SENSITIVE, Ty::Bool),
     ],
     blocks: &[],
     any_attrs: false,
@@ -223,12 +272,12 @@ pub static BACKEND: BlockSchema = BlockSchema {
     labels: &["kind"],
     repeatable: false,
     attrs: &[
-        a("path", Ty::String),
-        a("endpoints", Ty::StringList),
-        a("prefix", Ty::String),
-        a("ca_file", Ty::String),
-        a("cert_file", Ty::String),
-        a("key_file", Ty::String),
+        a(attr::PATH, Ty::String),
+        a(attr::ENDPOINTS, Ty::StringList),
+        a(attr::PREFIX, Ty::String),
+        a(attr::CA_FILE, Ty::String),
+        a(attr::CERT_FILE, Ty::String),
+        a(attr::KEY_FILE, Ty::String),
     ],
     blocks: &[],
     any_attrs: false,
