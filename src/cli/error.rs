@@ -57,8 +57,9 @@ pub enum CliError {
     Live(Box<dyn std::error::Error + Send + Sync>),
     #[error("cannot start the async runtime: {0}")]
     Runtime(#[source] io::Error),
+    /// Boxed: an apply error carries the failed operation's typed error, which is large.
     #[error(transparent)]
-    Apply(#[from] ApplyError),
+    Apply(Box<ApplyError>),
     #[error("the plan is incomplete (declared sources could not be read); nothing was changed")]
     IncompletePlan,
     #[error("k3splan refuses to plan: {0} safety violation(s); nothing was changed")]
@@ -135,4 +136,10 @@ pub enum ObserveError {
     /// A host offered a host key other than the one known_hosts records.
     #[error("refusing to continue, nothing was changed: {0}")]
     HostKeyChanged(String),
+}
+
+impl From<ApplyError> for CliError {
+    fn from(e: ApplyError) -> Self {
+        CliError::Apply(Box::new(e))
+    }
 }

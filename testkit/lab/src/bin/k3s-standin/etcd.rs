@@ -288,7 +288,13 @@ pub(super) fn set_name(etcd_dir: &str, base: &str) -> String {
 ///   incarnation of this host: k3s removes its name file and fails with "duplicate node name
 ///   found" (it never removes the old member itself — whoever removed this node must have);
 /// - otherwise `MemberAddAsLearner`; etcd itself refuses a peer URL that is already listed.
-pub(super) fn join_plan(lab: &HostConfig, s: &Settings, tls: &Tls, url: &str, name: &str) -> EtcdPlan {
+pub(super) fn join_plan(
+    lab: &HostConfig,
+    s: &Settings,
+    tls: &Tls,
+    url: &str,
+    name: &str,
+) -> EtcdPlan {
     if let Err(e) = wait_probe(url, 3) {
         fatal(&format!("starting kubernetes: preparing server: {e}"));
     }
