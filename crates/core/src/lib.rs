@@ -2,8 +2,11 @@
 //! observed-state model, the quorum-safe planner with its safety simulation, and the plan
 //! renderers.
 //!
-//! This crate depends on no async runtime and no provider (`cargo tree -p k3splan-core`
-//! shows it).
+//! Guarantee: this crate performs no I/O of its own and depends on no async runtime and no
+//! provider (`cargo tree -p k3splan-core -e normal` shows it). Configuration files and the
+//! environment are read through [`config::SourceFs`] and [`config::EnvSource`], which
+//! the caller implements (the engine's `sources` module reads the real ones); the random key
+//! of the secret digests is drawn by the engine and handed in.
 pub mod config;
 pub mod observed;
 pub mod plan;
