@@ -3,7 +3,7 @@
 //! Plain, serde-serializable data; no I/O. The three providers (Kubernetes API, etcd, SSH)
 //! fill it and the CLI maps their results into it. Every source may be [`Fact::Unknown`]
 //! with the reason (an unreachable API, a host that did not answer): the planner treats an
-//! unknown fact as *unknown*, never as *absent* (DESIGN rule 1, never destroy from an
+//! unknown fact as *unknown*, never as *absent* (rule 1, never destroy from an
 //! unknown fact).
 //!
 //! Conventions the providers must follow:
@@ -13,7 +13,7 @@
 //! - [`Observed::hosts`] is keyed by node name: every declared node, plus every node that
 //!   the Kubernetes API lists but the topology does not declare (nodes being removed).
 //! - etcd members are matched to nodes by the address of their peer URL, never by name
-//!   (DESIGN rule 11, members matched by peer URL).
+//!   (rule 11, members matched by peer URL).
 
 mod digests;
 
@@ -239,7 +239,7 @@ pub struct EtcdState {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EtcdMember {
     pub id: u64,
-    /// k3s names members `<short hostname>-<8 hex>`; not the node name (DESIGN
+    /// k3s names members `<short hostname>-<8 hex>`; not the node name (
     /// rule 11, members matched by peer URL).
     pub name: String,
     pub peer_urls: Vec<String>,

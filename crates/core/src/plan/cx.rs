@@ -218,7 +218,7 @@ fn build_views<'a>(
             .or_else(|| v.kube.and_then(|k| k.internal_ip))
             .or_else(|| v.host.known().and_then(|h| h.address));
     }
-    // Members matched to nodes by peer address, never by name (DESIGN rule 11, members
+    // Members matched to nodes by peer address, never by name (rule 11, members
     // matched by peer URL).
     let mut orphans = Vec::new();
     if let Some(e) = etcd {

@@ -2,23 +2,23 @@
 //!
 //! Pure: no I/O. [`plan`] returns either a plan whose every step was checked by the etcd
 //! quorum simulation ([`safety::simulate`]), or a [`Refusal`] naming the step and the
-//! DESIGN safety rule it would break.
+//! safety rule (docs/design.md) it would break.
 //!
 //! Guarantees of a returned [`Plan`]:
 //! - after every step, healthy voting members ≥ floor(voters/2)+1 (a restart of a healthy
-//!   etcd server counts as its member missing while it restarts: DESIGN rule 9, restarting
+//!   etcd server counts as its member missing while it restarts: rule 9, restarting
 //!   a healthy server counts as removing its member);
 //! - a failed member is removed before any member is added; at most one membership change is
-//!   in flight; a joined learner is promoted before the next change (DESIGN rule 3, one
+//!   in flight; a joined learner is promoted before the next change (rule 3, one
 //!   membership change at a time);
 //! - an etcd snapshot precedes the first destructive step, a verification follows the last
-//!   (DESIGN rules 4 and 5, snapshot first and verification after apply);
-//! - no join uses `cluster-init` (DESIGN rule 10, a joining server never uses cluster-init);
-//!   members are matched by peer address (DESIGN rule 11, members matched by peer URL);
-//! - no PVC bound to a node that stays is deleted (DESIGN rule 6, no PVC bound to a healthy
+//!   (rules 4 and 5, snapshot first and verification after apply);
+//! - no join uses `cluster-init` (rule 10, a joining server never uses cluster-init);
+//!   members are matched by peer address (rule 11, members matched by peer URL);
+//! - no PVC bound to a node that stays is deleted (rule 6, no PVC bound to a healthy
 //!   node is deleted);
 //! - nothing is destroyed on the strength of an unknown fact unless the node is listed in
-//!   [`PlanOptions::allow_unreachable`] (DESIGN rule 1, never destroy from an unknown fact).
+//!   [`PlanOptions::allow_unreachable`] (rule 1, never destroy from an unknown fact).
 //!
 //! Caveat: steps describe intent; the apply engine must re-check preconditions (e.g. a
 //! [`Operation::RemoveEtcdMember`] is skipped when k3s already removed the member).

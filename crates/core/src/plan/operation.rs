@@ -48,7 +48,7 @@ pub enum Operation {
         sensitive: Vec<SensitiveValue>,
     },
     /// Install k3s (if needed) and start it as a server joining through `via`.
-    /// Never with `cluster-init` (DESIGN rule 10, a joining server never uses
+    /// Never with `cluster-init` (rule 10, a joining server never uses
     /// cluster-init).
     JoinServer {
         node: String,

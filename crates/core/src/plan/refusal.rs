@@ -58,7 +58,7 @@ pub struct QuorumCheck {
     pub quorum: Quorum,
 }
 
-/// The DESIGN safety rules the planner enforces.
+/// The safety rules (docs/design.md) the planner enforces.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Rule {
@@ -81,7 +81,7 @@ pub enum Rule {
 }
 
 impl Rule {
-    /// DESIGN rule number (0 for rules not numbered there).
+    /// The rule's number in docs/design.md (0 for rules not numbered there).
     pub fn number(self) -> u8 {
         match self {
             Rule::NeverDestroyFromUnknown => 1,

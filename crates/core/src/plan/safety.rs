@@ -1,7 +1,7 @@
 //! The etcd quorum simulation and the plan-wide safety checks.
 //!
 //! [`simulate`] replays the operations of a plan over a model of the etcd membership and
-//! checks, after every operation, the DESIGN safety rules: healthy voters ≥
+//! checks, after every operation, the safety rules (docs/design.md): healthy voters ≥
 //! floor(voters/2)+1 (rule 2, etcd quorum holds after every step); a restart of a healthy
 //! member counts as its absence while it restarts (rule 9, restarting a healthy server
 //! counts as removing its member); no member is added while a learner is pending or while
@@ -31,7 +31,7 @@ pub struct SimMember {
 pub struct Sim {
     pub members: Vec<SimMember>,
     /// Nodes that no longer exist when the plan starts (no Node object, not declared):
-    /// their PVCs may be rebound like those of a node the plan removes (DESIGN rule 6, no PVC
+    /// their PVCs may be rebound like those of a node the plan removes (rule 6, no PVC
     /// bound to a healthy node is deleted).
     pub gone_nodes: BTreeSet<String>,
     next_id: u64,
@@ -145,8 +145,8 @@ impl Sim {
         Ok(Effect::After(self.quorum()))
     }
 
-    /// A restart of a healthy voter: its member is missing while it restarts (DESIGN rule
-    /// 9, restarting a healthy server counts as removing its member).
+    /// A restart of a healthy voter: its member is missing while it restarts (
+    /// rule 9, restarting a healthy server counts as removing its member).
     fn restart(&mut self, node: &str) -> Result<Effect, (Rule, String)> {
         let before = self.quorum();
         let Some(i) = self.member_of(node) else {
@@ -195,7 +195,7 @@ struct Checks {
     snapshot_required: bool,
     snapshot_taken: bool,
     deleted_nodes: BTreeSet<String>,
-    /// Failed members the plan removes: none may be outlived by a join (DESIGN rule 3,
+    /// Failed members the plan removes: none may be outlived by a join (rule 3,
     /// remove failed members first).
     failed_removed: BTreeSet<u64>,
 }
@@ -267,7 +267,7 @@ impl Checks {
 }
 
 /// Replay `steps` over `start`; fill each step's `quorum` checks; refuse on any violation.
-/// `snapshot_required`: DESIGN rule 4 (a snapshot before the first destructive step) is
+/// `snapshot_required`: rule 4 (a snapshot before the first destructive step) is
 /// checked.
 pub fn simulate(start: &Sim, steps: &mut [Step], snapshot_required: bool) -> Result<(), Refusal> {
     let mut sim = start.clone();

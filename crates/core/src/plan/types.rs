@@ -237,9 +237,9 @@ pub enum ActionReason {
     AddonDrift,
     /// A learner has not been promoted yet.
     LearnerPending,
-    /// Snapshot before the first destructive step (DESIGN rule 4, etcd snapshot first).
+    /// Snapshot before the first destructive step (rule 4, etcd snapshot first).
     SnapshotBeforeDestroy,
-    /// Verification after the last step (DESIGN rule 5, verification after apply).
+    /// Verification after the last step (rule 5, verification after apply).
     VerifyAfterApply,
 }
 

@@ -100,7 +100,7 @@ pub fn yaml_scalar(v: &str) -> String {
 }
 
 /// The config.yaml of a server or agent joining through `join_url`. Never contains
-/// `cluster-init` (DESIGN rule 10, a joining server never uses cluster-init). Returns the text and the secrets to substitute.
+/// `cluster-init` (rule 10, a joining server never uses cluster-init). Returns the text and the secrets to substitute.
 pub fn config_yaml_for(t: &Topology, node: &Node, join_url: &str) -> (String, Vec<SensitiveValue>) {
     let mut s = String::from("# Managed by k3splan.\n");
     s.push_str(&format!("server: {join_url}\n"));

@@ -13,7 +13,7 @@ pub(in crate::plan) fn run(cx: &mut PlanCx<'_>) -> Result<(), Refusal> {
     cx.orphans.sort_by_key(|m| (m.is_healthy(), m.name.clone()));
     // Learners of removed or replaced nodes first (removing one changes no quorum and
     // unblocks the next change), then failed members, then replaced nodes, failed first
-    // (DESIGN rule 3, remove failed members first, one membership change at a time).
+    // (rule 3, remove failed members first, one membership change at a time).
     replaced.sort_by_key(|n| !cx.is_failed(n));
     let mut removals: Vec<(String, ActionReason)> = failed_removed
         .iter()

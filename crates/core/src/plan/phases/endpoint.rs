@@ -15,10 +15,8 @@ pub(in crate::plan) fn run(cx: &mut PlanCx<'_>) -> Result<(), Refusal> {
         }) || s.reason == ActionReason::JoinUrlNamesUnavailableServer
     });
     if pinned_url && cx.t.cluster.api_endpoint.is_none() {
-        // Its "(seed 001)" is shown to users and in the golden plans: kept as it is until the
-        // design document that names the scenarios is in the repository.
         cx.warnings.push(
-            "no cluster.api_endpoint is declared: join URLs name a single server, and a node may not start while that server is down (seed 001); declare a VIP or load balancer".into(),
+            "no cluster.api_endpoint is declared: join URLs name a single server, and a node may not start while that server is down; declare a VIP or load balancer".into(),
         );
     }
     Ok(())

@@ -3,8 +3,8 @@
 //! by the quorum simulation ([`safety::simulate`]), which annotates each step with the
 //! quorum after it.
 //!
-//! Guarantee: after `simulate`, every step of the plan passed the simulation (DESIGN rules
-//! 2, 3, 4, 6, 9, 10); a plan that breaks one is refused with the step named.
+//! Guarantee: after `simulate`, every step of the plan passed the simulation (
+//! rules 2, 3, 4, 6, 9, 10); a plan that breaks one is refused with the step named.
 
 use std::collections::BTreeSet;
 

@@ -1,6 +1,6 @@
 //! Phase `join_urls`: a node's config.yaml whose `server:` URL names a dead or removed
 //! server is rewritten to a usable one, and k3s restarted when the quorum
-//! simulation allows it (DESIGN rule 9, restarting a healthy server counts as removing its
+//! simulation allows it (rule 9, restarting a healthy server counts as removing its
 //! member); otherwise the new URL takes effect at its next start. Agents and
 //! control-plane-only servers first: their restarts do not touch etcd.
 
@@ -145,7 +145,7 @@ fn join_urls(cx: &mut PlanCx<'_>) {
             cx.note(
                 id,
                 format!(
-                    "k3s is NOT restarted: restarting {} now would leave {}/{} voters healthy (quorum needs {}) [rule 9]; the new URL takes effect at its next start",
+                    "k3s is NOT restarted: restarting {} now would leave {}/{} voters healthy (quorum needs {}), and a restart counts as a removal; the new URL takes effect at its next start",
                     d.name,
                     q.healthy_voters.saturating_sub(1),
                     q.voters,

@@ -1,7 +1,7 @@
 //! Phase `joins`: declared nodes not in the cluster, and nodes being replaced, are joined:
 //! etcd members first, one at a time (each joins as a learner and is promoted before the
-//! next change: DESIGN rule 3, one membership change at a time), then control-plane-only servers, then agents. Per node: a
-//! stale etcd data dir moved aside, config.yaml written (never with `cluster-init`: DESIGN
+//! next change: rule 3, one membership change at a time), then control-plane-only servers, then agents. Per node: a
+//! stale etcd data dir moved aside, config.yaml written (never with `cluster-init`:
 //! rule 10, a joining server never uses cluster-init), an old keepalived manifest rewritten before k3s starts, then the join.
 //!
 //! Caveat: a join that needs a source that is unknown (its host, etcd) is refused, not
@@ -136,7 +136,7 @@ fn join_gates<'a>(cx: &mut PlanCx<'a>, d: &'a Node) -> Option<(&'a HostState, St
 /// config.yaml, joining through `url`, when it differs from the host's.
 fn write_config(cx: &mut PlanCx<'_>, d: &Node, h: &HostState, url: &str, reason: ActionReason) {
     let n = d.name.as_str();
-    // Never with cluster-init (DESIGN rule 10, a joining server never uses cluster-init).
+    // Never with cluster-init (rule 10, a joining server never uses cluster-init).
     let (after, sensitive) = files::config_yaml_for(cx.t, d, url);
     let host_secrets = h.config.as_ref().map(|c| &c.secrets);
     let after = files::mark_changed_secrets(cx.t, &after, &sensitive, host_secrets);

@@ -1,5 +1,5 @@
 //! Phase `learners`: a declared node whose member is still a learner is promoted before
-//! any other membership change (DESIGN rule 3, one membership change at a time, learners
+//! any other membership change (rule 3, one membership change at a time, learners
 //! promoted before the next).
 
 use serde_json::json;

@@ -1,5 +1,5 @@
 //! Phase `quorum`: when etcd quorum is already lost, nothing can succeed; the plan is
-//! refused with the recovery to perform (DESIGN rule 2, etcd quorum holds after every step).
+//! refused with the recovery to perform (rule 2, etcd quorum holds after every step).
 
 use crate::plan::cx::PlanCx;
 use crate::plan::{Quorum, Refusal, Rule, Violation};

@@ -5,7 +5,7 @@
 //! scenario), then
 //! uncordoned.
 //!
-//! Guarantee: only PVCs bound to a lost node are touched (DESIGN rule 6, no PVC bound to a
+//! Guarantee: only PVCs bound to a lost node are touched (rule 6, no PVC bound to a
 //! healthy node is deleted); each rebind operation carries the plan's [`LossEvidence`] so
 //! that the provider's last guard rests on it.
 

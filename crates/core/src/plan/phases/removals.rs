@@ -1,9 +1,9 @@
 //! Phases `failed_removals` and `healthy_removals`: nodes and etcd members that leave the
-//! cluster. Failed ones go before any join, healthy ones after the joins (DESIGN rule 3,
+//! cluster. Failed ones go before any join, healthy ones after the joins (rule 3,
 //! remove failed members first, one membership change at a time); members that match no
 //! node by peer address ("orphans") likewise, learners first.
 //!
-//! Guarantee: nothing is removed on the strength of an unknown fact (DESIGN rule 1, never
+//! Guarantee: nothing is removed on the strength of an unknown fact (rule 1, never
 //! destroy from an unknown fact) unless the operator listed the node in
 //! `--allow-unreachable`; a refused node is recorded in `PlanCx::refused` and not rejoined.
 
@@ -41,7 +41,7 @@ pub(in crate::plan) fn run_healthy(cx: &mut PlanCx<'_>) -> Result<(), Refusal> {
     Ok(())
 }
 
-/// The gate of DESIGN rule 1 (never destroy from an unknown fact) for destroying node
+/// The gate of rule 1 (never destroy from an unknown fact) for destroying node
 /// `n`: false (and a violation recorded) when its host is unreachable while another source says it is alive, unless allowed by the operator.
 fn destruction_allowed(cx: &mut PlanCx<'_>, n: &str, addr: &str) -> bool {
     let v = cx.views[n].clone();

@@ -1,4 +1,4 @@
-//! Phase `snapshot`: when a step is destructive, an etcd snapshot is taken first (DESIGN
+//! Phase `snapshot`: when a step is destructive, an etcd snapshot is taken first (
 //! rule 4, a snapshot before the first destructive step), unless the topology says
 //! `snapshot_before_apply = false` (then a warning says so). Refused when etcd is unknown
 //! or empty: there is nothing to snapshot from.

@@ -1,5 +1,5 @@
 //! Phase `verify`: a plan that changes the cluster (anything but add-ons and the snapshot)
-//! ends with a verification of the result (DESIGN rule 5, after apply: every member
+//! ends with a verification of the result (rule 5, after apply: every member
 //! healthy, one leader, equal KV hashes).
 
 use crate::plan::cx::PlanCx;
