@@ -2,33 +2,12 @@
 //! line-delimited JSON event stream (docs/cli.md, "apply --json"): every line parses, the
 //! plan comes first, each step starts and finishes in order, and the result comes last.
 
-use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
 use k3splan_lab::{Lab, LabSpec, TopologyNode};
 
-fn k3splan(lab: &Lab, topo: &Path, args: &[&str]) -> Output {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_k3splan"));
-    c.args(args)
-        .arg("-c")
-        .arg(topo)
-        .arg("--state")
-        .arg(lab.dir().join("state/k3splan.state.json"))
-        .env_remove("NO_COLOR")
-        .env_remove("K3SPLAN_CONFIG");
-    for (k, v) in lab.k3splan_env() {
-        c.env(k, v);
-    }
-    let o = c.output().expect("run k3splan");
-    eprintln!(
-        "$ k3splan {}\n--- exit {:?}\n{}{}",
-        args.join(" "),
-        o.status.code(),
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    o
-}
+mod common;
+use common::lab_k3splan as k3splan;
 
 /// Every stdout line as JSON (a line that is not JSON fails the test).
 fn lines(o: &Output) -> Vec<serde_json::Value> {

@@ -9,33 +9,10 @@
 //! `IsInitialized` looks for `member/wal`): the plan must join the node, not move the dir
 //! aside, and the joining server keeps the name it wrote.
 
-use std::path::Path;
-use std::process::{Command, Output};
-
 use k3splan_lab::{Lab, LabSpec, TopologyNode};
 
-fn k3splan(lab: &Lab, topo: &Path, args: &[&str]) -> Output {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_k3splan"));
-    c.args(args)
-        .arg("-c")
-        .arg(topo)
-        .arg("--state")
-        .arg(lab.dir().join("state/k3splan.state.json"))
-        .env("NO_COLOR", "1")
-        .env_remove("K3SPLAN_CONFIG");
-    for (k, v) in lab.k3splan_env() {
-        c.env(k, v);
-    }
-    let o = c.output().expect("run k3splan");
-    eprintln!(
-        "$ k3splan {}\n--- exit {:?}\n{}{}",
-        args.join(" "),
-        o.status.code(),
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    o
-}
+mod common;
+use common::lab_k3splan as k3splan;
 
 #[test]
 fn issue13_a_join_in_progress_is_joined_not_moved_aside() {
