@@ -259,12 +259,29 @@ pub(super) fn map_host(
         }),
         _ => None,
     };
+    let etcd_data = map_etcd_data(address, f, layout, etcd);
+    HostState {
+        address,
+        k3s,
+        config,
+        keepalived,
+        etcd_data,
+    }
+}
+
+/// The etcd data dir of a host, and whether it belongs to the running cluster.
+fn map_etcd_data(
+    address: Option<IpAddr>,
+    f: &HostFacts,
+    layout: &K3sLayout,
+    etcd: &Fact<EtcdState>,
+) -> Option<EtcdDataDir> {
     // etcd data is `member/` (its WAL and snapshots; k3s's `IsInitialized` looks for
     // `member/wal`) or k3s's tombstone. A dir holding only k3s's `name` file is what a server
     // writes before its join adds the member (k3s `ETCD.Register` → `setName`): a join in
     // progress, not stale data — moving it aside would stop that join.
     let holds_data = f.etcd_data.has_member_dir || f.etcd_data.tombstone;
-    let etcd_data = holds_data.then(|| {
+    holds_data.then(|| {
         let belongs = match (etcd, address) {
             (Fact::Known(e), Some(addr)) => {
                 let addr = addr.to_string();
@@ -293,12 +310,5 @@ pub(super) fn map_host(
             tombstone: f.etcd_data.tombstone,
             initial_cluster: f.etcd_data.initial_cluster.clone(),
         }
-    });
-    HostState {
-        address,
-        k3s,
-        config,
-        keepalived,
-        etcd_data,
-    }
+    })
 }
