@@ -59,6 +59,18 @@ struct Line {
     opens: bool,
 }
 
+impl Line {
+    /// A line kept as written (heredoc bodies, block comments), trailing space trimmed.
+    fn verbatim(raw: &str) -> Self {
+        Line {
+            depth: None,
+            text: raw.trim_end().to_string(),
+            attr_key: None,
+            opens: false,
+        }
+    }
+}
+
 /// Formats `src` line by line: indent by nesting depth, align `=` in runs of attributes,
 /// collapse blank lines.
 fn format_lines(src: &str) -> String {
@@ -86,12 +98,7 @@ fn indent_lines(src: &str) -> Vec<Line> {
                     opens: false,
                 });
             } else {
-                lines.push(Line {
-                    depth: None,
-                    text: raw.trim_end().to_string(),
-                    attr_key: None,
-                    opens: false,
-                });
+                lines.push(Line::verbatim(raw));
             }
             continue;
         }
@@ -99,12 +106,7 @@ fn indent_lines(src: &str) -> Vec<Line> {
             if raw.contains("*/") {
                 in_block_comment = false;
             }
-            lines.push(Line {
-                depth: None,
-                text: raw.trim_end().to_string(),
-                attr_key: None,
-                opens: false,
-            });
+            lines.push(Line::verbatim(raw));
             continue;
         }
         let t = raw.trim();
