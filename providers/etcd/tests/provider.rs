@@ -598,10 +598,15 @@ async fn issue13_members_without_a_configured_endpoint_are_asked_at_their_client
     // still hold quorum.
     let dead_url = c.member(2).client_url();
     c.kill(2);
-    let o = observe_until(&p, "member 2 seen unreachable", |o| {
-        o.members
-            .iter()
-            .any(|m| matches!(m.health, MemberHealth::Unreachable { .. }))
+    // Member 2 may have been the leader: the other two need an election (up to an election
+    // timeout, longer under load) before they count as healthy voters again, so the
+    // condition waits for a leader too, not for the unreachable member alone.
+    let o = observe_until(&p, "member 2 seen unreachable and a leader elected", |o| {
+        o.health.leader.is_some()
+            && o.health.healthy_voters == 2
+            && o.members
+                .iter()
+                .any(|m| matches!(m.health, MemberHealth::Unreachable { .. }))
     })
     .await;
     assert_eq!(o.health.healthy_voters, 2, "{o:#?}");
