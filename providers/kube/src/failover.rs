@@ -114,8 +114,11 @@ fn classify(e: &kube::Error, url: &str) -> Probe {
             if lower.contains("connection refused") {
                 return Probe::Unanswered(Unanswered::Refused, "connection refused".into());
             }
+            if lower.contains("connection reset") {
+                return Probe::Unanswered(Unanswered::Other, "connection reset".into());
+            }
             if lower.contains("timed out") || lower.contains("elapsed") {
-                return Probe::Unanswered(Unanswered::TimedOut, format!("timed out: {text}"));
+                return Probe::Unanswered(Unanswered::TimedOut, "timed out".into());
             }
             Probe::Unanswered(Unanswered::Other, text)
         }

@@ -319,7 +319,7 @@ impl KubeProvider {
             failover::Chosen::Answered { index, failed } => {
                 let c = &candidates[index];
                 if index > 0 {
-                    tracing::warn!(
+                    tracing::info!(
                         kubeconfig = %endpoint,
                         using = %c.url,
                         "the kubeconfig's API server did not answer; using a fallback"
