@@ -39,7 +39,11 @@ fn topology_using(lab: &Lab, dir: &str, nodes: &[TopologyNode], kubeconfig: &Pat
     assert!(text.contains(&from), "{text}");
     let path = lab.dir().join(dir).join("main.hcl");
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    std::fs::write(&path, text.replace(&from, &kubeconfig.display().to_string())).unwrap();
+    std::fs::write(
+        &path,
+        text.replace(&from, &kubeconfig.display().to_string()),
+    )
+    .unwrap();
     path
 }
 
@@ -91,7 +95,12 @@ fn issue19_kubeconfig_naming_a_dead_server_fails_over_to_the_vip_first() {
     let o = lab_k3splan(
         &lab,
         &topo,
-        &["plan", "--detailed-exitcode", "--allow-unreachable", "server-1"],
+        &[
+            "plan",
+            "--detailed-exitcode",
+            "--allow-unreachable",
+            "server-1",
+        ],
     );
     let (out, err) = streams(&o);
     assert_ne!(o.status.code(), Some(1), "the plan is made: {out}{err}");
@@ -106,7 +115,11 @@ fn issue19_kubeconfig_naming_a_dead_server_fails_over_to_the_vip_first() {
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("JSON plan");
     assert_eq!(v["complete"], true, "{v}");
     assert!(
-        v["warnings"].as_array().unwrap().iter().any(|w| w.as_str() == Some(line.as_str())),
+        v["warnings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|w| w.as_str() == Some(line.as_str())),
         "{v}"
     );
 
@@ -123,7 +136,12 @@ fn issue19_kubeconfig_naming_a_dead_server_fails_over_to_the_vip_first() {
         let o = lab_k3splan(
             &lab,
             &topo,
-            &["plan", "--detailed-exitcode", "--allow-unreachable", "server-1"],
+            &[
+                "plan",
+                "--detailed-exitcode",
+                "--allow-unreachable",
+                "server-1",
+            ],
         );
         let (out, err) = streams(&o);
         let all = format!("{out}{err}");
@@ -148,18 +166,30 @@ fn issue19_kubeconfig_naming_a_dead_server_fails_over_to_the_vip_first() {
     // Every server dies: nothing answers. The plan is incomplete (exit 1, never "No
     // changes") and lists every URL it tried, in order, each with its error.
     lab.kill_host(&holder).unwrap();
-    let other = if holder == "server-2" { "server-3" } else { "server-2" };
+    let other = if holder == "server-2" {
+        "server-3"
+    } else {
+        "server-2"
+    };
     lab.kill_host(other).unwrap();
     let o = lab_k3splan(
         &lab,
         &topo,
-        &["plan", "--detailed-exitcode", "--allow-unreachable", "server-1"],
+        &[
+            "plan",
+            "--detailed-exitcode",
+            "--allow-unreachable",
+            "server-1",
+        ],
     );
     let (out, err) = streams(&o);
     let all = format!("{out}{err}");
     assert_eq!(o.status.code(), Some(1), "{all}");
     assert!(!out.contains("No changes."), "{all}");
-    assert!(all.contains("no Kubernetes API server answered; tried "), "{all}");
+    assert!(
+        all.contains("no Kubernetes API server answered; tried "),
+        "{all}"
+    );
     let mut at = 0;
     for (u, what) in [
         (&s1, "the kubeconfig's server"),
@@ -222,7 +252,11 @@ fn issue19_without_a_vip_plan_and_apply_use_another_declared_server() {
 
     let o = lab_k3splan(&lab, &topo, &["plan", "--detailed-exitcode"]);
     let (out, err) = streams(&o);
-    assert_eq!(o.status.code(), Some(0), "second plan: no changes: {out}{err}");
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "second plan: no changes: {out}{err}"
+    );
     assert!(out.contains("No changes."), "{out}");
     assert!(out.contains(&format!("Warning: {line}")), "{out}");
 }

@@ -285,7 +285,10 @@ impl KubeProvider {
             client: build(config.clone(), &endpoint)?,
         }];
         for f in &settings.fallback_servers {
-            if candidates.iter().any(|c| failover::same_url(&c.url, &f.url)) {
+            if candidates
+                .iter()
+                .any(|c| failover::same_url(&c.url, &f.url))
+            {
                 continue;
             }
             let uri: http::Uri = f.url.parse().map_err(|e| KubeError::Kubeconfig {

@@ -47,12 +47,22 @@ async fn server(opts: ServerOptions) -> KubeApiServer {
 }
 
 /// The server's kubeconfig with its `server:` replaced by `url` (and the token by `token`).
-fn kubeconfig(s: &KubeApiServer, dir: &tempfile::TempDir, url: &str, token: &str) -> std::path::PathBuf {
+fn kubeconfig(
+    s: &KubeApiServer,
+    dir: &tempfile::TempDir,
+    url: &str,
+    token: &str,
+) -> std::path::PathBuf {
     let text = s
         .kubeconfig_yaml()
-        .replace(&format!("server: {}\n", s.url()), &format!("server: {url}\n"))
+        .replace(
+            &format!("server: {}\n", s.url()),
+            &format!("server: {url}\n"),
+        )
         .replace("token: kubeapi-test-token\n", &format!("token: {token}\n"));
-    let p = dir.path().join(format!("kubeconfig-{}", url.replace([':', '/'], "_")));
+    let p = dir
+        .path()
+        .join(format!("kubeconfig-{}", url.replace([':', '/'], "_")));
     std::fs::write(&p, text).unwrap();
     p
 }
@@ -87,7 +97,10 @@ async fn a_dead_kubeconfig_server_falls_over_to_the_first_fallback_that_answers_
     let live = s.url().to_string();
     let kube = connect(
         kc,
-        vec![fallback(&dead2, "the VIP"), fallback(&live, "server server-2")],
+        vec![
+            fallback(&dead2, "the VIP"),
+            fallback(&live, "server server-2"),
+        ],
     )
     .await
     .expect("a fallback answers");
@@ -117,15 +130,24 @@ async fn the_order_is_a_preference_and_a_live_kubeconfig_server_needs_no_note() 
     let kc = kubeconfig(&s, &dir, &dead_url().await, "kubeapi-test-token");
     let kube = connect(
         kc,
-        vec![fallback(&by_name, "the VIP"), fallback(s.url(), "server server-1")],
+        vec![
+            fallback(&by_name, "the VIP"),
+            fallback(s.url(), "server server-1"),
+        ],
     )
     .await
     .unwrap();
     assert_eq!(kube.endpoint(), by_name);
-    assert!(kube.failover_note().unwrap().ends_with(&format!("using {by_name} (the VIP)")));
+    assert!(
+        kube.failover_note()
+            .unwrap()
+            .ends_with(&format!("using {by_name} (the VIP)"))
+    );
     // The kubeconfig's server answers: it is used, with nothing to say.
     let kc = kubeconfig(&s, &dir, s.url(), "kubeapi-test-token");
-    let kube = connect(kc, vec![fallback(&by_name, "the VIP")]).await.unwrap();
+    let kube = connect(kc, vec![fallback(&by_name, "the VIP")])
+        .await
+        .unwrap();
     assert_eq!(kube.endpoint(), s.url());
     assert_eq!(kube.failover_note(), None);
 }
@@ -167,7 +189,11 @@ async fn when_nothing_answers_the_error_lists_every_url_tried_and_is_unreachable
         assert!(text.contains(&format!("{u} ({what}): ")), "{text}");
     }
     // The hung address costs one bounded wait (connect timeout + 5 s), not the read timeout.
-    assert!(started.elapsed() < Duration::from_secs(30), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "{:?}",
+        started.elapsed()
+    );
     drop(hung);
 }
 
@@ -186,7 +212,9 @@ async fn bad_credentials_are_an_answer_naming_the_server_never_a_reason_to_go_el
     let dir = tempfile::tempdir().unwrap();
     // The kubeconfig's server answers 401: it stays in use; the error names it.
     let kc = kubeconfig(&s, &dir, s.url(), "wrong");
-    let kube = connect(kc, vec![fallback(other.url(), "the VIP")]).await.unwrap();
+    let kube = connect(kc, vec![fallback(other.url(), "the VIP")])
+        .await
+        .unwrap();
     assert_eq!(kube.endpoint(), s.url());
     let err = kube.observe(&ObserveRequest::default()).await.unwrap_err();
     assert!(!err.is_unreachable(), "{err}");
@@ -197,7 +225,9 @@ async fn bad_credentials_are_an_answer_naming_the_server_never_a_reason_to_go_el
     // The kubeconfig's server is dead and the fallback answers 401: the fallback is used,
     // and its 401 is the error (with the server named).
     let kc = kubeconfig(&s, &dir, &dead_url().await, "wrong");
-    let kube = connect(kc, vec![fallback(s.url(), "the VIP")]).await.unwrap();
+    let kube = connect(kc, vec![fallback(s.url(), "the VIP")])
+        .await
+        .unwrap();
     assert_eq!(kube.endpoint(), s.url());
     let err = kube.observe(&ObserveRequest::default()).await.unwrap_err();
     assert!(
@@ -215,7 +245,9 @@ async fn a_certificate_that_does_not_name_the_fallback_address_is_reported_as_su
     let port = proxy("127.0.0.2", addr_of(s.url())).await;
     let via = format!("https://127.0.0.2:{port}");
     let kc = kubeconfig(&s, &dir, &dead_url().await, "kubeapi-test-token");
-    let err = connect(kc, vec![fallback(&via, "the VIP")]).await.unwrap_err();
+    let err = connect(kc, vec![fallback(&via, "the VIP")])
+        .await
+        .unwrap_err();
     let KubeError::NoServerAnswered { tried } = &err else {
         panic!("{err}")
     };
