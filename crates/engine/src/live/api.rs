@@ -74,9 +74,14 @@ cluster "c" {
 node "s1" {
   address = "10.0.0.11"
   roles   = ["server", "etcd"]
+  primary = true
 }
 node "e1" {
   address = "10.0.0.21"
+  roles   = ["etcd"]
+}
+node "e2" {
+  address = "10.0.0.22"
   roles   = ["etcd"]
 }
 node "cp1" {
