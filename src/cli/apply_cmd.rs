@@ -86,7 +86,13 @@ fn apply(
     let mut session = Session::new(&l.t, &g.config, &a.live, Some(&l.state))?;
     let observed = session.observe_checked(&l.t, &a.live, true)?;
     let opts = apply_options(a, l.saved.as_ref(), replace, &l.state);
-    let result = plan::plan(&l.t, &observed, &opts);
+    let mut result = plan::plan(&l.t, &observed, &opts);
+    // The kubeconfig's server did not answer and another address did: say which (apply
+    // observes again, and may find another answer than the plan did).
+    let failover = session.live.kube_failover_note();
+    if let (Ok(p), Some(n)) = (&mut result, &failover) {
+        p.warnings.insert(0, n.clone());
+    }
     let Some(plan) = plan_to_apply(&result, l.saved.as_ref(), view)? else {
         return Ok(EXIT_ERROR);
     };
@@ -100,7 +106,13 @@ fn apply(
     }
     match &l.saved {
         None => view.plan(&Ok(plan.clone()))?,
-        Some(_) => view.saved_plan(&plan)?,
+        Some(_) => {
+            view.saved_plan(&plan)?;
+            // The saved plan is shown as saved: this run's route to the API is a note.
+            if let Some(n) = &failover {
+                view.note(n)?;
+            }
+        }
     }
     // A saved plan is the approval in a JSON stream, which cannot prompt.
     let approved = a.auto_approve || (a.json && l.saved.is_some()) || view.approve()?;

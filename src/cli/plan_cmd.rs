@@ -40,6 +40,10 @@ pub fn cmd_plan(
     );
     let mut result = plan::plan(&t, &observed, &opts);
     if let Ok(p) = &mut result {
+        // The kubeconfig's server did not answer and another address did: say which.
+        if let Some(n) = session.live.kube_failover_note() {
+            p.warnings.insert(0, n);
+        }
         p.warnings.extend(notes);
         if let Some(why) = &interrupted {
             p.warnings.push(format!(

@@ -4,7 +4,10 @@
 //! ring, gzip) and `k8s-openapi` 0.29 (feature `latest`, Kubernetes 1.37 types; the fields used
 //! are stable since 1.21, so k3s v1.21–v1.37 servers are served alike).
 //!
-//! - [`KubeProvider::connect`] selects the kubeconfig and context as `kubectl` does.
+//! - [`KubeProvider::connect`] selects the kubeconfig and context as `kubectl` does; with
+//!   [`KubeSettings::fallback_servers`] it checks that the kubeconfig's server answers and,
+//!   when it does not (connection-level failures only, never a 401/403), uses the first
+//!   fallback that does ([`KubeProvider::failover_note`] says which; `failover` module).
 //! - [`KubeProvider::observe`] reads nodes, pods, PVCs, PVs and add-ons into slim structs
 //!   ([`ClusterObservation`]), concurrently, with `resourceVersion=0`, gzip and optional paging.
 //!   An API that cannot be reached is [`KubeError::Unreachable`], never an empty cluster.
@@ -16,6 +19,7 @@
 #![warn(missing_docs)]
 
 mod act;
+mod failover;
 mod model;
 mod observe;
 mod wait;
@@ -29,6 +33,7 @@ pub use act::{
     AddonChange, AddonMethod, BlockedPod, DEFAULT_MIN_NOT_READY, DrainMode, DrainOptions,
     DrainReport, HostGoneEvidence, RebindPolicy, RebindReport, RebindRequest,
 };
+pub use failover::{Attempt, FallbackServer, KUBECONFIG_SERVER, Unanswered};
 pub use model::*;
 
 /// How to reach the cluster.
@@ -48,6 +53,11 @@ pub struct KubeSettings {
     /// Send `resourceVersion=0` on first list pages (served from the API server's cache; may be
     /// slightly stale, which is fine at plan time since apply re-observes).
     pub resource_version_zero: bool,
+    /// Other addresses of the same API server (same CA, same credentials), in order of
+    /// preference: when the kubeconfig's server does not answer at the connection level,
+    /// [`KubeProvider::connect`] uses the first of these that does. Empty (the default): the
+    /// kubeconfig's server is used without a check, as kubectl does.
+    pub fallback_servers: Vec<FallbackServer>,
 }
 
 impl Default for KubeSettings {
@@ -59,6 +69,7 @@ impl Default for KubeSettings {
             read_timeout: Duration::from_secs(120),
             page_size: None,
             resource_version_zero: true,
+            fallback_servers: Vec::new(),
         }
     }
 }
@@ -84,6 +95,13 @@ pub enum KubeError {
         call: String,
         /// Cause.
         message: String,
+    },
+    /// Neither the kubeconfig's server nor any fallback answered (each failed below HTTP).
+    /// Callers must treat the cluster as unknown, not empty.
+    #[error("no Kubernetes API server answered; tried {}", list_attempts(.tried))]
+    NoServerAnswered {
+        /// Every candidate, in the order of preference, with why it did not answer.
+        tried: Vec<Attempt>,
     },
     /// The API answered with an error status.
     #[error("Kubernetes API {endpoint}: {call} failed with {code} {reason}: {message}")]
@@ -153,8 +171,30 @@ pub enum KubeError {
 impl KubeError {
     /// Whether this error means the API could not be reached at all.
     pub fn is_unreachable(&self) -> bool {
-        matches!(self, KubeError::Unreachable { .. })
+        matches!(
+            self,
+            KubeError::Unreachable { .. } | KubeError::NoServerAnswered { .. }
+        )
     }
+}
+
+fn list_attempts(tried: &[Attempt]) -> String {
+    tried
+        .iter()
+        .map(Attempt::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// The host of an `https://HOST:PORT/...` URL (IPv6 without brackets).
+pub(crate) fn url_host(url: &str) -> Option<&str> {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let authority = rest.split(['/', '?']).next()?;
+    let authority = authority.rsplit_once('@').map_or(authority, |(_, a)| a);
+    if let Some(v6) = authority.strip_prefix('[') {
+        return v6.split(']').next();
+    }
+    Some(authority.split(':').next().unwrap_or(authority))
 }
 
 /// A connection to one cluster.
@@ -164,6 +204,12 @@ pub struct KubeProvider {
     pub(crate) endpoint: String,
     pub(crate) context: Option<String>,
     pub(crate) settings: KubeSettings,
+    /// The kubeconfig's server URL (the same as `endpoint` unless a fallback is in use).
+    pub(crate) kubeconfig_server: String,
+    /// What the fallback in use is (`None`: the kubeconfig's server is in use).
+    pub(crate) fallback: Option<String>,
+    /// Candidates that did not answer before the one in use.
+    pub(crate) failed: Vec<Attempt>,
 }
 
 impl std::fmt::Debug for KubeProvider {
@@ -176,8 +222,12 @@ impl std::fmt::Debug for KubeProvider {
 }
 
 impl KubeProvider {
-    /// Loads the kubeconfig and builds a client. Does not contact the API server: an
-    /// unreachable server is reported by the first call ([`KubeError::Unreachable`]).
+    /// Loads the kubeconfig and builds a client. Without fallback servers it does not contact
+    /// the API server: an unreachable server is reported by the first call
+    /// ([`KubeError::Unreachable`]). With [`KubeSettings::fallback_servers`], it sends
+    /// `GET /version` to the kubeconfig's server and, when that fails below HTTP, to the
+    /// fallbacks (all at once, preferred in their order), and uses the first that answers;
+    /// [`KubeError::NoServerAnswered`] lists every URL tried when none does.
     ///
     /// Selection, as kubectl: `settings.kubeconfig` if set, else the files in `KUBECONFIG`
     /// (merged), else `~/.kube/config`; then `settings.context` or the `current-context`.
@@ -223,21 +273,110 @@ impl KubeProvider {
             .to_string()
             .trim_end_matches('/')
             .to_string();
-        let client = kube::Client::try_from(config).map_err(|e| KubeError::Kubeconfig {
-            source_desc: desc.clone(),
-            message: format!("building the client for {endpoint}: {e}"),
-        })?;
-        Ok(Self {
-            client,
-            endpoint,
+        let build = |config: kube::Config, url: &str| {
+            kube::Client::try_from(config).map_err(|e| KubeError::Kubeconfig {
+                source_desc: desc.clone(),
+                message: format!("building the client for {url}: {e}"),
+            })
+        };
+        let mut candidates = vec![failover::Candidate {
+            url: endpoint.clone(),
+            what: KUBECONFIG_SERVER.into(),
+            client: build(config.clone(), &endpoint)?,
+        }];
+        for f in &settings.fallback_servers {
+            if candidates
+                .iter()
+                .any(|c| failover::same_url(&c.url, &f.url))
+            {
+                continue;
+            }
+            let uri: http::Uri = f.url.parse().map_err(|e| KubeError::Kubeconfig {
+                source_desc: desc.clone(),
+                message: format!("fallback server {} ({}): {e}", f.url, f.what),
+            })?;
+            let mut c = config.clone();
+            c.cluster_url = uri;
+            candidates.push(failover::Candidate {
+                url: f.url.trim_end_matches('/').to_string(),
+                what: f.what.clone(),
+                client: build(c, &f.url)?,
+            });
+        }
+        let mut provider = Self {
+            client: candidates[0].client.clone(),
+            endpoint: endpoint.clone(),
             context,
             settings,
-        })
+            kubeconfig_server: endpoint.clone(),
+            fallback: None,
+            failed: Vec::new(),
+        };
+        if candidates.len() == 1 {
+            return Ok(provider);
+        }
+        // A TCP connection that is accepted but never answered (a stopped process) must not
+        // hold the probe for the whole read timeout.
+        let limit = provider.settings.connect_timeout + Duration::from_secs(5);
+        match failover::choose(&candidates, limit).await {
+            failover::Chosen::Answered { index, failed } => {
+                let c = &candidates[index];
+                if index > 0 {
+                    tracing::info!(
+                        kubeconfig = %endpoint,
+                        using = %c.url,
+                        "the kubeconfig's API server did not answer; using a fallback"
+                    );
+                    provider.client = c.client.clone();
+                    provider.endpoint = c.url.clone();
+                    provider.fallback = Some(c.what.clone());
+                }
+                provider.failed = failed;
+                Ok(provider)
+            }
+            failover::Chosen::NoneAnswered(tried) => Err(KubeError::NoServerAnswered { tried }),
+            failover::Chosen::Local { url, message } => Err(KubeError::Client {
+                endpoint: url,
+                call: "GET /version".into(),
+                message,
+            }),
+        }
     }
 
     /// The API server URL in use.
     pub fn endpoint(&self) -> &str {
         &self.endpoint
+    }
+
+    /// The kubeconfig's server URL (differs from [`Self::endpoint`] when a fallback is used).
+    pub fn kubeconfig_server(&self) -> &str {
+        &self.kubeconfig_server
+    }
+
+    /// Candidates that did not answer before the one in use (empty when the kubeconfig's
+    /// server answered, or was not checked).
+    pub fn failed_candidates(&self) -> &[Attempt] {
+        &self.failed
+    }
+
+    /// When a fallback is in use, the line that says so, e.g. `the kubeconfig's
+    /// https://10.0.0.11:6443 did not answer (connection refused); using
+    /// https://10.0.0.100:6443 (the VIP)`. `None` when the kubeconfig's server is in use.
+    pub fn failover_note(&self) -> Option<String> {
+        let what = self.fallback.as_deref()?;
+        let mut parts: Vec<String> = self
+            .failed
+            .iter()
+            .map(|a| {
+                if a.what == KUBECONFIG_SERVER {
+                    format!("the kubeconfig's {} did not answer ({})", a.url, a.reason)
+                } else {
+                    format!("{} ({}) did not answer ({})", a.url, a.what, a.reason)
+                }
+            })
+            .collect();
+        parts.push(format!("using {} ({what})", self.endpoint));
+        Some(parts.join("; "))
     }
 
     /// The context in use (None when the kubeconfig has no current-context).

@@ -82,6 +82,14 @@ pub struct ServerOptions {
     /// Start the store in compact mode ([`Store::set_compact`]): objects kept as JSON bytes
     /// plus a small head, for benchmark clusters of many thousand nodes. Off by default.
     pub compact: bool,
+    /// More addresses the server certificate names, besides `127.0.0.1` and `localhost`
+    /// (the lab: every server's address and the VIP, as k3s's certificate names each
+    /// server's node IPs and its `tls-san` values).
+    pub extra_sans: Vec<std::net::IpAddr>,
+    /// When set, every request must carry `Authorization: Bearer TOKEN`; any other request
+    /// gets `401 Unauthorized`, as a real API server answers bad credentials. `None` (the
+    /// default): credentials are not checked.
+    pub bearer_token: Option<String>,
 }
 
 impl Default for ServerOptions {
@@ -91,6 +99,8 @@ impl Default for ServerOptions {
             controllers: Controllers::default(),
             git_version: "v1.28.5+k3s1".into(),
             compact: false,
+            extra_sans: Vec::new(),
+            bearer_token: None,
         }
     }
 }
@@ -100,6 +110,7 @@ struct Shared {
     requests: Mutex<Vec<String>>,
     gzip_requests: std::sync::atomic::AtomicUsize,
     git_version: String,
+    bearer_token: Option<String>,
 }
 
 /// A running in-memory API server; stops when dropped.
@@ -128,7 +139,9 @@ impl std::fmt::Debug for KubeApiServer {
     }
 }
 
-fn tls_config() -> Result<(Arc<rustls::ServerConfig>, String), HarnessError> {
+fn tls_config(
+    extra_sans: &[std::net::IpAddr],
+) -> Result<(Arc<rustls::ServerConfig>, String), HarnessError> {
     let e = |x: &dyn std::fmt::Display| HarnessError::Cert(x.to_string());
     let ca_key = rcgen::KeyPair::generate().map_err(|x| e(&x))?;
     let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).map_err(|x| e(&x))?;
@@ -139,9 +152,9 @@ fn tls_config() -> Result<(Arc<rustls::ServerConfig>, String), HarnessError> {
     let ca_cert = ca_params.self_signed(&ca_key).map_err(|x| e(&x))?;
     let issuer = rcgen::Issuer::new(ca_params, ca_key);
     let leaf_key = rcgen::KeyPair::generate().map_err(|x| e(&x))?;
-    let mut leaf_params =
-        rcgen::CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])
-            .map_err(|x| e(&x))?;
+    let mut names = vec!["127.0.0.1".to_string(), "localhost".to_string()];
+    names.extend(extra_sans.iter().map(|ip| ip.to_string()));
+    let mut leaf_params = rcgen::CertificateParams::new(names).map_err(|x| e(&x))?;
     leaf_params
         .distinguished_name
         .push(rcgen::DnType::CommonName, "kube-apiserver");
@@ -179,13 +192,14 @@ impl KubeApiServer {
             requests: Mutex::new(Vec::new()),
             gzip_requests: Default::default(),
             git_version: opts.git_version.clone(),
+            bearer_token: opts.bearer_token.clone(),
         });
         let router = Router::new()
             .fallback(handle)
             .with_state(shared.clone())
             .layer(tower_http::compression::CompressionLayer::new().gzip(true));
         let (acceptor, ca_pem) = if opts.tls {
-            let (cfg, pem) = tls_config()?;
+            let (cfg, pem) = tls_config(&opts.extra_sans)?;
             (Some(tokio_rustls::TlsAcceptor::from(cfg)), Some(pem))
         } else {
             (None, None)
@@ -524,6 +538,19 @@ async fn handle(
     {
         sh.gzip_requests
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+    if let Some(token) = &sh.bearer_token {
+        let given = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|h| h.to_str().ok())
+            .and_then(|h| h.strip_prefix("Bearer "));
+        if given != Some(token.as_str()) {
+            return value_response(
+                StatusCode::UNAUTHORIZED,
+                &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                        "message": "Unauthorized", "reason": "Unauthorized", "code": 401}),
+            );
+        }
     }
     let q: HashMap<String, String> = Query::try_from_uri(&uri)
         .map(|Query(q)| q)

@@ -69,6 +69,8 @@ pub const K3S_VERSION: &str = hostcfg::DEFAULT_VERSION;
 pub const KEEPALIVED_MANIFEST: &str = "/var/lib/rancher/k3s/agent/pod-manifests/keepalived.yaml";
 /// Seconds without a heartbeat after which the lab marks a Node `NotReady`.
 pub const NODE_GRACE_SECS: i64 = 8;
+/// The bearer token of the lab's kubeconfig; the lab's API answers any other with 401.
+pub const KUBE_TOKEN: &str = "kubeapi-test-token";
 
 /// Errors of the lab; each names the host, file or command involved.
 #[derive(Debug, thiserror::Error)]
@@ -462,6 +464,33 @@ impl Lab {
             // evidence that the host is gone is still demanded.
             ("K3SPLAN_REBIND_MIN_NOT_READY".into(), "0".into()),
         ]
+    }
+
+    /// Writes an operator's kubeconfig to `<lab dir>/FILE`: the lab's CA and credentials
+    /// (`token`, else [`KUBE_TOKEN`]), naming `server_url`, e.g. `https://SERVER_IP:6443` as
+    /// in a kubeconfig copied from a server and edited to name it (the lab's API certificate
+    /// names every server address and the VIP, see docs/lab.md "Port 6443").
+    pub fn write_kubeconfig_for(
+        &self,
+        file: &str,
+        server_url: &str,
+        token: Option<&str>,
+    ) -> Result<PathBuf> {
+        let kube = self.kube();
+        let text = kube.kubeconfig_yaml().replace(
+            &format!("server: {}\n", kube.url()),
+            &format!("server: {server_url}\n"),
+        );
+        let text = match token {
+            Some(t) => text.replace(&format!("token: {KUBE_TOKEN}\n"), &format!("token: {t}\n")),
+            None => text,
+        };
+        let path = self.dir().join(file);
+        if let Some(d) = path.parent() {
+            fs::create_dir_all(d).map_err(io_err("create", d))?;
+        }
+        fs::write(&path, text).map_err(io_err("write", &path))?;
+        Ok(path)
     }
 
     fn store(&self) -> std::sync::MutexGuard<'_, Store> {

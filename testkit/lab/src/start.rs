@@ -51,12 +51,25 @@ impl Lab {
             .enable_all()
             .build()
             .map_err(|e| LabError::Kube(format!("tokio runtime: {e}")))?;
+        // The API's certificate names every server and spare address and the VIP, as each k3s
+        // server's certificate names its node IPs and tls-san (k3s-io/k3s
+        // pkg/cli/server/server.go, `ControlConfig.SANs`): an operator's kubeconfig may name
+        // `https://SERVER_IP:6443` (a proxy to this API, see docs/lab.md "Port 6443").
+        let mut extra_sans: Vec<std::net::IpAddr> = plan
+            .iter()
+            .filter(|(_, role, _)| *role != HostRole::Agent)
+            .map(|(_, _, o)| std::net::IpAddr::V4(block.ip(*o)))
+            .collect();
+        extra_sans.extend(vip.map(std::net::IpAddr::V4));
         let kube = {
             let (tx, rx) = std::sync::mpsc::channel();
             rt.spawn(async move {
                 let r = KubeApiServer::start(ServerOptions {
                     tls: true,
                     controllers: Controllers::all(),
+                    extra_sans,
+                    // A wrong token gets 401, as from a real API server.
+                    bearer_token: Some(crate::KUBE_TOKEN.into()),
                     ..Default::default()
                 })
                 .await;
@@ -149,7 +162,7 @@ impl Lab {
                 node_ip: ip.to_string(),
                 kube_url: kube_url.clone(),
                 kube_ca_file: format!("{}/kube-ca.crt", hostcfg::LAB_DIR),
-                kube_token: "kubeapi-test-token".into(),
+                kube_token: crate::KUBE_TOKEN.into(),
                 lab_pid: std::process::id(),
                 etcd_bin: std::env::var("K3SPLAN_ETCD_BIN")
                     .unwrap_or_else(|_| "/usr/bin/etcd".into()),

@@ -12,6 +12,7 @@
 //! The parts: [`pool`] holds the SSH connections (shared with apply), `observe` reads the
 //! three sources, `map` turns what they said into [`Observed`].
 
+mod api;
 mod map;
 mod observe;
 pub mod pool;
@@ -29,6 +30,7 @@ use k3splan_kube::{KubeError, KubeProvider, KubeSettings};
 use crate::config::Topology;
 use crate::observed::{Fact, Observed};
 
+pub use api::api_fallbacks;
 pub use pool::{Hosts, resolve};
 
 /// Knobs of the live connections (from flags and defaults).
@@ -248,12 +250,26 @@ impl Live {
                         .map(|p| resolve(&self.opts.base_dir, p)),
                     context: c.kube_context.clone(),
                     connect_timeout: self.opts.kube_connect_timeout,
+                    fallback_servers: api_fallbacks(&self.topology),
                     ..KubeSettings::default()
                 };
                 KubeProvider::connect(settings).await.map_err(Arc::new)
             })
             .await;
         r.as_ref().map_err(|e| LiveError::KubeConnect(e.clone()))
+    }
+
+    /// When the Kubernetes API is reached at a fallback address because the kubeconfig's
+    /// server did not answer, the line that says so (`Kubernetes API: the kubeconfig's
+    /// https://… did not answer (connection refused); using https://… (the VIP)`). `None`
+    /// when the kubeconfig's server answered or the API was not contacted yet.
+    pub fn kube_failover_note(&self) -> Option<String> {
+        self.kube_failover().map(|n| format!("Kubernetes API: {n}"))
+    }
+
+    /// [`Self::kube_failover_note`] without its `Kubernetes API: ` prefix.
+    fn kube_failover(&self) -> Option<String> {
+        self.kube.get()?.as_ref().ok()?.failover_note()
     }
 }
 

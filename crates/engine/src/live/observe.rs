@@ -219,7 +219,12 @@ impl Live {
         Observed {
             kube: match kube {
                 Ok(k) => Fact::Known(map_kube(k)),
-                Err(e) => Fact::unknown(format!("Kubernetes API: {e}")),
+                // A fallback answered and then failed (a 401 there, say): say how it was
+                // reached, or the operator looks for the error at the kubeconfig's server.
+                Err(e) => Fact::unknown(match self.kube_failover() {
+                    Some(n) => format!("Kubernetes API: {e} ({n})"),
+                    None => format!("Kubernetes API: {e}"),
+                }),
             },
             etcd: etcd_state,
             hosts: host_states,
