@@ -182,7 +182,10 @@ mod tests {
     #[test]
     fn a_stop_at_the_first_step_says_no_step_is_done() {
         let t = stopped_at(1, 3);
-        assert!(t.contains("Apply stopped at step 1 of 3. No step is done."), "{t}");
+        assert!(
+            t.contains("Apply stopped at step 1 of 3. No step is done."),
+            "{t}"
+        );
         assert!(!t.contains("1–0"), "{t}");
         assert!(stopped_at(2, 3).contains("Step 1 is done and recorded"));
         assert!(stopped_at(3, 3).contains("Steps 1–2 are done and recorded"));

@@ -147,6 +147,12 @@ pub fn parse_observe_output(
         keepalived: out.keepalived(spec)?,
         etcd_data: out.etcd_data(),
         disk: out.disk(),
+        manifest_skips: out
+            .lines("manifest-skips")
+            .into_iter()
+            .map(|l| l.trim().to_string())
+            .filter(|l| !l.is_empty())
+            .collect(),
         raw_config: out.raw("config-raw")?,
         raw_keepalived: out.raw("manifest-raw")?,
     })
