@@ -130,7 +130,7 @@ fn skip_files(cx: &mut PlanCx<'_>, a: &Addon, manifest: &str) {
             Action::Create,
             ActionReason::PackagedAddonSkip,
             format!(
-                "k3s re-applies its packaged {manifest} at every start of {}, which would undo addon.{}; with {file_name}.skip k3s leaves it alone (and no longer upgrades it)",
+                "k3s re-applies its packaged {manifest} at every start of {}, which would undo addon.{}; {file_name}.skip makes k3s leave it alone, and k3s no longer upgrades it",
                 d.name, a.name
             ),
             vec![Operation::WriteFile {
