@@ -49,6 +49,7 @@ pub fn cluster(name: &str) -> Cluster {
         vip: None,
         ssh: SshSettings::default(),
         host: crate::config::HostLayout::default(),
+        timeouts: crate::config::Timeouts::default(),
     }
 }
 
