@@ -70,7 +70,13 @@ impl Loader<'_> {
             return t;
         };
         let v = self.eval_block(tb, ctx);
-        for (key, _) in Timeouts::DEFAULTS {
+        for key in [
+            attr::LEARNER_PROMOTED,
+            attr::NODE_READY,
+            attr::POD_RESCHEDULED,
+            attr::DRAIN,
+            attr::VERIFY,
+        ] {
             let Some(text) = str_of(&v, key) else {
                 continue;
             };
@@ -86,7 +92,8 @@ impl Loader<'_> {
                         attr::NODE_READY => &mut t.node_ready,
                         attr::POD_RESCHEDULED => &mut t.pod_rescheduled,
                         attr::DRAIN => &mut t.drain,
-                        _ => &mut t.verify,
+                        attr::VERIFY => &mut t.verify,
+                        _ => continue,
                     };
                     *slot = Some(d);
                 }
