@@ -365,6 +365,25 @@ mod tests {
         }
     }
 
+    /// The `.skip` files under `server/manifests`, one relative path a line (issue 19).
+    #[test]
+    fn manifest_skip_files_are_read_one_a_line() {
+        let m = "@@m@@";
+        let out = format!(
+            "{m} hostname\nh1\n{m} config\nabsent\n{m} manifest\nskipped\n{m} manifest-skips\ncoredns.yaml.skip\nmetrics-server/metrics-server-deployment.yaml.skip\n\n{m} end\n"
+        );
+        let f = parse_observe_output("h1", &out, m, &ObserveSpec::default()).unwrap();
+        assert_eq!(
+            f.manifest_skips,
+            [
+                "coredns.yaml.skip",
+                "metrics-server/metrics-server-deployment.yaml.skip"
+            ]
+        );
+        let f = parse_observe_output("h1", &output("present\nok\n"), m, &spec()).unwrap();
+        assert!(f.manifest_skips.is_empty(), "no manifests dir: none");
+    }
+
     /// `plan` rewrites config.yaml from this text: a read that failed or was cut short must
     /// be an observation failure, never an empty or shorter file.
     #[test]
