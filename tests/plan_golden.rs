@@ -531,10 +531,19 @@ fn seed003_single_replica_addons() {
     let o = load_fixture("seed003", seed003_observed);
     let r = plan(&t, &o, &PlanOptions::default());
     let p = r.as_ref().unwrap_or_else(|e| panic!("{e}"));
+    // Issue 19: the three are packaged by k3s, so before each is scaled every server gets
+    // its `.skip` file (k3s would re-apply its manifest at the next start).
     assert_eq!(
         p.steps.len(),
-        3,
-        "only the three add-ons change; nothing destructive, no snapshot"
+        12,
+        "nine .skip files and the three add-ons; nothing destructive, no snapshot"
+    );
+    assert_eq!(
+        p.steps
+            .iter()
+            .filter(|s| s.reason == k3splan::plan::ActionReason::PackagedAddonSkip)
+            .count(),
+        9
     );
     assert_eq!(render::detailed_exitcode(&r), 2);
     check_golden("seed003", &r);

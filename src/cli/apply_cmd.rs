@@ -259,7 +259,7 @@ fn run_steps(
         .unwrap_or_else(|| base_dir(&g.config).join("snapshots"));
     let exec = Executor {
         live: &session.live,
-        waits: Waits::default(),
+        waits: Waits::from_timeouts(&session.live.topology().cluster.timeouts),
         snapshot_dir,
     };
     let replacing = opts

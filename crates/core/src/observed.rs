@@ -321,6 +321,25 @@ pub struct HostState {
     pub keepalived: Option<KeepalivedManifest>,
     /// `<data-dir>/server/db/etcd`, if present.
     pub etcd_data: Option<EtcdDataDir>,
+    /// The `*.skip` files under `<data-dir>/server/manifests`, as paths relative to it
+    /// (`coredns.yaml.skip`, `metrics-server/metrics-server-deployment.yaml.skip`). k3s's
+    /// deploy controller leaves alone every manifest whose file name a `.skip` file names.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub manifest_skips: Vec<String>,
+}
+
+impl HostState {
+    /// A `.skip` file for the manifest named `file_name` (`coredns.yaml`) is present: k3s
+    /// keys its skip list by file name, wherever in the manifests tree the `.skip` lies
+    /// (k3s `pkg/deploy/controller.go`, `listFilesIn`).
+    pub fn skips_manifest(&self, file_name: &str) -> bool {
+        self.manifest_skips.iter().any(|p| {
+            p.rsplit('/')
+                .next()
+                .and_then(|n| n.strip_suffix(".skip"))
+                .is_some_and(|n| n == file_name)
+        })
+    }
 }
 
 /// An installed k3s.

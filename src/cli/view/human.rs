@@ -91,8 +91,8 @@ impl HumanApplyView {
                 total,
                 not_done,
             } => format!(
-                "\n{red}Apply stopped at step {index} of {total}.{red:#} Steps 1–{} are done and recorded in the state. Not done:\n{}\nFix the cause and run `k3splan apply` again: it re-observes the cluster and plans only what is left.",
-                index - 1,
+                "\n{red}Apply stopped at step {index} of {total}.{red:#} {} Not done:\n{}\nFix the cause and run `k3splan apply` again: it re-observes the cluster and plans only what is left.",
+                steps_done(*index),
                 not_done
                     .iter()
                     .map(|s| format!("  {s}"))
@@ -151,4 +151,43 @@ impl ApplyView for HumanApplyView {
     }
     /// Errors are shown on stderr by `cli::run`; stdout says nothing more.
     fn error(&mut self, _message: &str) {}
+}
+
+/// What an apply stopped at step `index` (1-based) has done: "No step is done." when it
+/// stopped at the first step, else the range of the steps done before it.
+fn steps_done(index: usize) -> String {
+    match index.saturating_sub(1) {
+        0 => "No step is done.".into(),
+        1 => "Step 1 is done and recorded in the state.".into(),
+        n => format!("Steps 1–{n} are done and recorded in the state."),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stopped_at(index: usize, total: usize) -> String {
+        let v = HumanApplyView {
+            out: Box::new(io::sink()),
+            color: false,
+        };
+        v.event_text(&ApplyEvent::ApplyStopped {
+            index,
+            total,
+            not_done: (index..=total).map(|i| format!("{i}. node.n{i}")).collect(),
+        })
+    }
+
+    #[test]
+    fn a_stop_at_the_first_step_says_no_step_is_done() {
+        let t = stopped_at(1, 3);
+        assert!(
+            t.contains("Apply stopped at step 1 of 3. No step is done."),
+            "{t}"
+        );
+        assert!(!t.contains("1–0"), "{t}");
+        assert!(stopped_at(2, 3).contains("Step 1 is done and recorded"));
+        assert!(stopped_at(3, 3).contains("Steps 1–2 are done and recorded"));
+    }
 }

@@ -91,6 +91,89 @@ pub struct Cluster {
     pub ssh: SshSettings,
     /// How k3s is laid out and controlled on the hosts.
     pub host: HostLayout,
+    /// The `timeouts { … }` block: bounds of apply's waits (unset: the defaults).
+    #[serde(default)]
+    pub timeouts: Timeouts,
+}
+
+/// The `timeouts { … }` block of `cluster`: how long apply waits for each thing. `None`
+/// keeps the default ([`Timeouts::DEFAULTS`], documented in docs/configuration.md).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Timeouts {
+    /// A joined server's etcd learner promoted to a healthy voter.
+    pub learner_promoted: Option<std::time::Duration>,
+    /// A joined or restarted node's Node Ready.
+    pub node_ready: Option<std::time::Duration>,
+    /// A rebound volume's pod running again on another node.
+    pub pod_rescheduled: Option<std::time::Duration>,
+    /// A drain's evictions.
+    pub drain: Option<std::time::Duration>,
+    /// The final verification (members healthy, one leader, equal HashKV, nodes Ready).
+    pub verify: Option<std::time::Duration>,
+}
+
+impl Timeouts {
+    /// The defaults, `(attribute, seconds)`: k3s promotes a learner from a 15 s loop once
+    /// it caught up (10–14 s observed on v1.21), a joining server's install takes seconds,
+    /// but a slow disk or a large keyspace stretches both.
+    pub const DEFAULTS: [(&'static str, u64); 5] = [
+        ("learner_promoted", 180),
+        ("node_ready", 180),
+        ("pod_rescheduled", 180),
+        ("drain", 300),
+        ("verify", 120),
+    ];
+
+    /// The default of one attribute.
+    pub fn default_of(name: &str) -> std::time::Duration {
+        let secs = Self::DEFAULTS
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map_or(180, |(_, s)| *s);
+        std::time::Duration::from_secs(secs)
+    }
+}
+
+/// Parses a duration as Terraform's `timeouts` blocks write them: one or more
+/// `<number><unit>` parts with units `s`, `m`, `h` (`"90s"`, `"3m"`, `"1h30m"`).
+pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let t = s.trim();
+    if t.is_empty() {
+        return Err("is empty".into());
+    }
+    let mut total: u64 = 0;
+    let mut num = String::new();
+    for c in t.chars() {
+        if c.is_ascii_digit() {
+            num.push(c);
+            continue;
+        }
+        let unit = match c {
+            's' => 1,
+            'm' => 60,
+            'h' => 3600,
+            _ => {
+                return Err(format!(
+                    "has {c:?} where a digit or a unit (s, m, h) belongs"
+                ));
+            }
+        };
+        if num.is_empty() {
+            return Err(format!("has the unit {c:?} without a number before it"));
+        }
+        let n: u64 = num
+            .parse()
+            .map_err(|_| "has a number too large".to_string())?;
+        total = n
+            .checked_mul(unit)
+            .and_then(|x| total.checked_add(x))
+            .ok_or("is too long")?;
+        num.clear();
+    }
+    if !num.is_empty() {
+        return Err(format!("ends with {num:?} without a unit (s, m, h)"));
+    }
+    Ok(std::time::Duration::from_secs(total))
 }
 
 /// The `host { … }` block: where k3s lives on the hosts and how its service is controlled.

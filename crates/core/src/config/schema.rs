@@ -50,6 +50,11 @@ pub mod attr {
     pub const SENSITIVE: &str = "sensitive";
     pub const PATH: &str = "path";
     pub const PREFIX: &str = "prefix";
+    pub const LEARNER_PROMOTED: &str = "learner_promoted";
+    pub const NODE_READY: &str = "node_ready";
+    pub const POD_RESCHEDULED: &str = "pod_rescheduled";
+    pub const DRAIN: &str = "drain";
+    pub const VERIFY: &str = "verify";
 }
 
 /// Expected type of an attribute value.
@@ -185,6 +190,22 @@ pub static HOST: BlockSchema = BlockSchema {
     any_attrs: false,
 };
 
+/// `timeouts { … }`: how long apply waits, as duration strings (`"3m"`, `"90s"`, `"1h"`).
+pub static TIMEOUTS: BlockSchema = BlockSchema {
+    ident: "timeouts",
+    labels: &[],
+    repeatable: false,
+    attrs: &[
+        a(attr::LEARNER_PROMOTED, Ty::String),
+        a(attr::NODE_READY, Ty::String),
+        a(attr::POD_RESCHEDULED, Ty::String),
+        a(attr::DRAIN, Ty::String),
+        a(attr::VERIFY, Ty::String),
+    ],
+    blocks: &[],
+    any_attrs: false,
+};
+
 pub static CLUSTER: BlockSchema = BlockSchema {
     ident: "cluster",
     labels: &["name"],
@@ -198,7 +219,7 @@ pub static CLUSTER: BlockSchema = BlockSchema {
         a(attr::DATA_DIR, Ty::String),
         a(attr::INSTALL_COMMAND, Ty::String),
     ],
-    blocks: &[&ETCD, &VIP, &SSH, &HOST],
+    blocks: &[&ETCD, &VIP, &SSH, &HOST, &TIMEOUTS],
     any_attrs: false,
 };
 

@@ -37,6 +37,7 @@ mod views;
 
 pub use files::{config_yaml_for, keepalived_manifest_for, mask_secrets};
 pub use operation::*;
+pub use phases::addons::{PACKAGED_ADDONS, packaged_manifest};
 pub use planner::plan;
 pub use refusal::*;
 pub use types::*;

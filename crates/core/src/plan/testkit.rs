@@ -49,6 +49,7 @@ pub fn cluster(name: &str) -> Cluster {
         vip: None,
         ssh: SshSettings::default(),
         host: crate::config::HostLayout::default(),
+        timeouts: crate::config::Timeouts::default(),
     }
 }
 
@@ -229,6 +230,18 @@ pub fn observed_matching(t: &Topology) -> Observed {
                     tombstone: false,
                     initial_cluster: None,
                 }),
+                // Converged: every packaged add-on declared is skipped on every server.
+                manifest_skips: if n.roles.is_server() {
+                    t.addons
+                        .iter()
+                        .filter_map(|a| {
+                            crate::plan::phases::addons::packaged_manifest(&a.namespace, &a.name)
+                        })
+                        .map(|m| format!("{m}.skip"))
+                        .collect()
+                } else {
+                    Vec::new()
+                },
             }),
         );
     }

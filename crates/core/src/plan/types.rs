@@ -235,6 +235,9 @@ pub enum ActionReason {
     UncordonLeftByInterruptedApply,
     /// Add-on replicas/spread differ from the declaration.
     AddonDrift,
+    /// A declared add-on is one k3s packages: without `NAME.yaml.skip` on a server, k3s
+    /// re-applies its manifest at that server's next start and undoes the declaration.
+    PackagedAddonSkip,
     /// A learner has not been promoted yet.
     LearnerPending,
     /// Snapshot before the first destructive step (rule 4, etcd snapshot first).
@@ -258,6 +261,7 @@ impl ActionReason {
             ActionReason::UncordonAfterRebind => "uncordon_after_rebind",
             ActionReason::UncordonLeftByInterruptedApply => "uncordon_left_by_interrupted_apply",
             ActionReason::AddonDrift => "addon_drift",
+            ActionReason::PackagedAddonSkip => "packaged_addon_skip",
             ActionReason::LearnerPending => "learner_pending",
             ActionReason::SnapshotBeforeDestroy => "snapshot_before_destroy",
             ActionReason::VerifyAfterApply => "verify_after_apply",

@@ -266,6 +266,7 @@ pub(super) fn map_host(
         config,
         keepalived,
         etcd_data,
+        manifest_skips: f.manifest_skips.clone(),
     }
 }
 

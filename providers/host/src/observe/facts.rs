@@ -117,6 +117,11 @@ pub struct HostFacts {
     pub etcd_data: EtcdDataDir,
     /// Free space where the data dir is (or would be).
     pub disk: Option<DiskSpace>,
+    /// The `*.skip` files under `<data_dir>/server/manifests`, relative to it
+    /// (`coredns.yaml.skip`): k3s's deploy controller leaves alone every packaged manifest
+    /// whose file name a `.skip` file names (k3s `pkg/deploy/controller.go`).
+    #[serde(default)]
+    pub manifest_skips: Vec<String>,
     /// The exact bytes of `config.yaml`, token included, when [`ObserveSpec::raw_files`] was
     /// set and the file is a readable regular file. Never serialized; `Debug` prints
     /// `<redacted>`.

@@ -147,6 +147,12 @@ pub fn parse_observe_output(
         keepalived: out.keepalived(spec)?,
         etcd_data: out.etcd_data(),
         disk: out.disk(),
+        manifest_skips: out
+            .lines("manifest-skips")
+            .into_iter()
+            .map(|l| l.trim().to_string())
+            .filter(|l| !l.is_empty())
+            .collect(),
         raw_config: out.raw("config-raw")?,
         raw_keepalived: out.raw("manifest-raw")?,
     })
@@ -357,6 +363,25 @@ mod tests {
             raw_files: true,
             ..ObserveSpec::default()
         }
+    }
+
+    /// The `.skip` files under `server/manifests`, one relative path a line (issue 19).
+    #[test]
+    fn manifest_skip_files_are_read_one_a_line() {
+        let m = "@@m@@";
+        let out = format!(
+            "{m} hostname\nh1\n{m} config\nabsent\n{m} manifest\nskipped\n{m} manifest-skips\ncoredns.yaml.skip\nmetrics-server/metrics-server-deployment.yaml.skip\n\n{m} end\n"
+        );
+        let f = parse_observe_output("h1", &out, m, &ObserveSpec::default()).unwrap();
+        assert_eq!(
+            f.manifest_skips,
+            [
+                "coredns.yaml.skip",
+                "metrics-server/metrics-server-deployment.yaml.skip"
+            ]
+        );
+        let f = parse_observe_output("h1", &output("present\nok\n"), m, &spec()).unwrap();
+        assert!(f.manifest_skips.is_empty(), "no manifests dir: none");
     }
 
     /// `plan` rewrites config.yaml from this text: a read that failed or was cut short must

@@ -61,6 +61,8 @@ if [ -d "$E" ]; then
 else echo missing
 fi
 for b in "$DATA"/server/db/etcd-backup-*; do if [ -e "$b" ]; then printf 'backup %s\n' "$b"; fi; done
+echo "$M manifest-skips"
+if [ -d "$DATA/server/manifests" ]; then (cd "$DATA/server/manifests" && find . -name '*.skip' 2>/dev/null | sed 's|^\./||'); fi
 echo "$M disk"
 p=$DATA; while [ ! -e "$p" ] && [ "$p" != / ] && [ -n "$p" ]; do p=$(dirname -- "$p"); done
 echo "$p"; df -Pk -- "$p" 2>/dev/null | tail -n 1

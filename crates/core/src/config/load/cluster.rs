@@ -56,10 +56,58 @@ impl Loader<'_> {
             data_dir,
             install_command: str_of(&v, attr::INSTALL_COMMAND),
             host: self.build_host(b.child(&schema::HOST), ctx),
+            timeouts: self.build_timeouts(b.child(&schema::TIMEOUTS), ctx),
             etcd,
             vip,
             ssh,
         })
+    }
+
+    /// The `timeouts` block: each attribute a duration string from 1s to 24h.
+    fn build_timeouts(&mut self, tb: Option<&RawBlock>, ctx: &Context) -> Timeouts {
+        let mut t = Timeouts::default();
+        let Some(tb) = tb else {
+            return t;
+        };
+        let v = self.eval_block(tb, ctx);
+        for key in [
+            attr::LEARNER_PROMOTED,
+            attr::NODE_READY,
+            attr::POD_RESCHEDULED,
+            attr::DRAIN,
+            attr::VERIFY,
+        ] {
+            let Some(text) = str_of(&v, key) else {
+                continue;
+            };
+            let d = match parse_duration(&text) {
+                Ok(d) if d.as_secs() == 0 => Err("is zero".to_string()),
+                Ok(d) if d.as_secs() > 24 * 3600 => Err("is longer than 24h".to_string()),
+                other => other,
+            };
+            match d {
+                Ok(d) => {
+                    let slot = match key {
+                        attr::LEARNER_PROMOTED => &mut t.learner_promoted,
+                        attr::NODE_READY => &mut t.node_ready,
+                        attr::POD_RESCHEDULED => &mut t.pod_rescheduled,
+                        attr::DRAIN => &mut t.drain,
+                        attr::VERIFY => &mut t.verify,
+                        _ => continue,
+                    };
+                    *slot = Some(d);
+                }
+                Err(why) => self.err(
+                    tb.file,
+                    v[key].attr.expr_span.clone(),
+                    format!(
+                        "`timeouts.{key}` must be a duration from \"1s\" to \"24h\" such as \"90s\", \"3m\" or \"1h30m\"; {text_q} {why}",
+                        text_q = quote(&text)
+                    ),
+                ),
+            }
+        }
+        t
     }
 
     /// The `etcd` block: client certificate files (all three or none) and https endpoints.

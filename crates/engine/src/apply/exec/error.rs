@@ -67,25 +67,35 @@ pub enum ExecError {
     #[error("no address known for {node}")]
     NoAddress { node: String },
     #[error(
-        "{node}'s etcd member was not promoted to a healthy voter within {}s: {last}",
-        secs
+        "learner {node} not promoted after {}: last seen {last}; check the leader's k3s log for \"Promoted etcd learner\" (k3s promotes a learner from a 15 s loop once it caught up), etcd's --max-learners, or raise `timeouts.learner_promoted`",
+        human_secs(*secs)
     )]
     NotPromoted {
         node: String,
         secs: u64,
         last: String,
     },
-    #[error("{node}'s etcd member was not healthy again within {}s", secs)]
-    MemberNotHealthy { node: String, secs: u64 },
-    #[error("Node {node} was not Ready within {}s (last: {last})", secs)]
+    #[error(
+        "{node}'s etcd member not healthy again after {}: last seen {last}; check `journalctl -u k3s` on {node}, or raise `timeouts.node_ready`",
+        human_secs(*secs)
+    )]
+    MemberNotHealthy {
+        node: String,
+        secs: u64,
+        last: String,
+    },
+    #[error(
+        "Node {node} not Ready after {}: last seen {last}; check `journalctl -u k3s` (or `-u k3s-agent`) on {node}, or raise `timeouts.node_ready`",
+        human_secs(*secs)
+    )]
     NodeNotReady {
         node: String,
         secs: u64,
         last: String,
     },
     #[error(
-        "{namespace}/{pvc} was not recreated and bound on a live node within {}s (last: {last})",
-        secs
+        "{namespace}/{pvc} was not recreated and bound on a live node after {}: last seen {last}; check `kubectl -n {namespace} describe pvc {pvc}` and its pod's events, or raise `timeouts.pod_rescheduled`",
+        human_secs(*secs)
     )]
     NotRebound {
         namespace: String,
@@ -101,5 +111,48 @@ pub enum ExecError {
 impl From<HostError> for ExecError {
     fn from(e: HostError) -> Self {
         ExecError::Host(Box::new(e))
+    }
+}
+
+/// A wait's bound as the topology writes it: `3m`, `1m30s`, `45s`, `1h`.
+pub fn human_secs(secs: u64) -> String {
+    let (h, m, s) = (secs / 3600, secs % 3600 / 60, secs % 60);
+    let mut out = String::new();
+    if h > 0 {
+        out.push_str(&format!("{h}h"));
+    }
+    if m > 0 {
+        out.push_str(&format!("{m}m"));
+    }
+    if s > 0 || out.is_empty() {
+        out.push_str(&format!("{s}s"));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wait_bounds_read_as_the_topology_writes_them() {
+        assert_eq!(human_secs(180), "3m");
+        assert_eq!(human_secs(90), "1m30s");
+        assert_eq!(human_secs(45), "45s");
+        assert_eq!(human_secs(3600), "1h");
+        assert_eq!(human_secs(0), "0s");
+    }
+
+    #[test]
+    fn a_learner_not_promoted_says_what_was_seen_and_what_to_check() {
+        let e = ExecError::NotPromoted {
+            node: "server-2".into(),
+            secs: 180,
+            last: "learner server-2-1a2b3c4d, healthy, not in sync (raft index 120 of 4500)".into(),
+        };
+        assert_eq!(
+            e.to_string(),
+            "learner server-2 not promoted after 3m: last seen learner server-2-1a2b3c4d, healthy, not in sync (raft index 120 of 4500); check the leader's k3s log for \"Promoted etcd learner\" (k3s promotes a learner from a 15 s loop once it caught up), etcd's --max-learners, or raise `timeouts.learner_promoted`"
+        );
     }
 }

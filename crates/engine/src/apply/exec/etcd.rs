@@ -117,7 +117,7 @@ impl Executor<'_> {
             .until(|| async {
                 let o = etcd.observe().await;
                 let Some(m) = o.member_by_address(&addr) else {
-                    return Check::Pending(String::from("not yet listed"));
+                    return Check::Pending(String::from("not in the member list yet"));
                 };
                 if !m.is_learner && m.is_healthy() {
                     return Check::Ready(format!(
@@ -133,16 +133,7 @@ impl Executor<'_> {
                 {
                     let _ = etcd.promote_learner(m.id, Duration::from_secs(10)).await;
                 }
-                Check::Pending(format!(
-                    "{} is {} ({:?})",
-                    if m.name.is_empty() {
-                        "the new member"
-                    } else {
-                        &m.name
-                    },
-                    if m.is_learner { "a learner" } else { "a voter" },
-                    m.health
-                ))
+                Check::Pending(member_last_seen(&o, m))
             })
             .await;
         r.map(done).map_err(|t| ExecError::NotPromoted {
@@ -158,16 +149,59 @@ impl Executor<'_> {
         Wait::new(self.waits.node_ready, Duration::from_secs(1))
             .until(|| async {
                 let o = etcd.observe().await;
-                if o.member_by_address(&addr).is_some_and(|m| m.is_healthy()) && o.health.quorum {
-                    Check::Ready(())
-                } else {
-                    Check::Pending(())
+                match o.member_by_address(&addr) {
+                    Some(m) if m.is_healthy() && o.health.quorum => Check::Ready(()),
+                    Some(m) if !o.health.quorum => Check::Pending(format!(
+                        "{}; the cluster has no quorum ({} of {} voters healthy)",
+                        member_last_seen(&o, m),
+                        o.health.healthy_voters,
+                        o.health.voters
+                    )),
+                    Some(m) => Check::Pending(member_last_seen(&o, m)),
+                    None => Check::Pending("not in the member list".to_string()),
                 }
             })
             .await
-            .map_err(|_| ExecError::MemberNotHealthy {
+            .map_err(|t| ExecError::MemberNotHealthy {
                 node: node.to_string(),
+                last: t.last,
                 secs: self.waits.node_ready.as_secs(),
             })
     }
+}
+
+/// What a poll saw of member `m`, for the message of a wait that timed out: its role, its
+/// health, and how far its raft log is behind the leader's (`learner, healthy, not in sync
+/// (raft index 120 of 4500)`), from the endpoint statuses of the same observation.
+pub(super) fn member_last_seen(
+    o: &k3splan_etcd::Observation,
+    m: &k3splan_etcd::MemberInfo,
+) -> String {
+    use k3splan_etcd::MemberHealth as H;
+    let index_of = |id: MemberId| {
+        o.endpoints
+            .iter()
+            .filter_map(|e| e.state.as_ref())
+            .find(|s| s.member_id == id)
+            .map(|s| s.raft_index)
+    };
+    let name = if m.name.is_empty() {
+        "not started (no name yet)".to_string()
+    } else {
+        m.name.clone()
+    };
+    let role = if m.is_learner { "learner" } else { "voter" };
+    let health = match &m.health {
+        H::Healthy { .. } => "healthy".to_string(),
+        H::NoLeader { .. } => "answering but without a leader".to_string(),
+        H::Unreachable { error } => format!("unreachable ({error})"),
+        H::NotObserved => "health not observed".to_string(),
+    };
+    let sync = match (index_of(m.id), o.health.leader.and_then(index_of)) {
+        (Some(a), Some(b)) if a >= b => format!("in sync (raft index {a} of {b})"),
+        (Some(a), Some(b)) => format!("not in sync (raft index {a} of {b})"),
+        (None, Some(b)) => format!("raft index unknown (the leader is at {b})"),
+        (_, None) => "no leader seen".to_string(),
+    };
+    format!("{role} {name}, {health}, {sync}")
 }

@@ -21,6 +21,7 @@ use k3splan_kube::RebindPolicy;
 
 pub use error::ExecError;
 
+use crate::config::Timeouts;
 use crate::live::Live;
 use crate::observed::url_host;
 use crate::plan::Operation;
@@ -40,13 +41,22 @@ pub struct Waits {
 }
 
 impl Default for Waits {
+    /// The documented defaults ([`Timeouts::DEFAULTS`]).
     fn default() -> Self {
+        Waits::from_timeouts(&Timeouts::default())
+    }
+}
+
+impl Waits {
+    /// The waits of the topology's `timeouts { … }` block, each unset one at its default.
+    pub fn from_timeouts(t: &Timeouts) -> Self {
+        let or = |v: Option<Duration>, name: &str| v.unwrap_or_else(|| Timeouts::default_of(name));
         Waits {
-            learner_promoted: Duration::from_secs(180),
-            node_ready: Duration::from_secs(180),
-            pod_rescheduled: Duration::from_secs(180),
-            drain: Duration::from_secs(300),
-            verify: Duration::from_secs(120),
+            learner_promoted: or(t.learner_promoted, "learner_promoted"),
+            node_ready: or(t.node_ready, "node_ready"),
+            pod_rescheduled: or(t.pod_rescheduled, "pod_rescheduled"),
+            drain: or(t.drain, "drain"),
+            verify: or(t.verify, "verify"),
             poll: Duration::from_millis(500),
             heartbeat: super::HEARTBEAT,
         }

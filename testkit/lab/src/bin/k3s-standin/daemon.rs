@@ -273,6 +273,9 @@ pub(super) fn server(args: &[String], agent: bool) -> ! {
         }
         std::thread::sleep(Duration::from_secs(1));
     }
+    if !agent && !s.disable_apiserver {
+        stage_and_apply(&lab, &s.data_dir);
+    }
     log(
         "info",
         &format!("k3s is up and running; Node {} registered", node.name),
