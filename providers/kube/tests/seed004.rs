@@ -190,10 +190,138 @@ async fn observe_nodes_of_interest_uses_field_selector_and_pages() {
         "{reqs:#?}"
     );
     assert!(
-        reqs.iter()
-            .any(|r| r == "GET /api/v1/pods?limit=3&resourceVersion=0"),
-        "{reqs:#?}"
+        reqs.iter().any(|r| r == "GET /api/v1/pods?limit=3"),
+        "a paged first page is a consistent read, without resourceVersion=0: {reqs:#?}"
     );
+}
+
+/// Issue 19, point 9: `page_size` pages for real. A real API server serves a list with
+/// `resourceVersion=0` from its watch cache and ignores `limit` there, so paged lists must be
+/// consistent reads (no resourceVersion) that follow `continue`. The in-memory API imitates
+/// the real server: with rv=0 it ignores `limit`.
+#[tokio::test]
+async fn page_size_pages_for_real_and_rv0_lists_are_whole() {
+    // Unpaged: one request per kind, from the watch cache.
+    let t = Target::memory(Controllers::default()).await;
+    let obs = t.kube.observe(&request()).await.unwrap();
+    let pod_lists: Vec<String> = t
+        .server()
+        .requests()
+        .into_iter()
+        .filter(|r| r.starts_with("GET /api/v1/pods"))
+        .collect();
+    assert_eq!(
+        pod_lists,
+        vec!["GET /api/v1/pods?resourceVersion=0"],
+        "unpaged: one list from the watch cache"
+    );
+    let all = obs.pods.len();
+    assert_eq!(all, 19, "premise: the seed 004 cluster has 19 pods");
+
+    // The server's side of it: rv=0 with a limit answers the whole list, no continue token.
+    let client = raw_client(&t).await;
+    let rv0: serde_json::Value = client
+        .request(
+            http::Request::get("/api/v1/pods?limit=3&resourceVersion=0")
+                .body(Vec::new())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(rv0["items"].as_array().unwrap().len(), all);
+    assert!(rv0["metadata"]["continue"].is_null(), "{}", rv0["metadata"]);
+
+    // Paged by 3: ceil(19 / 3) = 7 requests for the pods, every one of them 3 items or fewer.
+    let t = Target::memory_with(
+        Controllers::default(),
+        KubeSettings {
+            page_size: Some(3),
+            ..Default::default()
+        },
+    )
+    .await;
+    let obs = t.kube.observe(&request()).await.unwrap();
+    assert_eq!(obs.pods.len(), all, "every pod came back across the pages");
+    let pod_lists: Vec<String> = t
+        .server()
+        .requests()
+        .into_iter()
+        .filter(|r| r.starts_with("GET /api/v1/pods"))
+        .collect();
+    assert_eq!(pod_lists.len(), 7, "{pod_lists:#?}");
+    assert_eq!(pod_lists[0], "GET /api/v1/pods?limit=3");
+    assert!(
+        pod_lists[1..]
+            .iter()
+            .all(|r| r.starts_with("GET /api/v1/pods?limit=3&continue=")),
+        "{pod_lists:#?}"
+    );
+    assert!(
+        !t.server()
+            .requests()
+            .iter()
+            .any(|r| r.contains("limit=") && r.contains("resourceVersion=0")),
+        "limit is never combined with resourceVersion=0"
+    );
+}
+
+/// A continue token that expires between pages (410 Gone, etcd compacted the revision) restarts
+/// the list from its first page; when it keeps expiring, the error says so.
+#[tokio::test]
+async fn an_expired_continue_token_restarts_the_list_then_fails_clearly() {
+    let settings = KubeSettings {
+        page_size: Some(5),
+        ..Default::default()
+    };
+    let t = Target::memory_with(Controllers::default(), settings).await;
+    t.server().expire_continue_tokens(1);
+    let obs = t
+        .kube
+        .observe(&ObserveRequest {
+            pods: PodScope::All,
+            ..ObserveRequest::default()
+        })
+        .await
+        .expect("a list restarted after one expired token");
+    assert_eq!(obs.pods.len(), 19, "the restarted list is whole");
+    // The lists run concurrently: whichever met the expired token was read twice from its
+    // first page; every other list once.
+    let firsts: Vec<String> = t
+        .server()
+        .requests()
+        .into_iter()
+        .filter(|r| r.ends_with("?limit=5"))
+        .collect();
+    let distinct: BTreeSet<&String> = firsts.iter().collect();
+    assert_eq!(
+        firsts.len(),
+        distinct.len() + 1,
+        "exactly one list was restarted: {firsts:#?}"
+    );
+
+    t.server().expire_continue_tokens(100);
+    let err = t
+        .kube
+        .observe(&ObserveRequest {
+            pods: PodScope::All,
+            ..ObserveRequest::default()
+        })
+        .await
+        .unwrap_err();
+    let msg = err.to_string();
+    assert!(matches!(err, KubeError::Api { code: 410, .. }), "{msg}");
+    assert!(
+        msg.contains("continue token expired 3 times") && msg.contains("page_size"),
+        "{msg}"
+    );
+}
+
+async fn raw_client(t: &Target) -> kube::Client {
+    let kc = kube::config::Kubeconfig::read_from(&t.kubeconfig).unwrap();
+    let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default())
+        .await
+        .unwrap();
+    kube::Client::try_from(cfg).unwrap()
 }
 
 async fn cordon_body(t: Target) {

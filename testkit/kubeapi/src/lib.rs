@@ -99,6 +99,7 @@ struct Shared {
     store: Mutex<Store>,
     requests: Mutex<Vec<String>>,
     gzip_requests: std::sync::atomic::AtomicUsize,
+    expire_continue: std::sync::atomic::AtomicUsize,
     git_version: String,
 }
 
@@ -178,6 +179,7 @@ impl KubeApiServer {
             }),
             requests: Mutex::new(Vec::new()),
             gzip_requests: Default::default(),
+            expire_continue: Default::default(),
             git_version: opts.git_version.clone(),
         });
         let router = Router::new()
@@ -277,6 +279,15 @@ impl KubeApiServer {
         self.shared
             .gzip_requests
             .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// The next `n` list requests that carry a `continue` token answer `410 Gone` (reason
+    /// `Expired`), as a real API server does once etcd has compacted the revision the token
+    /// was issued at (about five minutes after the first page).
+    pub fn expire_continue_tokens(&self, n: usize) {
+        self.shared
+            .expire_continue
+            .store(n, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Loads a multi-document YAML fixture (documents may be `kind: List`).
@@ -615,7 +626,35 @@ async fn handle(
                 });
             }
             let (labels, fields) = selectors(&q)?;
-            let limit = q.get("limit").and_then(|l| l.parse::<usize>().ok());
+            let cont = q.get("continue").filter(|c| !c.is_empty());
+            if cont.is_some()
+                && sh
+                    .expire_continue
+                    .fetch_update(
+                        std::sync::atomic::Ordering::Relaxed,
+                        std::sync::atomic::Ordering::Relaxed,
+                        |n| n.checked_sub(1),
+                    )
+                    .is_ok()
+            {
+                // The real server's message (apiserver storage/etcd3/store.go, `GetList`).
+                return Err(ApiError {
+                    code: 410,
+                    reason: "Expired".into(),
+                    message: "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter, or use the continue token in this response to retrieve the remainder of the results. Continuing with the provided token results in an inconsistent list - objects that were created, modified, or deleted between the time the first chunk was returned and now may show up in the list.".into(),
+                    causes: vec![],
+                });
+            }
+            // A list with `resourceVersion=0` is served from the watch cache, which ignores
+            // `limit` (kubernetes staging/src/k8s.io/apiserver/pkg/storage/cacher/cacher.go,
+            // `computeListLimit`: "the limit is ignored for requests that set RV == 0"): the
+            // whole list in one response, no `continue`. Without `resourceVersion` (a
+            // consistent read) or with a continue token, `limit` pages.
+            let rv0 = q.get("resourceVersion").is_some_and(|rv| rv == "0") && cont.is_none();
+            let limit = q
+                .get("limit")
+                .and_then(|l| l.parse::<usize>().ok())
+                .filter(|_| !rv0);
             let page = {
                 let st = sh.store.lock().unwrap_or_else(|p| p.into_inner());
                 st.list(
@@ -624,7 +663,7 @@ async fn handle(
                     &labels,
                     &fields,
                     limit,
-                    q.get("continue").map(String::as_str),
+                    cont.map(String::as_str),
                 )?
             };
             let mut m = json!({"resourceVersion": page.resource_version.to_string()});
