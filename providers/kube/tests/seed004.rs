@@ -1139,3 +1139,82 @@ async fn issue13_a_drain_blocked_by_a_pdb_says_which_pod_why_and_what_to_do() {
     }
     t.kube.uncordon(N3).await.unwrap();
 }
+
+/// Issue 19, point 8: after the 300 s `node.kubernetes.io/unreachable` toleration, the taint
+/// eviction controller deletes the pods of the lost node; without a kubelet they stay
+/// Terminating, and the ReplicaSet (which does not count terminating pods) creates a
+/// replacement that mounts the same claim and stays Pending. That replacement is the same
+/// stateful pod waiting for the same volume: `stateful_on` counts the workload once.
+async fn eviction_replacement_body(t: Target) {
+    const PVC: &str = "default-victoria-metrics";
+    let before = t.kube.observe(&request()).await.unwrap();
+    let old = before
+        .pods_on(DEAD)
+        .find(|p| p.pvcs.iter().any(|c| c == PVC))
+        .expect("premise: the victoria-metrics pod is on the lost node")
+        .clone();
+    assert!(!old.terminating, "premise: {old:?}");
+    assert_eq!(
+        before.stateful_on(DEAD).len(),
+        3,
+        "premise: three stateful pods on the lost node"
+    );
+
+    // What the taint eviction controller does: a graceful DELETE.
+    let client = raw_client(&t).await;
+    client
+        .request::<serde_json::Value>(
+            http::Request::delete(format!(
+                "/api/v1/namespaces/{}/pods/{}",
+                old.namespace, old.name
+            ))
+            .body(Vec::new())
+            .unwrap(),
+        )
+        .await
+        .expect("delete the pod as the taint eviction controller does");
+    let after = common::poll(Duration::from_secs(60), || async {
+        let o = t.kube.observe(&request()).await.unwrap();
+        let users = o
+            .pods
+            .iter()
+            .filter(|p| p.pvcs.iter().any(|c| c == PVC))
+            .count();
+        (users == 2).then_some(o)
+    })
+    .await
+    .expect("the ReplicaSet created a replacement pod beside the terminating one");
+    let users: Vec<&PodInfo> = after
+        .pods
+        .iter()
+        .filter(|p| p.pvcs.iter().any(|c| c == PVC))
+        .collect();
+    let terminating = users.iter().find(|p| p.name == old.name).unwrap();
+    assert!(terminating.terminating, "{terminating:?}");
+    let replacement = users.iter().find(|p| p.name != old.name).unwrap();
+    assert_eq!(
+        (replacement.node.as_deref(), replacement.phase.as_str()),
+        (None, "Pending"),
+        "{replacement:?}"
+    );
+    assert_eq!(replacement.owner, old.owner);
+
+    let on_dead = after.stateful_on(DEAD);
+    let vm: Vec<&str> = on_dead
+        .iter()
+        .filter(|(_, c)| c.iter().any(|c| c.name == PVC))
+        .map(|(p, _)| p.name.as_str())
+        .collect();
+    assert_eq!(
+        vm,
+        vec![old.name.as_str()],
+        "one stateful pod per workload and claim: the one on the node"
+    );
+    assert_eq!(on_dead.len(), 3, "still three stateful pods: {on_dead:#?}");
+}
+dual_test!(
+    stateful_on_counts_an_eviction_replacement_once,
+    stateful_on_counts_an_eviction_replacement_once_e2e,
+    Controllers::all(),
+    eviction_replacement_body
+);

@@ -120,3 +120,21 @@ macro_rules! dual_test {
         }
     };
 }
+
+/// Polls `f` every 100 ms until it returns `Some`, or `None` after `deadline`.
+pub async fn poll<T, F, Fut>(deadline: Duration, mut f: F) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let until = std::time::Instant::now() + deadline;
+    loop {
+        if let Some(v) = f().await {
+            return Some(v);
+        }
+        if std::time::Instant::now() >= until {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
