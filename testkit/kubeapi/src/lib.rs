@@ -706,7 +706,7 @@ async fn handle(
                 .store
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
-                .create(t, ns_s, v)?;
+                .create_via_api(t, ns_s, v)?;
             Ok(value_response(StatusCode::CREATED, &out))
         }
         (Method::POST, Some(n), Some("eviction")) if tp.kind == "Pod" => {
@@ -721,26 +721,29 @@ async fn handle(
                 &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}),
             ))
         }
-        (Method::PUT, Some(n), None | Some("status")) => {
+        (Method::PUT, Some(n), sub @ (None | Some("status"))) => {
             let v = parse_body(&body)?;
             let out = sh
                 .store
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
-                .replace(t, ns_s, n, v)?;
+                .update_via_api(t, ns_s, n, None, Some(v), sub.is_some())?;
             Ok(value_response(StatusCode::OK, &out))
         }
-        (Method::PATCH, Some(n), None | Some("status")) => {
+        (Method::PATCH, Some(n), sub @ (None | Some("status"))) => {
             let ct = headers
                 .get(header::CONTENT_TYPE)
                 .and_then(|h| h.to_str().ok())
                 .unwrap_or("application/merge-patch+json");
             let v = parse_body(&body)?;
-            let out = sh
-                .store
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .patch(t, ns_s, n, ct, &v)?;
+            let mut st = sh.store.lock().unwrap_or_else(|p| p.into_inner());
+            let out = if ct.starts_with("application/apply-patch") && st.get(t, ns_s, n).is_err() {
+                let mut v = v;
+                v["metadata"]["name"] = json!(n);
+                st.create_via_api(t, ns_s, v)?
+            } else {
+                st.update_via_api(t, ns_s, n, Some((ct, &v)), None, sub.is_some())?
+            };
             Ok(value_response(StatusCode::OK, &out))
         }
         (Method::PATCH | Method::PUT, Some(n), Some("scale")) => {
