@@ -18,6 +18,7 @@
 
 #![warn(missing_docs)]
 
+pub mod loader;
 pub mod select;
 pub mod store;
 pub mod synthetic;
