@@ -1218,3 +1218,102 @@ dual_test!(
     Controllers::all(),
     eviction_replacement_body
 );
+
+/// Issue 19, point 8: the fixture loader puts seed 004 on an API server through the API the
+/// way a real server needs it (server uids, status through `/status`, adoption by the
+/// controllers, volumes bound to the claims' real uids, revision labels), and the result
+/// observes as the fixture written straight into storage does; cleaning removes all of it and
+/// a second load works (the e2e tests' set-up and clean-up).
+#[tokio::test]
+async fn the_loader_puts_seed004_on_a_server_through_the_api_and_cleans_it() {
+    // No operator: a real server has none, and it would recreate its Deployment while the
+    // fixture is cleaned.
+    let controllers = Controllers {
+        operator_label: None,
+        ..Controllers::all()
+    };
+    let bulk = Target::memory(controllers.clone()).await;
+    let loaded = Target::memory_via_loader(controllers).await;
+    let want = bulk.kube.observe(&request()).await.unwrap();
+    let got = loaded.kube.observe(&request()).await.unwrap();
+    assert_eq!(view(&got), view(&want));
+    assert_eq!(stateful_summary(&got, DEAD), stateful_summary(&want, DEAD));
+    // The uids are the server's: none of the fixture's `uid-...` survived.
+    assert!(got.pods.iter().all(|p| !p.uid.starts_with("uid-")));
+    assert!(got.pvcs.iter().all(|p| !p.uid.starts_with("uid-")));
+    // Revision labels, as the controllers write them.
+    let minio1 = got.pods.iter().find(|p| p.name == "minio-1").unwrap();
+    let sts = loaded
+        .server()
+        .store()
+        .get(
+            k3splan_testkit_kubeapi::store::ty("StatefulSet"),
+            "onecloud-minio",
+            "minio",
+        )
+        .unwrap();
+    assert_eq!(
+        minio1
+            .labels
+            .get("controller-revision-hash")
+            .map(String::as_str),
+        sts["status"]["updateRevision"].as_str()
+    );
+    assert_eq!(
+        minio1
+            .labels
+            .get("statefulset.kubernetes.io/pod-name")
+            .map(String::as_str),
+        Some("minio-1")
+    );
+    // The whole observe test holds on the loaded cluster too.
+    observe_seed004_body(Target::memory_via_loader(Controllers::all()).await).await;
+
+    // Clean, then load again: the same cluster.
+    let loader = k3splan_testkit_kubeapi::loader::Loader::from_kubeconfig(&loaded.kubeconfig)
+        .await
+        .unwrap();
+    let docs = k3splan_testkit_kubeapi::loader::fixture_docs(k3splan_testkit_kubeapi::SEED004_YAML)
+        .unwrap();
+    loaded.kube.cordon(N2).await.unwrap();
+    loader.clean(&docs).await.expect("clean");
+    let empty = loaded.kube.observe(&request()).await.unwrap();
+    assert!(
+        empty.nodes.is_empty() && empty.pods.is_empty() && empty.pvcs.is_empty(),
+        "{empty:#?}"
+    );
+    loader.load(&docs).await.expect("a second load");
+    let again = loaded.kube.observe(&request()).await.unwrap();
+    assert_eq!(view(&again), view(&want), "the cordon did not survive");
+}
+
+/// What the tests rely on, without uids and times.
+fn view(o: &ClusterObservation) -> Vec<String> {
+    let mut v: Vec<String> = Vec::new();
+    for n in &o.nodes {
+        v.push(format!(
+            "node {} {:?} unschedulable={} taints={:?} ip={:?}",
+            n.name,
+            n.ready,
+            n.unschedulable,
+            n.taints.iter().map(|t| &t.key).collect::<Vec<_>>(),
+            n.internal_ip
+        ));
+    }
+    for p in &o.pods {
+        v.push(format!(
+            "pod {}/{} node={:?} phase={} ready={} terminating={} mirror={} owner={:?} pvcs={:?}",
+            p.namespace, p.name, p.node, p.phase, p.ready, p.terminating, p.mirror, p.owner, p.pvcs
+        ));
+    }
+    for c in &o.pvcs {
+        v.push(format!(
+            "pvc {}/{} {} node={:?} volume={:?} used_by={:?}",
+            c.namespace, c.name, c.phase, c.local_node, c.volume, c.used_by
+        ));
+    }
+    for a in &o.addons {
+        v.push(format!("{a:?}"));
+    }
+    v
+}

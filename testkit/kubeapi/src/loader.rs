@@ -149,19 +149,26 @@ fn s(v: &Value, path: &[&str]) -> String {
 }
 
 fn ns_name(v: &Value) -> (String, String) {
-    (s(v, &["metadata", "namespace"]), s(v, &["metadata", "name"]))
+    (
+        s(v, &["metadata", "namespace"]),
+        s(v, &["metadata", "name"]),
+    )
 }
 
 fn label_selector() -> String {
-    format!("{}%3D{}", FIXTURE_LABEL.0.replace('/', "%2F"), FIXTURE_LABEL.1)
+    format!(
+        "{}%3D{}",
+        FIXTURE_LABEL.0.replace('/', "%2F"),
+        FIXTURE_LABEL.1
+    )
 }
 
 /// The documents of a multi-document YAML fixture, `kind: List` flattened.
 pub fn fixture_docs(yaml: &str) -> Result<Vec<Value>, LoadError> {
     let mut out = Vec::new();
     for de in serde_yaml::Deserializer::from_str(yaml) {
-        let v: Value = serde::Deserialize::deserialize(de)
-            .map_err(|e| LoadError::Fixture(e.to_string()))?;
+        let v: Value =
+            serde::Deserialize::deserialize(de).map_err(|e| LoadError::Fixture(e.to_string()))?;
         if v.is_null() {
             continue;
         }
@@ -354,13 +361,17 @@ impl Loader {
             {
                 continue;
             }
-            if let Some(cur) = self.get(&object_path(&kind, &ns, &name)).await.or_else(
-                |e| match e {
-                    // A kind the server does not serve yet (helm CRDs): nothing of it exists.
-                    LoadError::Api { code: Some(404), .. } => Ok(None),
-                    e => Err(e),
-                },
-            )? && cur["metadata"]["labels"][FIXTURE_LABEL.0] != FIXTURE_LABEL.1
+            if let Some(cur) =
+                self.get(&object_path(&kind, &ns, &name))
+                    .await
+                    .or_else(|e| match e {
+                        // A kind the server does not serve yet (helm CRDs): nothing of it exists.
+                        LoadError::Api {
+                            code: Some(404), ..
+                        } => Ok(None),
+                        e => Err(e),
+                    })?
+                && cur["metadata"]["labels"][FIXTURE_LABEL.0] != FIXTURE_LABEL.1
             {
                 return Err(LoadError::Premise(format!(
                     "{kind} {}{name} exists and was not created by the fixture loader (no label \
@@ -402,13 +413,17 @@ impl Loader {
                 .call(http::Method::POST, path, "application/json", Some(&crd))
                 .await
             {
-                Ok(Some(_)) => report.created.push(format!("CustomResourceDefinition {plural}.helm.cattle.io")),
+                Ok(Some(_)) => report
+                    .created
+                    .push(format!("CustomResourceDefinition {plural}.helm.cattle.io")),
                 Ok(None) => {
                     return Err(LoadError::Premise(format!(
                         "the server serves neither helm.cattle.io/v1 nor CustomResourceDefinitions ({path}: 404)"
                     )));
                 }
-                Err(LoadError::Api { code: Some(409), .. }) => {}
+                Err(LoadError::Api {
+                    code: Some(409), ..
+                }) => {}
                 Err(e) => return Err(e),
             }
         }
@@ -426,22 +441,31 @@ impl Loader {
     pub async fn load(&self, docs: &[Value]) -> Result<LoadReport, LoadError> {
         self.check_premises(docs).await?;
         let mut report = LoadReport::default();
-        let of = |kind: &str| -> Vec<&Value> { docs.iter().filter(|d| d["kind"] == kind).collect() };
+        let of =
+            |kind: &str| -> Vec<&Value> { docs.iter().filter(|d| d["kind"] == kind).collect() };
         if !of("HelmChart").is_empty() || !of("HelmChartConfig").is_empty() {
             self.ensure_helm_crds(&mut report).await?;
         }
 
         for d in of("Namespace") {
             match self.create("Namespace", &for_create(d)).await {
-                Ok(_) => report.created.push(format!("Namespace {}", s(d, &["metadata", "name"]))),
-                Err(LoadError::Api { code: Some(409), .. }) => {}
+                Ok(_) => report
+                    .created
+                    .push(format!("Namespace {}", s(d, &["metadata", "name"]))),
+                Err(LoadError::Api {
+                    code: Some(409), ..
+                }) => {}
                 Err(e) => return Err(e),
             }
         }
         for d in of("StorageClass") {
             match self.create("StorageClass", &for_create(d)).await {
-                Ok(_) => report.created.push(format!("StorageClass {}", s(d, &["metadata", "name"]))),
-                Err(LoadError::Api { code: Some(409), .. }) => {}
+                Ok(_) => report
+                    .created
+                    .push(format!("StorageClass {}", s(d, &["metadata", "name"]))),
+                Err(LoadError::Api {
+                    code: Some(409), ..
+                }) => {}
                 Err(e) => return Err(e),
             }
         }
@@ -471,12 +495,17 @@ impl Loader {
             claim_uid.insert((ns.clone(), name.clone()), s(&out, &["metadata", "uid"]));
             if !d["status"].is_null() {
                 self.merge_patch(
-                    &format!("{}/status", object_path("PersistentVolumeClaim", &ns, &name)),
+                    &format!(
+                        "{}/status",
+                        object_path("PersistentVolumeClaim", &ns, &name)
+                    ),
                     &json!({"status": d["status"]}),
                 )
                 .await?;
             }
-            report.created.push(format!("PersistentVolumeClaim {ns}/{name}"));
+            report
+                .created
+                .push(format!("PersistentVolumeClaim {ns}/{name}"));
         }
         for d in of("PersistentVolume") {
             let name = s(d, &["metadata", "name"]);
@@ -513,7 +542,11 @@ impl Loader {
             let (ns, name) = ns_name(d);
             let mut v = for_create(d);
             let mut keep = Vec::new();
-            for r in d["metadata"]["ownerReferences"].as_array().into_iter().flatten() {
+            for r in d["metadata"]["ownerReferences"]
+                .as_array()
+                .into_iter()
+                .flatten()
+            {
                 let kind = s(r, &["kind"]);
                 let oname = s(r, &["name"]);
                 if kind == "Node" {
@@ -556,7 +589,10 @@ impl Loader {
                 let mut template = with_template_label(for_create(dep))["spec"]["template"].clone();
                 template["metadata"]["labels"]["pod-template-hash"] = json!(hash);
                 v["spec"]["template"] = template;
-                owner_of.insert((ns.clone(), format!("rs:{name}")), ("Deployment".into(), s(dep, &["metadata", "name"])));
+                owner_of.insert(
+                    (ns.clone(), format!("rs:{name}")),
+                    ("Deployment".into(), s(dep, &["metadata", "name"])),
+                );
             }
             self.create("ReplicaSet", &v).await?;
             report.created.push(format!("ReplicaSet {ns}/{name}"));
@@ -585,46 +621,70 @@ impl Loader {
         }
 
         // Adoption by the controllers.
-        self.wait("the controllers to adopt the loaded pods and ReplicaSets", || async {
-            let mut missing = Vec::new();
-            for ((ns, key), (kind, oname)) in &owner_of {
-                let (child_kind, child) = match key.strip_prefix("rs:") {
-                    Some(rs) => ("ReplicaSet", rs),
-                    None => ("Pod", key.as_str()),
-                };
-                let Some(owner) = self.get(&object_path(kind, ns, oname)).await? else {
-                    missing.push(format!("{kind} {ns}/{oname} (missing)"));
-                    continue;
-                };
-                let uid = s(&owner, &["metadata", "uid"]);
-                let cur = self.get(&object_path(child_kind, ns, child)).await?;
-                let adopted = cur.as_ref().is_some_and(|c| {
-                    c["metadata"]["ownerReferences"]
-                        .as_array()
-                        .is_some_and(|a| a.iter().any(|r| r["uid"] == json!(uid) && r["controller"] == true))
-                });
-                if !adopted {
-                    missing.push(format!("{child_kind} {ns}/{child} by {kind} {oname}"));
+        self.wait(
+            "the controllers to adopt the loaded pods and ReplicaSets",
+            || async {
+                let mut missing = Vec::new();
+                for ((ns, key), (kind, oname)) in &owner_of {
+                    let (child_kind, child) = match key.strip_prefix("rs:") {
+                        Some(rs) => ("ReplicaSet", rs),
+                        None => ("Pod", key.as_str()),
+                    };
+                    let Some(owner) = self.get(&object_path(kind, ns, oname)).await? else {
+                        missing.push(format!("{kind} {ns}/{oname} (missing)"));
+                        continue;
+                    };
+                    let uid = s(&owner, &["metadata", "uid"]);
+                    let cur = self.get(&object_path(child_kind, ns, child)).await?;
+                    let adopted = cur.as_ref().is_some_and(|c| {
+                        c["metadata"]["ownerReferences"]
+                            .as_array()
+                            .is_some_and(|a| {
+                                a.iter()
+                                    .any(|r| r["uid"] == json!(uid) && r["controller"] == true)
+                            })
+                    });
+                    if !adopted {
+                        missing.push(format!("{child_kind} {ns}/{child} by {kind} {oname}"));
+                    }
                 }
-            }
-            Ok(if missing.is_empty() { Ok(()) } else { Err(missing.join(", ")) })
-        })
+                Ok(if missing.is_empty() {
+                    Ok(())
+                } else {
+                    Err(missing.join(", "))
+                })
+            },
+        )
         .await?;
 
         self.revision_labels(docs, &mut report).await?;
         Ok(report)
     }
 
-    async fn revision_labels(&self, docs: &[Value], report: &mut LoadReport) -> Result<(), LoadError> {
+    async fn revision_labels(
+        &self,
+        docs: &[Value],
+        report: &mut LoadReport,
+    ) -> Result<(), LoadError> {
         for d in docs.iter().filter(|d| d["kind"] == "StatefulSet") {
             let (ns, name) = ns_name(d);
             let path = object_path("StatefulSet", &ns, &name);
             let revision = self
-                .wait(&format!("StatefulSet {ns}/{name} to record its revision"), || async {
-                    let cur = self.get(&path).await?;
-                    let rev = cur.as_ref().map(|c| s(c, &["status", "updateRevision"])).unwrap_or_default();
-                    Ok(if rev.is_empty() { Err("no status.updateRevision".to_string()) } else { Ok(rev) })
-                })
+                .wait(
+                    &format!("StatefulSet {ns}/{name} to record its revision"),
+                    || async {
+                        let cur = self.get(&path).await?;
+                        let rev = cur
+                            .as_ref()
+                            .map(|c| s(c, &["status", "updateRevision"]))
+                            .unwrap_or_default();
+                        Ok(if rev.is_empty() {
+                            Err("no status.updateRevision".to_string())
+                        } else {
+                            Ok(rev)
+                        })
+                    },
+                )
                 .await?;
             for p in self.owned_pods(&ns, &path).await? {
                 let pn = s(&p, &["metadata", "name"]);
@@ -642,11 +702,16 @@ impl Loader {
         for d in docs.iter().filter(|d| d["kind"] == "DaemonSet") {
             let (ns, name) = ns_name(d);
             let path = object_path("DaemonSet", &ns, &name);
-            let Some(ds) = self.get(&path).await? else { continue };
+            let Some(ds) = self.get(&path).await? else {
+                continue;
+            };
             let uid = s(&ds, &["metadata", "uid"]);
             let revs = match self.get(&collection("ControllerRevision", &ns)).await {
                 Ok(Some(l)) => l["items"].as_array().cloned().unwrap_or_default(),
-                Ok(None) | Err(LoadError::Api { code: Some(404), .. }) => {
+                Ok(None)
+                | Err(LoadError::Api {
+                    code: Some(404), ..
+                }) => {
                     report.notes.push(format!(
                         "DaemonSet {ns}/{name}: the server has no ControllerRevisions; its pods keep no controller-revision-hash"
                     ));
@@ -655,24 +720,33 @@ impl Loader {
                 Err(e) => return Err(e),
             };
             let hash = self
-                .wait(&format!("DaemonSet {ns}/{name} to record its revision"), || {
-                    let revs = revs.clone();
-                    let uid = uid.clone();
-                    let path = collection("ControllerRevision", &ns);
-                    async move {
-                        let revs = if revs.is_empty() { self.items(&path).await? } else { revs };
-                        let best = revs
-                            .iter()
-                            .filter(|r| {
-                                r["metadata"]["ownerReferences"]
-                                    .as_array()
-                                    .is_some_and(|a| a.iter().any(|o| o["uid"] == json!(uid)))
-                            })
-                            .max_by_key(|r| r["revision"].as_i64().unwrap_or(0))
-                            .map(|r| s(r, &["metadata", "labels", "controller-revision-hash"]));
-                        Ok(best.filter(|h| !h.is_empty()).ok_or_else(|| "no ControllerRevision owned by it".to_string()))
-                    }
-                })
+                .wait(
+                    &format!("DaemonSet {ns}/{name} to record its revision"),
+                    || {
+                        let revs = revs.clone();
+                        let uid = uid.clone();
+                        let path = collection("ControllerRevision", &ns);
+                        async move {
+                            let revs = if revs.is_empty() {
+                                self.items(&path).await?
+                            } else {
+                                revs
+                            };
+                            let best = revs
+                                .iter()
+                                .filter(|r| {
+                                    r["metadata"]["ownerReferences"]
+                                        .as_array()
+                                        .is_some_and(|a| a.iter().any(|o| o["uid"] == json!(uid)))
+                                })
+                                .max_by_key(|r| r["revision"].as_i64().unwrap_or(0))
+                                .map(|r| s(r, &["metadata", "labels", "controller-revision-hash"]));
+                            Ok(best
+                                .filter(|h| !h.is_empty())
+                                .ok_or_else(|| "no ControllerRevision owned by it".to_string()))
+                        }
+                    },
+                )
                 .await?;
             for p in self.owned_pods(&ns, &path).await? {
                 let pn = s(&p, &["metadata", "name"]);
@@ -741,7 +815,9 @@ impl Loader {
                     let items = match self.items(&p).await {
                         Ok(i) => i,
                         // helm.cattle.io not served (yet): nothing of it to delete.
-                        Err(LoadError::Api { code: Some(404), .. }) => Vec::new(),
+                        Err(LoadError::Api {
+                            code: Some(404), ..
+                        }) => Vec::new(),
                         Err(e) => return Err(e),
                     };
                     for i in items {
@@ -754,43 +830,51 @@ impl Loader {
             left.dedup();
             Ok::<_, LoadError>(left)
         };
-        for (kind, ns, name) in leftovers().await? {
-            let path = object_path(&kind, &ns, &name);
-            let body = if kind == "Pod" {
-                json!({"gracePeriodSeconds": 0, "propagationPolicy": "Background"})
-            } else {
-                json!({"propagationPolicy": "Background"})
-            };
-            match self
-                .call(http::Method::DELETE, &path, "application/json", Some(&body))
-                .await
-            {
-                Ok(_) | Err(LoadError::Api { code: Some(409), .. }) => {}
-                Err(e) => return Err(e),
-            }
-        }
-        for ns in &own_namespaces {
-            self.call(
-                http::Method::DELETE,
-                &format!("/api/v1/namespaces/{ns}"),
-                "application/json",
-                None,
-            )
-            .await?;
-        }
+        // Deletes are repeated on every round: controllers may recreate a pod or a claim
+        // between a workload's deletion and its garbage collection.
         self.wait("the fixture's objects to be deleted", || async {
-            let mut left: Vec<String> = leftovers()
-                .await?
-                .into_iter()
-                .map(|(k, ns, n)| format!("{k} {ns}/{n}"))
-                .collect();
-            for ns in &own_namespaces {
-                if self.get(&format!("/api/v1/namespaces/{ns}")).await?.is_some() {
-                    left.push(format!("Namespace {ns}"));
+            let left = leftovers().await?;
+            let mut seen: Vec<String> = Vec::new();
+            for (kind, ns, name) in &left {
+                seen.push(format!("{kind} {ns}/{name}"));
+                let path = object_path(kind, ns, name);
+                let body = if kind == "Pod" {
+                    json!({"gracePeriodSeconds": 0, "propagationPolicy": "Background"})
+                } else {
+                    json!({"propagationPolicy": "Background"})
+                };
+                match self
+                    .call(http::Method::DELETE, &path, "application/json", Some(&body))
+                    .await
+                {
+                    Ok(_)
+                    | Err(LoadError::Api {
+                        code: Some(409), ..
+                    }) => {}
+                    Err(e) => return Err(e),
                 }
             }
-            // Pods that kept running (a graceful delete from elsewhere): force them too.
-            Ok(if left.is_empty() { Ok(()) } else { Err(left.join(", ")) })
+            for ns in &own_namespaces {
+                let path = format!("/api/v1/namespaces/{ns}");
+                if self.get(&path).await?.is_some() {
+                    seen.push(format!("Namespace {ns}"));
+                    match self
+                        .call(http::Method::DELETE, &path, "application/json", None)
+                        .await
+                    {
+                        Ok(_)
+                        | Err(LoadError::Api {
+                            code: Some(409), ..
+                        }) => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+            }
+            Ok(if seen.is_empty() {
+                Ok(())
+            } else {
+                Err(seen.join(", "))
+            })
         })
         .await
     }
@@ -800,7 +884,11 @@ impl Loader {
     /// Lease in `kube-node-lease` is renewed, as a kubelet does. Without it the node lifecycle
     /// controller of a real cluster marks kubelet-less nodes `Unknown` after its grace period
     /// and taints them `unreachable`.
-    pub fn heartbeat(&self, nodes: Vec<(String, Value)>, every: Duration) -> tokio::task::JoinHandle<()> {
+    pub fn heartbeat(
+        &self,
+        nodes: Vec<(String, Value)>,
+        every: Duration,
+    ) -> tokio::task::JoinHandle<()> {
         let this = self.clone();
         tokio::spawn(async move {
             loop {
@@ -811,14 +899,24 @@ impl Loader {
                             &json!({"status": {"conditions": node_status_now(status)["conditions"]}}),
                         )
                         .await;
-                    let now = jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%S%.6fZ").to_string();
+                    let now = jiff::Timestamp::now()
+                        .strftime("%Y-%m-%dT%H:%M:%S%.6fZ")
+                        .to_string();
                     let lease = json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
                         "metadata": {"name": name, "namespace": "kube-node-lease"},
                         "spec": {"holderIdentity": name, "leaseDurationSeconds": 40, "renewTime": now}});
                     let path = object_path("Lease", "kube-node-lease", name);
-                    if let Ok(None) = this.merge_patch(&path, &json!({"spec": {"renewTime": now}})).await {
+                    if let Ok(None) = this
+                        .merge_patch(&path, &json!({"spec": {"renewTime": now}}))
+                        .await
+                    {
                         let _ = this
-                            .call(http::Method::POST, &collection("Lease", "kube-node-lease"), "application/json", Some(&lease))
+                            .call(
+                                http::Method::POST,
+                                &collection("Lease", "kube-node-lease"),
+                                "application/json",
+                                Some(&lease),
+                            )
                             .await;
                     }
                 }
@@ -857,9 +955,10 @@ pub fn ready_nodes(docs: &[Value]) -> Vec<(String, Value)> {
     docs.iter()
         .filter(|d| d["kind"] == "Node")
         .filter(|d| {
-            d["status"]["conditions"]
-                .as_array()
-                .is_some_and(|c| c.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
+            d["status"]["conditions"].as_array().is_some_and(|c| {
+                c.iter()
+                    .any(|c| c["type"] == "Ready" && c["status"] == "True")
+            })
         })
         .map(|d| (s(d, &["metadata", "name"]), d["status"].clone()))
         .collect()
