@@ -325,6 +325,11 @@ async fn raw_client(t: &Target) -> kube::Client {
 }
 
 async fn cordon_body(t: Target) {
+    let obs = t.kube.observe(&ObserveRequest::default()).await.unwrap();
+    assert!(
+        obs.node(N2).is_some_and(|n| n.schedulable()),
+        "premise: {N2} exists and is schedulable"
+    );
     assert_eq!(t.kube.cordon(N2).await.unwrap(), ActOutcome::Changed);
     assert_eq!(t.kube.cordon(N2).await.unwrap(), ActOutcome::AlreadyDone);
     let obs = t.kube.observe(&ObserveRequest::default()).await.unwrap();
@@ -346,6 +351,20 @@ dual_test!(
 );
 
 async fn drain_pdb_body(t: Target) {
+    // Premises: N3 is Ready and schedulable, and holds MinIO pods and metrics-server.
+    let obs = t.kube.observe(&ObserveRequest::default()).await.unwrap();
+    let n3 = obs.node(N3).expect("premise: node lzx-ha-env-3 exists");
+    assert!(
+        n3.ready == Readiness::Ready && n3.schedulable(),
+        "premise: {N3} Ready and schedulable: {n3:?}"
+    );
+    for prefix in ["minio-2", "monitor-minio-2", "metrics-server-"] {
+        assert!(
+            obs.pods_on(N3)
+                .any(|p| p.name.starts_with(prefix) && !p.terminating),
+            "premise: a {prefix}* pod runs on {N3}"
+        );
+    }
     let report = t
         .kube
         .drain(N3, &quick_drain(DrainMode::Evict, 1500))
@@ -389,10 +408,15 @@ async fn drain_pdb_body(t: Target) {
             .iter()
             .any(|p| p.name == "minio-2" && p.node.as_deref() == Some(N3))
     );
+    // Evicted: gone, or (no kubelet on a real test cluster to confirm it) Terminating.
     assert!(
         !obs.pods
             .iter()
-            .any(|p| p.name.starts_with("metrics-server-") && p.node.as_deref() == Some(N3))
+            .any(|p| p.name.starts_with("metrics-server-")
+                && p.node.as_deref() == Some(N3)
+                && !p.terminating),
+        "{:#?}",
+        obs.pods
     );
     assert_eq!(t.kube.uncordon(N3).await.unwrap(), ActOutcome::Changed);
 }
@@ -403,9 +427,24 @@ dual_test!(
     drain_pdb_body
 );
 
-#[tokio::test]
-async fn drain_of_dead_node_does_not_hang_and_force_delete_clears_it() {
-    let t = Target::memory(Controllers::default()).await;
+async fn drain_dead_body(t: Target) {
+    // Premises: the lost node is not Ready, N2 is, minio-1 runs on the lost node.
+    let obs = t.kube.observe(&ObserveRequest::default()).await.unwrap();
+    assert_ne!(
+        obs.node(DEAD).map(|n| n.ready),
+        Some(Readiness::Ready),
+        "premise: {DEAD} is not Ready"
+    );
+    assert_eq!(
+        obs.node(N2).map(|n| n.ready),
+        Some(Readiness::Ready),
+        "premise: {N2} is Ready"
+    );
+    assert!(
+        obs.pods_on(DEAD)
+            .any(|p| p.name == "minio-1" && !p.terminating),
+        "premise: minio-1 runs on {DEAD}"
+    );
     // Evicting on a dead node: evictions are accepted but the pods stay Terminating
     // (no kubelet) — the seed 004 hang, bounded by the deadline.
     let started = std::time::Instant::now();
@@ -457,22 +496,48 @@ async fn drain_of_dead_node_does_not_hang_and_force_delete_clears_it() {
         .unwrap();
     assert!(again.force_deleted.is_empty() && again.complete());
 }
+dual_test!(
+    drain_of_dead_node_does_not_hang_and_force_delete_clears_it,
+    drain_of_dead_node_does_not_hang_and_force_delete_clears_it_e2e,
+    Controllers::default(),
+    drain_dead_body
+);
 
-#[tokio::test]
-async fn delete_node_is_idempotent_and_its_pods_go() {
-    let t = Target::memory(Controllers::default()).await;
+async fn delete_node_body(t: Target) {
+    let before = t.kube.observe(&request()).await.unwrap();
+    assert!(
+        before.node(DEAD).is_some() && before.pods_on(DEAD).count() > 0,
+        "premise: {DEAD} exists with pods"
+    );
+    assert_eq!(
+        before.pvcs_on(DEAD).count(),
+        3,
+        "premise: three volumes on {DEAD}"
+    );
     assert_eq!(t.kube.delete_node(DEAD).await.unwrap(), ActOutcome::Changed);
     assert_eq!(
         t.kube.delete_node(DEAD).await.unwrap(),
         ActOutcome::AlreadyDone
     );
-    let obs = t.kube.observe(&request()).await.unwrap();
+    // The pod garbage collector removes the pods of a deleted node (a real one after its
+    // quarantine of about 40 s).
+    let obs = common::poll(Duration::from_secs(120), || async {
+        let o = t.kube.observe(&request()).await.unwrap();
+        (o.pods_on(DEAD).count() == 0).then_some(o)
+    })
+    .await
+    .expect("the pods of the deleted node are removed");
     assert!(obs.node(DEAD).is_none());
     assert_eq!(obs.nodes.len(), 2);
-    assert_eq!(obs.pods_on(DEAD).count(), 0);
     // Its local volumes remain, still pinned to the deleted node.
     assert_eq!(obs.pvcs_on(DEAD).count(), 3);
 }
+dual_test!(
+    delete_node_is_idempotent_and_its_pods_go,
+    delete_node_is_idempotent_and_its_pods_go_e2e,
+    Controllers::default(),
+    delete_node_body
+);
 
 /// Seed 004 steps 2 and 5 for a StatefulSet: delete the node, join a new one, cordon the
 /// others, rebind `export-minio-1`: the controller recreates PVC and pod on the new node.
@@ -680,8 +745,18 @@ async fn refuse_body(t: Target) {
         .pvcs
         .iter()
         .find(|p| p.name == "export-minio-0")
-        .unwrap()
+        .expect("premise: export-minio-0 exists")
         .clone();
+    assert_eq!(
+        m0.local_node.as_deref(),
+        Some(N2),
+        "premise: export-minio-0 is on {N2}"
+    );
+    assert_eq!(
+        obs.node(N2).map(|n| n.ready),
+        Some(Readiness::Ready),
+        "premise: {N2} is Ready"
+    );
     for lost in [N2, DEAD] {
         let req = RebindRequest {
             namespace: "onecloud-minio".into(),
@@ -724,9 +799,18 @@ dual_test!(
     refuse_body
 );
 
-#[tokio::test]
-async fn rebind_refuses_a_policy_that_does_not_match_the_owner() {
-    let t = Target::memory(Controllers::default()).await;
+async fn policy_mismatch_body(t: Target) {
+    let before = t.kube.observe(&request()).await.unwrap();
+    let owner = before
+        .pods
+        .iter()
+        .find(|p| p.pvcs.iter().any(|c| c == "default-victoria-metrics"))
+        .and_then(|p| p.owner.clone());
+    assert_eq!(
+        owner.map(|o| o.kind),
+        Some(WorkloadKind::Deployment),
+        "premise: default-victoria-metrics is mounted by a Deployment's pod"
+    );
     let req = RebindRequest {
         namespace: "onecloud".into(),
         pvc: "default-victoria-metrics".into(),
@@ -746,8 +830,21 @@ async fn rebind_refuses_a_policy_that_does_not_match_the_owner() {
             .any(|p| p.name == "default-victoria-metrics" && !p.terminating)
     );
 }
+dual_test!(
+    rebind_refuses_a_policy_that_does_not_match_the_owner,
+    rebind_refuses_a_policy_that_does_not_match_the_owner_e2e,
+    Controllers::default(),
+    policy_mismatch_body
+);
 
 async fn addon_body(t: Target) {
+    let before = t.kube.observe(&request()).await.unwrap();
+    let coredns = before.addons.iter().find(|a| a.name == "coredns");
+    assert_eq!(
+        coredns.map(|c| (c.found, c.replicas)),
+        Some((true, 1)),
+        "premise: kube-system/coredns runs one replica"
+    );
     let change = AddonChange {
         namespace: "kube-system".into(),
         name: "coredns".into(),
@@ -902,14 +999,43 @@ async fn kubeconfig_context_is_selected_like_kubectl() {
     assert!(err.to_string().contains("missing"), "{err}");
 }
 
-#[tokio::test]
-async fn drain_leaves_unmanaged_pods_unless_asked() {
-    let t = Target::memory(Controllers::default()).await;
+async fn unmanaged_body(t: Target) {
+    let obs = t.kube.observe(&ObserveRequest::default()).await.unwrap();
+    assert_eq!(
+        obs.node(N2).map(|n| (n.ready, n.unschedulable)),
+        Some((Readiness::Ready, false)),
+        "premise: {N2} Ready and schedulable"
+    );
+    // A bare pod, created through the API (status through /status), labelled as the fixture's
+    // so that the e2e clean-up removes it.
+    let (k, v) = k3splan_testkit_kubeapi::loader::FIXTURE_LABEL;
+    let client = raw_client(&t).await;
     let bare = serde_json::json!({"apiVersion": "v1", "kind": "Pod",
-        "metadata": {"name": "debug-shell", "namespace": "default"},
-        "spec": {"nodeName": N2, "containers": [{"name": "sh", "image": "busybox"}]},
-        "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]}});
-    t.server().load_values(vec![bare]).unwrap();
+        "metadata": {"name": "debug-shell", "namespace": "default", "labels": {k: v}},
+        "spec": {"nodeName": N2, "containers": [{"name": "sh", "image": "busybox"}]}});
+    client
+        .request::<serde_json::Value>(
+            http::Request::post("/api/v1/namespaces/default/pods")
+                .header("content-type", "application/json")
+                .body(bare.to_string().into_bytes())
+                .unwrap(),
+        )
+        .await
+        .expect("create the bare pod");
+    client
+        .request::<serde_json::Value>(
+            http::Request::patch("/api/v1/namespaces/default/pods/debug-shell/status")
+                .header("content-type", "application/merge-patch+json")
+                .body(
+                    serde_json::json!({"status": {"phase": "Running",
+                        "conditions": [{"type": "Ready", "status": "True"}]}})
+                    .to_string()
+                    .into_bytes(),
+                )
+                .unwrap(),
+        )
+        .await
+        .expect("set the bare pod's status");
     let report = t
         .kube
         .drain(N2, &quick_drain(DrainMode::Evict, 1500))
@@ -932,7 +1058,14 @@ async fn drain_leaves_unmanaged_pods_unless_asked() {
         report.evicted.contains(&"default/debug-shell".to_string()),
         "{report:#?}"
     );
+    t.kube.uncordon(N2).await.unwrap();
 }
+dual_test!(
+    drain_leaves_unmanaged_pods_unless_asked,
+    drain_leaves_unmanaged_pods_unless_asked_e2e,
+    Controllers::default(),
+    unmanaged_body
+);
 
 /// `PodScope::Namespaces` (what `k3splan plan` uses: the namespaces of its storage blocks)
 /// lists only those namespaces' pods and still finds the stateful pods of the dead node.
@@ -1104,9 +1237,7 @@ dual_test!(
 
 /// A drain blocked by a PodDisruptionBudget is explained: namespace/name, the API's reason
 /// and what to do, not Rust Debug.
-#[tokio::test]
-async fn issue13_a_drain_blocked_by_a_pdb_says_which_pod_why_and_what_to_do() {
-    let t = Target::memory(Controllers::default()).await;
+async fn pdb_message_body(t: Target) {
     let report = t
         .kube
         .drain(N3, &quick_drain(DrainMode::Evict, 800))
@@ -1139,6 +1270,12 @@ async fn issue13_a_drain_blocked_by_a_pdb_says_which_pod_why_and_what_to_do() {
     }
     t.kube.uncordon(N3).await.unwrap();
 }
+dual_test!(
+    issue13_a_drain_blocked_by_a_pdb_says_which_pod_why_and_what_to_do,
+    issue13_a_drain_blocked_by_a_pdb_says_which_pod_why_and_what_to_do_e2e,
+    Controllers::default(),
+    pdb_message_body
+);
 
 /// Issue 19, point 8: after the 300 s `node.kubernetes.io/unreachable` toleration, the taint
 /// eviction controller deletes the pods of the lost node; without a kubelet they stay
