@@ -1422,6 +1422,17 @@ async fn the_loader_puts_seed004_on_a_server_through_the_api_and_cleans_it() {
     loader.load(&docs).await.expect("a second load");
     let again = loaded.kube.observe(&request()).await.unwrap();
     assert_eq!(view(&again), view(&want), "the cordon did not survive");
+    // Premises: no load over an earlier one, nor over objects the loader did not make.
+    let err = loader.load(&docs).await.unwrap_err().to_string();
+    assert!(err.contains("already there from an earlier load"), "{err}");
+    let over_bulk = k3splan_testkit_kubeapi::loader::Loader::from_kubeconfig(&bulk.kubeconfig)
+        .await
+        .unwrap();
+    let err = over_bulk.load(&docs).await.unwrap_err().to_string();
+    assert!(
+        err.contains("was not created by the fixture loader") && err.contains("lzx-ha-env"),
+        "{err}"
+    );
 }
 
 /// What the tests rely on, without uids and times.

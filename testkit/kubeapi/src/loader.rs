@@ -356,37 +356,35 @@ impl Loader {
             if matches!(kind.as_str(), "Namespace" | "StorageClass") {
                 continue;
             }
-            if kind_info(&kind).is_some_and(|k| k.namespaced)
-                && !SYSTEM_NAMESPACES.contains(&ns.as_str())
-            {
-                continue;
-            }
-            if let Some(cur) =
-                self.get(&object_path(&kind, &ns, &name))
-                    .await
-                    .or_else(|e| match e {
-                        // A kind the server does not serve yet (helm CRDs): nothing of it exists.
-                        LoadError::Api {
-                            code: Some(404), ..
-                        } => Ok(None),
-                        e => Err(e),
-                    })?
-                && cur["metadata"]["labels"][FIXTURE_LABEL.0] != FIXTURE_LABEL.1
-            {
+            let cur = self
+                .get(&object_path(&kind, &ns, &name))
+                .await
+                .or_else(|e| match e {
+                    // A kind the server does not serve yet (helm CRDs): nothing of it exists.
+                    LoadError::Api {
+                        code: Some(404), ..
+                    } => Ok(None),
+                    e => Err(e),
+                })?;
+            let Some(cur) = cur else { continue };
+            let at = if ns.is_empty() {
+                name.clone()
+            } else {
+                format!("{ns}/{name}")
+            };
+            if cur["metadata"]["labels"][FIXTURE_LABEL.0] == FIXTURE_LABEL.1 {
                 return Err(LoadError::Premise(format!(
-                    "{kind} {}{name} exists and was not created by the fixture loader (no label \
-                     {}={}): load seed 004 into a disposable API server (kube-apiserver with \
-                     kube-controller-manager and kube-scheduler, no k3s add-ons, no nodes of \
-                     these names), not into a cluster that has its own",
-                    if ns.is_empty() {
-                        String::new()
-                    } else {
-                        format!("{ns}/")
-                    },
-                    FIXTURE_LABEL.0,
-                    FIXTURE_LABEL.1
+                    "{kind} {at} is already there from an earlier load: clean first \
+                     (`kubeapi-load --clean`, `Loader::clean`)"
                 )));
             }
+            return Err(LoadError::Premise(format!(
+                "{kind} {at} exists and was not created by the fixture loader (no label \
+                 {}={}): load seed 004 into a disposable API server (kube-apiserver with \
+                 kube-controller-manager and kube-scheduler, no k3s add-ons, no nodes of \
+                 these names), not into a cluster that has its own",
+                FIXTURE_LABEL.0, FIXTURE_LABEL.1
+            )));
         }
         Ok(())
     }

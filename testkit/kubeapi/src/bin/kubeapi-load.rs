@@ -15,7 +15,9 @@ use k3splan_testkit_kubeapi::SEED004_YAML;
 use k3splan_testkit_kubeapi::loader::{Loader, fixture_docs};
 
 fn usage() -> ! {
-    eprintln!("usage: kubeapi-load --kubeconfig PATH [--fixture FILE|seed004] [--clean] [--no-load]");
+    eprintln!(
+        "usage: kubeapi-load --kubeconfig PATH [--fixture FILE|seed004] [--clean] [--no-load]"
+    );
     std::process::exit(2)
 }
 
