@@ -524,7 +524,7 @@ impl Store {
             .get("metadata")
             .and_then(|m| m.get("resourceVersion"))
             .and_then(Value::as_str)
-            && Some(rv) != meta(&old, "resourceVersion").as_deref()
+            && Some(rv) != meta(old, "resourceVersion").as_deref()
         {
             return Err(ApiError::new(
                 409,
