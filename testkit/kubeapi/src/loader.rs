@@ -704,8 +704,9 @@ impl Loader {
                 continue;
             };
             let uid = s(&ds, &["metadata", "uid"]);
-            let revs = match self.get(&collection("ControllerRevision", &ns)).await {
-                Ok(Some(l)) => l["items"].as_array().cloned().unwrap_or_default(),
+            let revisions = collection("ControllerRevision", &ns);
+            match self.get(&revisions).await {
+                Ok(Some(_)) => {}
                 Ok(None)
                 | Err(LoadError::Api {
                     code: Some(404), ..
@@ -716,29 +717,27 @@ impl Loader {
                     continue;
                 }
                 Err(e) => return Err(e),
-            };
+            }
             let hash = self
                 .wait(
                     &format!("DaemonSet {ns}/{name} to record its revision"),
                     || {
-                        let revs = revs.clone();
-                        let uid = uid.clone();
-                        let path = collection("ControllerRevision", &ns);
+                        let uid = json!(uid.as_str());
+                        let revisions = revisions.clone();
                         async move {
-                            let revs = if revs.is_empty() {
-                                self.items(&path).await?
-                            } else {
-                                revs
-                            };
-                            let best = revs
-                                .iter()
+                            let best = self
+                                .items(&revisions)
+                                .await?
+                                .into_iter()
                                 .filter(|r| {
                                     r["metadata"]["ownerReferences"]
                                         .as_array()
-                                        .is_some_and(|a| a.iter().any(|o| o["uid"] == json!(uid)))
+                                        .is_some_and(|a| a.iter().any(|o| o["uid"] == uid))
                                 })
                                 .max_by_key(|r| r["revision"].as_i64().unwrap_or(0))
-                                .map(|r| s(r, &["metadata", "labels", "controller-revision-hash"]));
+                                .map(|r| {
+                                    s(&r, &["metadata", "labels", "controller-revision-hash"])
+                                });
                             Ok(best
                                 .filter(|h| !h.is_empty())
                                 .ok_or_else(|| "no ControllerRevision owned by it".to_string()))
