@@ -9,7 +9,8 @@
 //!   when it does not (connection-level failures only, never a 401/403), uses the first
 //!   fallback that does ([`KubeProvider::failover_note`] says which; `failover` module).
 //! - [`KubeProvider::observe`] reads nodes, pods, PVCs, PVs and add-ons into slim structs
-//!   ([`ClusterObservation`]), concurrently, with `resourceVersion=0`, gzip and optional paging.
+//!   ([`ClusterObservation`]), concurrently, gzip, either unpaged with `resourceVersion=0` (the watch cache) or paged
+//!   (`limit`/`continue`, a consistent read: the watch cache would ignore `limit`).
 //!   An API that cannot be reached is [`KubeError::Unreachable`], never an empty cluster.
 //! - The act functions ([`KubeProvider::cordon`], [`KubeProvider::drain`],
 //!   [`KubeProvider::delete_node`], [`KubeProvider::rebind_volume`],
@@ -49,9 +50,14 @@ pub struct KubeSettings {
     /// Read timeout of one response (large lists need more).
     pub read_timeout: Duration,
     /// `limit` for list calls; `None` lists each kind in one response (faster, more memory).
+    /// With a page size, lists are consistent reads (no `resourceVersion`) that follow
+    /// `continue`: a real API server ignores `limit` when `resourceVersion=0`, so
+    /// [`Self::resource_version_zero`] does not apply to paged lists. A continue token that
+    /// expires between pages (410 Gone) restarts the list from its first page (twice at most).
     pub page_size: Option<u32>,
-    /// Send `resourceVersion=0` on first list pages (served from the API server's cache; may be
-    /// slightly stale, which is fine at plan time since apply re-observes).
+    /// Send `resourceVersion=0` on unpaged lists (served from the API server's watch cache;
+    /// may be slightly stale, which is fine at plan time since apply re-observes). Ignored
+    /// when [`Self::page_size`] is set.
     pub resource_version_zero: bool,
     /// Other addresses of the same API server (same CA, same credentials), in order of
     /// preference: when the kubeconfig's server does not answer at the connection level,

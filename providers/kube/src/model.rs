@@ -295,8 +295,18 @@ impl ClusterObservation {
 
     /// Stateful pods of a node: pods on it, or pods waiting for it (unscheduled), that mount a PVC
     /// whose local volume is on `node`; with those PVCs.
+    ///
+    /// One workload's claim counts once: when the pod on the node is being deleted (the
+    /// `node.kubernetes.io/unreachable` NoExecute taint evicts it after its 300 s toleration;
+    /// with no kubelet to confirm, it stays Terminating), its ReplicaSet does not count
+    /// terminating pods and creates a replacement, which mounts the same claim and stays
+    /// Pending, unscheduled (its volume is pinned to the lost node). That replacement is the
+    /// same stateful pod waiting for the same volume, not a second one: it is left out when a
+    /// pod of the same owner on a node mounts the same claim. (A StatefulSet recreates a pod
+    /// only once the old one is gone: its pods never overlap.)
     pub fn stateful_on<'a>(&'a self, node: &'a str) -> Vec<(&'a PodInfo, Vec<&'a PvcInfo>)> {
-        self.pods
+        let all: Vec<(&PodInfo, Vec<&PvcInfo>)> = self
+            .pods
             .iter()
             .filter_map(|p| {
                 let claims: Vec<&PvcInfo> = p
@@ -311,6 +321,20 @@ impl ClusterObservation {
                     .collect();
                 (!claims.is_empty()).then_some((p, claims))
             })
+            .collect();
+        let replaced = |p: &PodInfo, claims: &[&PvcInfo]| {
+            p.node.is_none()
+                && p.owner.is_some()
+                && all.iter().any(|(q, qc)| {
+                    q.node.is_some()
+                        && q.namespace == p.namespace
+                        && q.owner == p.owner
+                        && qc.iter().any(|c| claims.iter().any(|d| d.name == c.name))
+                })
+        };
+        all.iter()
+            .filter(|(p, claims)| !replaced(p, claims))
+            .cloned()
             .collect()
     }
 }

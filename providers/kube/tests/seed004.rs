@@ -190,13 +190,146 @@ async fn observe_nodes_of_interest_uses_field_selector_and_pages() {
         "{reqs:#?}"
     );
     assert!(
-        reqs.iter()
-            .any(|r| r == "GET /api/v1/pods?limit=3&resourceVersion=0"),
-        "{reqs:#?}"
+        reqs.iter().any(|r| r == "GET /api/v1/pods?limit=3"),
+        "a paged first page is a consistent read, without resourceVersion=0: {reqs:#?}"
     );
 }
 
+/// Issue 19, point 9: `page_size` pages for real. A real API server serves a list with
+/// `resourceVersion=0` from its watch cache and ignores `limit` there, so paged lists must be
+/// consistent reads (no resourceVersion) that follow `continue`. The in-memory API imitates
+/// the real server: with rv=0 it ignores `limit`.
+#[tokio::test]
+async fn page_size_pages_for_real_and_rv0_lists_are_whole() {
+    // Unpaged: one request per kind, from the watch cache.
+    let t = Target::memory(Controllers::default()).await;
+    let obs = t.kube.observe(&request()).await.unwrap();
+    let pod_lists: Vec<String> = t
+        .server()
+        .requests()
+        .into_iter()
+        .filter(|r| r.starts_with("GET /api/v1/pods"))
+        .collect();
+    assert_eq!(
+        pod_lists,
+        vec!["GET /api/v1/pods?resourceVersion=0"],
+        "unpaged: one list from the watch cache"
+    );
+    let all = obs.pods.len();
+    assert_eq!(all, 19, "premise: the seed 004 cluster has 19 pods");
+
+    // The server's side of it: rv=0 with a limit answers the whole list, no continue token.
+    let client = raw_client(&t).await;
+    let rv0: serde_json::Value = client
+        .request(
+            http::Request::get("/api/v1/pods?limit=3&resourceVersion=0")
+                .body(Vec::new())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(rv0["items"].as_array().unwrap().len(), all);
+    assert!(rv0["metadata"]["continue"].is_null(), "{}", rv0["metadata"]);
+
+    // Paged by 3: ceil(19 / 3) = 7 requests for the pods, every one of them 3 items or fewer.
+    let t = Target::memory_with(
+        Controllers::default(),
+        KubeSettings {
+            page_size: Some(3),
+            ..Default::default()
+        },
+    )
+    .await;
+    let obs = t.kube.observe(&request()).await.unwrap();
+    assert_eq!(obs.pods.len(), all, "every pod came back across the pages");
+    let pod_lists: Vec<String> = t
+        .server()
+        .requests()
+        .into_iter()
+        .filter(|r| r.starts_with("GET /api/v1/pods"))
+        .collect();
+    assert_eq!(pod_lists.len(), 7, "{pod_lists:#?}");
+    assert_eq!(pod_lists[0], "GET /api/v1/pods?limit=3");
+    assert!(
+        pod_lists[1..]
+            .iter()
+            .all(|r| r.starts_with("GET /api/v1/pods?limit=3&continue=")),
+        "{pod_lists:#?}"
+    );
+    assert!(
+        !t.server()
+            .requests()
+            .iter()
+            .any(|r| r.contains("limit=") && r.contains("resourceVersion=0")),
+        "limit is never combined with resourceVersion=0"
+    );
+}
+
+/// A continue token that expires between pages (410 Gone, etcd compacted the revision) restarts
+/// the list from its first page; when it keeps expiring, the error says so.
+#[tokio::test]
+async fn an_expired_continue_token_restarts_the_list_then_fails_clearly() {
+    let settings = KubeSettings {
+        page_size: Some(5),
+        ..Default::default()
+    };
+    let t = Target::memory_with(Controllers::default(), settings).await;
+    t.server().expire_continue_tokens(1);
+    let obs = t
+        .kube
+        .observe(&ObserveRequest {
+            pods: PodScope::All,
+            ..ObserveRequest::default()
+        })
+        .await
+        .expect("a list restarted after one expired token");
+    assert_eq!(obs.pods.len(), 19, "the restarted list is whole");
+    // The lists run concurrently: whichever met the expired token was read twice from its
+    // first page; every other list once.
+    let firsts: Vec<String> = t
+        .server()
+        .requests()
+        .into_iter()
+        .filter(|r| r.ends_with("?limit=5"))
+        .collect();
+    let distinct: BTreeSet<&String> = firsts.iter().collect();
+    assert_eq!(
+        firsts.len(),
+        distinct.len() + 1,
+        "exactly one list was restarted: {firsts:#?}"
+    );
+
+    t.server().expire_continue_tokens(100);
+    let err = t
+        .kube
+        .observe(&ObserveRequest {
+            pods: PodScope::All,
+            ..ObserveRequest::default()
+        })
+        .await
+        .unwrap_err();
+    let msg = err.to_string();
+    assert!(matches!(err, KubeError::Api { code: 410, .. }), "{msg}");
+    assert!(
+        msg.contains("continue token expired 3 times") && msg.contains("page_size"),
+        "{msg}"
+    );
+}
+
+async fn raw_client(t: &Target) -> kube::Client {
+    let kc = kube::config::Kubeconfig::read_from(&t.kubeconfig).unwrap();
+    let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default())
+        .await
+        .unwrap();
+    kube::Client::try_from(cfg).unwrap()
+}
+
 async fn cordon_body(t: Target) {
+    let obs = t.kube.observe(&ObserveRequest::default()).await.unwrap();
+    assert!(
+        obs.node(N2).is_some_and(|n| n.schedulable()),
+        "premise: {N2} exists and is schedulable"
+    );
     assert_eq!(t.kube.cordon(N2).await.unwrap(), ActOutcome::Changed);
     assert_eq!(t.kube.cordon(N2).await.unwrap(), ActOutcome::AlreadyDone);
     let obs = t.kube.observe(&ObserveRequest::default()).await.unwrap();
@@ -218,6 +351,20 @@ dual_test!(
 );
 
 async fn drain_pdb_body(t: Target) {
+    // Premises: N3 is Ready and schedulable, and holds MinIO pods and metrics-server.
+    let obs = t.kube.observe(&ObserveRequest::default()).await.unwrap();
+    let n3 = obs.node(N3).expect("premise: node lzx-ha-env-3 exists");
+    assert!(
+        n3.ready == Readiness::Ready && n3.schedulable(),
+        "premise: {N3} Ready and schedulable: {n3:?}"
+    );
+    for prefix in ["minio-2", "monitor-minio-2", "metrics-server-"] {
+        assert!(
+            obs.pods_on(N3)
+                .any(|p| p.name.starts_with(prefix) && !p.terminating),
+            "premise: a {prefix}* pod runs on {N3}"
+        );
+    }
     let report = t
         .kube
         .drain(N3, &quick_drain(DrainMode::Evict, 1500))
@@ -261,10 +408,15 @@ async fn drain_pdb_body(t: Target) {
             .iter()
             .any(|p| p.name == "minio-2" && p.node.as_deref() == Some(N3))
     );
+    // Evicted: gone, or (no kubelet on a real test cluster to confirm it) Terminating.
     assert!(
         !obs.pods
             .iter()
-            .any(|p| p.name.starts_with("metrics-server-") && p.node.as_deref() == Some(N3))
+            .any(|p| p.name.starts_with("metrics-server-")
+                && p.node.as_deref() == Some(N3)
+                && !p.terminating),
+        "{:#?}",
+        obs.pods
     );
     assert_eq!(t.kube.uncordon(N3).await.unwrap(), ActOutcome::Changed);
 }
@@ -275,9 +427,24 @@ dual_test!(
     drain_pdb_body
 );
 
-#[tokio::test]
-async fn drain_of_dead_node_does_not_hang_and_force_delete_clears_it() {
-    let t = Target::memory(Controllers::default()).await;
+async fn drain_dead_body(t: Target) {
+    // Premises: the lost node is not Ready, N2 is, minio-1 runs on the lost node.
+    let obs = t.kube.observe(&ObserveRequest::default()).await.unwrap();
+    assert_ne!(
+        obs.node(DEAD).map(|n| n.ready),
+        Some(Readiness::Ready),
+        "premise: {DEAD} is not Ready"
+    );
+    assert_eq!(
+        obs.node(N2).map(|n| n.ready),
+        Some(Readiness::Ready),
+        "premise: {N2} is Ready"
+    );
+    assert!(
+        obs.pods_on(DEAD)
+            .any(|p| p.name == "minio-1" && !p.terminating),
+        "premise: minio-1 runs on {DEAD}"
+    );
     // Evicting on a dead node: evictions are accepted but the pods stay Terminating
     // (no kubelet) — the seed 004 hang, bounded by the deadline.
     let started = std::time::Instant::now();
@@ -329,22 +496,48 @@ async fn drain_of_dead_node_does_not_hang_and_force_delete_clears_it() {
         .unwrap();
     assert!(again.force_deleted.is_empty() && again.complete());
 }
+dual_test!(
+    drain_of_dead_node_does_not_hang_and_force_delete_clears_it,
+    drain_of_dead_node_does_not_hang_and_force_delete_clears_it_e2e,
+    Controllers::default(),
+    drain_dead_body
+);
 
-#[tokio::test]
-async fn delete_node_is_idempotent_and_its_pods_go() {
-    let t = Target::memory(Controllers::default()).await;
+async fn delete_node_body(t: Target) {
+    let before = t.kube.observe(&request()).await.unwrap();
+    assert!(
+        before.node(DEAD).is_some() && before.pods_on(DEAD).count() > 0,
+        "premise: {DEAD} exists with pods"
+    );
+    assert_eq!(
+        before.pvcs_on(DEAD).count(),
+        3,
+        "premise: three volumes on {DEAD}"
+    );
     assert_eq!(t.kube.delete_node(DEAD).await.unwrap(), ActOutcome::Changed);
     assert_eq!(
         t.kube.delete_node(DEAD).await.unwrap(),
         ActOutcome::AlreadyDone
     );
-    let obs = t.kube.observe(&request()).await.unwrap();
+    // The pod garbage collector removes the pods of a deleted node (a real one after its
+    // quarantine of about 40 s).
+    let obs = common::poll(Duration::from_secs(120), || async {
+        let o = t.kube.observe(&request()).await.unwrap();
+        (o.pods_on(DEAD).count() == 0).then_some(o)
+    })
+    .await
+    .expect("the pods of the deleted node are removed");
     assert!(obs.node(DEAD).is_none());
     assert_eq!(obs.nodes.len(), 2);
-    assert_eq!(obs.pods_on(DEAD).count(), 0);
     // Its local volumes remain, still pinned to the deleted node.
     assert_eq!(obs.pvcs_on(DEAD).count(), 3);
 }
+dual_test!(
+    delete_node_is_idempotent_and_its_pods_go,
+    delete_node_is_idempotent_and_its_pods_go_e2e,
+    Controllers::default(),
+    delete_node_body
+);
 
 /// Seed 004 steps 2 and 5 for a StatefulSet: delete the node, join a new one, cordon the
 /// others, rebind `export-minio-1`: the controller recreates PVC and pod on the new node.
@@ -552,8 +745,18 @@ async fn refuse_body(t: Target) {
         .pvcs
         .iter()
         .find(|p| p.name == "export-minio-0")
-        .unwrap()
+        .expect("premise: export-minio-0 exists")
         .clone();
+    assert_eq!(
+        m0.local_node.as_deref(),
+        Some(N2),
+        "premise: export-minio-0 is on {N2}"
+    );
+    assert_eq!(
+        obs.node(N2).map(|n| n.ready),
+        Some(Readiness::Ready),
+        "premise: {N2} is Ready"
+    );
     for lost in [N2, DEAD] {
         let req = RebindRequest {
             namespace: "onecloud-minio".into(),
@@ -596,9 +799,18 @@ dual_test!(
     refuse_body
 );
 
-#[tokio::test]
-async fn rebind_refuses_a_policy_that_does_not_match_the_owner() {
-    let t = Target::memory(Controllers::default()).await;
+async fn policy_mismatch_body(t: Target) {
+    let before = t.kube.observe(&request()).await.unwrap();
+    let owner = before
+        .pods
+        .iter()
+        .find(|p| p.pvcs.iter().any(|c| c == "default-victoria-metrics"))
+        .and_then(|p| p.owner.clone());
+    assert_eq!(
+        owner.map(|o| o.kind),
+        Some(WorkloadKind::Deployment),
+        "premise: default-victoria-metrics is mounted by a Deployment's pod"
+    );
     let req = RebindRequest {
         namespace: "onecloud".into(),
         pvc: "default-victoria-metrics".into(),
@@ -618,8 +830,21 @@ async fn rebind_refuses_a_policy_that_does_not_match_the_owner() {
             .any(|p| p.name == "default-victoria-metrics" && !p.terminating)
     );
 }
+dual_test!(
+    rebind_refuses_a_policy_that_does_not_match_the_owner,
+    rebind_refuses_a_policy_that_does_not_match_the_owner_e2e,
+    Controllers::default(),
+    policy_mismatch_body
+);
 
 async fn addon_body(t: Target) {
+    let before = t.kube.observe(&request()).await.unwrap();
+    let coredns = before.addons.iter().find(|a| a.name == "coredns");
+    assert_eq!(
+        coredns.map(|c| (c.found, c.replicas)),
+        Some((true, 1)),
+        "premise: kube-system/coredns runs one replica"
+    );
     let change = AddonChange {
         namespace: "kube-system".into(),
         name: "coredns".into(),
@@ -774,14 +999,43 @@ async fn kubeconfig_context_is_selected_like_kubectl() {
     assert!(err.to_string().contains("missing"), "{err}");
 }
 
-#[tokio::test]
-async fn drain_leaves_unmanaged_pods_unless_asked() {
-    let t = Target::memory(Controllers::default()).await;
+async fn unmanaged_body(t: Target) {
+    let obs = t.kube.observe(&ObserveRequest::default()).await.unwrap();
+    assert_eq!(
+        obs.node(N2).map(|n| (n.ready, n.unschedulable)),
+        Some((Readiness::Ready, false)),
+        "premise: {N2} Ready and schedulable"
+    );
+    // A bare pod, created through the API (status through /status), labelled as the fixture's
+    // so that the e2e clean-up removes it.
+    let (k, v) = k3splan_testkit_kubeapi::loader::FIXTURE_LABEL;
+    let client = raw_client(&t).await;
     let bare = serde_json::json!({"apiVersion": "v1", "kind": "Pod",
-        "metadata": {"name": "debug-shell", "namespace": "default"},
-        "spec": {"nodeName": N2, "containers": [{"name": "sh", "image": "busybox"}]},
-        "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]}});
-    t.server().load_values(vec![bare]).unwrap();
+        "metadata": {"name": "debug-shell", "namespace": "default", "labels": {k: v}},
+        "spec": {"nodeName": N2, "containers": [{"name": "sh", "image": "busybox"}]}});
+    client
+        .request::<serde_json::Value>(
+            http::Request::post("/api/v1/namespaces/default/pods")
+                .header("content-type", "application/json")
+                .body(bare.to_string().into_bytes())
+                .unwrap(),
+        )
+        .await
+        .expect("create the bare pod");
+    client
+        .request::<serde_json::Value>(
+            http::Request::patch("/api/v1/namespaces/default/pods/debug-shell/status")
+                .header("content-type", "application/merge-patch+json")
+                .body(
+                    serde_json::json!({"status": {"phase": "Running",
+                        "conditions": [{"type": "Ready", "status": "True"}]}})
+                    .to_string()
+                    .into_bytes(),
+                )
+                .unwrap(),
+        )
+        .await
+        .expect("set the bare pod's status");
     let report = t
         .kube
         .drain(N2, &quick_drain(DrainMode::Evict, 1500))
@@ -804,7 +1058,14 @@ async fn drain_leaves_unmanaged_pods_unless_asked() {
         report.evicted.contains(&"default/debug-shell".to_string()),
         "{report:#?}"
     );
+    t.kube.uncordon(N2).await.unwrap();
 }
+dual_test!(
+    drain_leaves_unmanaged_pods_unless_asked,
+    drain_leaves_unmanaged_pods_unless_asked_e2e,
+    Controllers::default(),
+    unmanaged_body
+);
 
 /// `PodScope::Namespaces` (what `k3splan plan` uses: the namespaces of its storage blocks)
 /// lists only those namespaces' pods and still finds the stateful pods of the dead node.
@@ -976,9 +1237,7 @@ dual_test!(
 
 /// A drain blocked by a PodDisruptionBudget is explained: namespace/name, the API's reason
 /// and what to do, not Rust Debug.
-#[tokio::test]
-async fn issue13_a_drain_blocked_by_a_pdb_says_which_pod_why_and_what_to_do() {
-    let t = Target::memory(Controllers::default()).await;
+async fn pdb_message_body(t: Target) {
     let report = t
         .kube
         .drain(N3, &quick_drain(DrainMode::Evict, 800))
@@ -1010,4 +1269,199 @@ async fn issue13_a_drain_blocked_by_a_pdb_says_which_pod_why_and_what_to_do() {
         assert!(line.contains("kubectl get pdb -n "), "{line}");
     }
     t.kube.uncordon(N3).await.unwrap();
+}
+dual_test!(
+    issue13_a_drain_blocked_by_a_pdb_says_which_pod_why_and_what_to_do,
+    issue13_a_drain_blocked_by_a_pdb_says_which_pod_why_and_what_to_do_e2e,
+    Controllers::default(),
+    pdb_message_body
+);
+
+/// Issue 19, point 8: after the 300 s `node.kubernetes.io/unreachable` toleration, the taint
+/// eviction controller deletes the pods of the lost node; without a kubelet they stay
+/// Terminating, and the ReplicaSet (which does not count terminating pods) creates a
+/// replacement that mounts the same claim and stays Pending. That replacement is the same
+/// stateful pod waiting for the same volume: `stateful_on` counts the workload once.
+async fn eviction_replacement_body(t: Target) {
+    const PVC: &str = "default-victoria-metrics";
+    let before = t.kube.observe(&request()).await.unwrap();
+    let old = before
+        .pods_on(DEAD)
+        .find(|p| p.pvcs.iter().any(|c| c == PVC))
+        .expect("premise: the victoria-metrics pod is on the lost node")
+        .clone();
+    assert!(!old.terminating, "premise: {old:?}");
+    assert_eq!(
+        before.stateful_on(DEAD).len(),
+        3,
+        "premise: three stateful pods on the lost node"
+    );
+
+    // What the taint eviction controller does: a graceful DELETE.
+    let client = raw_client(&t).await;
+    client
+        .request::<serde_json::Value>(
+            http::Request::delete(format!(
+                "/api/v1/namespaces/{}/pods/{}",
+                old.namespace, old.name
+            ))
+            .body(Vec::new())
+            .unwrap(),
+        )
+        .await
+        .expect("delete the pod as the taint eviction controller does");
+    let after = common::poll(Duration::from_secs(60), || async {
+        let o = t.kube.observe(&request()).await.unwrap();
+        let users = o
+            .pods
+            .iter()
+            .filter(|p| p.pvcs.iter().any(|c| c == PVC))
+            .count();
+        (users == 2).then_some(o)
+    })
+    .await
+    .expect("the ReplicaSet created a replacement pod beside the terminating one");
+    let users: Vec<&PodInfo> = after
+        .pods
+        .iter()
+        .filter(|p| p.pvcs.iter().any(|c| c == PVC))
+        .collect();
+    let terminating = users.iter().find(|p| p.name == old.name).unwrap();
+    assert!(terminating.terminating, "{terminating:?}");
+    let replacement = users.iter().find(|p| p.name != old.name).unwrap();
+    assert_eq!(
+        (replacement.node.as_deref(), replacement.phase.as_str()),
+        (None, "Pending"),
+        "{replacement:?}"
+    );
+    assert_eq!(replacement.owner, old.owner);
+
+    let on_dead = after.stateful_on(DEAD);
+    let vm: Vec<&str> = on_dead
+        .iter()
+        .filter(|(_, c)| c.iter().any(|c| c.name == PVC))
+        .map(|(p, _)| p.name.as_str())
+        .collect();
+    assert_eq!(
+        vm,
+        vec![old.name.as_str()],
+        "one stateful pod per workload and claim: the one on the node"
+    );
+    assert_eq!(on_dead.len(), 3, "still three stateful pods: {on_dead:#?}");
+}
+dual_test!(
+    stateful_on_counts_an_eviction_replacement_once,
+    stateful_on_counts_an_eviction_replacement_once_e2e,
+    Controllers::all(),
+    eviction_replacement_body
+);
+
+/// Issue 19, point 8: the fixture loader puts seed 004 on an API server through the API the
+/// way a real server needs it (server uids, status through `/status`, adoption by the
+/// controllers, volumes bound to the claims' real uids, revision labels), and the result
+/// observes as the fixture written straight into storage does; cleaning removes all of it and
+/// a second load works (the e2e tests' set-up and clean-up).
+#[tokio::test]
+async fn the_loader_puts_seed004_on_a_server_through_the_api_and_cleans_it() {
+    // No operator: a real server has none, and it would recreate its Deployment while the
+    // fixture is cleaned.
+    let controllers = Controllers {
+        operator_label: None,
+        ..Controllers::all()
+    };
+    let bulk = Target::memory(controllers.clone()).await;
+    let loaded = Target::memory_via_loader(controllers).await;
+    let want = bulk.kube.observe(&request()).await.unwrap();
+    let got = loaded.kube.observe(&request()).await.unwrap();
+    assert_eq!(view(&got), view(&want));
+    assert_eq!(stateful_summary(&got, DEAD), stateful_summary(&want, DEAD));
+    // The uids are the server's: none of the fixture's `uid-...` survived.
+    assert!(got.pods.iter().all(|p| !p.uid.starts_with("uid-")));
+    assert!(got.pvcs.iter().all(|p| !p.uid.starts_with("uid-")));
+    // Revision labels, as the controllers write them.
+    let minio1 = got.pods.iter().find(|p| p.name == "minio-1").unwrap();
+    let sts = loaded
+        .server()
+        .store()
+        .get(
+            k3splan_testkit_kubeapi::store::ty("StatefulSet"),
+            "onecloud-minio",
+            "minio",
+        )
+        .unwrap();
+    assert_eq!(
+        minio1
+            .labels
+            .get("controller-revision-hash")
+            .map(String::as_str),
+        sts["status"]["updateRevision"].as_str()
+    );
+    assert_eq!(
+        minio1
+            .labels
+            .get("statefulset.kubernetes.io/pod-name")
+            .map(String::as_str),
+        Some("minio-1")
+    );
+    // The whole observe test holds on the loaded cluster too.
+    observe_seed004_body(Target::memory_via_loader(Controllers::all()).await).await;
+
+    // Clean, then load again: the same cluster.
+    let loader = k3splan_testkit_kubeapi::loader::Loader::from_kubeconfig(&loaded.kubeconfig)
+        .await
+        .unwrap();
+    let docs = k3splan_testkit_kubeapi::loader::fixture_docs(k3splan_testkit_kubeapi::SEED004_YAML)
+        .unwrap();
+    loaded.kube.cordon(N2).await.unwrap();
+    loader.clean(&docs).await.expect("clean");
+    let empty = loaded.kube.observe(&request()).await.unwrap();
+    assert!(
+        empty.nodes.is_empty() && empty.pods.is_empty() && empty.pvcs.is_empty(),
+        "{empty:#?}"
+    );
+    loader.load(&docs).await.expect("a second load");
+    let again = loaded.kube.observe(&request()).await.unwrap();
+    assert_eq!(view(&again), view(&want), "the cordon did not survive");
+    // Premises: no load over an earlier one, nor over objects the loader did not make.
+    let err = loader.load(&docs).await.unwrap_err().to_string();
+    assert!(err.contains("already there from an earlier load"), "{err}");
+    let over_bulk = k3splan_testkit_kubeapi::loader::Loader::from_kubeconfig(&bulk.kubeconfig)
+        .await
+        .unwrap();
+    let err = over_bulk.load(&docs).await.unwrap_err().to_string();
+    assert!(
+        err.contains("was not created by the fixture loader") && err.contains("lzx-ha-env"),
+        "{err}"
+    );
+}
+
+/// What the tests rely on, without uids and times.
+fn view(o: &ClusterObservation) -> Vec<String> {
+    let mut v: Vec<String> = Vec::new();
+    for n in &o.nodes {
+        v.push(format!(
+            "node {} {:?} unschedulable={} taints={:?} ip={:?}",
+            n.name,
+            n.ready,
+            n.unschedulable,
+            n.taints.iter().map(|t| &t.key).collect::<Vec<_>>(),
+            n.internal_ip
+        ));
+    }
+    for p in &o.pods {
+        v.push(format!(
+            "pod {}/{} node={:?} phase={} ready={} terminating={} mirror={} owner={:?} pvcs={:?}",
+            p.namespace, p.name, p.node, p.phase, p.ready, p.terminating, p.mirror, p.owner, p.pvcs
+        ));
+    }
+    for c in &o.pvcs {
+        v.push(format!(
+            "pvc {}/{} {} node={:?} volume={:?} used_by={:?}",
+            c.namespace, c.name, c.phase, c.local_node, c.volume, c.used_by
+        ));
+    }
+    for a in &o.addons {
+        v.push(format!("{a:?}"));
+    }
+    v
 }

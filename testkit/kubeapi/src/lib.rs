@@ -18,6 +18,7 @@
 
 #![warn(missing_docs)]
 
+pub mod loader;
 pub mod select;
 pub mod store;
 pub mod synthetic;
@@ -109,6 +110,7 @@ struct Shared {
     store: Mutex<Store>,
     requests: Mutex<Vec<String>>,
     gzip_requests: std::sync::atomic::AtomicUsize,
+    expire_continue: std::sync::atomic::AtomicUsize,
     git_version: String,
     bearer_token: Option<String>,
 }
@@ -191,6 +193,7 @@ impl KubeApiServer {
             }),
             requests: Mutex::new(Vec::new()),
             gzip_requests: Default::default(),
+            expire_continue: Default::default(),
             git_version: opts.git_version.clone(),
             bearer_token: opts.bearer_token.clone(),
         });
@@ -291,6 +294,15 @@ impl KubeApiServer {
         self.shared
             .gzip_requests
             .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// The next `n` list requests that carry a `continue` token answer `410 Gone` (reason
+    /// `Expired`), as a real API server does once etcd has compacted the revision the token
+    /// was issued at (about five minutes after the first page).
+    pub fn expire_continue_tokens(&self, n: usize) {
+        self.shared
+            .expire_continue
+            .store(n, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Loads a multi-document YAML fixture (documents may be `kind: List`).
@@ -642,7 +654,35 @@ async fn handle(
                 });
             }
             let (labels, fields) = selectors(&q)?;
-            let limit = q.get("limit").and_then(|l| l.parse::<usize>().ok());
+            let cont = q.get("continue").filter(|c| !c.is_empty());
+            if cont.is_some()
+                && sh
+                    .expire_continue
+                    .fetch_update(
+                        std::sync::atomic::Ordering::Relaxed,
+                        std::sync::atomic::Ordering::Relaxed,
+                        |n| n.checked_sub(1),
+                    )
+                    .is_ok()
+            {
+                // The real server's message (apiserver storage/etcd3/store.go, `GetList`).
+                return Err(ApiError {
+                    code: 410,
+                    reason: "Expired".into(),
+                    message: "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter, or use the continue token in this response to retrieve the remainder of the results. Continuing with the provided token results in an inconsistent list - objects that were created, modified, or deleted between the time the first chunk was returned and now may show up in the list.".into(),
+                    causes: vec![],
+                });
+            }
+            // A list with `resourceVersion=0` is served from the watch cache, which ignores
+            // `limit` (kubernetes staging/src/k8s.io/apiserver/pkg/storage/cacher/cacher.go,
+            // `computeListLimit`: "the limit is ignored for requests that set RV == 0"): the
+            // whole list in one response, no `continue`. Without `resourceVersion` (a
+            // consistent read) or with a continue token, `limit` pages.
+            let rv0 = q.get("resourceVersion").is_some_and(|rv| rv == "0") && cont.is_none();
+            let limit = q
+                .get("limit")
+                .and_then(|l| l.parse::<usize>().ok())
+                .filter(|_| !rv0);
             let page = {
                 let st = sh.store.lock().unwrap_or_else(|p| p.into_inner());
                 st.list(
@@ -651,7 +691,7 @@ async fn handle(
                     &labels,
                     &fields,
                     limit,
-                    q.get("continue").map(String::as_str),
+                    cont.map(String::as_str),
                 )?
             };
             let mut m = json!({"resourceVersion": page.resource_version.to_string()});
@@ -694,7 +734,7 @@ async fn handle(
                 .store
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
-                .create(t, ns_s, v)?;
+                .create_via_api(t, ns_s, v)?;
             Ok(value_response(StatusCode::CREATED, &out))
         }
         (Method::POST, Some(n), Some("eviction")) if tp.kind == "Pod" => {
@@ -709,26 +749,29 @@ async fn handle(
                 &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}),
             ))
         }
-        (Method::PUT, Some(n), None | Some("status")) => {
+        (Method::PUT, Some(n), sub @ (None | Some("status"))) => {
             let v = parse_body(&body)?;
             let out = sh
                 .store
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
-                .replace(t, ns_s, n, v)?;
+                .update_via_api(t, ns_s, n, None, Some(v), sub.is_some())?;
             Ok(value_response(StatusCode::OK, &out))
         }
-        (Method::PATCH, Some(n), None | Some("status")) => {
+        (Method::PATCH, Some(n), sub @ (None | Some("status"))) => {
             let ct = headers
                 .get(header::CONTENT_TYPE)
                 .and_then(|h| h.to_str().ok())
                 .unwrap_or("application/merge-patch+json");
             let v = parse_body(&body)?;
-            let out = sh
-                .store
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .patch(t, ns_s, n, ct, &v)?;
+            let mut st = sh.store.lock().unwrap_or_else(|p| p.into_inner());
+            let out = if ct.starts_with("application/apply-patch") && st.get(t, ns_s, n).is_err() {
+                let mut v = v;
+                v["metadata"]["name"] = json!(n);
+                st.create_via_api(t, ns_s, v)?
+            } else {
+                st.update_via_api(t, ns_s, n, Some((ct, &v)), None, sub.is_some())?
+            };
             Ok(value_response(StatusCode::OK, &out))
         }
         (Method::PATCH | Method::PUT, Some(n), Some("scale")) => {

@@ -340,3 +340,75 @@ async fn a_node_going_silent_blocks_scheduling_and_graceful_deletes() {
         Some("lzx-ha-env-3")
     );
 }
+
+/// Issue 19, point 8: what a real API server does with status and uids written through the
+/// API, so that tests cannot lean on a lenient stand-in. A created Pod starts Pending whatever
+/// status it was sent (pod/strategy.go `PrepareForCreate`), a Node keeps its status (the
+/// kubelet registers that way), the uid is the server's, an update of the object keeps its
+/// status, and the `status` subresource changes the status only.
+#[tokio::test]
+async fn status_and_uids_follow_the_real_create_and_update_strategies() {
+    let server = KubeApiServer::start(ServerOptions::default())
+        .await
+        .unwrap();
+    let c = client(&server).await;
+    // A Node keeps the status it is created with.
+    let nodes: Api<Node> = Api::all(c.clone());
+    let node: Node = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "n1"},
+        "status": {"conditions": [{"type": "Ready", "status": "True"}]}}))
+    .unwrap();
+    let n = nodes.create(&PostParams::default(), &node).await.unwrap();
+    assert_eq!(n.status.unwrap().conditions.unwrap()[0].status, "True");
+
+    let pods: Api<Pod> = Api::namespaced(c.clone(), "default");
+    let sent: Pod = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "p", "uid": "00000000-0000-0000-0000-000000000001", "labels": {"a": "1"}},
+        "spec": {"nodeName": "n1", "containers": [{"name": "c", "image": "busybox"}]},
+        "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]}}))
+    .unwrap();
+    let created = pods.create(&PostParams::default(), &sent).await.unwrap();
+    assert_ne!(
+        created.metadata.uid.as_deref(),
+        Some("00000000-0000-0000-0000-000000000001"),
+        "the uid is the server's"
+    );
+    let status = created.status.clone().unwrap();
+    assert_eq!(status.phase.as_deref(), Some("Pending"), "{status:?}");
+    assert!(status.conditions.is_none(), "{status:?}");
+
+    // Status through the object: ignored; labels change.
+    let p = pods
+        .patch(
+            "p",
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"metadata": {"labels": {"a": "2"}}, "status": {"phase": "Running"}})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(p.status.unwrap().phase.as_deref(), Some("Pending"));
+    assert_eq!(p.metadata.labels.unwrap()["a"], "2");
+    // Through the status subresource: the status changes, labels and spec do not.
+    let p = pods
+        .patch_status(
+            "p",
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"metadata": {"labels": {"a": "3"}},
+                "spec": {"nodeName": "elsewhere"}, "status": {"phase": "Running"}})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(p.status.unwrap().phase.as_deref(), Some("Running"));
+    assert_eq!(p.metadata.labels.unwrap()["a"], "2");
+    assert_eq!(p.spec.unwrap().node_name.as_deref(), Some("n1"));
+
+    // A PVC starts Pending.
+    let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(c.clone(), "default");
+    let pvc: PersistentVolumeClaim = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "d"},
+        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}},
+        "status": {"phase": "Bound"}}))
+    .unwrap();
+    let created = pvcs.create(&PostParams::default(), &pvc).await.unwrap();
+    assert_eq!(created.status.unwrap().phase.as_deref(), Some("Pending"));
+}

@@ -186,10 +186,11 @@ async fn a_compact_store_answers_with_the_same_bytes_as_a_normal_one() {
     assert_eq!(items(&gold), 1);
     let (_, moved) = get("/api/v1/pods?fieldSelector=spec.nodeName%3Dnode-0007").await;
     assert!(moved.contains("app-00005-7d9f8b6c5d-x0005"));
+    // Status through the status subresource (a PATCH of the pod itself keeps its status).
     let (code, _) = check(
         &all,
         "PATCH",
-        pod,
+        &format!("{pod}/status"),
         r#"[{"op":"replace","path":"/status/phase","value":"Failed"}]"#,
         "application/json-patch+json",
     )

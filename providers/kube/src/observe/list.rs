@@ -1,6 +1,6 @@
-//! Reading objects into slim structs: GET one, or list a kind (`resourceVersion=0` unless a
-//! fresh read is asked for, optional paging, label and field selectors), decoding large bodies
-//! off the async runtime.
+//! Reading objects into slim structs: GET one, or list a kind (unpaged with
+//! `resourceVersion=0` unless a fresh read is asked for; paged as a consistent read with
+//! `limit`/`continue`; label and field selectors), decoding large bodies off the async runtime.
 
 use serde::de::DeserializeOwned;
 
@@ -69,6 +69,60 @@ impl KubeProvider {
         field_selector: Option<&str>,
         rv0: bool,
     ) -> Result<Vec<T>, KubeError> {
+        // A list restarted after its continue token expired (410 Gone) is read again from
+        // the start; after this many restarts the list is reported as failed.
+        const RESTARTS: u32 = 2;
+        let mut restarts = 0;
+        loop {
+            match self
+                .list_pages::<T>(path, label_selector, field_selector, rv0)
+                .await
+            {
+                Err(ListErr::Expired(url, status)) if restarts < RESTARTS => {
+                    restarts += 1;
+                    tracing::debug!(
+                        "GET {url}: continue token expired (410 {}), restarting the list ({restarts}/{RESTARTS})",
+                        status.reason
+                    );
+                }
+                Err(ListErr::Expired(url, status)) => {
+                    return Err(KubeError::Api {
+                        endpoint: self.endpoint.clone(),
+                        call: format!("GET {url}"),
+                        code: status.code,
+                        reason: status.reason.clone(),
+                        message: format!(
+                            "the list's continue token expired {} times in a row (the API server \
+                             compacted etcd while the pages were read); restarted {RESTARTS} times: \
+                             {}. A larger page_size (fewer pages) or no page_size reads the list \
+                             in less time",
+                            RESTARTS + 1,
+                            status.message.trim_end_matches('.')
+                        ),
+                    });
+                }
+                Err(ListErr::Other(e)) => return Err(e),
+                Ok(v) => return Ok(v),
+            }
+        }
+    }
+
+    /// One pass over the pages of a list.
+    ///
+    /// Without `page_size`: one request, `resourceVersion=0` when `rv0` (served from the API
+    /// server's watch cache). With `page_size`: `limit=N` and no `resourceVersion` on the first
+    /// page (a consistent, "most recent" read), then `continue` until the server stops sending
+    /// it. `resourceVersion=0` is never combined with `limit`: the watch cache ignores `limit`
+    /// for rv=0 (kubernetes `staging/src/k8s.io/apiserver/pkg/storage/cacher/cacher.go`,
+    /// `computeListLimit`: "the limit is ignored for requests that set RV == 0"), so the whole
+    /// list would come back in one response and `page_size` would do nothing.
+    async fn list_pages<T: DeserializeOwned + Send + 'static>(
+        &self,
+        path: &str,
+        label_selector: Option<&str>,
+        field_selector: Option<&str>,
+        rv0: bool,
+    ) -> Result<Vec<T>, ListErr> {
         let mut out = Vec::new();
         let mut cont: Option<String> = None;
         loop {
@@ -79,13 +133,14 @@ impl KubeProvider {
             if let Some(f) = field_selector {
                 q.push(format!("fieldSelector={}", enc(f)));
             }
-            if let Some(n) = self.settings.page_size {
+            let paged = self.settings.page_size.filter(|n| *n > 0);
+            if let Some(n) = paged {
                 q.push(format!("limit={n}"));
             }
             match &cont {
                 // resourceVersion must not be combined with continue.
                 Some(c) => q.push(format!("continue={}", enc(c))),
-                None if rv0 => q.push("resourceVersion=0".into()),
+                None if rv0 && paged.is_none() => q.push("resourceVersion=0".into()),
                 None => {}
             }
             let url = if q.is_empty() {
@@ -97,18 +152,22 @@ impl KubeProvider {
             // The body is read into one buffer and parsed from bytes: `request_text` would
             // collect it, copy it twice (`to_vec`, `String`) and validate it as UTF-8 first,
             // which for a 100 MB list was most of the plan's page faults and memmove.
-            let body = self
-                .client
-                .request_stream(req)
-                .await
-                .map_err(|e| self.map_err(&format!("GET {url}"), e))?;
+            let body = match self.client.request_stream(req).await {
+                Ok(b) => b,
+                Err(kube::Error::Api(s)) if s.code == 410 && cont.is_some() => {
+                    return Err(ListErr::Expired(url, s));
+                }
+                Err(e) => return Err(ListErr::Other(self.map_err(&format!("GET {url}"), e))),
+            };
             let mut bytes = Vec::new();
             futures::io::AsyncReadExt::read_to_end(&mut Box::pin(body), &mut bytes)
                 .await
-                .map_err(|e| self.map_err(&format!("GET {url}"), kube::Error::ReadEvents(e)))?;
-            let page: SList<T> = decode_list(bytes)
-                .await
-                .map_err(|e| self.map_err(&format!("GET {url}"), kube::Error::SerdeError(e)))?;
+                .map_err(|e| {
+                    ListErr::Other(self.map_err(&format!("GET {url}"), kube::Error::ReadEvents(e)))
+                })?;
+            let page: SList<T> = decode_list(bytes).await.map_err(|e| {
+                ListErr::Other(self.map_err(&format!("GET {url}"), kube::Error::SerdeError(e)))
+            })?;
             out.extend(page.items);
             match page.metadata.cont.filter(|c| !c.is_empty()) {
                 Some(c) => cont = Some(c),
@@ -117,6 +176,14 @@ impl KubeProvider {
         }
         Ok(out)
     }
+}
+
+/// Why one pass over a list's pages stopped.
+enum ListErr {
+    /// A continuation page answered 410 Gone (`Expired`): the token outlived etcd's
+    /// compaction (about five minutes); the list can be restarted from the first page.
+    Expired(String, Box<kube::core::Status>),
+    Other(KubeError),
 }
 
 /// Bodies above this size are decoded on a blocking thread.

@@ -1,5 +1,5 @@
-//! Reading the cluster into slim structs: one list per kind, concurrently, `resourceVersion=0`,
-//! gzip, optional paging, `spec.nodeName` field selectors for the pods of chosen nodes.
+//! Reading the cluster into slim structs: one list per kind, concurrently, `resourceVersion=0`
+//! (unpaged) or paged consistent reads, gzip, `spec.nodeName` field selectors for the pods of chosen nodes.
 //!
 //! [`slim`] mirrors the objects, [`list`] reads them, [`convert`] and [`addons`] turn them into
 //! the model; this file assembles one [`ClusterObservation`].

@@ -5,7 +5,8 @@
 use std::time::Duration;
 
 use k3splan_kube::{KubeProvider, KubeSettings};
-use k3splan_testkit_kubeapi::{Controllers, KubeApiServer};
+use k3splan_testkit_kubeapi::loader::{Loader, fixture_docs, ready_nodes};
+use k3splan_testkit_kubeapi::{Controllers, KubeApiServer, SEED004_YAML, ServerOptions};
 
 pub const DEAD: &str = "lzx-ha-env";
 pub const N2: &str = "lzx-ha-env-2";
@@ -43,21 +44,83 @@ impl Target {
         }
     }
 
-    /// The real cluster of `K3SPLAN_E2E_KUBECONFIG` (must hold the seed 004 fixture's objects).
-    pub async fn e2e() -> Self {
+    /// The seed 004 cluster put on the in-memory server through the API by the fixture
+    /// loader (the path a real server takes), instead of straight into its storage.
+    pub async fn memory_via_loader(controllers: Controllers) -> Self {
+        let server = KubeApiServer::start(ServerOptions {
+            controllers,
+            ..Default::default()
+        })
+        .await
+        .expect("start in-memory API server");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("kubeconfig");
+        server.write_kubeconfig(&path).expect("write kubeconfig");
+        let loader = Loader::from_kubeconfig(&path).await.expect("loader");
+        let docs = fixture_docs(SEED004_YAML).expect("fixture");
+        loader
+            .load(&docs)
+            .await
+            .unwrap_or_else(|e| panic!("loading seed 004 through the API: {e}"));
+        let kube = KubeProvider::connect(KubeSettings {
+            kubeconfig: Some(path.clone()),
+            ..Default::default()
+        })
+        .await
+        .expect("connect");
+        Self {
+            kube,
+            server: Some(server),
+            kubeconfig: path,
+            _dir: Some(dir),
+        }
+    }
+
+    /// The real cluster of `K3SPLAN_E2E_KUBECONFIG`: a disposable API server (kube-apiserver
+    /// with kube-controller-manager and kube-scheduler; no kubelets needed). The seed 004
+    /// fixture is cleaned (a previous run's leftovers) and loaded through the API by
+    /// [`Loader`], its Ready nodes kept Ready by a heartbeat; [`E2eSession::finish`] cleans up.
+    ///
+    /// The e2e tests are serialised (one at a time per cluster, across test threads and test
+    /// processes): the fixture is cluster-scoped (Nodes, PersistentVolumes, the k3s add-ons in
+    /// `kube-system`) and the tests assert its names (node `lzx-ha-env`, `kube-system/coredns`),
+    /// so two tests cannot hold separate copies of it.
+    pub async fn e2e() -> (Self, E2eSession) {
         let path = std::env::var("K3SPLAN_E2E_KUBECONFIG")
             .expect("K3SPLAN_E2E_KUBECONFIG names a kubeconfig");
+        let serial = e2e_lock(&path).await;
+        let loader = Loader::from_kubeconfig(path.as_ref())
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let docs = fixture_docs(SEED004_YAML).expect("fixture");
+        loader
+            .clean(&docs)
+            .await
+            .unwrap_or_else(|e| panic!("removing a previous run's seed 004 objects: {e}"));
+        loader
+            .load(&docs)
+            .await
+            .unwrap_or_else(|e| panic!("loading seed 004 into {path}: {e}"));
+        let heartbeat = loader.heartbeat(ready_nodes(&docs), Duration::from_secs(10));
         let settings = KubeSettings {
             kubeconfig: Some(path.clone().into()),
             ..Default::default()
         };
         let kube = KubeProvider::connect(settings).await.expect("connect");
-        Self {
-            kube,
-            server: None,
-            kubeconfig: path.into(),
-            _dir: None,
-        }
+        (
+            Self {
+                kube,
+                server: None,
+                kubeconfig: path.into(),
+                _dir: None,
+            },
+            E2eSession {
+                loader,
+                docs,
+                heartbeat,
+                _serial: serial,
+            },
+        )
     }
 
     /// Merge-patches a Node's status through the API (a real one too: the status
@@ -95,6 +158,64 @@ impl Target {
     }
 }
 
+/// One e2e test's hold on the real cluster: the serialisation lock, the node heartbeat and
+/// what to clean up. Dropped without [`Self::finish`] (a failed test), it stops the heartbeat
+/// and releases the lock; the next test cleans the leftovers before it loads.
+pub struct E2eSession {
+    loader: Loader,
+    docs: Vec<serde_json::Value>,
+    heartbeat: tokio::task::JoinHandle<()>,
+    _serial: (tokio::sync::OwnedMutexGuard<()>, std::fs::File),
+}
+
+impl E2eSession {
+    /// Deletes the fixture's objects and what the test made in its namespaces.
+    pub async fn finish(self) {
+        self.heartbeat.abort();
+        self.loader
+            .clean(&self.docs)
+            .await
+            .unwrap_or_else(|e| panic!("cleaning up seed 004: {e}"));
+    }
+}
+
+impl Drop for E2eSession {
+    fn drop(&mut self) {
+        self.heartbeat.abort();
+    }
+}
+
+/// Serialises the e2e tests on one cluster: a process-wide lock (the test threads) and an
+/// exclusive lock on a file named after the kubeconfig (other test processes).
+async fn e2e_lock(kubeconfig: &str) -> (tokio::sync::OwnedMutexGuard<()>, std::fs::File) {
+    static LOCK: std::sync::OnceLock<std::sync::Arc<tokio::sync::Mutex<()>>> =
+        std::sync::OnceLock::new();
+    let guard = LOCK
+        .get_or_init(Default::default)
+        .clone()
+        .lock_owned()
+        .await;
+    let name: String = kubeconfig
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect();
+    let file = std::env::temp_dir().join(format!("k3splan-e2e-{name}.lock"));
+    let f = tokio::task::spawn_blocking(move || {
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&file)
+            .unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+        f.lock()
+            .unwrap_or_else(|e| panic!("locking {}: {e}", file.display()));
+        f
+    })
+    .await
+    .expect("lock task");
+    (guard, f)
+}
+
 pub fn quick_drain(mode: k3splan_kube::DrainMode, deadline_ms: u64) -> k3splan_kube::DrainOptions {
     k3splan_kube::DrainOptions {
         mode,
@@ -114,9 +235,29 @@ macro_rules! dual_test {
             $body(common::Target::memory($controllers).await).await;
         }
         #[tokio::test]
-        #[ignore = "needs a real cluster: set K3SPLAN_E2E_KUBECONFIG to a disposable k3s cluster holding testkit/kubeapi/fixtures/seed004.yaml's workloads and node names"]
+        #[ignore = "needs a real API server: set K3SPLAN_E2E_KUBECONFIG to a disposable kube-apiserver with kube-controller-manager and kube-scheduler (each test loads and removes testkit/kubeapi/fixtures/seed004.yaml itself; see docs/kubernetes.md)"]
         async fn $e2e() {
-            $body(common::Target::e2e().await).await;
+            let (t, session) = common::Target::e2e().await;
+            $body(t).await;
+            session.finish().await;
         }
     };
+}
+
+/// Polls `f` every 100 ms until it returns `Some`, or `None` after `deadline`.
+pub async fn poll<T, F, Fut>(deadline: Duration, mut f: F) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let until = std::time::Instant::now() + deadline;
+    loop {
+        if let Some(v) = f().await {
+            return Some(v);
+        }
+        if std::time::Instant::now() >= until {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }

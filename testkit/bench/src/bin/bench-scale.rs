@@ -3,7 +3,15 @@
 //! ```text
 //! bench-scale [--nodes 100,1000,5000] [--rounds 3] [--servers 5] [--pods-per-node 30]
 //!             [--pvcs-per-node 5] [--parallel-floor-ssh 16]
+//! bench-scale --kubeconfig FILE [--context NAME] [--rounds 3] [--page-size 500]
 //! ```
+//! With `--kubeconfig`: only plan's Kubernetes reads (`KubeProvider::observe` with all pods,
+//! as `plan` reads them for a whole-cluster observation) against that cluster, unpaged
+//! (`resourceVersion=0`, the watch cache) and paged (`limit`/`continue`, consistent reads),
+//! each round in its own process: wall time, peak RSS, objects read. Read-only: nothing is
+//! written to the cluster. Run it against a real API server to take the figures of
+//! docs/performance.md there.
+//!
 //! For each size: a synthetic cluster (`N` nodes, `30·N` pods of ~8 KB JSON, `5·N` local-path
 //! PVCs and their PVs) served over HTTPS by the in-memory API in a child process; a real
 //! 3-member etcd 3.4 with TLS; one real sshd per server (`node-0000` … `node-0004`) with a
@@ -298,6 +306,85 @@ async fn decode_pods(dir: &Path, how: &str) {
     );
 }
 
+/// Child role: plan's Kubernetes reads against a kubeconfig (`page_size` 0 = unpaged).
+async fn observe_kube(kubeconfig: &Path, context: Option<String>, page_size: Option<u32>) {
+    let kube = k3splan_kube::KubeProvider::connect(k3splan_kube::KubeSettings {
+        kubeconfig: Some(kubeconfig.to_path_buf()),
+        context,
+        page_size: page_size.filter(|n| *n > 0),
+        ..Default::default()
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    let t = Instant::now();
+    let obs = kube
+        .observe(&k3splan_kube::ObserveRequest {
+            addons: k3splan_kube::AddonRef::k3s_defaults(),
+            pods: k3splan_kube::PodScope::All,
+            ..Default::default()
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    println!(
+        "{}",
+        json!({"wall_s": t.elapsed().as_secs_f64(), "endpoint": kube.endpoint(),
+               "nodes": obs.nodes.len(), "pods": obs.pods.len(), "pvcs": obs.pvcs.len(), "pvs": obs.pvs.len()})
+    );
+}
+
+/// `bench-scale --kubeconfig FILE`: plan's Kubernetes reads against any cluster, unpaged and
+/// paged, `--rounds` times each, each in its own process (peak RSS from `wait4`).
+fn against_kubeconfig() {
+    let kubeconfig = arg("--kubeconfig", "");
+    let context = arg("--context", "");
+    let rounds: usize = arg("--rounds", "3").parse().expect("--rounds");
+    let page: u32 = arg("--page-size", "500").parse().expect("--page-size");
+    let exe = std::env::current_exe().expect("exe");
+    println!(
+        "bench-scale --kubeconfig {kubeconfig}: {} · load average {}",
+        today(),
+        loadavg()
+    );
+    println!(
+        "| client | wall min / median (s) | peak RSS min / median (MB) | nodes | pods | PVCs |"
+    );
+    println!("|---|---|---|---|---|---|");
+    for (label, size) in [
+        (
+            "`observe`, all pods, unpaged (`resourceVersion=0`)".to_string(),
+            0,
+        ),
+        (
+            format!("`observe`, all pods, `page_size = {page}` (consistent reads)"),
+            page,
+        ),
+    ] {
+        let (mut walls, mut rss, mut last) = (Vec::new(), Vec::new(), Value::Null);
+        for _ in 0..rounds {
+            let m = run_measured(
+                Command::new(&exe)
+                    .arg("observe-kube")
+                    .arg(&kubeconfig)
+                    .arg(&context)
+                    .arg(size.to_string()),
+            );
+            if m.code != Some(0) {
+                eprintln!("bench-scale: observe failed ({:?}):\n{}", m.code, m.stderr);
+                std::process::exit(1);
+            }
+            last = serde_json::from_str(m.stdout.trim()).expect("child output");
+            walls.push(m.wall.as_secs_f64());
+            rss.push(m.max_rss_mb);
+        }
+        let (w0, w1) = min_median(&walls);
+        let (r0, r1) = min_median(&rss);
+        println!(
+            "| {label} | {w0:.2} / {w1:.2} | {r0:.0} / {r1:.0} | {} | {} | {} |",
+            last["nodes"], last["pods"], last["pvcs"]
+        );
+    }
+}
+
 struct Env {
     lab: Lab,
     /// (node name, address, ssh port, roles) of the hosts with sshd.
@@ -426,7 +513,17 @@ fn main() {
         }
         Some("floor") => return rt().block_on(floor(Path::new(&args[2]))),
         Some("decode-pods") => return rt().block_on(decode_pods(Path::new(&args[2]), &args[3])),
+        Some("observe-kube") => {
+            return rt().block_on(observe_kube(
+                Path::new(&args[2]),
+                Some(&args[3]).filter(|c| !c.is_empty()).cloned(),
+                args[4].parse().ok(),
+            ));
+        }
         _ => {}
+    }
+    if args.iter().any(|a| a == "--kubeconfig") {
+        return against_kubeconfig();
     }
     let sizes: Vec<usize> = arg("--nodes", "1000")
         .split(',')

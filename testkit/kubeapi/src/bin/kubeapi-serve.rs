@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! kubeapi-serve --kubeconfig PATH [--fixture FILE|seed004]... [--synthetic NODES,PODS,PVCS]
-//!               [--http] [--controllers all|none] [--compact]
+//!               [--http] [--controllers all|cluster|none] [--compact]
 //! ```
 //! Prints `serving URL` once ready. `--compact` keeps the objects as JSON bytes plus a small
 //! head ([`k3splan_testkit_kubeapi::Store::set_compact`]), for synthetic clusters of thousands
@@ -13,7 +13,7 @@ use k3splan_testkit_kubeapi::{Controllers, KubeApiServer, SEED004_YAML, ServerOp
 
 fn usage() -> ! {
     eprintln!(
-        "usage: kubeapi-serve --kubeconfig PATH [--fixture FILE|seed004]... [--synthetic NODES,PODS,PVCS] [--http] [--controllers all|none] [--compact]"
+        "usage: kubeapi-serve --kubeconfig PATH [--fixture FILE|seed004]... [--synthetic NODES,PODS,PVCS] [--http] [--controllers all|cluster|none] [--compact]"
     );
     std::process::exit(2)
 }
@@ -33,6 +33,11 @@ async fn main() {
             "--controllers" => {
                 controllers = match args.next().as_deref() {
                     Some("all") => Controllers::all(),
+                    // What a kube-controller-manager and kube-scheduler do (no operator).
+                    Some("cluster") => Controllers {
+                        operator_label: None,
+                        ..Controllers::all()
+                    },
                     Some("none") => Controllers::default(),
                     _ => usage(),
                 }

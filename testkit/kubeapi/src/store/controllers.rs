@@ -15,6 +15,7 @@ impl Store {
         for _ in 0..20 {
             let before = self.rv;
             self.pod_gc();
+            self.adopt_orphans();
             self.kubelet_confirms_deletions();
             self.pvc_protection();
             self.pv_release();
@@ -184,6 +185,64 @@ impl Store {
         }
     }
 
+    /// Adoption, as the real controllers do it (`ClaimPods`/`ClaimReplicaSets` of
+    /// kubernetes pkg/controller/controller_ref_manager.go): an object with no controller
+    /// owner whose labels match a workload's selector gets that workload as its controller
+    /// owner: pods by ReplicaSets, DaemonSets and StatefulSets (a StatefulSet only its own
+    /// `NAME-ORDINAL` pods), ReplicaSets by Deployments. How objects created through the API
+    /// without owner references (the fixture loader) end up owned.
+    pub(super) fn adopt_orphans(&mut self) {
+        let pt = ty("Pod");
+        for (owner_kind, child) in [
+            ("ReplicaSet", pt),
+            ("DaemonSet", pt),
+            ("StatefulSet", pt),
+            ("Deployment", ty("ReplicaSet")),
+        ] {
+            let ot = ty(owner_kind);
+            for owner in self.all(ot, None) {
+                if owner["metadata"].get("deletionTimestamp").is_some() {
+                    continue;
+                }
+                let ns = meta(&owner, "namespace").unwrap_or_default();
+                let oname = meta(&owner, "name").unwrap_or_default();
+                let sel = owner["spec"].get("selector");
+                let orphans: Vec<Value> = self
+                    .all(child, Some(&ns))
+                    .into_iter()
+                    .filter(|c| {
+                        c["metadata"].get("deletionTimestamp").is_none()
+                            && !c["metadata"]["ownerReferences"]
+                                .as_array()
+                                .is_some_and(|r| r.iter().any(|r| r["controller"] == true))
+                            && label_selector_object_matches(sel, c["metadata"].get("labels"))
+                            && (owner_kind != "StatefulSet"
+                                || meta(c, "name")
+                                    .and_then(|n| {
+                                        n.strip_prefix(&format!("{oname}-"))
+                                            .map(|o| o.parse::<u32>().is_ok())
+                                    })
+                                    .unwrap_or(false))
+                    })
+                    .collect();
+                for mut c in orphans {
+                    let mut refs = c["metadata"]["ownerReferences"]
+                        .as_array()
+                        .cloned()
+                        .unwrap_or_default();
+                    refs.extend(
+                        Self::owner_ref(&owner, owner_kind, "apps/v1")
+                            .as_array()
+                            .cloned()
+                            .unwrap_or_default(),
+                    );
+                    c["metadata"]["ownerReferences"] = json!(refs);
+                    self.put(child, c);
+                }
+            }
+        }
+    }
+
     pub(super) fn owned_by<'a>(
         &'a self,
         t: Ty,
@@ -281,6 +340,25 @@ impl Store {
                 let _ = self.create(pt, &ns, pod);
             }
             self.update_workload_status(st, &sts, replicas);
+            // The revision of the current template, as the real controller records it
+            // (a ControllerRevision `NAME-HASH`; its name is the pods'
+            // `controller-revision-hash` label). No ControllerRevision objects here.
+            let hash = {
+                let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+                for b in sts["spec"]["template"].to_string().bytes() {
+                    h ^= u64::from(b);
+                    h = h.wrapping_mul(0x100_0000_01b3);
+                }
+                rand_suffix(h) + &rand_suffix(h >> 7)
+            };
+            let revision = format!("{name}-{hash}");
+            if let Ok(mut cur) = self.get(st, &ns, &name)
+                && cur["status"]["updateRevision"] != json!(revision)
+            {
+                cur["status"]["updateRevision"] = json!(revision);
+                cur["status"]["currentRevision"] = json!(revision);
+                self.put(st, cur);
+            }
         }
     }
 

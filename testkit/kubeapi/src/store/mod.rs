@@ -501,6 +501,18 @@ impl Store {
             }
             Err(e) => return Err(e),
         };
+        let v = Self::patched(t, name, &old, content_type, body)?;
+        self.replace(t, ns, name, v)
+    }
+
+    /// `old` with a patch applied (409 when the patch names a stale `resourceVersion`).
+    fn patched(
+        t: Ty,
+        name: &str,
+        old: &Value,
+        content_type: &str,
+        body: &Value,
+    ) -> Result<Value, ApiError> {
         let mut v = old.clone();
         if content_type.starts_with("application/json-patch+json") {
             crate::select::json_patch(&mut v, body)
@@ -512,7 +524,7 @@ impl Store {
             .get("metadata")
             .and_then(|m| m.get("resourceVersion"))
             .and_then(Value::as_str)
-            && Some(rv) != meta(&old, "resourceVersion").as_deref()
+            && Some(rv) != meta(old, "resourceVersion").as_deref()
         {
             return Err(ApiError::new(
                 409,
@@ -524,6 +536,89 @@ impl Store {
             ));
         }
         v["metadata"]["resourceVersion"] = old["metadata"]["resourceVersion"].clone();
+        Ok(v)
+    }
+
+    /// `POST` as the API server's create strategies do it (`PrepareForCreate`): the uid is
+    /// always the server's (a client's `metadata.uid` is ignored), and `status` is reset for
+    /// the kinds whose status is written by controllers and kubelets through the `status`
+    /// subresource: a Pod starts `Pending` (kubernetes pkg/registry/core/pod/strategy.go:
+    /// `pod.Status = api.PodStatus{Phase: api.PodPending, ...}`), a PV and a PVC start
+    /// `Pending` with an otherwise empty status (core/persistentvolume/strategy.go:
+    /// `pv.Status = api.PersistentVolumeStatus{}`, `VolumePending`; likewise the claim), and
+    /// workloads start with an empty status. A Node keeps the status it is created with
+    /// (core/node/strategy.go: "Nodes allow *all* fields, including status, to be set on
+    /// create": the kubelet registers that way). [`Self::create`] without this is how
+    /// fixtures and the controllers write (straight into storage).
+    pub fn create_via_api(&mut self, t: Ty, ns: &str, mut v: Value) -> Result<Value, ApiError> {
+        if let Some(m) = v.get_mut("metadata").and_then(Value::as_object_mut) {
+            m.remove("uid");
+        }
+        if let Some(status) = Self::status_on_create(TYPES[t].kind) {
+            match status {
+                Value::Null => {
+                    if let Some(o) = v.as_object_mut() {
+                        o.remove("status");
+                    }
+                }
+                s => v["status"] = s,
+            }
+        }
+        self.create(t, ns, v)
+    }
+
+    /// The status a create through the API starts with (`None`: kept as sent).
+    fn status_on_create(kind: &str) -> Option<Value> {
+        match kind {
+            "Node" => None,
+            "Pod" | "PersistentVolumeClaim" | "PersistentVolume" => {
+                Some(json!({"phase": "Pending"}))
+            }
+            _ => Some(Value::Null),
+        }
+    }
+
+    /// `PUT`/`PATCH` through the API: on the object itself, `status` is kept as it was (the
+    /// update strategies' `PrepareForUpdate`: `newPod.Status = oldPod.Status`, the same for
+    /// nodes, volumes, claims and workloads); on the `status` subresource, only `status`
+    /// changes (the status strategies keep `spec` and `metadata`).
+    pub fn update_via_api(
+        &mut self,
+        t: Ty,
+        ns: &str,
+        name: &str,
+        patch: Option<(&str, &Value)>,
+        replacement: Option<Value>,
+        status_subresource: bool,
+    ) -> Result<Value, ApiError> {
+        let old = self.get(t, ns, name)?;
+        let mut v = match (patch, replacement) {
+            (Some((ct, body)), _) => Self::patched(t, name, &old, ct, body)?,
+            (None, Some(v)) => v,
+            (None, None) => return Err(ApiError::bad_request("empty update")),
+        };
+        if status_subresource {
+            let mut out = old.clone();
+            out["status"] = v.get("status").cloned().unwrap_or(Value::Null);
+            if let Some(rv) = meta(&v, "resourceVersion") {
+                out["metadata"]["resourceVersion"] = json!(rv);
+            }
+            if out["status"].is_null()
+                && let Some(o) = out.as_object_mut()
+            {
+                o.remove("status");
+            }
+            v = out;
+        } else {
+            match old.get("status") {
+                Some(s) => v["status"] = s.clone(),
+                None => {
+                    if let Some(o) = v.as_object_mut() {
+                        o.remove("status");
+                    }
+                }
+            }
+        }
         self.replace(t, ns, name, v)
     }
 
