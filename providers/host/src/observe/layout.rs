@@ -135,7 +135,10 @@ impl K3sLayout {
     /// The installer's environment file of `unit`: `<systemd_dir>/<unit>.service.env`
     /// (install.sh: `FILE_K3S_ENV=${SYSTEMD_DIR}/${SERVICE_K3S}.env`).
     pub fn env_file(&self, unit: &str) -> String {
-        format!("{}/{unit}.service.env", self.systemd_dir.trim_end_matches('/'))
+        format!(
+            "{}/{unit}.service.env",
+            self.systemd_dir.trim_end_matches('/')
+        )
     }
 
     /// `<data_dir>/server/db/etcd`.

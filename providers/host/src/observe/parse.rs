@@ -144,7 +144,10 @@ pub fn parse_observe_output(
         server_service: service_state(out.s.get("svc-server")),
         agent_service: service_state(out.s.get("svc-agent")),
         config: out.config(spec)?,
-        server_env: out.env_file("env-server", &spec.layout.env_file(&spec.layout.server_unit))?,
+        server_env: out.env_file(
+            "env-server",
+            &spec.layout.env_file(&spec.layout.server_unit),
+        )?,
         agent_env: out.env_file("env-agent", &spec.layout.env_file(&spec.layout.agent_unit))?,
         keepalived: out.keepalived(spec)?,
         etcd_data: out.etcd_data(),
@@ -345,7 +348,11 @@ impl Output<'_> {
 pub fn env_assignment_value(line: &str) -> Option<String> {
     let t = line.trim();
     let t = t.strip_prefix("export").map_or(t, |r| {
-        if r.starts_with([' ', '\t']) { r.trim_start() } else { t }
+        if r.starts_with([' ', '\t']) {
+            r.trim_start()
+        } else {
+            t
+        }
     });
     let (_, v) = t.split_once('=')?;
     let v = v.trim();
