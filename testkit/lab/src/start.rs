@@ -76,8 +76,7 @@ impl Lab {
             .iter()
             .map(|(name, _, o)| {
                 // The installer's unit env files live in /etc/systemd/system: per host.
-                let mut h =
-                    HostOptions::new(name.clone()).private_dir(hostcfg::SYSTEMD_DIR);
+                let mut h = HostOptions::new(name.clone()).private_dir(hostcfg::SYSTEMD_DIR);
                 h.address = Some(block.ip(*o));
                 h
             })
