@@ -340,3 +340,152 @@ fn rewrite_node(cx: &mut PlanCx<'_>, n: NodeUrls<'_>) {
         );
     }
 }
+
+#[cfg(test)]
+mod issue19_tests {
+    use crate::config::{Role, Topology};
+    use crate::observed::{Fact, K3sEnvFile, MemberHealth, Observed, SecretDigests};
+    use crate::plan::testkit::{cluster, node, observed_matching, topology};
+    use crate::plan::{Operation, PlanOptions, plan};
+
+    const ENV: &str = "/etc/systemd/system/k3s.service.env";
+
+    /// Servers a, b, c (a the first, dead: member unreachable, Node NotReady) and d, a
+    /// control-plane-only server whose env file names a.
+    fn seed001(config_server: Option<&str>) -> (Topology, Observed) {
+        let t = topology(
+            cluster("c"),
+            vec![
+                node("a", "10.0.0.1", &[Role::Server]),
+                node("b", "10.0.0.2", &[Role::Server]),
+                node("c", "10.0.0.3", &[Role::Server]),
+                node("d", "10.0.0.4", &[Role::ControlPlane]),
+            ],
+        );
+        let mut o = observed_matching(&t);
+        if let Fact::Known(e) = &mut o.etcd {
+            e.members[0].health = MemberHealth::Unreachable {
+                reason: "refused".into(),
+            };
+        }
+        if let Fact::Known(k) = &mut o.kube {
+            k.nodes[0].ready = false;
+        }
+        let Fact::Known(h) = o.hosts.get_mut("d").unwrap() else {
+            unreachable!()
+        };
+        let cfg = h.config.as_mut().unwrap();
+        cfg.server = config_server.map(String::from);
+        cfg.raw = match config_server {
+            Some(u) => format!("server: {u}\ntoken: (sensitive)\nnode-name: d\n"),
+            None => "token: (sensitive)\nnode-name: d\n".into(),
+        };
+        let clear = "# ops\nK3S_TOKEN='K10secret'\nK3S_URL='https://10.0.0.1:6443'\n";
+        h.env_files.push(K3sEnvFile {
+            path: ENV.into(),
+            unit: "k3s".into(),
+            k3s_url: Some("https://10.0.0.1:6443".into()),
+            unreadable: None,
+            raw: crate::plan::files::mask_secrets(clear),
+            secrets: SecretDigests::of(clear),
+        });
+        (t, o)
+    }
+
+    fn step_on<'p>(p: &'p crate::plan::Plan, node: &str) -> &'p crate::plan::Step {
+        p.steps
+            .iter()
+            .find(|s| {
+                s.address
+                    .to_string()
+                    .starts_with(&format!("host_file.{node}:"))
+            })
+            .unwrap_or_else(|| panic!("no host_file step on {node}: {:#?}", p.steps))
+    }
+
+    /// config.yaml without `server:`: k3s joins through K3S_URL, so the env file is the
+    /// join URL; it is rewritten (other lines kept, token masked) and k3s restarted.
+    #[test]
+    fn issue19_k3s_url_used_by_k3s_is_rewritten_and_restarted() {
+        let (t, o) = seed001(None);
+        let p = plan(&t, &o, &PlanOptions::default()).expect("plan");
+        let s = step_on(&p, "d");
+        assert_eq!(s.address.to_string(), format!("host_file.d:{ENV}"));
+        let writes: Vec<_> = s
+            .operations
+            .iter()
+            .filter_map(|op| match op {
+                Operation::WriteFile { path, after, .. } => Some((path.as_str(), after.as_str())),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            writes,
+            vec![(
+                ENV,
+                "# ops\nK3S_TOKEN=(sensitive)\nK3S_URL='https://10.0.0.2:6443'\n"
+            )]
+        );
+        assert!(
+            s.operations
+                .iter()
+                .any(|op| matches!(op, Operation::RestartService { .. })),
+            "{s:?}"
+        );
+        let text = crate::render::text(&Ok(p.clone()), Default::default());
+        assert!(!text.contains("K10secret"), "{text}");
+        assert!(text.contains("-K3S_URL='https://10.0.0.1:6443'"), "{text}");
+    }
+
+    /// config.yaml's `server:` names a live server: k3s does not use K3S_URL now. The stale
+    /// K3S_URL is still rewritten, without a restart, and the note says why.
+    #[test]
+    fn issue19_shadowed_k3s_url_is_rewritten_without_a_restart() {
+        let (t, o) = seed001(Some("https://10.0.0.3:6443"));
+        let p = plan(&t, &o, &PlanOptions::default()).expect("plan");
+        let s = step_on(&p, "d");
+        assert_eq!(
+            s.operations.len(),
+            1,
+            "only the env file: {:?}",
+            s.operations
+        );
+        assert!(
+            s.notes
+                .iter()
+                .any(|n| n.contains("not restarted") && n.contains("takes precedence")),
+            "{:?}",
+            s.notes
+        );
+        assert!(
+            p.drift
+                .iter()
+                .any(|d| d.attribute == "K3S_URL" && d.planned)
+        );
+    }
+
+    /// config.yaml's `server:` names the dead server too: both files in one step, one
+    /// restart.
+    #[test]
+    fn issue19_config_and_env_file_rewritten_together() {
+        let (t, o) = seed001(Some("https://10.0.0.1:6443"));
+        let p = plan(&t, &o, &PlanOptions::default()).expect("plan");
+        let s = step_on(&p, "d");
+        let paths: Vec<_> = s
+            .operations
+            .iter()
+            .filter_map(|op| match op {
+                Operation::WriteFile { path, .. } => Some(path.as_str()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(paths, vec!["/etc/rancher/k3s/config.yaml", ENV]);
+        assert_eq!(
+            s.operations
+                .iter()
+                .filter(|op| matches!(op, Operation::RestartService { .. }))
+                .count(),
+            1
+        );
+    }
+}
