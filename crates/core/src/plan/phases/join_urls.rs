@@ -151,6 +151,19 @@ fn join_urls(cx: &mut PlanCx<'_>) {
                 e.unreadable.as_deref().unwrap_or_default()
             ));
         }
+        // The token k3s takes from the env file when config.yaml has none: compared with the
+        // declared one by keyed digest (neither value is kept or shown).
+        let declared = cx.t.cluster.token.as_ref().and_then(|t| t.expose());
+        for e in &h.env_files {
+            if let Some(v) = declared
+                && e.secrets.differs("K3S_TOKEN", v)
+            {
+                cx.warnings.push(format!(
+                    "host_file.{}:{}: K3S_TOKEN differs from the declared token (compared by a keyed digest); k3s uses it when config.yaml has no `token:`, and k3splan does not rewrite it",
+                    d.name, e.path
+                ));
+            }
+        }
         let config = h.config.as_ref().and_then(|c| {
             let url = c.server.clone()?;
             let bad = url_is_usable(cx, &url).err();
