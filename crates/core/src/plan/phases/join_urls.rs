@@ -475,6 +475,14 @@ mod issue19_tests {
                 .iter()
                 .any(|d| d.attribute == "K3S_URL" && d.planned)
         );
+        // The env file's K3S_TOKEN (K10secret) is not the declared one: a warning, no value.
+        let w: Vec<_> = p
+            .warnings
+            .iter()
+            .filter(|w| w.contains("K3S_TOKEN differs"))
+            .collect();
+        assert_eq!(w.len(), 1, "{:?}", p.warnings);
+        assert!(!w[0].contains("K10secret"), "{w:?}");
     }
 
     /// config.yaml's `server:` names the dead server too: both files in one step, one
