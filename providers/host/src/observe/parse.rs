@@ -239,7 +239,7 @@ impl Output<'_> {
                 reason: format!("{path} is not readable"),
             },
             "present" => EnvFile::Present {
-                k3s_url: text.lines().filter_map(env_assignment_value).last(),
+                k3s_url: text.lines().rev().find_map(env_assignment_value),
             },
             other => return Err(self.bad(format!("{k} section state {other:?}"))),
         })

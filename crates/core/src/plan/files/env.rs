@@ -84,8 +84,8 @@ pub fn rewrite_env_var(raw: &str, key: &str, value: &str) -> String {
 /// apply engine keeps for a secret it must not change (`K3S_TOKEN=(sensitive)` in a plan).
 pub fn env_assignment_line<'a>(text: &'a str, key: &str) -> Option<&'a str> {
     text.lines()
-        .filter(|l| assignment_eq(l, key).is_some())
-        .last()
+        .rev()
+        .find(|l| assignment_eq(l, key).is_some())
         .map(|l| l.strip_suffix('\r').unwrap_or(l))
 }
 
