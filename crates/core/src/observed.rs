@@ -317,6 +317,10 @@ pub struct HostState {
     pub k3s: Option<K3sInstall>,
     /// `/etc/rancher/k3s/config.yaml`, if present.
     pub config: Option<K3sConfigFile>,
+    /// The installer's environment files (`/etc/systemd/system/k3s.service.env`,
+    /// `k3s-agent.service.env`) that exist, server unit's first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub env_files: Vec<K3sEnvFile>,
     /// The keepalived static pod manifest, if present.
     pub keepalived: Option<KeepalivedManifest>,
     /// `<data-dir>/server/db/etcd`, if present.
@@ -362,6 +366,25 @@ pub struct K3sConfigFile {
     /// The file's content. May hold the token: renderers mask it.
     pub raw: String,
     /// Keyed digests of its secrets (compared with the declared ones, never serialized).
+    #[serde(skip)]
+    pub secrets: SecretDigests,
+}
+
+/// An installer environment file (`EnvironmentFile=` of the k3s unit: `K3S_URL`,
+/// `K3S_TOKEN`, proxy variables), with its raw text for diffs.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct K3sEnvFile {
+    pub path: String,
+    /// The unit whose environment it is: `k3s` (server) or `k3s-agent`.
+    pub unit: String,
+    /// Its last `K3S_URL=` value.
+    pub k3s_url: Option<String>,
+    /// Why it could not be read (then nothing else is known about it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unreadable: Option<String>,
+    /// The file's content. Holds `K3S_TOKEN`: renderers mask it.
+    pub raw: String,
+    /// Keyed digests of its secrets (never serialized).
     #[serde(skip)]
     pub secrets: SecretDigests,
 }

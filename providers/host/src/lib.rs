@@ -29,8 +29,8 @@ pub use act::{
 pub use error::HostError;
 pub use keepalived::{KeepalivedConfig, KeepalivedSpec, parse_manifest, render_manifest};
 pub use observe::{
-    ConfigFile, DiskSpace, EtcdDataDir, HostFacts, HostObservation, K3sBinary, K3sConfig,
+    ConfigFile, DiskSpace, EnvFile, EtcdDataDir, HostFacts, HostObservation, K3sBinary, K3sConfig,
     K3sLayout, ManifestFile, ObserveSpec, RawText, ServiceAction, ServiceManager, ServiceState,
-    UnreachableKind, observe_command,
+    UnreachableKind, env_assignment_value, observe_command,
 };
 pub use ssh::{ExecOutput, HostPool, HostSession, SshSettings};

@@ -35,10 +35,20 @@ pub fn failed_file(unit: &str) -> String {
 pub fn log_file(unit: &str) -> String {
     format!("{LAB_DIR}/{unit}.log")
 }
-/// The install-time environment of the unit (JSON [`ServiceEnv`]), like
-/// `/etc/systemd/system/k3s.service.env`.
+/// Where the installer puts the units and their env files (private to each lab host, like
+/// `/etc/rancher`).
+pub const SYSTEMD_DIR: &str = "/etc/systemd/system";
+/// The unit's environment file, as the official installer writes it
+/// (`FILE_K3S_ENV=${SYSTEMD_DIR}/${SERVICE_K3S}.env`: `K3S_*`, `CONTAINERD_*` and proxy
+/// variables, `KEY='value'` lines); `service start` loads it as systemd loads the unit's
+/// `EnvironmentFile=`.
 pub fn env_file(unit: &str) -> String {
-    format!("{LAB_DIR}/{unit}.service.env")
+    format!("{SYSTEMD_DIR}/{unit}.service.env")
+}
+/// The unit's command line (JSON [`ServiceEnv`]): what the installer writes as the unit
+/// file's `ExecStart`.
+pub fn unit_file(unit: &str) -> String {
+    format!("{LAB_DIR}/{unit}.service.json")
 }
 /// The pid of the unit's etcd process (servers only).
 pub fn etcd_pid_file(unit: &str) -> String {
@@ -77,14 +87,104 @@ pub struct HostConfig {
     pub etcd_election_ms: u64,
 }
 
-/// Install-time environment of a unit (what the official installer puts in
-/// `k3s.service.env` and the unit's `ExecStart`).
+/// A unit's command line (the `ExecStart` the official installer writes; its environment is
+/// in [`env_file`]).
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct ServiceEnv {
     /// `server` or `agent` followed by extra flags from `INSTALL_K3S_EXEC`.
     pub exec: Vec<String>,
-    /// `K3S_URL`.
-    pub url: Option<String>,
-    /// `K3S_TOKEN`.
-    pub token: Option<String>,
+}
+
+/// The variable assignments of a systemd `EnvironmentFile=`, in order (a later assignment of
+/// a name overrides an earlier one when applied), read as systemd.exec(5) describes:
+/// empty lines, lines starting with `#` or `;`, and lines without `=` are ignored; leading
+/// and trailing blanks are dropped; a `'…'` value is literal, a `"…"` value takes `\\`,
+/// `\"`, `\$` and `` \` `` escapes, an unquoted value keeps interior blanks and takes `\X` as
+/// `X`; a line ending in `\` continues on the next. A name that is not a valid variable
+/// name (`export K3S_URL`) is ignored, as systemd ignores it with a warning. Caveat: quoted
+/// values spanning lines are not supported (the installer writes none).
+pub fn parse_environment_file(text: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut joined = String::new();
+    for line in text.lines() {
+        if let Some(head) = line.strip_suffix('\\') {
+            joined.push_str(head);
+            continue;
+        }
+        joined.push_str(line);
+        let l = std::mem::take(&mut joined);
+        let t = l.trim_matches([' ', '\t', '\r']);
+        if t.is_empty() || t.starts_with('#') || t.starts_with(';') {
+            continue;
+        }
+        let Some((k, v)) = t.split_once('=') else {
+            continue;
+        };
+        let k = k.trim_end();
+        if k.is_empty()
+            || k.starts_with(|c: char| c.is_ascii_digit())
+            || !k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        {
+            continue;
+        }
+        let v = v.trim_start_matches([' ', '\t']);
+        let value = if let Some(r) = v.strip_prefix('\'') {
+            r.split('\'').next().unwrap_or_default().to_string()
+        } else if let Some(r) = v.strip_prefix('"') {
+            let mut s = String::new();
+            let mut it = r.chars();
+            while let Some(c) = it.next() {
+                match c {
+                    '"' => break,
+                    '\\' => match it.next() {
+                        Some(n @ ('"' | '\\' | '$' | '`')) => s.push(n),
+                        Some(n) => {
+                            s.push('\\');
+                            s.push(n);
+                        }
+                        None => {}
+                    },
+                    c => s.push(c),
+                }
+            }
+            s
+        } else {
+            let mut s = String::new();
+            let mut it = v.chars();
+            while let Some(c) = it.next() {
+                if c == '\\' {
+                    if let Some(n) = it.next() {
+                        s.push(n);
+                    }
+                } else {
+                    s.push(c);
+                }
+            }
+            s
+        };
+        out.push((k.to_string(), value));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_environment_file;
+
+    /// What systemd would load from an installer env file with an operator's edits.
+    #[test]
+    fn issue19_environment_files_are_read_like_systemd() {
+        let text = "# ops\nK3S_TOKEN='K10x::server:y'\n; old\nK3S_URL=\"https://a:6443\"\n\
+                    export K3S_URL=https://ignored:6443\nHTTP_PROXY=  http://p:3128  \nnot an assignment\n\
+                    K3S_NODE_NAME=a\\\nb\n";
+        assert_eq!(
+            parse_environment_file(text),
+            vec![
+                ("K3S_TOKEN".into(), "K10x::server:y".into()),
+                ("K3S_URL".into(), "https://a:6443".into()),
+                ("HTTP_PROXY".into(), "http://p:3128".into()),
+                ("K3S_NODE_NAME".into(), "ab".into()),
+            ]
+        );
+    }
 }

@@ -88,7 +88,8 @@ impl Lab {
         let opts: Vec<HostOptions> = plan
             .iter()
             .map(|(name, _, o)| {
-                let mut h = HostOptions::new(name.clone());
+                // The installer's unit env files live in /etc/systemd/system: per host.
+                let mut h = HostOptions::new(name.clone()).private_dir(hostcfg::SYSTEMD_DIR);
                 h.address = Some(block.ip(*o));
                 h
             })

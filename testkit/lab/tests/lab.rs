@@ -221,7 +221,13 @@ fn service_stop_start_and_uninstall() {
             .contains("bootstrap already complete")
     );
 
-    // uninstall: stops k3s, removes the binary, the data dir and /etc/rancher/k3s.
+    // The installer's env file (issue 19): K3S_URL/K3S_TOKEN as install.sh writes them.
+    let env = lab
+        .read_file("server-3", "/etc/systemd/system/k3s.service.env")
+        .expect("install.sh's env file");
+    assert!(env.contains("K3S_URL='https://"), "{}", env.lines().count());
+    // uninstall: stops k3s, removes the binary, the data dir, /etc/rancher/k3s and the env
+    // file (k3s-uninstall.sh: `rm -f ${FILE_K3S_ENV}`).
     let (code, out) = lab
         .ssh("server-3", &[], "/var/lib/rancher/lab/bin/k3s uninstall")
         .unwrap();
@@ -242,6 +248,10 @@ fn service_stop_start_and_uninstall() {
             .unwrap()
             .path("/etc/rancher/k3s")
             .exists()
+    );
+    assert!(
+        lab.read_file("server-3", "/etc/systemd/system/k3s.service.env")
+            .is_none()
     );
     let addr: std::net::SocketAddr = format!("{ep3}:2379").parse().unwrap();
     assert!(

@@ -221,6 +221,7 @@ pub fn observed_matching(t: &Topology) -> Observed {
                     service_active: true,
                 }),
                 config: Some(config_file(t, n, server)),
+                env_files: Vec::new(),
                 keepalived: keepalived_file(t, n),
                 etcd_data: n.roles.runs_etcd().then(|| EtcdDataDir {
                     path: format!("{}/server/db/etcd", t.cluster.data_dir),

@@ -4,13 +4,15 @@
 
 use std::net::IpAddr;
 
-use k3splan_host::{ConfigFile, HostFacts, K3sLayout, ManifestFile, ServiceState, UnreachableKind};
+use k3splan_host::{
+    ConfigFile, EnvFile, HostFacts, K3sLayout, ManifestFile, ServiceState, UnreachableKind,
+};
 use k3splan_kube::Readiness;
 
 use crate::observed::{
     AddonDeployment, EtcdDataDir, EtcdMember, EtcdState, Fact, HostState, HostUnknown,
-    K3sConfigFile, K3sInstall, KeepalivedManifest, KubeNode, KubeState, MemberHealth, Pod, Pvc,
-    url_host,
+    K3sConfigFile, K3sEnvFile, K3sInstall, KeepalivedManifest, KubeNode, KubeState, MemberHealth,
+    Pod, Pvc, url_host,
 };
 use crate::plan::files::mask_secrets;
 
@@ -31,6 +33,8 @@ pub(super) struct RawFiles {
     config: Option<String>,
     keepalived: Option<String>,
     config_secrets: crate::plan::files::SecretDigests,
+    /// The server and the agent unit's env files: masked text and secret digests.
+    env: [Option<(String, crate::plan::files::SecretDigests)>; 2],
 }
 
 impl RawFiles {
@@ -58,6 +62,15 @@ impl RawFiles {
                     )
                 })
                 .unwrap_or_default(),
+            env: [&facts.raw_server_env, &facts.raw_agent_env].map(|r| {
+                r.as_ref().map(|r| {
+                    let clear = String::from_utf8_lossy(r.expose());
+                    (
+                        mask_secrets(&clear),
+                        crate::plan::files::secret_digests(digest_key(), &clear),
+                    )
+                })
+            }),
         }
     }
 }
@@ -260,10 +273,39 @@ pub(super) fn map_host(
         _ => None,
     };
     let etcd_data = map_etcd_data(address, f, layout, etcd);
+    let [server_env, agent_env] = raw.env;
+    let env_files = [
+        (&f.server_env, &layout.server_unit, server_env),
+        (&f.agent_env, &layout.agent_unit, agent_env),
+    ]
+    .into_iter()
+    .filter_map(|(state, unit, raw)| {
+        let path = layout.env_file(unit);
+        let (masked, secrets) = raw.unwrap_or_default();
+        match state {
+            EnvFile::Absent => None,
+            EnvFile::Invalid { reason } => Some(K3sEnvFile {
+                path,
+                unit: unit.clone(),
+                unreadable: Some(reason.clone()),
+                ..K3sEnvFile::default()
+            }),
+            EnvFile::Present { k3s_url } => Some(K3sEnvFile {
+                path,
+                unit: unit.clone(),
+                k3s_url: k3s_url.clone(),
+                unreadable: None,
+                raw: masked,
+                secrets,
+            }),
+        }
+    })
+    .collect();
     HostState {
         address,
         k3s,
         config,
+        env_files,
         keepalived,
         etcd_data,
         manifest_skips: f.manifest_skips.clone(),

@@ -111,6 +111,12 @@ pub struct HostFacts {
     pub agent_service: ServiceState,
     /// `config.yaml`.
     pub config: ConfigFile,
+    /// The installer's environment file of the server unit (`k3s.service.env`).
+    #[serde(default)]
+    pub server_env: EnvFile,
+    /// The installer's environment file of the agent unit (`k3s-agent.service.env`).
+    #[serde(default)]
+    pub agent_env: EnvFile,
     /// The keepalived manifest.
     pub keepalived: ManifestFile,
     /// `<data_dir>/server/db/etcd`.
@@ -130,6 +136,13 @@ pub struct HostFacts {
     /// The exact bytes of the keepalived manifest, likewise.
     #[serde(skip)]
     pub raw_keepalived: Option<RawText>,
+    /// The exact bytes of the server unit's environment file, likewise (it holds
+    /// `K3S_TOKEN`).
+    #[serde(skip)]
+    pub raw_server_env: Option<RawText>,
+    /// The exact bytes of the agent unit's environment file, likewise.
+    #[serde(skip)]
+    pub raw_agent_env: Option<RawText>,
 }
 
 /// A file's bytes that may hold secrets: `Debug` prints only the length, and the type is
@@ -216,6 +229,27 @@ pub struct K3sConfig {
     pub tls_san: Vec<String>,
     /// Every top-level key present, sorted (to spot unknown keys, which k3s rejects).
     pub keys: Vec<String>,
+}
+
+/// State of an installer environment file (`/etc/systemd/system/k3s.service.env`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum EnvFile {
+    /// No such file.
+    #[default]
+    Absent,
+    /// Exists but is not readable.
+    Invalid {
+        /// Why.
+        reason: String,
+    },
+    /// Read. Only `K3S_URL` is sent in this form; the whole file (secrets included) only as
+    /// raw bytes ([`ObserveSpec::raw_files`]).
+    Present {
+        /// The value of the last `K3S_URL=` assignment (systemd: a later assignment of
+        /// a variable overrides an earlier one), unquoted.
+        k3s_url: Option<String>,
+    },
 }
 
 /// State of the keepalived manifest.

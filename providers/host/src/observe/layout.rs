@@ -90,6 +90,11 @@ pub struct K3sLayout {
     pub server_unit: String,
     /// Agent unit (`k3s-agent`).
     pub agent_unit: String,
+    /// Where the installer puts the units and their environment files
+    /// (`/etc/systemd/system`): it writes `K3S_*` and proxy variables to
+    /// `<systemd_dir>/<unit>.service.env` (install.sh `create_env_file`).
+    #[serde(default = "default_systemd_dir")]
+    pub systemd_dir: String,
     /// Service commands (systemd by default).
     pub services: ServiceManager,
     /// Uninstaller of a server (`/usr/local/bin/k3s-uninstall.sh`), argv.
@@ -100,6 +105,10 @@ pub struct K3sLayout {
     /// `K3S_URL`, `K3S_TOKEN` (and any extra variables) in its environment. Default:
     /// `curl -sfL https://get.k3s.io | sh -s -`. Trusted configuration: run as written.
     pub install_command: String,
+}
+
+fn default_systemd_dir() -> String {
+    "/etc/systemd/system".into()
 }
 
 /// The default installer snippet.
@@ -113,6 +122,7 @@ impl Default for K3sLayout {
             k3s_bin: "/usr/local/bin/k3s".into(),
             server_unit: "k3s".into(),
             agent_unit: "k3s-agent".into(),
+            systemd_dir: default_systemd_dir(),
             services: ServiceManager::systemd(),
             uninstall_server: vec!["/usr/local/bin/k3s-uninstall.sh".into()],
             uninstall_agent: vec!["/usr/local/bin/k3s-agent-uninstall.sh".into()],
@@ -122,6 +132,15 @@ impl Default for K3sLayout {
 }
 
 impl K3sLayout {
+    /// The installer's environment file of `unit`: `<systemd_dir>/<unit>.service.env`
+    /// (install.sh: `FILE_K3S_ENV=${SYSTEMD_DIR}/${SERVICE_K3S}.env`).
+    pub fn env_file(&self, unit: &str) -> String {
+        format!(
+            "{}/{unit}.service.env",
+            self.systemd_dir.trim_end_matches('/')
+        )
+    }
+
     /// `<data_dir>/server/db/etcd`.
     pub fn etcd_dir(&self) -> String {
         format!("{}/server/db/etcd", self.data_dir.trim_end_matches('/'))

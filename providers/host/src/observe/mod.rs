@@ -18,7 +18,7 @@ use crate::ssh::{HostPool, HostSession};
 
 pub use facts::*;
 pub use layout::*;
-pub use parse::{K3sConfigError, parse_k3s_config, parse_observe_output};
+pub use parse::{K3sConfigError, env_assignment_value, parse_k3s_config, parse_observe_output};
 pub(crate) use script::nonce;
 pub use script::{observe_command, observe_script};
 

@@ -144,6 +144,11 @@ pub fn parse_observe_output(
         server_service: service_state(out.s.get("svc-server")),
         agent_service: service_state(out.s.get("svc-agent")),
         config: out.config(spec)?,
+        server_env: out.env_file(
+            "env-server",
+            &spec.layout.env_file(&spec.layout.server_unit),
+        )?,
+        agent_env: out.env_file("env-agent", &spec.layout.env_file(&spec.layout.agent_unit))?,
         keepalived: out.keepalived(spec)?,
         etcd_data: out.etcd_data(),
         disk: out.disk(),
@@ -155,6 +160,8 @@ pub fn parse_observe_output(
             .collect(),
         raw_config: out.raw("config-raw")?,
         raw_keepalived: out.raw("manifest-raw")?,
+        raw_server_env: out.raw("env-server-raw")?,
+        raw_agent_env: out.raw("env-agent-raw")?,
     })
 }
 
@@ -224,6 +231,23 @@ impl Output<'_> {
                 },
             },
             other => return Err(self.bad(format!("config section state {other:?}"))),
+        })
+    }
+
+    /// An installer env file's section: its state, then its `K3S_URL=` lines.
+    fn env_file(&self, k: &str, path: &str) -> Result<EnvFile, HostError> {
+        let (state, text) = self.body(k);
+        Ok(match state.trim() {
+            // An observer older than the env file sections: nothing was read.
+            "" if !self.s.contains_key(k) => EnvFile::Absent,
+            "absent" => EnvFile::Absent,
+            "unreadable" => EnvFile::Invalid {
+                reason: format!("{path} is not readable"),
+            },
+            "present" => EnvFile::Present {
+                k3s_url: text.lines().rev().find_map(env_assignment_value),
+            },
+            other => return Err(self.bad(format!("{k} section state {other:?}"))),
         })
     }
 
@@ -321,6 +345,33 @@ impl Output<'_> {
         }
         Ok(Some(RawText::new(bytes)))
     }
+}
+
+/// The value of a `[export ]K3S_URL=VALUE` line of a systemd `EnvironmentFile=` (what the
+/// installer writes: `K3S_URL='https://…'` from `sh -c export`), unquoted: single quotes
+/// taken literally, double quotes with `\"` and `\\` unescaped, a plain value trimmed.
+/// `None` for a line that assigns no value.
+pub fn env_assignment_value(line: &str) -> Option<String> {
+    let t = line.trim();
+    let t = t.strip_prefix("export").map_or(t, |r| {
+        if r.starts_with([' ', '\t']) {
+            r.trim_start()
+        } else {
+            t
+        }
+    });
+    let (_, v) = t.split_once('=')?;
+    let v = v.trim();
+    let value = match v.chars().next() {
+        Some('\'') => v.strip_prefix('\'')?.strip_suffix('\'')?.to_string(),
+        Some('"') => v
+            .strip_prefix('"')?
+            .strip_suffix('"')?
+            .replace("\\\"", "\"")
+            .replace("\\\\", "\\"),
+        _ => v.to_string(),
+    };
+    Some(value)
 }
 
 /// The keys k3splan reads from etcd's own `config` file in the data dir (YAML k3s writes).
@@ -432,5 +483,33 @@ mod tests {
         assert_eq!(f.etcd_data.peer_urls, None);
         let keys = EtcdConfigKeys::parse("initial-cluster: [unclosed");
         assert_eq!(keys.initial_cluster, None);
+    }
+
+    /// The installer's env files: the last `K3S_URL` assignment, unquoted the way systemd
+    /// reads `EnvironmentFile=`; an unreadable file is no "absent".
+    #[test]
+    fn issue19_env_file_sections_give_the_last_k3s_url() {
+        let m = "@@m@@";
+        let out = format!(
+            "{m} hostname\nh1\n{m} config\nabsent\n{m} env-server\npresent\nK3S_URL='https://10.0.0.1:6443'\n  export K3S_URL=\"https://10.0.0.2:6443\"\n\n\
+             {m} env-agent\nunreadable\n{m} manifest\nskipped\n{m} end\n"
+        );
+        let f = parse_observe_output("h1", &out, m, &ObserveSpec::default()).unwrap();
+        assert_eq!(
+            f.server_env,
+            EnvFile::Present {
+                k3s_url: Some("https://10.0.0.2:6443".into())
+            }
+        );
+        assert!(
+            matches!(&f.agent_env, EnvFile::Invalid { reason } if reason.contains("/etc/systemd/system/k3s-agent.service.env")),
+            "{:?}",
+            f.agent_env
+        );
+        assert_eq!(
+            env_assignment_value("K3S_URL=https://a:6443 ").as_deref(),
+            Some("https://a:6443")
+        );
+        assert_eq!(env_assignment_value("K3S_URL='unclosed"), None);
     }
 }

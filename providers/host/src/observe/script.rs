@@ -32,6 +32,8 @@ DATA={data}
 MAN={man}
 K3S={k3s}
 RAW={raw}
+ENVS={env_server}
+ENVA={env_agent}
 echo "$M hostname"; hostname 2>/dev/null || cat /proc/sys/kernel/hostname
 echo "$M os"; sed -n 's/^PRETTY_NAME=//p' /etc/os-release 2>/dev/null; echo
 echo "$M kernel"; uname -sr 2>/dev/null
@@ -44,6 +46,14 @@ if [ ! -e "$CFG" ]; then echo absent
 elif [ ! -r "$CFG" ]; then echo unreadable
 else echo present; sed -E 's/^([[:space:]]*["'"'"']?(token|agent-token)["'"'"']?[[:space:]]*:).*$/\1 "<redacted>"/' "$CFG"; echo
 fi
+for u in server agent; do
+  if [ "$u" = server ]; then F=$ENVS; else F=$ENVA; fi
+  echo "$M env-$u"
+  if [ ! -e "$F" ]; then echo absent
+  elif [ ! -r "$F" ]; then echo unreadable
+  else echo present; grep -E '^[[:space:]]*(export[[:space:]]+)?K3S_URL[[:space:]]*=' "$F"; echo
+  fi
+done
 echo "$M manifest"
 if [ -z "$MAN" ]; then echo skipped
 elif [ ! -e "$MAN" ]; then echo absent
@@ -68,6 +78,8 @@ p=$DATA; while [ ! -e "$p" ] && [ "$p" != / ] && [ -n "$p" ]; do p=$(dirname -- 
 echo "$p"; df -Pk -- "$p" 2>/dev/null | tail -n 1
 if [ "$RAW" = 1 ]; then
   echo "$M config-raw"; if [ -f "$CFG" ] && [ -r "$CFG" ]; then echo present; if od -An -v -tx1 -- "$CFG"; then echo ok; else echo failed; fi; fi
+  echo "$M env-server-raw"; if [ -f "$ENVS" ] && [ -r "$ENVS" ]; then echo present; if od -An -v -tx1 -- "$ENVS"; then echo ok; else echo failed; fi; fi
+  echo "$M env-agent-raw"; if [ -f "$ENVA" ] && [ -r "$ENVA" ]; then echo present; if od -An -v -tx1 -- "$ENVA"; then echo ok; else echo failed; fi; fi
   echo "$M manifest-raw"; if [ -n "$MAN" ] && [ -f "$MAN" ] && [ -r "$MAN" ]; then echo present; if od -An -v -tx1 -- "$MAN"; then echo ok; else echo failed; fi; fi
 fi
 echo "$M end"
@@ -77,6 +89,8 @@ echo "$M end"
         data = sh_quote(l.data_dir.trim_end_matches('/')),
         man = sh_quote(&manifest),
         k3s = sh_quote(&l.k3s_bin),
+        env_server = sh_quote(&l.env_file(&l.server_unit)),
+        env_agent = sh_quote(&l.env_file(&l.agent_unit)),
         raw = if spec.raw_files { "1" } else { "0" },
         server_active = l.services.is_active_command(&l.server_unit),
         agent_active = l.services.is_active_command(&l.agent_unit),

@@ -8,6 +8,7 @@
 //! existing file ([`rewrite_server_url`], [`rewrite_keepalived`]) change only the lines they
 //! own and keep every other byte. Reading (what a file's secrets are) parses the YAML.
 
+mod env;
 mod keepalived;
 mod secrets;
 mod yaml;
@@ -16,6 +17,7 @@ use crate::config::{Node, Topology};
 use crate::plan::SensitiveValue;
 
 pub use crate::observed::SecretDigests;
+pub use env::{env_assignment_key, env_assignment_line, rewrite_env_var};
 pub use keepalived::keepalived_manifest_for;
 pub(crate) use keepalived::{
     KeepalivedWant, keepalived_matches, keepalived_want, rewrite_keepalived,

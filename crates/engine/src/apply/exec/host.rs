@@ -95,13 +95,14 @@ impl Executor<'_> {
             });
         }
         let file = FilledFile { node, path };
-        let (out, secrets) =
-            file.fill(after, |key| match sensitive.iter().find(|v| v.key == key) {
+        let (out, secrets) = file.fill(after, &current_text, |key| {
+            match sensitive.iter().find(|v| v.key == key) {
                 Some(sv) => self
                     .secret_value(&sv.source)
                     .ok_or_else(|| file.secret_not_set(key, &sv.source)),
                 None => existing_value(&current_text, key).ok_or_else(|| file.no_value(key)),
-            })?;
+            }
+        })?;
         let mut w = FileWrite::new(path, out.clone().into_bytes());
         w.mode = 0o600;
         w.secrets = secrets;
@@ -182,9 +183,14 @@ struct FilledFile<'a> {
 impl FilledFile<'_> {
     /// `after` with each placeholder replaced by `value(key)` of its YAML key (or of the
     /// `name:` of its env entry), quoted; and the secrets written, to mask in errors.
+    ///
+    /// A `KEY=(sensitive)` line of an environment file (the installer's `k3s.service.env`)
+    /// becomes the line that assigns KEY in the file on the host (`current`), as written:
+    /// the secret keeps its bytes and its quoting.
     fn fill(
         &self,
         after: &str,
+        current: &str,
         value: impl Fn(&str) -> Result<String, ExecError>,
     ) -> Result<(String, Vec<k3splan_host::Secret>), ExecError> {
         let mut secrets = Vec::new();
@@ -206,6 +212,21 @@ impl FilledFile<'_> {
                 out.push_str(line);
                 continue;
             };
+            if let Some(key) = crate::plan::files::env_assignment_key(line) {
+                let kept = crate::plan::files::env_assignment_line(current, key)
+                    .filter(|l| !l.contains(SENSITIVE))
+                    .ok_or_else(|| self.no_value(key))?;
+                if let Some(v) = existing_value(current, key) {
+                    secrets.push(k3splan_host::Secret::new(v));
+                }
+                out.push_str(kept);
+                if line.ends_with("\r\n") {
+                    out.push_str("\r\n");
+                } else if line.ends_with('\n') {
+                    out.push('\n');
+                }
+                continue;
+            }
             let env_value = trimmed.starts_with("value:");
             let key = if env_value {
                 last_env_name.clone().unwrap_or_default()
@@ -271,5 +292,26 @@ mod tests {
             Some("s3cr3t")
         );
         assert_eq!(existing_value(cfg, "agent-token"), None);
+    }
+
+    /// An env file's `K3S_TOKEN=(sensitive)` line is the host's line, byte for byte; a
+    /// secret the host's file does not hold is an error, never an empty token.
+    #[test]
+    fn issue19_env_file_secrets_keep_the_hosts_line() {
+        let f = FilledFile {
+            node: "a",
+            path: "/etc/systemd/system/k3s.service.env",
+        };
+        let current = "K3S_TOKEN='K10tok::server:x'\nK3S_URL='https://old:6443'\n";
+        let after = "K3S_TOKEN=(sensitive)\nK3S_URL='https://new:6443'\n";
+        let none = |_: &str| -> Result<String, ExecError> { unreachable!("no yaml key") };
+        let (out, secrets) = f.fill(after, current, none).unwrap();
+        assert_eq!(
+            out,
+            "K3S_TOKEN='K10tok::server:x'\nK3S_URL='https://new:6443'\n"
+        );
+        assert_eq!(secrets.len(), 1);
+        let e = f.fill(after, "K3S_URL=x\n", none).unwrap_err().to_string();
+        assert!(e.contains("K3S_TOKEN"), "{e}");
     }
 }

@@ -70,7 +70,13 @@ pub(super) fn read_config_file(
     serde_yaml::from_str(&text).map_err(|e| format!("parsing {path}: {e}"))
 }
 
-/// The effective server/agent settings: config file, then `--key value` flags, then env.
+/// The effective server/agent settings, with k3s's precedence: command-line flags, then the
+/// config file, then the environment (`K3S_URL`, `K3S_TOKEN` from the unit's env file).
+/// k3s `pkg/configfilearg/parser.go` (`Parse`) inserts config.yaml's keys as `--key=value`
+/// arguments right after `server`/`agent`, before the command line's own; urfave/cli v1
+/// (`StringFlag.ApplyWithError`) takes a flag's `EnvVar` only as its default value, which
+/// any argument then overrides. So `K3S_URL` is the join URL only when neither config.yaml
+/// nor the command line sets `server`.
 pub(super) struct Settings {
     pub(super) server: Option<String>,
     pub(super) cluster_init: bool,

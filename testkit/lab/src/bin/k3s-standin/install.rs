@@ -8,7 +8,6 @@ pub(super) fn install() -> i32 {
         .filter(|v| !v.is_empty())
         .unwrap_or_else(|| hostcfg::DEFAULT_VERSION.to_string());
     let url = std::env::var("K3S_URL").ok().filter(|v| !v.is_empty());
-    let token = std::env::var("K3S_TOKEN").ok().filter(|v| !v.is_empty());
     let exec_s = std::env::var("INSTALL_K3S_EXEC").unwrap_or_default();
     let mut exec: Vec<String> = exec_s.split_whitespace().map(str::to_string).collect();
     // install.sh: no command given → agent when K3S_URL is set, else server.
@@ -51,18 +50,49 @@ pub(super) fn install() -> i32 {
     let _ = fs::set_permissions(bin, fs::Permissions::from_mode(0o755));
     let _ = fs::write(hostcfg::K3S_VERSION_FILE, format!("{version}\n"));
     println!("[INFO]  Installing k3s to {}", bin.display());
-    let env = ServiceEnv { exec, url, token };
+    let unitf = hostcfg::unit_file(unit);
+    let svc = ServiceEnv { exec };
+    if let Err(e) = write_private(&unitf, &serde_json::to_vec_pretty(&svc).expect("json")) {
+        eprintln!("[ERROR]  writing {unitf}: {e}");
+        return 1;
+    }
     let envf = hostcfg::env_file(unit);
-    if let Err(e) = write_private(&envf, &serde_json::to_vec_pretty(&env).expect("json")) {
+    println!("[INFO]  env: Creating environment file {envf}");
+    if let Err(e) = write_private(&envf, installer_env_file().as_bytes()) {
         eprintln!("[ERROR]  writing {envf}: {e}");
         return 1;
     }
-    println!("[INFO]  env: Creating environment file {envf}");
     if std::env::var("INSTALL_K3S_SKIP_START").is_ok_and(|v| v == "true") {
         return 0;
     }
     println!("[INFO]  service: Starting {unit}");
     service(&["restart".to_string(), unit.to_string()])
+}
+
+/// The env file as install.sh's `create_env_file` writes it: `sh -c export | while read x v;
+/// do echo $v; done | grep -E '^(K3S|CONTAINERD)_'`, then the lines matching
+/// `grep -Ei '^(NO|HTTP|HTTPS)_PROXY'`. dash's `export` lists the variables sorted, each as
+/// `NAME='value'`.
+fn installer_env_file() -> String {
+    let mut vars: Vec<(String, String)> = std::env::vars().collect();
+    vars.sort();
+    let line = |(k, v): &(String, String)| format!("{k}='{}'\n", v.replace('\'', "'\\''"));
+    let mut out = String::new();
+    for kv in vars
+        .iter()
+        .filter(|(k, _)| k.starts_with("K3S_") || k.starts_with("CONTAINERD_"))
+    {
+        out.push_str(&line(kv));
+    }
+    for kv in vars.iter().filter(|(k, _)| {
+        let u = k.to_ascii_uppercase();
+        ["NO_PROXY", "HTTP_PROXY", "HTTPS_PROXY"]
+            .iter()
+            .any(|p| u.starts_with(p))
+    }) {
+        out.push_str(&line(kv));
+    }
+    out
 }
 
 pub(super) fn write_private(path: &str, data: &[u8]) -> std::io::Result<()> {
@@ -105,7 +135,9 @@ pub(super) fn uninstall(agent: bool) -> i32 {
     remove(&data_dir);
     remove("/var/lib/rancher/k3s");
     for unit in ["k3s", "k3s-agent"] {
+        // k3s-uninstall.sh: `rm -f ${FILE_K3S_SERVICE}` and `rm -f ${FILE_K3S_ENV}`.
         remove(&hostcfg::env_file(unit));
+        remove(&hostcfg::unit_file(unit));
         remove(&hostcfg::ready_file(unit));
         remove(&hostcfg::failed_file(unit));
     }

@@ -62,18 +62,30 @@ pub(super) fn service(args: &[String]) -> i32 {
 }
 
 pub(super) fn start_unit(unit: &str) -> i32 {
-    let envf = hostcfg::env_file(unit);
-    let env: ServiceEnv = match fs::read(&envf)
+    let unitf = hostcfg::unit_file(unit);
+    let svc: ServiceEnv = match fs::read(&unitf)
         .ok()
         .and_then(|b| serde_json::from_slice(&b).ok())
     {
         Some(e) if Path::new(hostcfg::K3S_BIN).exists() => e,
         _ => {
             eprintln!(
-                "Failed to start {unit}.service: Unit {unit}.service not found (k3s not installed: {} or {envf} missing).",
+                "Failed to start {unit}.service: Unit {unit}.service not found (k3s not installed: {} or {unitf} missing).",
                 hostcfg::K3S_BIN
             );
             return 5;
+        }
+    };
+    // systemd reads the unit's `EnvironmentFile=-/etc/systemd/system/<unit>.service.env` at
+    // every start (the `-`: a missing file is no error), so an edited env file takes effect at
+    // the next restart, without a daemon-reload.
+    let envf = hostcfg::env_file(unit);
+    let env = match fs::read_to_string(&envf) {
+        Ok(t) => hostcfg::parse_environment_file(&t),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => {
+            eprintln!("Failed to load environment files: {envf}: {e}");
+            return 1;
         }
     };
     let cfg = lab_config();
@@ -90,18 +102,17 @@ pub(super) fn start_unit(unit: &str) -> i32 {
         };
         let log2 = log.try_clone().expect("dup log fd");
         let mut cmd = Command::new(hostcfg::K3S_BIN);
-        cmd.args(&env.exec)
+        cmd.args(&svc.exec)
             .stdin(Stdio::null())
             .stdout(log)
-            .stderr(log2)
-            .env_remove("K3S_URL")
-            .env_remove("K3S_TOKEN");
-        if let Some(u) = &env.url {
-            cmd.env("K3S_URL", u);
+            .stderr(log2);
+        // A unit does not inherit the caller's environment: only its env file's.
+        for (k, _) in std::env::vars() {
+            if k.starts_with("K3S_") || k.starts_with("CONTAINERD_") {
+                cmd.env_remove(k);
+            }
         }
-        if let Some(t) = &env.token {
-            cmd.env("K3S_TOKEN", t);
-        }
+        cmd.envs(env);
         // SAFETY: setsid() is async-signal-safe; detaches the daemon from the SSH session.
         unsafe {
             cmd.pre_exec(|| {
