@@ -27,6 +27,7 @@ pub fn node(name: &str, address: &str, roles: &[Role]) -> Node {
         ssh: SshSettings::default(),
         labels: BTreeMap::new(),
         taints: vec![],
+        k3s_config: BTreeMap::new(),
         replace: false,
     }
 }
@@ -146,6 +147,9 @@ pub fn config_file(t: &Topology, n: &Node, server: Option<&str>) -> K3sConfigFil
     if n.roles.is_server() && !n.roles.runs_control_plane() {
         raw.push_str("disable-apiserver: true\n");
     }
+    if n.roles.is_server() && n.disables_agent() {
+        raw.push_str("disable-agent: true\n");
+    }
     let _ = t;
     K3sConfigFile {
         path: K3S_CONFIG_PATH.into(),
@@ -153,6 +157,7 @@ pub fn config_file(t: &Topology, n: &Node, server: Option<&str>) -> K3sConfigFil
         cluster_init: server.is_none(),
         disable_etcd: n.roles.is_server() && !n.roles.runs_etcd(),
         disable_apiserver: n.roles.is_server() && !n.roles.runs_control_plane(),
+        disable_agent: n.roles.is_server() && n.disables_agent(),
         secrets: crate::plan::files::SecretDigests::of(&raw),
         raw,
     }
@@ -193,6 +198,9 @@ pub fn observed_matching(t: &Topology) -> Observed {
         if n.roles.runs_etcd() {
             roles.push("etcd".to_string());
         }
+        if !n.runs_agent() {
+            // A server with `disable-agent` runs no kubelet: no Node object.
+        } else {
         kube.nodes.push(KubeNode {
             name: n.name.clone(),
             internal_ip: Some(n.address),
@@ -202,6 +210,7 @@ pub fn observed_matching(t: &Topology) -> Observed {
             roles,
             version: t.cluster.k3s_version.clone(),
         });
+        }
         if n.roles.runs_etcd() {
             etcd.members
                 .push(member(&n.name, n.address, MemberHealth::Healthy));
@@ -254,6 +263,7 @@ pub fn observed_matching(t: &Topology) -> Observed {
         etcd: Fact::Known(etcd),
         hosts,
         host_failures: Default::default(),
+        supervisors: Default::default(),
     }
 }
 

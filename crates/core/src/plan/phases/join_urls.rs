@@ -22,6 +22,8 @@ pub(in crate::plan) fn run(cx: &mut PlanCx<'_>) -> Result<(), Refusal> {
 enum UnusableUrl {
     #[error("it is not a URL")]
     NotAUrl,
+    #[error("it names {node} itself ({host}): a server cannot join through itself")]
+    ItsOwn { node: String, host: String },
     #[error("{host} is no known node")]
     UnknownHost { host: String },
     #[error("{node} ({host}) is removed by this plan")]
@@ -36,18 +38,32 @@ enum UnusableUrl {
     },
 }
 
-/// A join URL is fine when it names the api_endpoint or a server that is healthy (or
-/// rejoined by this plan).
-fn url_is_usable(cx: &PlanCx<'_>, url: &str) -> Result<(), UnusableUrl> {
-    if let Some(e) = &cx.t.cluster.api_endpoint
-        && url_host(e) == url_host(url)
-    {
-        return Ok(());
-    }
+/// A join URL is fine when it names the api_endpoint (unless that is a server's own
+/// address: then it is judged as that server) or a server that is healthy (or rejoined by
+/// this plan), and never `node` itself.
+fn url_is_usable(cx: &PlanCx<'_>, node: &str, url: &str) -> Result<(), UnusableUrl> {
     let Some(host) = url_host(url) else {
         return Err(UnusableUrl::NotAUrl);
     };
     let host = host.to_string();
+    if cx.views[node].address.is_some_and(|a| a.to_string() == host)
+        || cx.t.node(node).is_some_and(|d| d.address.to_string() == host)
+    {
+        return Err(UnusableUrl::ItsOwn {
+            node: node.to_string(),
+            host,
+        });
+    }
+    let names_a_node = cx
+        .views
+        .values()
+        .any(|v| v.address.is_some_and(|a| a.to_string() == host));
+    if let Some(e) = &cx.t.cluster.api_endpoint
+        && url_host(e) == Some(host.as_str())
+        && !names_a_node
+    {
+        return Ok(());
+    }
     let Some(v) = cx
         .views
         .values()
@@ -76,6 +92,9 @@ fn url_is_usable(cx: &PlanCx<'_>, url: &str) -> Result<(), UnusableUrl> {
     if v.kube.is_some_and(|k| !k.ready) {
         down.push("Node NotReady".to_string());
     }
+    if let Some(crate::observed::Supervisor::Refused { reason }) = cx.o.supervisors.get(&v.name) {
+        down.push(format!("supervisor port not answering: {reason}"));
+    }
     if down.is_empty() {
         Ok(())
     } else {
@@ -93,7 +112,7 @@ fn join_urls(cx: &mut PlanCx<'_>) {
         let Some(h) = v.host.known() else { continue };
         let Some(c) = &h.config else { continue };
         let Some(url) = &c.server else { continue };
-        if let Err(why) = url_is_usable(cx, url) {
+        if let Err(why) = url_is_usable(cx, &d.name, url) {
             todo.push((d, c, url.clone(), why));
         }
     }

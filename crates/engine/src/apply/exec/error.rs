@@ -77,6 +77,15 @@ pub enum ExecError {
     },
     #[error("{node}'s etcd member was not healthy again within {}s", secs)]
     MemberNotHealthy { node: String, secs: u64 },
+    #[error(
+        "{node} was not healthy within {}s (last: {last}); it runs no agent, so its health is its etcd member and its supervisor port :6443",
+        secs
+    )]
+    ServerNotHealthy {
+        node: String,
+        secs: u64,
+        last: String,
+    },
     #[error("Node {node} was not Ready within {}s (last: {last})", secs)]
     NodeNotReady {
         node: String,
