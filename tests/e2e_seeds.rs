@@ -82,12 +82,18 @@ fn seed000(agentless: bool) {
     let obs = lab.wait_voters(3, Duration::from_secs(60)).unwrap();
     assert_eq!(obs.health.healthy_voters, 3);
     if agentless {
-        assert!(lab.nodes().is_empty(), "agent-less servers have no Node: {:?}", lab.nodes());
+        assert!(
+            lab.nodes().is_empty(),
+            "agent-less servers have no Node: {:?}",
+            lab.nodes()
+        );
     } else {
         assert!(lab.node_ready("spare-1"));
     }
     assert!(!lab.nodes().contains(&"server-1".to_string()));
-    let cfg2 = lab.read_file("server-2", "/etc/rancher/k3s/config.yaml").unwrap();
+    let cfg2 = lab
+        .read_file("server-2", "/etc/rancher/k3s/config.yaml")
+        .unwrap();
     assert!(
         !cfg2.contains(&format!("server: {own2}")) && cfg2.contains(&format!("server: {url3}")),
         "server-2 joins through itself: {cfg2}"

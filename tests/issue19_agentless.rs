@@ -215,14 +215,20 @@ fn issue19_join_url_rewrite_never_points_a_server_at_itself() {
             _ => None,
         })
         .collect();
-    let a = rewrites.iter().find(|(n, _)| n == "a").expect("a rewritten");
+    let a = rewrites
+        .iter()
+        .find(|(n, _)| n == "a")
+        .expect("a rewritten");
     assert!(
         !a.1.contains("server: https://10.0.0.1:6443"),
         "a's join URL names a itself:\n{}",
         text(&p)
     );
     assert!(a.1.contains("server: https://10.0.0.2:6443"), "{}", a.1);
-    let b = rewrites.iter().find(|(n, _)| n == "b").expect("b rewritten");
+    let b = rewrites
+        .iter()
+        .find(|(n, _)| n == "b")
+        .expect("b rewritten");
     assert!(b.1.contains("server: https://10.0.0.1:6443"), "{}", b.1);
     // A config that already names the node itself is drift, and is rewritten.
     let Some(Fact::Known(h)) = o.hosts.get_mut("a") else {
@@ -303,7 +309,10 @@ node "s1" {
         "{yaml}"
     );
     // A key k3splan owns: refused, naming the attribute that owns it, at the key.
-    let owned = src.replace("\"disable-agent\"      = true", "\"node-ip\" = \"10.9.9.9\"");
+    let owned = src.replace(
+        "\"disable-agent\"      = true",
+        "\"node-ip\" = \"10.9.9.9\"",
+    );
     let l = load_str("t.hcl", &owned);
     let d = l
         .diagnostics

@@ -560,8 +560,9 @@ async fn handle(
                     pem.clone(),
                 )
                     .into_response(),
-                None => (StatusCode::NOT_FOUND, "no CA: this server runs without TLS")
-                    .into_response(),
+                None => {
+                    (StatusCode::NOT_FOUND, "no CA: this server runs without TLS").into_response()
+                }
             };
         }
         ["api"] => {

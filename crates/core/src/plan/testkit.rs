@@ -201,15 +201,15 @@ pub fn observed_matching(t: &Topology) -> Observed {
         if !n.runs_agent() {
             // A server with `disable-agent` runs no kubelet: no Node object.
         } else {
-        kube.nodes.push(KubeNode {
-            name: n.name.clone(),
-            internal_ip: Some(n.address),
-            ready: true,
-            ready_since: Some("2026-11-01T00:00:00Z".into()),
-            unschedulable: false,
-            roles,
-            version: t.cluster.k3s_version.clone(),
-        });
+            kube.nodes.push(KubeNode {
+                name: n.name.clone(),
+                internal_ip: Some(n.address),
+                ready: true,
+                ready_since: Some("2026-11-01T00:00:00Z".into()),
+                unschedulable: false,
+                roles,
+                version: t.cluster.k3s_version.clone(),
+            });
         }
         if n.roles.runs_etcd() {
             etcd.members

@@ -14,8 +14,8 @@
 
 mod map;
 mod observe;
-pub mod supervisor;
 pub mod pool;
+pub mod supervisor;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;

@@ -71,7 +71,10 @@ impl Live {
                 (name, s)
             }
         });
-        futures::future::join_all(probes).await.into_iter().collect()
+        futures::future::join_all(probes)
+            .await
+            .into_iter()
+            .collect()
     }
 
     /// The three reads, concurrently.

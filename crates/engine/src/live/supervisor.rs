@@ -81,8 +81,12 @@ pub fn kubeconfig_ca(path: &Path, context: Option<&str>) -> Option<Vec<Vec<u8>>>
     };
     let c = cluster.get("cluster")?;
     let pem = if let Some(d) = c.get("certificate-authority-data").and_then(|v| v.as_str()) {
-        String::from_utf8(base64::engine::general_purpose::STANDARD.decode(d.trim()).ok()?)
-            .ok()?
+        String::from_utf8(
+            base64::engine::general_purpose::STANDARD
+                .decode(d.trim())
+                .ok()?,
+        )
+        .ok()?
     } else {
         let f = c.get("certificate-authority")?.as_str()?;
         let f = Path::new(f);
@@ -160,7 +164,10 @@ fn is_refusal(e: &std::io::Error) -> bool {
     use std::io::ErrorKind as K;
     matches!(
         e.kind(),
-        K::ConnectionRefused | K::ConnectionReset | K::ConnectionAborted | K::HostUnreachable
+        K::ConnectionRefused
+            | K::ConnectionReset
+            | K::ConnectionAborted
+            | K::HostUnreachable
             | K::NetworkUnreachable
     )
 }
@@ -238,7 +245,11 @@ async fn fetch_cacerts(address: IpAddr) -> std::io::Result<(u16, String)> {
     let chunked = head
         .lines()
         .any(|l| l.to_ascii_lowercase().starts_with("transfer-encoding:") && l.contains("chunked"));
-    let body = if chunked { dechunk(body) } else { body.to_string() };
+    let body = if chunked {
+        dechunk(body)
+    } else {
+        body.to_string()
+    };
     Ok((status, body))
 }
 
@@ -271,8 +282,14 @@ mod tests {
         assert!(judge(200, PEM, Some(&ca)).is_answering());
         assert!(judge(200, PEM, None).is_answering());
         let other = "-----BEGIN CERTIFICATE-----\nBQY=\n-----END CERTIFICATE-----\n";
-        assert!(matches!(judge(200, other, Some(&ca)), Supervisor::Refused { .. }));
-        assert!(matches!(judge(401, PEM, Some(&ca)), Supervisor::Refused { .. }));
+        assert!(matches!(
+            judge(200, other, Some(&ca)),
+            Supervisor::Refused { .. }
+        ));
+        assert!(matches!(
+            judge(401, PEM, Some(&ca)),
+            Supervisor::Refused { .. }
+        ));
         assert!(matches!(judge(200, "ok", None), Supervisor::Refused { .. }));
         assert_eq!(dechunk("4\r\nabcd\r\n2\r\nef\r\n0\r\n\r\n"), "abcdef");
     }

@@ -166,7 +166,10 @@ pub fn config_yaml_for(t: &Topology, node: &Node, join_url: &str) -> (String, Ve
             serde_json::Value::Array(items) => {
                 s.push_str(&format!("{k}:\n"));
                 for i in items {
-                    s.push_str(&format!("  - {}\n", yaml_scalar(i.as_str().unwrap_or_default())));
+                    s.push_str(&format!(
+                        "  - {}\n",
+                        yaml_scalar(i.as_str().unwrap_or_default())
+                    ));
                 }
             }
             serde_json::Value::Bool(b) => s.push_str(&format!("{k}: {b}\n")),

@@ -46,8 +46,13 @@ fn url_is_usable(cx: &PlanCx<'_>, node: &str, url: &str) -> Result<(), UnusableU
         return Err(UnusableUrl::NotAUrl);
     };
     let host = host.to_string();
-    if cx.views[node].address.is_some_and(|a| a.to_string() == host)
-        || cx.t.node(node).is_some_and(|d| d.address.to_string() == host)
+    if cx.views[node]
+        .address
+        .is_some_and(|a| a.to_string() == host)
+        || cx
+            .t
+            .node(node)
+            .is_some_and(|d| d.address.to_string() == host)
     {
         return Err(UnusableUrl::ItsOwn {
             node: node.to_string(),

@@ -20,19 +20,18 @@ pub(in crate::plan) fn run(cx: &mut PlanCx<'_>) -> Result<(), Refusal> {
         .any(|s| !matches!(s.address, Address::Addon { .. } | Address::EtcdSnapshot));
     if touches_cluster {
         let expect_members = cx.t.etcd_nodes().count();
-        let expect_nodes = cx
-            .t
-            .nodes
-            .iter()
-            .filter(|d| {
-                // A node this plan joins gets the declared config; others keep theirs.
-                if cx.joined.contains_key(&d.name) {
-                    d.runs_agent()
-                } else {
-                    cx.runs_agent(&d.name)
-                }
-            })
-            .count();
+        let expect_nodes =
+            cx.t.nodes
+                .iter()
+                .filter(|d| {
+                    // A node this plan joins gets the declared config; others keep theirs.
+                    if cx.joined.contains_key(&d.name) {
+                        d.runs_agent()
+                    } else {
+                        cx.runs_agent(&d.name)
+                    }
+                })
+                .count();
         let removed: BTreeSet<u64> = cx
             .steps
             .iter()
@@ -42,24 +41,23 @@ pub(in crate::plan) fn run(cx: &mut PlanCx<'_>) -> Result<(), Refusal> {
                 _ => None,
             })
             .collect();
-        let mut unhealthy_left: Vec<String> = cx
-            .t
-            .etcd_nodes()
-            .filter(|d| !cx.joined.contains_key(&d.name) && !cx.lost.contains(&d.name))
-            .filter_map(|d| cx.views[&d.name].member)
-            .filter(|m| !m.is_healthy() && !m.is_learner && !removed.contains(&m.id))
-            .map(|m| m.name.clone())
-            .collect();
+        let mut unhealthy_left: Vec<String> =
+            cx.t.etcd_nodes()
+                .filter(|d| !cx.joined.contains_key(&d.name) && !cx.lost.contains(&d.name))
+                .filter_map(|d| cx.views[&d.name].member)
+                .filter(|m| !m.is_healthy() && !m.is_learner && !removed.contains(&m.id))
+                .map(|m| m.name.clone())
+                .collect();
         unhealthy_left.sort();
         let why = if unhealthy_left.is_empty() {
-                "the plan changed the cluster; this checks the result".to_string()
-            } else {
-                format!(
-                    "the plan changed the cluster; this checks the result (member{} {} not healthy and left alone: not expected healthy)",
-                    if unhealthy_left.len() == 1 { "" } else { "s" },
-                    unhealthy_left.join(", ")
-                )
-            };
+            "the plan changed the cluster; this checks the result".to_string()
+        } else {
+            format!(
+                "the plan changed the cluster; this checks the result (member{} {} not healthy and left alone: not expected healthy)",
+                if unhealthy_left.len() == 1 { "" } else { "s" },
+                unhealthy_left.join(", ")
+            )
+        };
         cx.steps.push(read_step(
             Address::Verify,
             ActionReason::VerifyAfterApply,

@@ -100,7 +100,9 @@ fn config_disables_agent(text: &str) -> bool {
 mod tests {
     #[test]
     fn disable_agent_is_read_from_config_yaml() {
-        assert!(super::config_disables_agent("server: x\ndisable-agent: true\n"));
+        assert!(super::config_disables_agent(
+            "server: x\ndisable-agent: true\n"
+        ));
         assert!(super::config_disables_agent("disable-agent: \"true\"\n"));
         assert!(!super::config_disables_agent("disable-agent: false\n"));
         assert!(!super::config_disables_agent("server: x\n"));

@@ -110,7 +110,11 @@ async fn etcd_problems(
         ));
     }
     let left_alone = |name: &str| unhealthy_left.iter().any(|n| n == name);
-    for m in o.members.iter().filter(|m| !m.is_healthy() && !left_alone(&m.name)) {
+    for m in o
+        .members
+        .iter()
+        .filter(|m| !m.is_healthy() && !left_alone(&m.name))
+    {
         problems.push(format!("etcd member {} is {:?}", m.name, m.health));
     }
     // The client URLs of the members left alone: their HashKV is not expected to answer.

@@ -335,9 +335,7 @@ pub(super) fn server(args: &[String], agent: bool) -> ! {
                 }
             }
         }
-        if has_node
-            && datastore_ok
-            && last_hb.elapsed() >= Duration::from_secs(lab.heartbeat_secs)
+        if has_node && datastore_ok && last_hb.elapsed() >= Duration::from_secs(lab.heartbeat_secs)
         {
             last_hb = Instant::now();
             heartbeat(&lab, &node);
