@@ -34,8 +34,7 @@ fn seed000(agentless: bool) {
     })
     .expect("lab");
     lab.kill_host("server-1").unwrap();
-    lab.wait_node_ready("server-1", false, Duration::from_secs(60))
-        .unwrap();
+    wait_server_1_dead(&lab, agentless);
     let topo = lab
         .write_topology(
             "seed000/main.hcl",
@@ -102,6 +101,23 @@ fn seed000(agentless: bool) {
     let o = lab_k3splan(&lab, &topo, &["plan", "--detailed-exitcode"]);
     assert_eq!(o.status.code(), Some(0), "second plan: no changes");
     assert!(stdout(&o).contains("No changes."));
+}
+
+/// After `server-1` was killed: its Node NotReady (with agents), or (agent-less: no Node to
+/// watch) the two survivors healthy voters with a leader, so that the plan does not observe
+/// the election in progress.
+fn wait_server_1_dead(lab: &Lab, agentless: bool) {
+    if agentless {
+        lab.wait_etcd(
+            "2 of 3 voters healthy with a leader",
+            Duration::from_secs(60),
+            |o| o.health.healthy_voters == 2 && o.health.leader.is_some(),
+        )
+        .unwrap();
+    } else {
+        lab.wait_node_ready("server-1", false, Duration::from_secs(60))
+            .unwrap();
+    }
 }
 
 fn names(nodes: &[&str]) -> Vec<TopologyNode> {
@@ -173,8 +189,7 @@ fn seed001(agentless: bool) {
         }
     }
     lab.kill_host("server-1").unwrap();
-    lab.wait_node_ready("server-1", false, Duration::from_secs(60))
-        .unwrap();
+    wait_server_1_dead(&lab, agentless);
 
     let mut nodes = names(&["server-2", "server-3"]);
     for cp in ["spare-1", "spare-2"] {
