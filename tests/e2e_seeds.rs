@@ -13,16 +13,28 @@ use k3splan_lab::{Lab, LabSpec, TopologyNode};
 
 #[test]
 fn seed000_first_server_dies_and_is_replaced() {
+    seed000(false)
+}
+
+/// Seed 000 with agent-less servers (`disable-agent`: no kubelet, no Node; issue 19): the
+/// rebuild joins through a live agent-less server, waits for its member and supervisor
+/// port instead of a Node, and verifies without counting Nodes.
+#[test]
+fn seed000_agentless_first_server_dies_and_is_replaced() {
+    seed000(true)
+}
+
+fn seed000(agentless: bool) {
     let lab = Lab::start(LabSpec {
         servers: 3,
         spare_hosts: 1,
+        agentless,
         verbose: true,
         ..LabSpec::default()
     })
     .expect("lab");
     lab.kill_host("server-1").unwrap();
-    lab.wait_node_ready("server-1", false, Duration::from_secs(60))
-        .unwrap();
+    wait_server_1_dead(&lab, agentless);
     let topo = lab
         .write_topology(
             "seed000/main.hcl",
@@ -37,21 +49,75 @@ fn seed000_first_server_dies_and_is_replaced() {
     let o = lab_k3splan(&lab, &topo, &["plan", "--detailed-exitcode"]);
     assert_eq!(o.status.code(), Some(2));
     let plan = stdout(&o);
-    assert!(plan.contains("node.server-1 will be destroyed"), "{plan}");
+    if agentless {
+        // No Node to delete: the dead server is its etcd member.
+        assert!(plan.contains("etcd_member.server-1-"), "{plan}");
+        assert!(!plan.contains("node.server-1 will be destroyed"), "{plan}");
+    } else {
+        assert!(plan.contains("node.server-1 will be destroyed"), "{plan}");
+    }
     assert!(plan.contains("node.spare-1 will be created"), "{plan}");
     assert!(!plan.contains("cluster-init: true"), "{plan}");
     assert!(plan.contains("without cluster-init"), "{plan}");
+    // The rendered topology's api_endpoint names server-2 (no VIP): server-2's own join
+    // URL, naming dead server-1, must go to another live server, never to itself (issue 19).
+    let own2 = lab.host("server-2").unwrap().server_url();
+    let url3 = lab.host("server-3").unwrap().server_url();
+    assert!(
+        plan.contains(&format!("+server: {url3}")),
+        "server-2 rejoins through server-3, not itself: {plan}"
+    );
+    if agentless {
+        assert!(
+            plan.contains("wait until spare-1 is healthy: its etcd member a healthy voter and its supervisor port answering"),
+            "{plan}"
+        );
+        assert!(!plan.contains("wait until Node spare-1 is Ready"), "{plan}");
+        assert!(plan.contains("; 0 nodes Ready"), "{plan}");
+    }
 
     let o = lab_k3splan(&lab, &topo, &["apply", "--auto-approve"]);
     assert_eq!(o.status.code(), Some(0));
     let obs = lab.wait_voters(3, Duration::from_secs(60)).unwrap();
     assert_eq!(obs.health.healthy_voters, 3);
-    assert!(lab.node_ready("spare-1"));
+    if agentless {
+        assert!(
+            lab.nodes().is_empty(),
+            "agent-less servers have no Node: {:?}",
+            lab.nodes()
+        );
+    } else {
+        assert!(lab.node_ready("spare-1"));
+    }
     assert!(!lab.nodes().contains(&"server-1".to_string()));
+    let cfg2 = lab
+        .read_file("server-2", "/etc/rancher/k3s/config.yaml")
+        .unwrap();
+    assert!(
+        !cfg2.contains(&format!("server: {own2}")) && cfg2.contains(&format!("server: {url3}")),
+        "server-2 joins through itself: {cfg2}"
+    );
 
     let o = lab_k3splan(&lab, &topo, &["plan", "--detailed-exitcode"]);
     assert_eq!(o.status.code(), Some(0), "second plan: no changes");
     assert!(stdout(&o).contains("No changes."));
+}
+
+/// After `server-1` was killed: its Node NotReady (with agents), or (agent-less: no Node to
+/// watch) the two survivors healthy voters with a leader, so that the plan does not observe
+/// the election in progress.
+fn wait_server_1_dead(lab: &Lab, agentless: bool) {
+    if agentless {
+        lab.wait_etcd(
+            "2 of 3 voters healthy with a leader",
+            Duration::from_secs(60),
+            |o| o.health.healthy_voters == 2 && o.health.leader.is_some(),
+        )
+        .unwrap();
+    } else {
+        lab.wait_node_ready("server-1", false, Duration::from_secs(60))
+            .unwrap();
+    }
 }
 
 fn names(nodes: &[&str]) -> Vec<TopologyNode> {
@@ -66,9 +132,21 @@ fn code(o: &Output) -> Option<i32> {
 /// URLs are rewritten to a live server and they restart one at a time.
 #[test]
 fn seed001_split_roles_join_urls_rewritten() {
+    seed001(false)
+}
+
+/// Seed 001 with agent-less servers (issue 19): no server has a Node; the rewritten
+/// control-plane servers are waited for by their supervisor port.
+#[test]
+fn seed001_agentless_split_roles_join_urls_rewritten() {
+    seed001(true)
+}
+
+fn seed001(agentless: bool) {
     let lab = Lab::start(LabSpec {
         servers: 3,
         spare_hosts: 2,
+        agentless,
         verbose: true,
         ..LabSpec::default()
     })
@@ -81,8 +159,9 @@ fn seed001_split_roles_join_urls_rewritten() {
             cp,
             "/etc/rancher/k3s/config.yaml",
             &format!(
-                "server: {first}\ntoken: {}\nnode-name: {cp}\nnode-ip: {addr}\ndisable-etcd: true\n",
-                lab.token()
+                "server: {first}\ntoken: {}\nnode-name: {cp}\nnode-ip: {addr}\ndisable-etcd: true\n{}",
+                lab.token(),
+                if agentless { "disable-agent: true\n" } else { "" }
             ),
         )
         .unwrap();
@@ -101,12 +180,16 @@ fn seed001_split_roles_join_urls_rewritten() {
             )
             .unwrap();
         assert_eq!(status, 0, "{log}");
-        lab.wait_node_ready(cp, true, Duration::from_secs(90))
-            .unwrap();
+        if agentless {
+            // The installer's `service restart` returned once k3s was ready; no Node.
+            assert!(lab.node(cp).is_none(), "{cp} has no kubelet, so no Node");
+        } else {
+            lab.wait_node_ready(cp, true, Duration::from_secs(90))
+                .unwrap();
+        }
     }
     lab.kill_host("server-1").unwrap();
-    lab.wait_node_ready("server-1", false, Duration::from_secs(60))
-        .unwrap();
+    wait_server_1_dead(&lab, agentless);
 
     let mut nodes = names(&["server-2", "server-3"]);
     for cp in ["spare-1", "spare-2"] {
@@ -144,7 +227,12 @@ fn seed001_split_roles_join_urls_rewritten() {
             cfg.contains(&format!("token: {}", lab.token())),
             "{cp} keeps its token"
         );
-        assert!(lab.node_ready(cp));
+        if agentless {
+            assert!(cfg.contains("disable-agent: true"), "{cp}: {cfg}");
+            assert!(lab.node(cp).is_none(), "{cp} has no Node");
+        } else {
+            assert!(lab.node_ready(cp));
+        }
     }
     let obs = lab.wait_voters(2, Duration::from_secs(30)).unwrap();
     assert_eq!(obs.health.healthy_voters, 2);
@@ -156,9 +244,21 @@ fn seed001_split_roles_join_urls_rewritten() {
 /// stale dir is moved aside (kept), the members join one at a time.
 #[test]
 fn seed002_scale_out_with_stale_data() {
+    seed002(false)
+}
+
+/// Seed 002 with agent-less servers (issue 19): the new members are waited for by their
+/// member and supervisor port, not a Node.
+#[test]
+fn seed002_agentless_scale_out_with_stale_data() {
+    seed002(true)
+}
+
+fn seed002(agentless: bool) {
     let lab = Lab::start(LabSpec {
         servers: 3,
         spare_hosts: 2,
+        agentless,
         verbose: true,
         ..LabSpec::default()
     })
@@ -199,6 +299,11 @@ fn seed002_scale_out_with_stale_data() {
     assert_eq!(code(&o), Some(0));
     let obs = lab.wait_voters(5, Duration::from_secs(60)).unwrap();
     assert_eq!(obs.health.healthy_voters, 5);
+    if agentless {
+        assert!(lab.nodes().is_empty(), "{:?}", lab.nodes());
+    } else {
+        assert!(lab.node_ready("spare-1") && lab.node_ready("spare-2"));
+    }
     let (_, ls) = lab
         .ssh("spare-2", &[], "ls /var/lib/rancher/k3s/server/db/")
         .unwrap();
@@ -613,6 +718,7 @@ fn issue13_verify_fails_on_an_undeclared_node() {
     let verify = Operation::Verify {
         expect_members: 3,
         expect_nodes: 3,
+        unhealthy_left: vec![],
     };
     let rt = tokio::runtime::Runtime::new().unwrap();
     // Premise: the declared cluster verifies.

@@ -71,6 +71,38 @@ pub struct Observed {
     /// conservative reading.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub host_failures: BTreeMap<String, HostUnknown>,
+    /// Per server node name: whether its supervisor/API port (`https://ADDRESS:6443/cacerts`)
+    /// answered the machine running k3splan. A server missing here was not probed (older
+    /// fixtures, saved observations): the planner then goes by etcd and the Node alone.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub supervisors: BTreeMap<String, Supervisor>,
+}
+
+/// What the probe of a server's supervisor port (`GET https://ADDRESS:6443/cacerts`, which
+/// k3s serves without authentication) found.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "state")]
+pub enum Supervisor {
+    /// It answered 200 with a CA certificate (the cluster's, when the cluster CA is known).
+    Answering,
+    /// The connection was refused or reset, or it answered with something else (another
+    /// cluster's CA, an HTTP error): the server is not serving this cluster.
+    Refused { reason: String },
+    /// Nothing answered in time: whether it is up is unknown.
+    Unknown { reason: String },
+}
+
+impl Supervisor {
+    pub fn is_answering(&self) -> bool {
+        matches!(self, Supervisor::Answering)
+    }
+    pub fn describe(&self) -> String {
+        match self {
+            Supervisor::Answering => "answering".into(),
+            Supervisor::Refused { reason } => format!("not answering: {reason}"),
+            Supervisor::Unknown { reason } => format!("unknown: {reason}"),
+        }
+    }
 }
 
 /// Why a host is unknown, as far as it tells anything about the host's liveness.
@@ -363,6 +395,9 @@ pub struct K3sConfigFile {
     pub cluster_init: bool,
     pub disable_etcd: bool,
     pub disable_apiserver: bool,
+    /// `disable-agent: true`: k3s runs no kubelet here, so the server has no Node.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub disable_agent: bool,
     /// The file's content. May hold the token: renderers mask it.
     pub raw: String,
     /// Keyed digests of its secrets (compared with the declared ones, never serialized).

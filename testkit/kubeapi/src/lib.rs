@@ -113,6 +113,8 @@ struct Shared {
     expire_continue: std::sync::atomic::AtomicUsize,
     git_version: String,
     bearer_token: Option<String>,
+    /// The CA's PEM (TLS servers), served at `/cacerts` like k3s's supervisor.
+    ca_pem: Option<String>,
 }
 
 /// A running in-memory API server; stops when dropped.
@@ -185,7 +187,14 @@ impl KubeApiServer {
             .await
             .map_err(HarnessError::Bind)?;
         let addr = listener.local_addr().map_err(HarnessError::Bind)?;
+        let (acceptor, ca_pem) = if opts.tls {
+            let (cfg, pem) = tls_config(&opts.extra_sans)?;
+            (Some(tokio_rustls::TlsAcceptor::from(cfg)), Some(pem))
+        } else {
+            (None, None)
+        };
         let shared = Arc::new(Shared {
+            ca_pem: ca_pem.clone(),
             store: Mutex::new({
                 let mut st = Store::new(opts.controllers.clone());
                 st.set_compact(opts.compact);
@@ -201,12 +210,6 @@ impl KubeApiServer {
             .fallback(handle)
             .with_state(shared.clone())
             .layer(tower_http::compression::CompressionLayer::new().gzip(true));
-        let (acceptor, ca_pem) = if opts.tls {
-            let (cfg, pem) = tls_config(&opts.extra_sans)?;
-            (Some(tokio_rustls::TlsAcceptor::from(cfg)), Some(pem))
-        } else {
-            (None, None)
-        };
         let scheme = if opts.tls { "https" } else { "http" };
         let (shutdown, shutdown_rx) = tokio::sync::watch::channel(false);
         let task = tokio::spawn(async move {
@@ -583,7 +586,24 @@ async fn handle(
                         "buildDate": "2024-01-01T00:00:00Z", "goVersion": "go1.20", "compiler": "gc", "platform": "linux/amd64"}),
             );
         }
+        // Unauthenticated, as kube-apiserver serves them to anyone (system:public-info-viewer).
         ["healthz" | "readyz" | "livez"] => return (StatusCode::OK, "ok").into_response(),
+        // k3s's supervisor serves the server CA at /cacerts without authentication
+        // (k3s-io/k3s pkg/server/router.go: `router.Path("/cacerts")` on the outer router,
+        // before the authenticated handlers); the lab's per-server :6443 proxies here.
+        ["cacerts"] => {
+            return match &sh.ca_pem {
+                Some(pem) => (
+                    StatusCode::OK,
+                    [(header::CONTENT_TYPE, "text/plain")],
+                    pem.clone(),
+                )
+                    .into_response(),
+                None => {
+                    (StatusCode::NOT_FOUND, "no CA: this server runs without TLS").into_response()
+                }
+            };
+        }
         ["api"] => {
             return value_response(
                 StatusCode::OK,

@@ -149,6 +149,10 @@ pub struct LabSpec {
     pub vip: bool,
     /// Pre-load the seed 004 workloads bound to `server-1..3` (needs 3+ servers).
     pub seed_workloads: bool,
+    /// Run every server agent-less (`disable-agent: true` in its config.yaml, and
+    /// `k3s_config = { "disable-agent" = true }` on the server blocks of rendered
+    /// topologies): like k3s, such a server registers no Node (issue 19).
+    pub agentless: bool,
     /// Print progress lines to stderr.
     pub verbose: bool,
     /// The `k3s-standin` binary; `None`: `$K3SPLAN_STANDIN_BIN`, else next to the current
@@ -164,6 +168,7 @@ impl Default for LabSpec {
             agents: 0,
             vip: false,
             seed_workloads: false,
+            agentless: false,
             verbose: false,
             standin: None,
         }

@@ -92,6 +92,9 @@ impl Lab {
             }
             None => cfg.push_str("cluster-init: true\n"),
         }
+        if self.spec.agentless {
+            cfg.push_str("disable-agent: true\n");
+        }
         h.sshd.write("/etc/rancher/k3s/config.yaml", cfg)?;
         let mut env = vec![
             ("INSTALL_K3S_VERSION", K3S_VERSION),

@@ -215,7 +215,12 @@ impl Lab {
             lab.say(&format!("lab: installing k3s agent on {a}"));
             lab.install_agent(a, &first_url)?;
         }
-        let mut ready: Vec<String> = servers.clone();
+        // Agent-less servers never have a Node: only the agents' Nodes are awaited then.
+        let mut ready: Vec<String> = if spec.agentless {
+            Vec::new()
+        } else {
+            servers.clone()
+        };
         ready.extend(agents);
         for n in &ready {
             lab.wait_node_ready(n, true, Duration::from_secs(60))?;

@@ -104,6 +104,9 @@ impl Lab {
             if n.primary && self.vip.is_some() {
                 let _ = writeln!(s, "  primary = true");
             }
+            if self.spec.agentless && n.roles.iter().any(|r| r != "agent") {
+                let _ = writeln!(s, "  k3s_config = {{ \"disable-agent\" = true }}");
+            }
             let _ = writeln!(s, "\n  ssh {{\n    port = {}\n  }}", h.ssh_port());
             let _ = writeln!(s, "}}");
         }

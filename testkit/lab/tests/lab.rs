@@ -12,6 +12,7 @@ k3splan_testkit_caps::main! {
     join_fails_through_dead_server_and_with_stale_data needs [lab],
     service_stop_start_and_uninstall needs [lab],
     vip_follows_priority_and_seed_workloads_are_loaded needs [lab],
+    agentless_servers_register_no_node_and_serve_cacerts needs [lab],
 }
 
 fn spec(servers: usize, spares: usize) -> LabSpec {
@@ -315,4 +316,44 @@ fn vip_follows_priority_and_seed_workloads_are_loaded() {
         "{hcl}"
     );
     assert!(hcl.contains("storage \"onecloud-minio/minio\""), "{hcl}");
+}
+
+/// Issue 19: with `disable-agent` (LabSpec::agentless) a server, like k3s's, registers no
+/// Node; its `:6443` serves `/cacerts` (the API's CA) and `/readyz` without credentials, as
+/// k3s's supervisor and kube-apiserver do.
+fn agentless_servers_register_no_node_and_serve_cacerts() {
+    let lab = Lab::start(LabSpec {
+        agentless: true,
+        ..spec(3, 0)
+    })
+    .expect("lab starts");
+    let o = lab
+        .wait_voters(3, Duration::from_secs(30))
+        .expect("3 voters");
+    assert!(
+        o.health.leader.is_some(),
+        "{}",
+        k3splan_lab::describe_etcd(&o)
+    );
+    assert!(lab.nodes().is_empty(), "no Node: {:?}", lab.nodes());
+    let log = lab.k3s_log("server-2");
+    assert!(
+        log.contains("agent disabled (disable-agent): no kubelet, no Node"),
+        "{log}"
+    );
+    let cfg = lab
+        .read_file("server-2", "/etc/rancher/k3s/config.yaml")
+        .unwrap();
+    assert!(cfg.contains("disable-agent: true"), "{cfg}");
+    let url = lab.host("server-2").unwrap().server_url();
+    let (status, body) = lab
+        .ssh("server-1", &[], &format!("curl -sfk {url}/cacerts"))
+        .unwrap();
+    assert_eq!(status, 0, "{body}");
+    let ca = lab.kube().ca_pem().expect("a TLS API").to_string();
+    assert_eq!(body.trim(), ca.trim(), "/cacerts serves the API's CA");
+    let (status, body) = lab
+        .ssh("server-1", &[], &format!("curl -sfk {url}/readyz"))
+        .unwrap();
+    assert_eq!((status, body.trim()), (0, "ok"));
 }

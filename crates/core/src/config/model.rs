@@ -276,11 +276,35 @@ pub struct Node {
     pub ssh: SshSettings,
     pub labels: BTreeMap<String, String>,
     pub taints: Vec<Taint>,
+    /// `k3s_config = { … }`: extra k3s config.yaml keys written after the ones k3splan owns
+    /// (validated against k3s's flags, see `config/load/k3s_config.rs`). Values are bools,
+    /// numbers, strings or lists of strings.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub k3s_config: BTreeMap<String, serde_json::Value>,
     /// Deprecated: always `false` from HCL (`replace = true` is refused, issue 13: as an
     /// attribute it replaced the node on every apply). Replacements are requested once, on
     /// the command line (`-replace=node.NAME`, [`crate::plan::PlanOptions::replace`]); a
     /// library caller setting this gets the same one-shot treatment for that plan only.
     pub replace: bool,
+}
+
+impl Node {
+    /// Whether k3s runs an agent (kubelet) here as declared: every agent, and every server
+    /// unless its `k3s_config` sets `disable-agent`. A server without an agent never
+    /// registers a Node (k3s-io/k3s pkg/cli/cmds/server.go: `disable-agent` "Do not run a
+    /// local agent and register a local kubelet").
+    pub fn runs_agent(&self) -> bool {
+        self.roles.is_agent() || !self.disables_agent()
+    }
+
+    /// `k3s_config` sets `disable-agent` to true (a bool, or the string "true").
+    pub fn disables_agent(&self) -> bool {
+        match self.k3s_config.get("disable-agent") {
+            Some(serde_json::Value::Bool(b)) => *b,
+            Some(serde_json::Value::String(s)) => s == "true",
+            _ => false,
+        }
+    }
 }
 
 /// A node role as written in HCL.

@@ -38,6 +38,7 @@ pub mod attr {
     pub const VIP_PRIORITY: &str = "vip_priority";
     pub const LABELS: &str = "labels";
     pub const TAINTS: &str = "taints";
+    pub const K3S_CONFIG: &str = "k3s_config";
     pub const REPLACE: &str = "replace";
     pub const KIND: &str = "kind";
     pub const ON_NODE_LOSS: &str = "on_node_loss";
@@ -234,6 +235,7 @@ pub static NODE: BlockSchema = BlockSchema {
         a(attr::VIP_PRIORITY, Ty::Int(1, 254)),
         a(attr::LABELS, Ty::StringMap),
         a(attr::TAINTS, Ty::StringList),
+        a(attr::K3S_CONFIG, Ty::Any),
         a(attr::REPLACE, Ty::Bool),
     ],
     blocks: &[&SSH],

@@ -70,6 +70,12 @@ pub enum Operation {
     WaitNodeReady {
         node: String,
     },
+    /// For a server without an agent (`disable-agent`: no kubelet, so no Node ever): wait
+    /// until its etcd member is a healthy voter (when it runs etcd) and its supervisor port
+    /// answers `GET https://ADDRESS:6443/cacerts`.
+    WaitServerHealthy {
+        node: String,
+    },
     /// Restart the k3s service and wait until the node (and its member) is healthy again.
     RestartService {
         node: String,
@@ -115,8 +121,15 @@ pub enum Operation {
     },
     /// Every member healthy, one leader, equal HashKV at a common revision; nodes Ready.
     Verify {
+        /// Voters expected after the plan.
         expect_members: usize,
+        /// Nodes expected Ready: the declared nodes that run an agent (a server with
+        /// `disable-agent` has no Node).
         expect_nodes: usize,
+        /// Members (by name) the plan leaves alone while they are not healthy: they are
+        /// expected listed, not healthy, and the KV hashes are compared without them.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        unhealthy_left: Vec<String>,
     },
 }
 
@@ -167,6 +180,9 @@ impl Operation {
                 format!("wait until {node}'s etcd learner is promoted to voter")
             }
             Operation::WaitNodeReady { node } => format!("wait until Node {node} is Ready"),
+            Operation::WaitServerHealthy { node } => format!(
+                "wait until {node} is healthy: its etcd member a healthy voter and its supervisor port answering /cacerts (no agent, so no Node)"
+            ),
             Operation::RestartService { node } => {
                 format!("restart k3s on {node} and wait until it is healthy again")
             }
@@ -178,9 +194,22 @@ impl Operation {
             Operation::Verify {
                 expect_members,
                 expect_nodes,
-            } => format!(
-                "verify: {expect_members} etcd members healthy, one leader, equal HashKV at a common revision; {expect_nodes} nodes Ready"
-            ),
+                unhealthy_left,
+            } => {
+                let healthy = expect_members.saturating_sub(unhealthy_left.len());
+                let mut s = if unhealthy_left.is_empty() {
+                    format!("verify: {expect_members} etcd members healthy")
+                } else {
+                    format!(
+                        "verify: {expect_members} etcd voters, {healthy} of them healthy ({} left alone by this plan and not expected healthy)",
+                        unhealthy_left.join(", ")
+                    )
+                };
+                s.push_str(&format!(
+                    ", one leader, equal HashKV at a common revision; {expect_nodes} nodes Ready"
+                ));
+                s
+            }
         }
     }
 

@@ -27,6 +27,7 @@ pub fn node(name: &str, address: &str, roles: &[Role]) -> Node {
         ssh: SshSettings::default(),
         labels: BTreeMap::new(),
         taints: vec![],
+        k3s_config: BTreeMap::new(),
         replace: false,
     }
 }
@@ -147,6 +148,9 @@ pub fn config_file(t: &Topology, n: &Node, server: Option<&str>) -> K3sConfigFil
     if n.roles.is_server() && !n.roles.runs_control_plane() {
         raw.push_str("disable-apiserver: true\n");
     }
+    if n.roles.is_server() && n.disables_agent() {
+        raw.push_str("disable-agent: true\n");
+    }
     let _ = t;
     K3sConfigFile {
         path: K3S_CONFIG_PATH.into(),
@@ -154,6 +158,7 @@ pub fn config_file(t: &Topology, n: &Node, server: Option<&str>) -> K3sConfigFil
         cluster_init: server.is_none(),
         disable_etcd: n.roles.is_server() && !n.roles.runs_etcd(),
         disable_apiserver: n.roles.is_server() && !n.roles.runs_control_plane(),
+        disable_agent: n.roles.is_server() && n.disables_agent(),
         secrets: crate::plan::files::SecretDigests::of(&raw),
         raw,
     }
@@ -194,15 +199,19 @@ pub fn observed_matching(t: &Topology) -> Observed {
         if n.roles.runs_etcd() {
             roles.push("etcd".to_string());
         }
-        kube.nodes.push(KubeNode {
-            name: n.name.clone(),
-            internal_ip: Some(n.address),
-            ready: true,
-            ready_since: Some("2026-11-01T00:00:00Z".into()),
-            unschedulable: false,
-            roles,
-            version: t.cluster.k3s_version.clone(),
-        });
+        if !n.runs_agent() {
+            // A server with `disable-agent` runs no kubelet: no Node object.
+        } else {
+            kube.nodes.push(KubeNode {
+                name: n.name.clone(),
+                internal_ip: Some(n.address),
+                ready: true,
+                ready_since: Some("2026-11-01T00:00:00Z".into()),
+                unschedulable: false,
+                roles,
+                version: t.cluster.k3s_version.clone(),
+            });
+        }
         if n.roles.runs_etcd() {
             etcd.members
                 .push(member(&n.name, n.address, MemberHealth::Healthy));
@@ -268,6 +277,7 @@ pub fn observed_matching(t: &Topology) -> Observed {
         etcd: Fact::Known(etcd),
         hosts,
         host_failures: Default::default(),
+        supervisors: Default::default(),
     }
 }
 

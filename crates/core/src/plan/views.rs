@@ -118,6 +118,51 @@ impl<'a> PlanCx<'a> {
         b
     }
 
+    /// Whether k3s runs an agent (kubelet, hence a Node) on `name`: what the host's
+    /// config.yaml says (`disable-agent`) when it was read, else what the topology declares
+    /// (`k3s_config`). Agents always do.
+    pub(super) fn runs_agent(&self, name: &str) -> bool {
+        let Some(v) = self.views.get(name) else {
+            return true;
+        };
+        if v.declared.is_some_and(|d| d.roles.is_agent()) {
+            return true;
+        }
+        if let Some(c) = v.host.known().and_then(|h| h.config.as_ref()) {
+            return !c.disable_agent;
+        }
+        v.declared.is_none_or(|d| d.runs_agent())
+    }
+
+    /// Why server `name` cannot be joined through, or `None` when it is healthy: its etcd
+    /// member a healthy voter (when it runs etcd), its supervisor port answering (when it
+    /// was probed), and, when it runs an agent and the API is known, its Node Ready. An
+    /// unknown probe (a timeout) counts only when the Node vouches for the server.
+    pub(super) fn server_unhealthy(&self, name: &str) -> Option<String> {
+        let v = &self.views[name];
+        let d = v.declared?;
+        if v.member.is_none() {
+            return Some("no etcd member".into());
+        }
+        if d.roles.runs_etcd() && !is_healthy_member(v.member) {
+            return Some("its etcd member is not a healthy voter".into());
+        }
+        let agent = self.runs_agent(name);
+        let node_ready = v.kube.is_some_and(|k| k.ready);
+        if agent && self.kube.is_some() && !node_ready {
+            return Some("its Node is not Ready".into());
+        }
+        match self.o.supervisors.get(name) {
+            Some(crate::observed::Supervisor::Refused { reason }) => {
+                Some(format!("its supervisor port does not answer ({reason})"))
+            }
+            Some(crate::observed::Supervisor::Unknown { reason }) if !(agent && node_ready) => {
+                Some(format!("its supervisor port is unknown ({reason})"))
+            }
+            _ => None,
+        }
+    }
+
     /// Healthy servers a node can join through, best first: the primary, then etcd nodes.
     pub(super) fn healthy_servers(&self, exclude: &str) -> Vec<&'a Node> {
         let mut v: Vec<&Node> = self
@@ -125,19 +170,44 @@ impl<'a> PlanCx<'a> {
             .server_nodes()
             .filter(|d| d.name != exclude && !self.lost.contains(&d.name))
             .filter(|d| {
-                let v = &self.views[&d.name];
-                let member_ok = !d.roles.runs_etcd() || is_healthy_member(v.member);
-                let kube_ok = self.kube.is_none() || v.kube.is_some_and(|k| k.ready);
-                member_ok && kube_ok && v.member.is_some() && !self.joined.contains_key(&d.name)
+                self.server_unhealthy(&d.name).is_none() && !self.joined.contains_key(&d.name)
             })
             .collect();
         v.sort_by_key(|d| (!d.primary, !d.roles.runs_etcd()));
         v
     }
 
+    /// The URL `node` joins through, never `node` itself (issue 19: with `api_endpoint`
+    /// naming one server, that server's own `server:` was rewritten to itself): the VIP
+    /// when one is declared; else `api_endpoint` unless it names `node` or a declared
+    /// server that is not healthy; else the best healthy server other than `node`.
     pub(super) fn join_url(&self, node: &str) -> Option<String> {
-        if let Some(e) = &self.t.cluster.api_endpoint {
-            return Some(e.clone());
+        let own = self.views.get(node).and_then(|v| {
+            v.address
+                .or_else(|| v.declared.map(|d| d.address))
+                .map(|a| a.to_string())
+        });
+        let endpoint = self.t.cluster.api_endpoint.as_deref();
+        let endpoint_host = endpoint.and_then(crate::observed::url_host);
+        if let Some(vip) = &self.t.cluster.vip {
+            let vip_host = vip.address.to_string();
+            if endpoint_host == Some(vip_host.as_str()) {
+                return endpoint.map(str::to_string);
+            }
+            return Some(format!("https://{}:6443", fmt_host(vip.address)));
+        }
+        if let (Some(e), Some(h)) = (endpoint, endpoint_host)
+            && own.as_deref() != Some(h)
+        {
+            let names_server = self
+                .t
+                .server_nodes()
+                .find(|d| d.address.to_string() == h)
+                .map(|d| d.name.clone());
+            match names_server {
+                Some(s) if self.lost.contains(&s) || self.server_unhealthy(&s).is_some() => {}
+                _ => return Some(e.to_string()),
+            }
         }
         self.healthy_servers(node)
             .first()

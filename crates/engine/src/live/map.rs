@@ -250,6 +250,7 @@ pub(super) fn map_host(
             cluster_init: c.cluster_init,
             disable_etcd: c.disable_etcd,
             disable_apiserver: c.disable_apiserver,
+            disable_agent: c.disable_agent,
             raw: raw.config.unwrap_or_default(),
             secrets: raw.config_secrets,
         }),

@@ -16,6 +16,7 @@ mod api;
 mod map;
 mod observe;
 pub mod pool;
+pub mod supervisor;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
@@ -235,6 +236,20 @@ impl Live {
     /// The etcd provider (TLS files are read here; a missing file is an error naming it).
     pub fn etcd(&self) -> Result<EtcdProvider, LiveError> {
         Ok(EtcdProvider::new(self.etcd_config.clone())?)
+    }
+
+    /// The cluster CA (DER certificates) from the kubeconfig (the topology's, else
+    /// `$KUBECONFIG`'s first file, else `~/.kube/config`), if it names one.
+    pub fn cluster_ca(&self) -> Option<Vec<Vec<u8>>> {
+        let c = &self.topology.cluster;
+        let path = match &c.kubeconfig {
+            Some(p) => resolve(&self.opts.base_dir, p),
+            None => match std::env::var_os("KUBECONFIG") {
+                Some(v) => std::env::split_paths(&v).next()?,
+                None => PathBuf::from(std::env::var_os("HOME")?).join(".kube/config"),
+            },
+        };
+        supervisor::kubeconfig_ca(&path, c.kube_context.as_deref())
     }
 
     /// The Kubernetes provider, connected once.

@@ -40,7 +40,8 @@ impl Live {
     /// Reads everything, concurrently, and maps it into [`Observed`].
     pub async fn observe(&mut self) -> Observed {
         let started = Instant::now();
-        let (kube, etcd, mut hosts) = self.read_sources().await;
+        let ((kube, etcd, mut hosts), supervisors) =
+            tokio::join!(self.read_sources(), self.probe_supervisors());
         // Nodes seen by Kubernetes or etcd but not declared: observe their hosts too.
         let new = self.undeclared_seen(&kube, &etcd);
         if !new.is_empty() {
@@ -50,9 +51,30 @@ impl Live {
                 new.keys().map(|n| (n.clone(), spec.clone())).collect();
             hosts.extend(self.hosts.observe_many(names).await);
         }
-        let observed = self.assemble(kube, etcd, hosts);
+        let mut observed = self.assemble(kube, etcd, hosts);
+        observed.supervisors = supervisors;
         log_observation(&observed, started.elapsed());
         observed
+    }
+
+    /// The supervisor port of every declared server, probed from here, concurrently
+    /// (see [`super::supervisor`]): a server without an agent has no Node, and this is
+    /// how the planner knows it serves.
+    pub(crate) async fn probe_supervisors(&self) -> BTreeMap<String, crate::observed::Supervisor> {
+        let ca = self.cluster_ca();
+        let timeout = self.opts.kube_connect_timeout;
+        let probes = self.topology.server_nodes().map(|n| {
+            let ca = ca.clone();
+            let (name, addr) = (n.name.clone(), n.address);
+            async move {
+                let s = super::supervisor::probe(addr, ca.as_deref(), timeout).await;
+                (name, s)
+            }
+        });
+        futures::future::join_all(probes)
+            .await
+            .into_iter()
+            .collect()
     }
 
     /// The three reads, concurrently.
@@ -229,6 +251,7 @@ impl Live {
             etcd: etcd_state,
             hosts: host_states,
             host_failures,
+            supervisors: BTreeMap::new(),
         }
     }
 }

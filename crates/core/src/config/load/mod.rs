@@ -32,6 +32,7 @@ mod cluster;
 mod discover;
 mod evaluate;
 mod functions;
+mod k3s_config;
 mod node;
 mod parse;
 mod rules;

@@ -32,6 +32,7 @@ impl Loader<'_> {
                     .collect::<BTreeMap<_, _>>()
             })
             .unwrap_or_default();
+        let k3s_config = self.node_k3s_config(b, &v, &name, &roles);
         self.replace_attribute(b, &v, &name);
         let ssh = self.build_ssh(b.child(&schema::SSH), ctx, ssh_default);
         Some(Node {
@@ -43,6 +44,7 @@ impl Loader<'_> {
             ssh,
             labels,
             taints,
+            k3s_config,
             replace: false,
         })
     }

@@ -416,6 +416,7 @@ fn every_schema_attribute_is_consumed_by_the_loader() {
         include_str!("build.rs"),
         include_str!("cluster.rs"),
         include_str!("node.rs"),
+        include_str!("k3s_config.rs"),
         include_str!("rules.rs"),
         include_str!("evaluate.rs"),
         include_str!("typecheck.rs"),

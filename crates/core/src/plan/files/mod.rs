@@ -161,6 +161,24 @@ pub fn config_yaml_for(t: &Topology, node: &Node, join_url: &str) -> (String, Ve
             s.push_str(&format!("  - {x}\n"));
         }
     }
+    // The node's `k3s_config` passthrough, after the keys k3splan owns (the loader refuses
+    // those keys there), sorted by key.
+    for (k, v) in &node.k3s_config {
+        match v {
+            serde_json::Value::Array(items) => {
+                s.push_str(&format!("{k}:\n"));
+                for i in items {
+                    s.push_str(&format!(
+                        "  - {}\n",
+                        yaml_scalar(i.as_str().unwrap_or_default())
+                    ));
+                }
+            }
+            serde_json::Value::Bool(b) => s.push_str(&format!("{k}: {b}\n")),
+            serde_json::Value::String(x) => s.push_str(&format!("{k}: {}\n", yaml_scalar(x))),
+            other => s.push_str(&format!("{k}: {other}\n")),
+        }
+    }
     (s, sensitive)
 }
 

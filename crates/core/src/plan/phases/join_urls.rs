@@ -38,6 +38,8 @@ enum UnusableUrl {
     Removed { node: String, host: String },
     #[error("{node} ({host}) is not a server")]
     NotAServer { node: String, host: String },
+    #[error("it names {node} itself ({host}): a server cannot join through itself")]
+    ItsOwn { node: String, host: String },
     #[error("{node} ({host}) is down: {}", .down.join(", "))]
     Down {
         node: String,
@@ -46,18 +48,37 @@ enum UnusableUrl {
     },
 }
 
-/// A join URL is fine when it names the api_endpoint or a server that is healthy (or
-/// rejoined by this plan).
-fn url_is_usable(cx: &PlanCx<'_>, url: &str) -> Result<(), UnusableUrl> {
-    if let Some(e) = &cx.t.cluster.api_endpoint
-        && url_host(e) == url_host(url)
-    {
-        return Ok(());
-    }
+/// A join URL is fine when it names the api_endpoint (unless that is a server's own
+/// address: then it is judged as that server) or a server that is healthy (or rejoined by
+/// this plan), and never `node` itself.
+fn url_is_usable(cx: &PlanCx<'_>, node: &str, url: &str) -> Result<(), UnusableUrl> {
     let Some(host) = url_host(url) else {
         return Err(UnusableUrl::NotAUrl);
     };
     let host = host.to_string();
+    if cx.views[node]
+        .address
+        .is_some_and(|a| a.to_string() == host)
+        || cx
+            .t
+            .node(node)
+            .is_some_and(|d| d.address.to_string() == host)
+    {
+        return Err(UnusableUrl::ItsOwn {
+            node: node.to_string(),
+            host,
+        });
+    }
+    let names_a_node = cx
+        .views
+        .values()
+        .any(|v| v.address.is_some_and(|a| a.to_string() == host));
+    if let Some(e) = &cx.t.cluster.api_endpoint
+        && url_host(e) == Some(host.as_str())
+        && !names_a_node
+    {
+        return Ok(());
+    }
     let Some(v) = cx
         .views
         .values()
@@ -85,6 +106,9 @@ fn url_is_usable(cx: &PlanCx<'_>, url: &str) -> Result<(), UnusableUrl> {
     }
     if v.kube.is_some_and(|k| !k.ready) {
         down.push("Node NotReady".to_string());
+    }
+    if let Some(crate::observed::Supervisor::Refused { reason }) = cx.o.supervisors.get(&v.name) {
+        down.push(format!("supervisor port not answering: {reason}"));
     }
     if down.is_empty() {
         Ok(())
@@ -166,7 +190,7 @@ fn join_urls(cx: &mut PlanCx<'_>) {
         }
         let config = h.config.as_ref().and_then(|c| {
             let url = c.server.clone()?;
-            let bad = url_is_usable(cx, &url).err();
+            let bad = url_is_usable(cx, &d.name, &url).err();
             Some((c, url, bad))
         });
         let env: Vec<_> = h
@@ -174,7 +198,7 @@ fn join_urls(cx: &mut PlanCx<'_>) {
             .iter()
             .filter_map(|e| {
                 let url = e.k3s_url.clone().filter(|u| !u.is_empty())?;
-                let bad = url_is_usable(cx, &url).err();
+                let bad = url_is_usable(cx, &d.name, &url).err();
                 Some((e, url, bad))
             })
             .collect();

@@ -204,7 +204,13 @@ fn join_step(cx: &mut PlanCx<'_>, d: &Node, url: &str, replacing: bool, reason: 
             version: cx.t.cluster.k3s_version.clone(),
         });
     }
-    ops.push(Operation::WaitNodeReady { node: n.into() });
+    // A server written with `disable-agent` runs no kubelet and never has a Node: its
+    // health is its member and its supervisor port (issue 19).
+    if d.runs_agent() {
+        ops.push(Operation::WaitNodeReady { node: n.into() });
+    } else {
+        ops.push(Operation::WaitServerHealthy { node: n.into() });
+    }
     let roles: Vec<&str> = d.roles.0.iter().map(|r| r.as_str()).collect();
     let id = cx.push(
         addr,

@@ -85,6 +85,15 @@ pub enum ExecError {
         last: String,
     },
     #[error(
+        "{node} not healthy after {}: last seen {last}; it runs no agent, so its health is its etcd member and its supervisor port :6443; check `journalctl -u k3s` on {node}, or raise `timeouts.node_ready`",
+        human_secs(*secs)
+    )]
+    ServerNotHealthy {
+        node: String,
+        secs: u64,
+        last: String,
+    },
+    #[error(
         "Node {node} not Ready after {}: last seen {last}; check `journalctl -u k3s` (or `-u k3s-agent`) on {node}, or raise `timeouts.node_ready`",
         human_secs(*secs)
     )]

@@ -45,7 +45,12 @@ impl Executor<'_> {
         if self.declared_as(node, |r| r.runs_etcd()) {
             self.wait_member_healthy(node).await?;
         }
-        self.wait_node_ready(node).await?;
+        // A server without an agent has no Node: its supervisor port instead (issue 19).
+        if self.runs_agent(node).await {
+            self.wait_node_ready(node).await?;
+        } else {
+            self.wait_server_healthy(node).await?;
+        }
         Ok(done("restarted and healthy again"))
     }
 

@@ -12,6 +12,7 @@ mod error;
 mod etcd;
 mod host;
 mod kube;
+mod server;
 mod verify;
 
 use std::time::Duration;
@@ -141,6 +142,7 @@ impl Executor<'_> {
             } => self.drain(node, *skip_eviction).await,
             O::DeleteNode { node } => self.delete_node(node).await,
             O::WaitNodeReady { node } => self.wait_node_ready(node).await,
+            O::WaitServerHealthy { node } => self.wait_server_healthy(node).await,
             O::RebindVolume {
                 namespace,
                 pvc,
@@ -198,7 +200,11 @@ impl Executor<'_> {
             O::Verify {
                 expect_members,
                 expect_nodes,
-            } => self.verify(*expect_members, *expect_nodes).await,
+                unhealthy_left,
+            } => {
+                self.verify(*expect_members, *expect_nodes, unhealthy_left)
+                    .await
+            }
         }
     }
 }

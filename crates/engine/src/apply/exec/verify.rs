@@ -1,5 +1,7 @@
-//! The final verification of an apply: etcd has the expected voters, all healthy, one
-//! leader and equal KV hashes; every Node is declared and the expected ones are Ready.
+//! The final verification of an apply: etcd has the expected voters, all healthy but the
+//! unhealthy members the plan left alone, one leader and equal KV hashes (among the healthy
+//! ones); every Node is declared and the expected ones are Ready (nodes with an agent: a
+//! server with `disable-agent` has no Node).
 
 use std::time::Duration;
 
@@ -13,16 +15,30 @@ use crate::wait::{Check, Wait};
 impl Executor<'_> {
     /// Looks every second, until everything holds or the verify wait has passed; the error
     /// lists the problems of the last look.
-    pub(super) async fn verify(&self, members: usize, nodes: usize) -> Result<OpResult, ExecError> {
+    pub(super) async fn verify(
+        &self,
+        members: usize,
+        nodes: usize,
+        unhealthy_left: &[String],
+    ) -> Result<OpResult, ExecError> {
         let etcd = self.live.etcd()?;
         let k = self.live.kube().await?;
         Wait::new(self.waits.verify, Duration::from_secs(1))
             .until(|| async {
-                let mut problems = etcd_problems(&etcd, members).await;
+                let mut problems = etcd_problems(&etcd, members, unhealthy_left).await;
                 problems.extend(self.kube_problems(k, nodes).await);
                 if problems.is_empty() {
+                    let healthy = if unhealthy_left.is_empty() {
+                        format!("{members} members healthy")
+                    } else {
+                        format!(
+                            "{} of {members} members healthy ({} left alone)",
+                            members.saturating_sub(unhealthy_left.len()),
+                            unhealthy_left.join(", ")
+                        )
+                    };
                     Check::Ready(done(format!(
-                        "{members} members healthy, one leader, KV hashes equal, {nodes} Nodes Ready"
+                        "{healthy}, one leader, KV hashes equal, {nodes} Nodes Ready"
                     )))
                 } else {
                     Check::Pending(problems)
@@ -79,7 +95,11 @@ impl Executor<'_> {
 
 /// What keeps etcd from being verified: the member count, unhealthy members, no leader,
 /// and (when nothing else is wrong) differing KV hashes.
-async fn etcd_problems(etcd: &EtcdProvider, members: usize) -> Vec<String> {
+async fn etcd_problems(
+    etcd: &EtcdProvider,
+    members: usize,
+    unhealthy_left: &[String],
+) -> Vec<String> {
     let mut problems = Vec::new();
     let o = etcd.observe().await;
     let voters = o.members.iter().filter(|m| !m.is_learner).count();
@@ -89,15 +109,35 @@ async fn etcd_problems(etcd: &EtcdProvider, members: usize) -> Vec<String> {
             o.members.len()
         ));
     }
-    for m in o.members.iter().filter(|m| !m.is_healthy()) {
+    let left_alone = |name: &str| unhealthy_left.iter().any(|n| n == name);
+    for m in o
+        .members
+        .iter()
+        .filter(|m| !m.is_healthy() && !left_alone(&m.name))
+    {
         problems.push(format!("etcd member {} is {:?}", m.name, m.health));
     }
+    // The client URLs of the members left alone: their HashKV is not expected to answer.
+    let left_hosts: Vec<String> = o
+        .members
+        .iter()
+        .filter(|m| left_alone(&m.name))
+        .flat_map(|m| m.client_urls.iter())
+        .filter_map(|u| crate::observed::url_host(u).map(str::to_string))
+        .collect();
     if o.health.leader.is_none() {
         problems.push("etcd has no leader".into());
     }
     if problems.is_empty() {
         match etcd.compare_hashes().await {
             Ok(h) if h.consistent() => {}
+            Ok(h)
+                if h.mismatched.is_empty()
+                    && !h.hashes.is_empty()
+                    && h.failed.iter().all(|f| {
+                        crate::observed::url_host(&f.endpoint)
+                            .is_some_and(|x| left_hosts.iter().any(|l| l == x))
+                    }) => {}
             Ok(h) => problems.push(format!("etcd KV hashes differ: {h:?}")),
             Err(e) => problems.push(format!("etcd HashKV: {e}")),
         }

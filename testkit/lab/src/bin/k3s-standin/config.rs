@@ -86,6 +86,8 @@ pub(super) struct Settings {
     pub(super) data_dir: String,
     pub(super) disable_etcd: bool,
     pub(super) disable_apiserver: bool,
+    /// `disable-agent`: a server without a kubelet, so without a Node.
+    pub(super) disable_agent: bool,
     pub(super) node_labels: Vec<String>,
 }
 
@@ -163,6 +165,7 @@ pub(super) fn settings(args: &[String], lab: &HostConfig) -> Settings {
         data_dir: s("data-dir").unwrap_or_else(|| "/var/lib/rancher/k3s".into()),
         disable_etcd: yaml_bool(cfg.get("disable-etcd")),
         disable_apiserver: yaml_bool(cfg.get("disable-apiserver")),
+        disable_agent: yaml_bool(cfg.get("disable-agent")),
         node_labels,
     }
 }

@@ -264,22 +264,33 @@ pub(super) fn server(args: &[String], agent: bool) -> ! {
         version: version.clone(),
         ready_since: now_rfc3339(),
     };
-    let reg_deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        match register_node(&lab, &node) {
-            Ok(()) => break,
-            Err(e) if Instant::now() > reg_deadline => fatal(&e),
-            Err(e) => log("warning", &format!("registering node: {e}")),
+    // `disable-agent`: k3s starts no agent, so no kubelet ever registers a Node for this
+    // server (k3s-io/k3s pkg/cli/cmds/server.go: "Do not run a local agent and register a
+    // local kubelet"; observed on k3s v1.21.3: such a server never has a Node object).
+    let has_node = agent || !s.disable_agent;
+    if has_node {
+        let reg_deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            match register_node(&lab, &node) {
+                Ok(()) => break,
+                Err(e) if Instant::now() > reg_deadline => fatal(&e),
+                Err(e) => log("warning", &format!("registering node: {e}")),
+            }
+            std::thread::sleep(Duration::from_secs(1));
         }
-        std::thread::sleep(Duration::from_secs(1));
+        log(
+            "info",
+            &format!("k3s is up and running; Node {} registered", node.name),
+        );
+    } else {
+        log(
+            "info",
+            "k3s is up and running; agent disabled (disable-agent): no kubelet, no Node",
+        );
     }
     if !agent && !s.disable_apiserver {
         stage_and_apply(&lab, &s.data_dir);
     }
-    log(
-        "info",
-        &format!("k3s is up and running; Node {} registered", node.name),
-    );
     let _ = fs::write(hostcfg::ready_file(unit), b"ready\n");
 
     let mut last_hb = Instant::now();
@@ -327,7 +338,8 @@ pub(super) fn server(args: &[String], agent: bool) -> ! {
                 }
             }
         }
-        if datastore_ok && last_hb.elapsed() >= Duration::from_secs(lab.heartbeat_secs) {
+        if has_node && datastore_ok && last_hb.elapsed() >= Duration::from_secs(lab.heartbeat_secs)
+        {
             last_hb = Instant::now();
             heartbeat(&lab, &node);
         }
