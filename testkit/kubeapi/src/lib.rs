@@ -554,7 +554,23 @@ async fn handle(
         sh.gzip_requests
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
-    if let Some(token) = &sh.bearer_token {
+    let q: HashMap<String, String> = Query::try_from_uri(&uri)
+        .map(|Query(q)| q)
+        .unwrap_or_default();
+    let segs: Vec<&str> = uri
+        .path()
+        .trim_matches('/')
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .collect();
+    // The public paths answer without credentials, as a real API server's do (anonymous
+    // access to /version, /healthz, /readyz, /livez through system:public-info-viewer) and
+    // as k3s's supervisor serves /cacerts: the token is checked for everything else.
+    let public = matches!(
+        segs.as_slice(),
+        ["version" | "healthz" | "readyz" | "livez" | "cacerts"]
+    );
+    if let Some(token) = sh.bearer_token.as_ref().filter(|_| !public) {
         let given = headers
             .get(header::AUTHORIZATION)
             .and_then(|h| h.to_str().ok())
@@ -567,15 +583,6 @@ async fn handle(
             );
         }
     }
-    let q: HashMap<String, String> = Query::try_from_uri(&uri)
-        .map(|Query(q)| q)
-        .unwrap_or_default();
-    let segs: Vec<&str> = uri
-        .path()
-        .trim_matches('/')
-        .split('/')
-        .filter(|s| !s.is_empty())
-        .collect();
     match segs.as_slice() {
         ["version"] => {
             let gv = &sh.git_version;
