@@ -13,16 +13,10 @@
 fn assignment_eq(line: &str, key: &str) -> Option<usize> {
     let start = line.len() - line.trim_start().len();
     let t = &line[start..];
-    if t.starts_with('#') || t.starts_with(';') {
+    if env_assignment_key(t)? != key {
         return None;
     }
-    let eq = t.find('=')?;
-    let name = t[..eq].trim_end();
-    let name = match name.strip_prefix("export") {
-        Some(r) if r.starts_with([' ', '\t']) => r.trim_start(),
-        _ => name,
-    };
-    (name == key).then_some(start + eq)
+    t.find('=').map(|eq| start + eq)
 }
 
 /// `value` written in the quote style of `old` (the old value's text after `=`): single
