@@ -146,6 +146,21 @@ fn seed004_apply_killed_repeatedly_converges_without_double_actions() {
 
     // Converged: a final plan is clean, 3 healthy voters.
     let (code, plan) = run(&lab, &topo, &["plan", "--detailed-exitcode"]);
+    if code != Some(0) {
+        // For the post-mortem: the end of each server's k3s log (a member that went away
+        // says why there: etcd exited, quorum lost, stopped).
+        let mut logs = String::new();
+        for h in ["server-2", "server-3", "spare-1"] {
+            let l = lab.k3s_log(h);
+            let tail: Vec<_> = l.lines().rev().take(25).collect();
+            let tail: Vec<_> = tail.into_iter().rev().collect();
+            logs.push_str(&format!(
+                "--- k3s log of {h} (last lines)\n{}\n",
+                tail.join("\n")
+            ));
+        }
+        log.push(logs);
+    }
     log.check(
         code == Some(0),
         &format!("the plan after the last apply exits {code:?}, not 0:\n{plan}"),
