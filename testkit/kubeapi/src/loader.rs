@@ -445,26 +445,18 @@ impl Loader {
             self.ensure_helm_crds(&mut report).await?;
         }
 
-        for d in of("Namespace") {
-            match self.create("Namespace", &for_create(d)).await {
-                Ok(_) => report
-                    .created
-                    .push(format!("Namespace {}", s(d, &["metadata", "name"]))),
-                Err(LoadError::Api {
-                    code: Some(409), ..
-                }) => {}
-                Err(e) => return Err(e),
-            }
-        }
-        for d in of("StorageClass") {
-            match self.create("StorageClass", &for_create(d)).await {
-                Ok(_) => report
-                    .created
-                    .push(format!("StorageClass {}", s(d, &["metadata", "name"]))),
-                Err(LoadError::Api {
-                    code: Some(409), ..
-                }) => {}
-                Err(e) => return Err(e),
+        // Cluster-wide objects a cluster may already have: an existing one is kept.
+        for kind in ["Namespace", "StorageClass"] {
+            for d in of(kind) {
+                match self.create(kind, &for_create(d)).await {
+                    Ok(_) => report
+                        .created
+                        .push(format!("{kind} {}", s(d, &["metadata", "name"]))),
+                    Err(LoadError::Api {
+                        code: Some(409), ..
+                    }) => {}
+                    Err(e) => return Err(e),
+                }
             }
         }
 
