@@ -228,6 +228,28 @@ impl std::fmt::Debug for KubeProvider {
 }
 
 impl KubeProvider {
+    /// The cluster CA (DER certificates) of the kubeconfig `settings` select, resolved as
+    /// [`connect`](Self::connect) resolves it (kube's `Config::root_cert`:
+    /// `certificate-authority-data` or the `certificate-authority` file), without
+    /// connecting. `None` when the kubeconfig cannot be read or names no CA.
+    pub async fn cluster_ca(settings: &KubeSettings) -> Option<Vec<Vec<u8>>> {
+        let kc = match &settings.kubeconfig {
+            Some(p) => Kubeconfig::read_from(p),
+            None => Kubeconfig::read(),
+        }
+        .ok()?;
+        let opts = KubeConfigOptions {
+            context: settings.context.clone(),
+            cluster: None,
+            user: None,
+        };
+        kube::Config::from_custom_kubeconfig(kc, &opts)
+            .await
+            .ok()?
+            .root_cert
+            .filter(|c| !c.is_empty())
+    }
+
     /// Loads the kubeconfig and builds a client. Without fallback servers it does not contact
     /// the API server: an unreachable server is reported by the first call
     /// ([`KubeError::Unreachable`]). With [`KubeSettings::fallback_servers`], it sends

@@ -272,3 +272,47 @@ async fn a_certificate_that_does_not_name_the_fallback_address_is_reported_as_su
     assert_eq!(kube.endpoint(), via);
     kube.observe(&ObserveRequest::default()).await.unwrap();
 }
+
+/// The cluster CA the supervisor probe checks answers against comes from the kubeconfig
+/// the provider connects with, resolved the same way: the API server's CA for a TLS
+/// server, nothing for a kubeconfig that names no CA.
+#[tokio::test]
+async fn cluster_ca_is_the_kubeconfigs_ca() {
+    let dir = tempfile::tempdir().unwrap();
+    let tls = server(ServerOptions::default()).await;
+    let path = dir.path().join("tls");
+    tls.write_kubeconfig(&path).unwrap();
+    let settings = KubeSettings {
+        kubeconfig: Some(path),
+        ..KubeSettings::default()
+    };
+    let ca = KubeProvider::cluster_ca(&settings)
+        .await
+        .expect("a TLS server's kubeconfig names its CA");
+    assert_eq!(ca.len(), 1, "one CA certificate");
+    // The DER is the PEM's body: its base64 length is 4 * ceil(len / 3).
+    let body: String = tls
+        .ca_pem()
+        .unwrap()
+        .lines()
+        .filter(|l| !l.starts_with("-----"))
+        .collect();
+    assert_eq!(
+        body.len(),
+        4 * ca[0].len().div_ceil(3),
+        "DER of the server's CA"
+    );
+
+    let plain = server(ServerOptions {
+        tls: false,
+        ..ServerOptions::default()
+    })
+    .await;
+    let path = dir.path().join("plain");
+    plain.write_kubeconfig(&path).unwrap();
+    let settings = KubeSettings {
+        kubeconfig: Some(path),
+        ..KubeSettings::default()
+    };
+    assert_eq!(KubeProvider::cluster_ca(&settings).await, None);
+}

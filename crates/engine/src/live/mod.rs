@@ -238,18 +238,24 @@ impl Live {
         Ok(EtcdProvider::new(self.etcd_config.clone())?)
     }
 
-    /// The cluster CA (DER certificates) from the kubeconfig (the topology's, else
-    /// `$KUBECONFIG`'s first file, else `~/.kube/config`), if it names one.
-    pub fn cluster_ca(&self) -> Option<Vec<Vec<u8>>> {
+    /// The cluster CA (DER certificates) of the kubeconfig the Kubernetes provider uses
+    /// (the topology's, else `$KUBECONFIG`, else `~/.kube/config`), if it names one.
+    pub async fn cluster_ca(&self) -> Option<Vec<Vec<u8>>> {
+        KubeProvider::cluster_ca(&self.kube_settings()).await
+    }
+
+    fn kube_settings(&self) -> KubeSettings {
         let c = &self.topology.cluster;
-        let path = match &c.kubeconfig {
-            Some(p) => resolve(&self.opts.base_dir, p),
-            None => match std::env::var_os("KUBECONFIG") {
-                Some(v) => std::env::split_paths(&v).next()?,
-                None => PathBuf::from(std::env::var_os("HOME")?).join(".kube/config"),
-            },
-        };
-        supervisor::kubeconfig_ca(&path, c.kube_context.as_deref())
+        KubeSettings {
+            kubeconfig: c
+                .kubeconfig
+                .as_ref()
+                .map(|p| resolve(&self.opts.base_dir, p)),
+            context: c.kube_context.clone(),
+            connect_timeout: self.opts.kube_connect_timeout,
+            fallback_servers: api_fallbacks(&self.topology),
+            ..KubeSettings::default()
+        }
     }
 
     /// The Kubernetes provider, connected once.
@@ -257,18 +263,9 @@ impl Live {
         let r = self
             .kube
             .get_or_init(|| async {
-                let c = &self.topology.cluster;
-                let settings = KubeSettings {
-                    kubeconfig: c
-                        .kubeconfig
-                        .as_ref()
-                        .map(|p| resolve(&self.opts.base_dir, p)),
-                    context: c.kube_context.clone(),
-                    connect_timeout: self.opts.kube_connect_timeout,
-                    fallback_servers: api_fallbacks(&self.topology),
-                    ..KubeSettings::default()
-                };
-                KubeProvider::connect(settings).await.map_err(Arc::new)
+                KubeProvider::connect(self.kube_settings())
+                    .await
+                    .map_err(Arc::new)
             })
             .await;
         r.as_ref().map_err(|e| LiveError::KubeConnect(e.clone()))

@@ -61,7 +61,7 @@ impl Live {
     /// (see [`super::supervisor`]): a server without an agent has no Node, and this is
     /// how the planner knows it serves.
     pub(crate) async fn probe_supervisors(&self) -> BTreeMap<String, crate::observed::Supervisor> {
-        let ca = self.cluster_ca();
+        let ca = self.cluster_ca().await;
         let timeout = self.opts.kube_connect_timeout;
         let probes = self.topology.server_nodes().map(|n| {
             let ca = ca.clone();

@@ -16,7 +16,6 @@
 //! CA is not known, any PEM certificate in a 200 answer counts (said in the docs).
 
 use std::net::{IpAddr, SocketAddr};
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -50,55 +49,6 @@ pub fn pem_certs(pem: &str) -> Vec<Vec<u8>> {
         }
     }
     out
-}
-
-/// The CA certificates (DER) of the cluster the kubeconfig at `path` names (its current
-/// context's cluster, else its only cluster): `certificate-authority-data`, or the file
-/// `certificate-authority` names. `None` when it cannot be read or holds no CA.
-pub fn kubeconfig_ca(path: &Path, context: Option<&str>) -> Option<Vec<Vec<u8>>> {
-    let text = std::fs::read_to_string(path).ok()?;
-    let doc: serde_yaml::Value = serde_yaml::from_str(&text).ok()?;
-    let ctx_name = context
-        .map(str::to_string)
-        .or_else(|| doc.get("current-context")?.as_str().map(str::to_string));
-    let cluster_name = ctx_name.and_then(|c| {
-        doc.get("contexts")?
-            .as_sequence()?
-            .iter()
-            .find(|x| x.get("name").and_then(|n| n.as_str()) == Some(c.as_str()))?
-            .get("context")?
-            .get("cluster")?
-            .as_str()
-            .map(str::to_string)
-    });
-    let clusters = doc.get("clusters")?.as_sequence()?;
-    let cluster = match cluster_name {
-        Some(n) => clusters
-            .iter()
-            .find(|x| x.get("name").and_then(|v| v.as_str()) == Some(n.as_str()))?,
-        None if clusters.len() == 1 => &clusters[0],
-        None => return None,
-    };
-    let c = cluster.get("cluster")?;
-    let pem = if let Some(d) = c.get("certificate-authority-data").and_then(|v| v.as_str()) {
-        String::from_utf8(
-            base64::engine::general_purpose::STANDARD
-                .decode(d.trim())
-                .ok()?,
-        )
-        .ok()?
-    } else {
-        let f = c.get("certificate-authority")?.as_str()?;
-        let f = Path::new(f);
-        let f = if f.is_absolute() {
-            f.to_path_buf()
-        } else {
-            path.parent().unwrap_or(Path::new(".")).join(f)
-        };
-        std::fs::read_to_string(f).ok()?
-    };
-    let certs = pem_certs(&pem);
-    (!certs.is_empty()).then_some(certs)
 }
 
 /// Accepts any server certificate: the answer is checked instead (see the module docs).

@@ -43,7 +43,7 @@ impl Executor<'_> {
             .node(node)
             .is_some_and(|d| d.roles.runs_etcd());
         let etcd = self.live.etcd()?;
-        let ca = self.live.cluster_ca();
+        let ca = self.live.cluster_ca().await;
         let start = tokio::time::Instant::now();
         let a = addr.to_string();
         Wait::new(self.waits.node_ready, self.waits.poll.max(Duration::from_secs(1)))
