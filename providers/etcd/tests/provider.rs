@@ -97,6 +97,38 @@ async fn observe_with_leader_killed_holds_quorum_and_lists_dead_member() {
     assert!(!o.endpoints[dead].reachable());
 }
 
+/// With k3s's etcd timings (election timeout 5 s), the followers of a dead leader answer
+/// "no leader" for 5-10 s. That is an election, not a lost quorum: an observation taken at
+/// once waits for it and reports the new leader, 2 of 3 healthy, quorum held — a plan in
+/// that window must not be refused as "quorum already lost" (nor a recovery accepted).
+async fn an_observation_during_an_election_waits_for_the_new_leader() {
+    let mut c = tokio::task::spawn_blocking(|| {
+        k3splan_testkit_etcd::EtcdCluster::start_with(k3splan_testkit_etcd::ClusterOptions {
+            timing_ms: (500, 5000),
+            ..Default::default()
+        })
+    })
+    .await
+    .expect("join")
+    .expect("etcd cluster with k3s's timings starts");
+    let p = provider(&c, &[0, 1, 2], TIMEOUT);
+    let o = observe_until(&p, "leader known", |o| o.health.leader.is_some()).await;
+    let leader = o.health.leader.unwrap();
+    let dead = o
+        .endpoints
+        .iter()
+        .position(|e| e.state.as_ref().unwrap().member_id == leader)
+        .unwrap();
+    c.kill(dead);
+    let o = p.observe().await;
+    assert!(
+        o.health.quorum && o.health.leader.is_some_and(|l| l != leader),
+        "an election is not a lost quorum: {:#?}",
+        o.health
+    );
+    assert_eq!(o.health.healthy_voters, 2);
+}
+
 async fn observe_with_member_frozen_answers_within_timeout() {
     let mut c = start_cluster(3).await;
     let p = provider(&c, &[0, 1, 2], TIMEOUT);
@@ -679,6 +711,9 @@ fn block_on<F: std::future::Future<Output = ()>>(f: F) {
 }
 
 mod sync {
+    pub fn an_observation_during_an_election_waits_for_the_new_leader() {
+        super::block_on(super::an_observation_during_an_election_waits_for_the_new_leader());
+    }
     pub fn observe_healthy_three_member_cluster() {
         super::block_on(super::observe_healthy_three_member_cluster());
     }
@@ -741,6 +776,7 @@ fn main() -> std::process::ExitCode {
             Test::new("observe_healthy_three_member_cluster", sync::observe_healthy_three_member_cluster).needs(etcd),
             Test::new("observe_with_leader_killed_holds_quorum_and_lists_dead_member", sync::observe_with_leader_killed_holds_quorum_and_lists_dead_member).needs(etcd),
             Test::new("observe_with_member_frozen_answers_within_timeout", sync::observe_with_member_frozen_answers_within_timeout).needs(etcd),
+            Test::new("an_observation_during_an_election_waits_for_the_new_leader", sync::an_observation_during_an_election_waits_for_the_new_leader).needs(etcd),
             Test::new("observe_with_two_members_killed_reports_quorum_lost", sync::observe_with_two_members_killed_reports_quorum_lost).needs(etcd),
             Test::new("replace_dead_member_full_cycle", sync::replace_dead_member_full_cycle).needs(etcd),
             Test::new("member_started_on_stale_data_dir_fails_to_join_with_reason", sync::member_started_on_stale_data_dir_fails_to_join_with_reason).needs(etcd),
