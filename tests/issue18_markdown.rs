@@ -262,7 +262,7 @@ fn a_large_plan_is_cut_between_whole_steps_to_githubs_limit_and_says_so() {
         .find(|q| q.contains("This comment is shortened"))
         .unwrap_or_else(|| panic!("no truncation note"));
     assert!(
-        note.contains(&format!("are not shown")) && note.contains("k3splan show PLANFILE"),
+        note.contains("are not shown") && note.contains("k3splan show PLANFILE"),
         "{note}"
     );
     // The summary counts the whole plan, not what is shown.

@@ -116,7 +116,7 @@ pub fn cmd_import(g: &GlobalArgs, a: &ImportArgs, _palette: Palette) -> Result<u
     k3splan_engine::atomic::write_atomic(
         &file,
         imported.hcl.as_bytes(),
-        std::fs::Permissions::from(std::os::unix::fs::PermissionsExt::from_mode(0o644)),
+        <std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o644),
     )
     .map_err(|source| CliError::Io {
         path: file.clone(),

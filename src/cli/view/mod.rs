@@ -12,6 +12,7 @@
 
 mod human;
 mod json;
+mod markdown;
 
 use std::io::{self, IsTerminal, Write};
 use std::path::Path;
@@ -25,6 +26,7 @@ use super::CliError;
 
 pub use human::{HumanApplyView, HumanPlanView};
 pub use json::{JsonApplyView, JsonPlanView};
+pub use markdown::{MarkdownPlanView, plan_view_for};
 
 /// Where a view writes (stdout, or a buffer in tests).
 pub type Out = Box<dyn Write + Send>;
@@ -257,36 +259,5 @@ mod tests {
         assert_eq!(lines[1]["message"], "Resuming.");
         assert_eq!(lines[4]["elapsed_s"], 40.0);
         assert_eq!(lines[7]["state_serial"], 7);
-    }
-}
-
-/// The plan view for a `-format` (issue 18): text, JSON, or a Markdown comment.
-pub fn plan_view_for(format: super::args::PlanFormat, palette: Palette) -> Box<dyn PlanView> {
-    match format {
-        super::args::PlanFormat::Markdown => Box::new(MarkdownPlanView { out: stdout() }),
-        super::args::PlanFormat::Json => plan_view(true, palette),
-        super::args::PlanFormat::Text => plan_view(false, palette),
-    }
-}
-
-/// `plan -format=markdown` and `show -format=markdown PLAN_FILE`: the merge-request
-/// comment and nothing else on stdout (it is meant to be posted as it is); the notes about
-/// a saved plan go to stderr.
-pub struct MarkdownPlanView {
-    pub out: Out,
-}
-
-impl PlanView for MarkdownPlanView {
-    fn plan(&mut self, result: &Result<Plan, Refusal>) -> Result<(), CliError> {
-        let md = crate::render::markdown(result, crate::render::MarkdownOptions::default());
-        write_out(&mut self.out, md.as_bytes())
-    }
-    fn saved(&mut self, path: &Path) -> Result<(), CliError> {
-        let _ = writeln!(io::stderr(), "Saved the plan to: {}", path.display());
-        Ok(())
-    }
-    fn not_saved(&mut self) -> Result<(), CliError> {
-        let _ = writeln!(io::stderr(), "The plan is incomplete: it was not saved.");
-        Ok(())
     }
 }

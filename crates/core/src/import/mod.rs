@@ -164,10 +164,11 @@ pub fn import(o: &Observed, s: &ImportSettings) -> Imported {
     }
     for n in &mut nodes {
         let h = host(&n.name);
-        if let Some(c) = h.and_then(|h| h.config.as_ref()) {
-            if c.disable_agent && !n.agent {
-                n.disable_agent = true;
-            }
+        if let Some(c) = h.and_then(|h| h.config.as_ref())
+            && c.disable_agent
+            && !n.agent
+        {
+            n.disable_agent = true;
         }
         n.priority = h
             .and_then(|h| h.keepalived.as_ref())

@@ -379,7 +379,7 @@ fn destroy_warning(o: &mut String, p: &Plan) {
     if more > 0 {
         let _ = write!(o, " and {more} more");
     }
-    o.push_str(".");
+    o.push('.');
     if let Some(s) = p
         .steps
         .iter()
