@@ -12,13 +12,14 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::{lab_k3splan, lab_state, stdout, text};
+use common::{k3splan_for, lab_k3splan, lab_state, stdout, text};
 use k3splan_lab::{Lab, LabSpec, TopologyNode};
 use k3splan_testkit_caps::lab;
 
 k3splan_testkit_caps::main! {
     import_round_trip_vip_agent_spare_and_local_path_workloads needs [lab],
     import_round_trip_agentless_servers needs [lab],
+    import_round_trip_after_an_apply_with_a_control_plane_only_server_and_an_addon needs [lab],
 }
 
 /// The lab's inventory: every host as a server, with what the cluster is stripped out.
@@ -197,5 +198,73 @@ fn import_round_trip_agentless_servers() {
         assert!(b.contains("\"disable-agent\" = true"), "{hcl}");
     }
     let (code, so, se) = run(&lab, &file, &["plan", "--detailed-exitcode"]);
+    assert_eq!(code, Some(0), "{so}{se}\n{hcl}");
+}
+
+/// Seed 001's roles and seed 003's add-on, reached by an apply: a control-plane-only server
+/// (joined by k3splan with `disable-etcd`) and CoreDNS scaled to 2 (its `.skip` files on
+/// every server). Imported into a state of its own, the topology has the control-plane-only
+/// role and the add-on as an active block (k3splan already took it over from k3s), and
+/// plans to no changes.
+fn import_round_trip_after_an_apply_with_a_control_plane_only_server_and_an_addon() {
+    let lab = Lab::start(LabSpec {
+        servers: 3,
+        spare_hosts: 1,
+        // The lab's CoreDNS Deployment comes with the seed workloads.
+        seed_workloads: true,
+        verbose: true,
+        ..LabSpec::default()
+    })
+    .expect("lab");
+    let nodes = [
+        TopologyNode::server("server-1"),
+        TopologyNode::server("server-2"),
+        TopologyNode::server("server-3"),
+        TopologyNode {
+            name: "spare-1".into(),
+            roles: vec!["control-plane".into()],
+            primary: false,
+        },
+    ];
+    let extra = "addon \"coredns\" {\n  replicas = 2\n  spread   = \"kubernetes.io/hostname\"\n}\n";
+    let topo = lab.write_topology("apply/main.hcl", &nodes, extra).unwrap();
+    let (code, so, se) = run(&lab, &topo, &["apply", "--auto-approve"]);
+    assert_eq!(code, Some(0), "{so}{se}");
+
+    let inv = inventory(&lab, "import/inventory.hcl");
+    let out = lab.dir().join("imported");
+    let state = lab.dir().join("state/imported.state.json");
+    let k = |args: &[&str], topo: &Path| {
+        let o = k3splan_for(&lab)
+            .args(args)
+            .arg("-c")
+            .arg(topo)
+            .arg("--state")
+            .arg(&state)
+            .output()
+            .unwrap();
+        eprintln!(
+            "$ k3splan {}\n{}{}",
+            args.join(" "),
+            stdout(&o),
+            text(&o.stderr)
+        );
+        (o.status.code(), stdout(&o), text(&o.stderr))
+    };
+    let (code, so, se) = k(&["import", "--out", out.to_str().unwrap()], &inv);
+    assert_eq!(code, Some(0), "{so}{se}");
+    let file = out.join("cluster.hcl");
+    let hcl = std::fs::read_to_string(&file).unwrap();
+    let flat: String = hcl.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(
+        flat.contains("node \"spare-1\" { address = ")
+            && flat.contains("roles = [\"control-plane\"]"),
+        "{hcl}"
+    );
+    assert!(
+        flat.contains("addon \"coredns\" { replicas = 2 spread = \"kubernetes.io/hostname\" }"),
+        "{hcl}"
+    );
+    let (code, so, se) = k(&["plan", "--detailed-exitcode"], &file);
     assert_eq!(code, Some(0), "{so}{se}\n{hcl}");
 }
