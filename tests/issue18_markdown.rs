@@ -418,3 +418,36 @@ fn show_format_markdown_renders_a_saved_plan() {
     assert_eq!(o.status.code(), Some(1));
     assert!(o.stdout.is_empty());
 }
+
+/// An incomplete plan (a declared host not read) says so at the top, never "no changes".
+#[test]
+fn an_incomplete_plan_says_so_at_the_top() {
+    let t = topology(
+        cluster("c"),
+        vec![
+            node("s1", "10.0.0.1", &[Role::Server]),
+            node("s2", "10.0.0.2", &[Role::Server]),
+            node("s3", "10.0.0.3", &[Role::Server]),
+        ],
+    );
+    let mut o = observed_matching(&t);
+    host_silent(&mut o, "s3", "ssh 10.0.0.3:22: connect timed out after 10s");
+    let r = plan(&t, &o, &PlanOptions::default());
+    assert!(!r.as_ref().unwrap().is_complete());
+    let md = render::markdown(&r, MarkdownOptions::default());
+    let s = shape(&md);
+    assert!(
+        s.headings[0].1.starts_with("k3splan plan: incomplete"),
+        "{md}"
+    );
+    assert!(
+        !md.contains("plan: no changes") && !md.contains("matches the configuration"),
+        "{md}"
+    );
+    assert!(
+        s.quotes
+            .iter()
+            .any(|q| q.contains("The plan is incomplete") && q.contains("host.s3")),
+        "{md}"
+    );
+}
