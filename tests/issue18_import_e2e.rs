@@ -228,6 +228,26 @@ fn import_round_trip_after_an_apply_with_a_control_plane_only_server_and_an_addo
     ];
     let extra = "addon \"coredns\" {\n  replicas = 2\n  spread   = \"kubernetes.io/hostname\"\n}\n";
     let topo = lab.write_topology("apply/main.hcl", &nodes, extra).unwrap();
+    // Before the apply: the live plan as a merge-request comment, and as a graph.
+    let (code, so, se) = run(
+        &lab,
+        &topo,
+        &["plan", "-format=markdown", "--detailed-exitcode"],
+    );
+    assert_eq!(code, Some(2), "{so}{se}");
+    assert!(so.starts_with("### k3splan plan: "), "{so}");
+    assert!(
+        so.contains("<details>") && so.contains("`node.spare-1` will be created"),
+        "{so}"
+    );
+    assert!(so.contains("```diff\n"), "{so}");
+    let (code, so, se) = run(&lab, &topo, &["graph"]);
+    assert_eq!(code, Some(0), "{so}{se}");
+    assert!(so.starts_with("digraph k3splan_plan {"), "{so}");
+    assert!(
+        so.contains("spare-1's file is written before k3s starts there"),
+        "{so}"
+    );
     let (code, so, se) = run(&lab, &topo, &["apply", "--auto-approve"]);
     assert_eq!(code, Some(0), "{so}{se}");
 

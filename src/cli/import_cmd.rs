@@ -143,6 +143,25 @@ pub fn cmd_import(g: &GlobalArgs, a: &ImportArgs, _palette: Palette) -> Result<u
     drop(lock);
 
     let mut err = io::stderr().lock();
+    let others: Vec<String> = std::fs::read_dir(&dir)
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|x| x == "hcl") && *p != file)
+                .map(|p| p.display().to_string())
+                .collect()
+        })
+        .unwrap_or_default();
+    if !others.is_empty() {
+        let _ = writeln!(
+            err,
+            "Warning: {} also holds {}: `k3splan plan -c {}` would read them together with {IMPORT_FILE}; plan with `-c {}`",
+            dir.display(),
+            others.join(", "),
+            dir.display(),
+            file.display()
+        );
+    }
     if let Some(p) = &replaced {
         let _ = writeln!(err, "note: the previous state was moved to {}", p.display());
     }
