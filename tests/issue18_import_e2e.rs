@@ -20,6 +20,7 @@ k3splan_testkit_caps::main! {
     import_round_trip_vip_agent_spare_and_local_path_workloads needs [lab],
     import_round_trip_agentless_servers needs [lab],
     import_round_trip_after_an_apply_with_a_control_plane_only_server_and_an_addon needs [lab],
+    import_of_a_cluster_whose_first_server_died_creates_and_destroys_nothing needs [lab],
 }
 
 /// The lab's inventory: every host as a server, with what the cluster is stripped out.
@@ -287,4 +288,59 @@ fn import_round_trip_after_an_apply_with_a_control_plane_only_server_and_an_addo
     );
     let (code, so, se) = k(&["plan", "--detailed-exitcode"], &file);
     assert_eq!(code, Some(0), "{so}{se}\n{hcl}");
+}
+
+/// Seed 000's lab: the first server (`cluster-init`, the one the others joined through) is
+/// dead when the cluster is imported. It is still a Node and an etcd member, so it is
+/// imported (its host could not be read, and import says so); the plan of the imported
+/// topology creates and destroys nothing. It is not "No changes": k3splan rewrites the
+/// join URLs that name the dead server whatever the topology says, and reports its member.
+fn import_of_a_cluster_whose_first_server_died_creates_and_destroys_nothing() {
+    let lab = Lab::start(LabSpec {
+        servers: 3,
+        verbose: true,
+        ..LabSpec::default()
+    })
+    .expect("lab");
+    lab.kill_host("server-1").unwrap();
+    lab.wait_etcd(
+        "2 of 3 voters healthy with a leader",
+        std::time::Duration::from_secs(60),
+        |o| o.health.healthy_voters == 2 && o.health.leader.is_some(),
+    )
+    .unwrap();
+    let inv = inventory(&lab, "import/inventory.hcl");
+    let out = lab.dir().join("imported");
+    let (code, so, se) = run(&lab, &inv, &["import", "--out", out.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{so}{se}");
+    assert!(
+        se.contains("host of node server-1 could not be read"),
+        "{se}"
+    );
+    let file = out.join("cluster.hcl");
+    let hcl = std::fs::read_to_string(&file).unwrap();
+    assert!(hcl.contains("node \"server-1\""), "{hcl}");
+    // Unknown is never "no changes": without accepting the dead host the plan is incomplete.
+    let (code, so, _) = run(&lab, &file, &["plan", "--detailed-exitcode"]);
+    assert_eq!(code, Some(1), "{so}");
+    let (code, so, se) = run(
+        &lab,
+        &file,
+        &[
+            "plan",
+            "--detailed-exitcode",
+            "--allow-unreachable",
+            "server-1",
+        ],
+    );
+    assert_eq!(code, Some(2), "{so}{se}");
+    assert!(
+        so.contains("Plan: 0 to add, ") && so.contains(", 0 to remove."),
+        "{so}"
+    );
+    assert!(
+        !so.contains("will be destroyed") && !so.contains("will be created"),
+        "{so}"
+    );
+    assert!(so.contains("names an unavailable server"), "{so}");
 }
