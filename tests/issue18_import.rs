@@ -52,6 +52,8 @@ fn round_trip(o: &Observed) -> (String, Topology, k3splan::plan::Plan) {
         i.hcl,
         l.diagnostics.render(false)
     );
+    // Written formatted: `k3splan fmt` leaves it as it is.
+    assert_eq!(k3splan::config::fmt::format_source(&i.hcl).unwrap(), i.hcl);
     let t = l.topology.unwrap();
     let opts = PlanOptions {
         allow_unreachable: o

@@ -519,7 +519,7 @@ pub fn import(o: &Observed, s: &ImportSettings) -> Imported {
             let file = packaged.unwrap_or_default();
             let _ = writeln!(
                 h,
-                "\n# k3s manages {} itself ({file} is re-applied at every server start). Declaring it\n# makes the next plan write {file}.skip on every server, and k3s then no longer\n# upgrades it. Uncomment to hand it to k3splan (today: {} replica{}):",
+                "\n# k3s manages {} itself: it re-applies {file} at every server start.\n# Declaring it here makes the next plan write {file}.skip on every server,\n# and k3s then no longer upgrades it. Uncomment to hand it to k3splan (today: {} replica{}):",
                 a.name,
                 a.replicas,
                 if a.replicas == 1 { "" } else { "s" }
