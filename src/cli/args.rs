@@ -202,8 +202,8 @@ pub enum GraphFormat {
 /// `k3splan import [--out DIR]` (issue 18).
 #[derive(Debug, Args)]
 pub struct ImportArgs {
-    /// Directory to write the topology into (`cluster.hcl`); default: the --config path
-    /// when it is a directory, else the current directory.
+    /// Directory to write the topology into (`DIR/cluster.hcl`) [default: the current
+    /// directory].
     #[arg(long = "out", value_name = "DIR")]
     pub out: Option<PathBuf>,
     /// Replace an existing state (a new lineage), and an existing cluster.hcl.
@@ -221,8 +221,27 @@ pub struct ImportArgs {
     /// etcd client key (k3s: <data-dir>/server/tls/etcd/client.key).
     #[arg(long, value_name = "FILE")]
     pub etcd_key: Option<PathBuf>,
-    #[command(flatten)]
-    pub live: LiveArgs,
+    /// Add unknown SSH host keys to known_hosts (like OpenSSH's accept-new); a changed key
+    /// is still refused.
+    #[arg(long)]
+    pub accept_new_host_keys: bool,
+    /// How many hosts to reach over SSH at once.
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub parallelism: u16,
+}
+
+impl ImportArgs {
+    /// The observation settings `import` shares with `plan` (it plans nothing: no
+    /// `--allow-unreachable`, `-replace` or rebind threshold).
+    pub fn live(&self) -> LiveArgs {
+        LiveArgs {
+            allow_unreachable: Vec::new(),
+            replace: Vec::new(),
+            accept_new_host_keys: self.accept_new_host_keys,
+            parallelism: self.parallelism,
+            rebind_min_not_ready: None,
+        }
+    }
 }
 
 #[derive(Debug, Args)]

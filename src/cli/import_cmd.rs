@@ -277,7 +277,7 @@ fn observe(g: &GlobalArgs, a: &ImportArgs, t: &Topology) -> Result<Observed, Cli
         });
     }
     let t = &t;
-    let mut session = Session::new(t, &g.config, &a.live, None)?;
+    let mut session = Session::new(t, &g.config, &a.live(), None)?;
     let o = session.observe();
     drop(session);
     let unread: Vec<String> = [o.kube.unknown_reason(), o.etcd.unknown_reason()]
