@@ -10,7 +10,12 @@
 //!   `node-role.kubernetes.io/control-plane` (or `master`) label, or a config.yaml without
 //!   `disable-apiserver`, means the control plane; `disable-etcd` / `disable-apiserver` in
 //!   config.yaml say what a server does not run; neither is an agent. `disable-agent: true`
-//!   in config.yaml is kept as `k3s_config = { "disable-agent" = true }`;
+//!   in config.yaml is kept as `k3s_config = { "disable-agent" = true }`. (k3s labels its
+//!   servers' Nodes itself: `node-role.kubernetes.io/master=true` in k3s-io/k3s
+//!   `pkg/server/server.go`, `setMasterRoleLabel`; later versions add `control-plane` and,
+//!   with embedded etcd, `etcd`. Labels can be edited by anyone, so etcd membership, matched
+//!   by peer address, is what says a node runs etcd, and config.yaml's `disable-*` keys
+//!   what a server does not run.)
 //! - cluster: the k3s version all Nodes (else hosts) report, the data dir from where the
 //!   etcd data lives, the VIP (address, interface, router id, manifest path) from the
 //!   keepalived manifests, the primary (the highest priority, 100), and explicit
