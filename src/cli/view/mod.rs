@@ -12,6 +12,7 @@
 
 mod human;
 mod json;
+mod markdown;
 
 use std::io::{self, IsTerminal, Write};
 use std::path::Path;
@@ -25,6 +26,7 @@ use super::CliError;
 
 pub use human::{HumanApplyView, HumanPlanView};
 pub use json::{JsonApplyView, JsonPlanView};
+pub use markdown::{MarkdownPlanView, plan_view_for};
 
 /// Where a view writes (stdout, or a buffer in tests).
 pub type Out = Box<dyn Write + Send>;
