@@ -8,6 +8,7 @@
 //! the caller implements (the engine's `sources` module reads the real ones); the random key
 //! of the secret digests is drawn by the engine and handed in.
 pub mod config;
+pub mod k3s_version;
 pub mod observed;
 pub mod plan;
 pub mod render;
