@@ -92,6 +92,10 @@ impl Executor<'_> {
             }
         }
         let kept = env.len();
+        // install.sh skips the restart when the binary, unit and env file hashes did not
+        // change ("No change detected so skipping service start"): a node installed at the
+        // version by an interrupted apply still runs the old binary and must restart.
+        env.push(("INSTALL_K3S_FORCE_RESTART".into(), Secret::new("true")));
         let req = InstallRequest {
             role: if agent {
                 K3sRole::Agent
