@@ -67,7 +67,11 @@ fn issue15_lab_upgrade_one_minor_then_no_changes() {
     set_version(&topo, OLD, "v1.30.2+k3s1");
     let o = lab_k3splan(&lab, &topo, &["plan", "--detailed-exitcode"]);
     assert_eq!(o.status.code(), Some(1), "{}", combined(&o));
-    assert!(combined(&o).contains("skips 1 minor version"), "{}", combined(&o));
+    assert!(
+        combined(&o).contains("skips 1 minor version"),
+        "{}",
+        combined(&o)
+    );
 
     // One minor: the plan shows the order (the etcd leader last), then apply.
     set_version(&topo, "v1.30.2+k3s1", NEW);
@@ -110,7 +114,9 @@ fn issue15_lab_upgrade_one_minor_then_no_changes() {
             "{h} left cordoned"
         );
     }
-    let e = lab.wait_voters(3, Duration::from_secs(30)).expect("3 voters");
+    let e = lab
+        .wait_voters(3, Duration::from_secs(30))
+        .expect("3 voters");
     assert_eq!(e.members.len(), 3);
     // An agent's join options survived the installer's env file rewrite.
     let env = lab

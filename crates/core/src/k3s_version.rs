@@ -179,10 +179,7 @@ mod tests {
 
     #[test]
     fn parses_and_orders_k3s_versions() {
-        assert_eq!(
-            (v("v1.28.5+k3s1").minor, v("v1.28.5+k3s1").build),
-            (28, 1)
-        );
+        assert_eq!((v("v1.28.5+k3s1").minor, v("v1.28.5+k3s1").build), (28, 1));
         assert!(v("v1.28.5+k3s1") < v("v1.28.5+k3s2"));
         assert!(v("v1.28.5+k3s2") < v("v1.28.6+k3s1"));
         assert!(v("v1.28.15+k3s1") < v("v1.29.0+k3s1"));
@@ -211,12 +208,24 @@ mod tests {
 
     #[test]
     fn skew_rules() {
-        assert_eq!(upgrade_refusal(&v("v1.28.5+k3s1"), &v("v1.29.0+k3s1")), None);
-        assert_eq!(upgrade_refusal(&v("v1.28.5+k3s1"), &v("v1.28.9+k3s1")), None);
-        assert_eq!(upgrade_refusal(&v("v1.28.5+k3s1"), &v("v1.28.5+k3s1")), None);
+        assert_eq!(
+            upgrade_refusal(&v("v1.28.5+k3s1"), &v("v1.29.0+k3s1")),
+            None
+        );
+        assert_eq!(
+            upgrade_refusal(&v("v1.28.5+k3s1"), &v("v1.28.9+k3s1")),
+            None
+        );
+        assert_eq!(
+            upgrade_refusal(&v("v1.28.5+k3s1"), &v("v1.28.5+k3s1")),
+            None
+        );
         let down = upgrade_refusal(&v("v1.29.0+k3s1"), &v("v1.28.5+k3s1")).unwrap();
         assert!(down.contains("downgrade"), "{down}");
         let jump = upgrade_refusal(&v("v1.28.5+k3s1"), &v("v1.30.1+k3s1")).unwrap();
-        assert!(jump.contains("skips 1 minor version") && jump.contains("v1.29.x"), "{jump}");
+        assert!(
+            jump.contains("skips 1 minor version") && jump.contains("v1.29.x"),
+            "{jump}"
+        );
     }
 }

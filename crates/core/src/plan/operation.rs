@@ -148,7 +148,10 @@ pub enum Operation {
     /// Issue 15: wait until `node` runs `version`: `k3s --version` on the host says it, its
     /// etcd member (when it runs etcd) is a healthy voter again, and its Node is Ready with
     /// `kubeletVersion` = `version` (a server without an agent: its supervisor port answers).
-    WaitUpgraded { node: String, version: String },
+    WaitUpgraded {
+        node: String,
+        version: String,
+    },
 }
 
 impl Operation {
@@ -245,7 +248,7 @@ impl Operation {
                 )
             }
             Operation::WaitUpgraded { node, version } => format!(
-                "wait until {node} runs {version}: k3s --version, its etcd member a healthy voter again, its Node Ready at {version}"
+                "wait until {node} runs {version}: k3s --version says it, its etcd member (a server's) a healthy voter again, its Node Ready at {version}"
             ),
         }
     }

@@ -112,7 +112,9 @@ impl Rule {
             }
             Rule::NoClusterInitOnJoin => "a joining server never uses cluster-init",
             Rule::SourceUnknown => "a source needed for this change is unknown",
-            Rule::UpgradePreflight => "a k3s upgrade starts only from a healthy, consistent cluster and moves one minor version at a time",
+            Rule::UpgradePreflight => {
+                "k3s upgrades start from a healthy cluster and move one minor version at a time, servers first"
+            }
         }
     }
     /// `rule 2 (etcd quorum must hold after every step)`.

@@ -18,6 +18,9 @@
 //! says it → uncordon. Then agents in batches of `upgrade.max_unavailable` (default 1):
 //! the batch cordoned, drained and restarted together, then waited on and uncordoned.
 //!
+//! A node whose host has the declared version while its Node reports an older one (k3s
+//! installed and not restarted) is restarted within a rollout; alone, it is only reported.
+//!
 //! Resume: the node in flight (its host already at the new version while its member is not
 //! yet a healthy voter again, or its Node not yet Ready at it) is waited on first, without a
 //! second restart, so two servers never restart at once.
@@ -73,6 +76,10 @@ struct Todo {
     stage: Stage,
     /// Cordoned before the plan by someone else than k3splan: left as it is.
     foreign_cordon: bool,
+    /// The host has the declared version but the Node still reports an older one, and no
+    /// k3splan apply was in flight on it: restarted only as part of a rollout (another node
+    /// is due), otherwise reported (a warning and the version drift) and left alone.
+    restart_only: bool,
 }
 
 /// The declared nodes whose version differs from the declared one (nodes joined, removed
@@ -101,7 +108,7 @@ fn collect(cx: &mut PlanCx<'_>) -> Vec<Todo> {
             && !k3s_version::same(h, n)
         {
             warnings.push(format!(
-                "node.{}: the host's `k3s --version` says {h} but the Node's kubeletVersion says {n}: k3s was installed at {h} and not restarted since, or its restart is in progress",
+                "node.{}: the host's `k3s --version` says {h} but the Node's kubeletVersion says {n}: k3s was installed at {h} and not restarted since, or its restart is in progress (k3splan restarts it only within an upgrade it rolls out; otherwise restart k3s on it)",
                 d.name
             ));
         }
@@ -120,6 +127,7 @@ fn collect(cx: &mut PlanCx<'_>) -> Vec<Todo> {
         // At the target everywhere but not healthy: an upgrade in flight only when k3splan
         // cordoned it (otherwise it is another phase's matter: a member that is down).
         let in_flight = !node_at_target || own_cordon;
+        let mut restart_only = false;
         let stage = match &host_version {
             None if node_version.is_none() || node_at_target => continue,
             // The host is unknown: the Node's version alone says an upgrade is due.
@@ -134,6 +142,7 @@ fn collect(cx: &mut PlanCx<'_>) -> Vec<Todo> {
             Some(_) if member_back && node_back => continue,
             // Installed at the target, the old binary still running (never restarted).
             Some(_) if member_back && !node_at_target && v.kube.is_some_and(|k| k.ready) => {
+                restart_only = !own_cordon;
                 Stage::Due
             }
             Some(_) if in_flight => Stage::Restarting,
@@ -149,9 +158,13 @@ fn collect(cx: &mut PlanCx<'_>) -> Vec<Todo> {
             node_version,
             stage,
             foreign_cordon: unschedulable && !own_cordon,
+            restart_only,
         });
     }
     cx.warnings.extend(warnings);
+    if todo.iter().all(|t| t.restart_only) {
+        todo.clear();
+    }
     todo
 }
 
@@ -336,9 +349,7 @@ fn plan_steps(cx: &mut PlanCx<'_>, todo: Vec<Todo>) {
     let leader = cx.etcd.and_then(|e| e.leader);
     let leaders: std::collections::BTreeSet<String> = todo
         .iter()
-        .filter(|t| {
-            leader.is_some() && t.etcd && cx.views[&t.name].member.map(|m| m.id) == leader
-        })
+        .filter(|t| leader.is_some() && t.etcd && cx.views[&t.name].member.map(|m| m.id) == leader)
         .map(|t| t.name.clone())
         .collect();
     let is_leader = |t: &Todo| leaders.contains(&t.name);
@@ -401,7 +412,12 @@ fn plan_steps(cx: &mut PlanCx<'_>, todo: Vec<Todo>) {
             continue;
         }
         for t in chunk {
-            push_step(cx, t, first_half(t), format!("{label}: cordon, drain, restart"));
+            push_step(
+                cx,
+                t,
+                first_half(t),
+                format!("{label}: cordon, drain, restart"),
+            );
         }
         for t in chunk {
             push_step(cx, t, second_half(t), format!("{label}: wait, uncordon"));

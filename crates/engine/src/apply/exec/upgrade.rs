@@ -16,9 +16,9 @@ use k3splan_host::{
 use k3splan_kube::Readiness;
 
 use super::{ExecError, Executor, OpResult, already, done};
-use k3splan_core::k3s_version;
 use crate::live::supervisor;
 use crate::wait::{Check, Wait};
+use k3splan_core::k3s_version;
 
 impl Executor<'_> {
     /// `k3s --version` on the host, as a version (`v1.29.0+k3s1`).
@@ -50,7 +50,11 @@ impl Executor<'_> {
         };
         let active = s.service_active(layout, unit).await.unwrap_or(false);
         let have = self.host_k3s_version(&s).await.ok();
-        if active && have.as_deref().is_some_and(|h| k3s_version::same(h, version)) {
+        if active
+            && have
+                .as_deref()
+                .is_some_and(|h| k3s_version::same(h, version))
+        {
             // Installed: restarted too when its Node reports the version (a server without
             // an agent has no Node: the binary and an active unit are what can be seen).
             let node_at = if self.runs_agent(node).await {
@@ -137,69 +141,72 @@ impl Executor<'_> {
             self.live.cluster_ca().await
         };
         let start = tokio::time::Instant::now();
-        Wait::new(self.waits.node_ready, self.waits.poll.max(Duration::from_secs(1)))
-            .until(|| async {
-                let mut pending = Vec::new();
-                match self.live.hosts().session(node).await {
-                    Ok(s) => match self.host_k3s_version(&s).await {
-                        Ok(v) if k3s_version::same(&v, version) => {}
-                        Ok(v) => pending.push(format!("k3s --version says {v}")),
-                        Err(e) => pending.push(format!("k3s --version: {e}")),
-                    },
-                    Err(e) => pending.push(format!("host: {e}")),
-                }
-                if etcd_member {
-                    match (self.live.etcd(), addr) {
-                        (Ok(etcd), Some(a)) => {
-                            let o = etcd.observe().await;
-                            match o.member_by_address(&a.to_string()) {
-                                Some(m) if m.is_healthy() && !m.is_learner => {}
-                                Some(m) => pending.push(super::etcd::member_last_seen(&o, m)),
-                                None => pending.push("etcd member not listed".into()),
-                            }
+        Wait::new(
+            self.waits.node_ready,
+            self.waits.poll.max(Duration::from_secs(1)),
+        )
+        .until(|| async {
+            let mut pending = Vec::new();
+            match self.live.hosts().session(node).await {
+                Ok(s) => match self.host_k3s_version(&s).await {
+                    Ok(v) if k3s_version::same(&v, version) => {}
+                    Ok(v) => pending.push(format!("k3s --version says {v}")),
+                    Err(e) => pending.push(format!("k3s --version: {e}")),
+                },
+                Err(e) => pending.push(format!("host: {e}")),
+            }
+            if etcd_member {
+                match (self.live.etcd(), addr) {
+                    (Ok(etcd), Some(a)) => {
+                        let o = etcd.observe().await;
+                        match o.member_by_address(&a.to_string()) {
+                            Some(m) if m.is_healthy() && !m.is_learner => {}
+                            Some(m) => pending.push(super::etcd::member_last_seen(&o, m)),
+                            None => pending.push("etcd member not listed".into()),
                         }
-                        (Err(e), _) => pending.push(format!("etcd: {e}")),
-                        (_, None) => pending.push("no address".into()),
                     }
+                    (Err(e), _) => pending.push(format!("etcd: {e}")),
+                    (_, None) => pending.push("no address".into()),
                 }
-                if agent {
-                    match self.live.kube().await {
-                        Ok(k) => match super::kube::read_cluster(k).await {
-                            Ok(c) => match c.nodes.iter().find(|n| n.name == node) {
-                                Some(n)
-                                    if n.ready == Readiness::Ready
-                                        && k3s_version::same(&n.kubelet_version, version) => {}
-                                Some(n) => pending.push(format!(
-                                    "Node {:?} at kubeletVersion {}",
-                                    n.ready, n.kubelet_version
-                                )),
-                                None => pending.push("Node not registered".into()),
-                            },
-                            Err(e) => pending.push(e.to_string()),
+            }
+            if agent {
+                match self.live.kube().await {
+                    Ok(k) => match super::kube::read_cluster(k).await {
+                        Ok(c) => match c.nodes.iter().find(|n| n.name == node) {
+                            Some(n)
+                                if n.ready == Readiness::Ready
+                                    && k3s_version::same(&n.kubelet_version, version) => {}
+                            Some(n) => pending.push(format!(
+                                "Node {:?} at kubeletVersion {}",
+                                n.ready, n.kubelet_version
+                            )),
+                            None => pending.push("Node not registered".into()),
                         },
                         Err(e) => pending.push(e.to_string()),
-                    }
-                } else if let Some(a) = addr {
-                    let s = supervisor::probe(a, ca.as_deref(), Duration::from_secs(5)).await;
-                    if !s.is_answering() {
-                        pending.push(format!("supervisor port {}", s.describe()));
-                    }
+                    },
+                    Err(e) => pending.push(e.to_string()),
                 }
-                if pending.is_empty() {
-                    Check::Ready(done(format!(
-                        "runs {version} after {:.1}s",
-                        start.elapsed().as_secs_f64()
-                    )))
-                } else {
-                    Check::Pending(pending.join("; "))
+            } else if let Some(a) = addr {
+                let s = supervisor::probe(a, ca.as_deref(), Duration::from_secs(5)).await;
+                if !s.is_answering() {
+                    pending.push(format!("supervisor port {}", s.describe()));
                 }
-            })
-            .await
-            .map_err(|t| ExecError::NotUpgraded {
-                node: node.to_string(),
-                version: version.to_string(),
-                secs: self.waits.node_ready.as_secs(),
-                last: t.last,
-            })
+            }
+            if pending.is_empty() {
+                Check::Ready(done(format!(
+                    "runs {version} after {:.1}s",
+                    start.elapsed().as_secs_f64()
+                )))
+            } else {
+                Check::Pending(pending.join("; "))
+            }
+        })
+        .await
+        .map_err(|t| ExecError::NotUpgraded {
+            node: node.to_string(),
+            version: version.to_string(),
+            secs: self.waits.node_ready.as_secs(),
+            last: t.last,
+        })
     }
 }

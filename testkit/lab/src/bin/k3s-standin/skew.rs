@@ -3,10 +3,10 @@
 //!
 //! Kubernetes' skew policy (kubernetes.io/releases/version-skew-policy, "kube-apiserver": in
 //! an HA cluster "the newest and oldest kube-apiserver instances must be within one minor
-//! version") is what bites a real cluster; real k3s itself does not check it at start
-//! (k3s-io/k3s#9560: a 3-server cluster went 1.23 → 1.26 and started). The stand-in refuses,
-//! so that a lab test fails loudly when a plan would create such a skew, instead of the
-//! subtle API breakage a real cluster shows later. Other servers are found as the Nodes with
+//! version") is what bites a real cluster; we know of no such check in k3s itself
+//! (k3s-io/k3s#9560 reports a 3-server cluster taken 1.23 → 1.26 without k3s objecting). The
+//! stand-in refuses so that a lab test fails loudly when a plan would create such a skew,
+//! instead of the subtle API breakage a real cluster shows later. Other servers are found as the Nodes with
 //! the `node-role.kubernetes.io/control-plane` label (servers without an agent have no Node
 //! and are not seen: the check is then skipped for them).
 
@@ -24,7 +24,13 @@ pub(super) fn check_server_skew(lab: &HostConfig, node_name: &str, version: &str
     let Some(mine) = minor_of(version) else {
         return;
     };
-    let (code, list) = kube(lab, "GET", "/api/v1/nodes", "application/json", &Value::Null);
+    let (code, list) = kube(
+        lab,
+        "GET",
+        "/api/v1/nodes",
+        "application/json",
+        &Value::Null,
+    );
     if code != 200 {
         return;
     }
@@ -39,7 +45,11 @@ pub(super) fn check_server_skew(lab: &HostConfig, node_name: &str, version: &str
         })
         .filter_map(|n| {
             let v = n["status"]["nodeInfo"]["kubeletVersion"].as_str()?;
-            Some((minor_of(v)?, v.to_string(), n["metadata"]["name"].as_str()?.to_string()))
+            Some((
+                minor_of(v)?,
+                v.to_string(),
+                n["metadata"]["name"].as_str()?.to_string(),
+            ))
         })
         .min();
     if let Some(((maj, min), v, name)) = oldest

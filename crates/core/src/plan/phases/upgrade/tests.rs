@@ -116,7 +116,11 @@ fn issue15_version_change_is_a_rolling_upgrade_servers_first_leader_last() {
         .find(|s| s.address.to_string() == "node.a")
         .unwrap();
     assert_eq!(a.reason, ActionReason::UpgradeK3sVersion);
-    assert!(a.notes.iter().any(|n| n.contains("leader")), "{:?}", a.notes);
+    assert!(
+        a.notes.iter().any(|n| n.contains("leader")),
+        "{:?}",
+        a.notes
+    );
     let during: Vec<String> = p
         .steps
         .iter()
@@ -139,7 +143,10 @@ fn issue15_version_change_is_a_rolling_upgrade_servers_first_leader_last() {
         p.drift
     );
     let text = crate::render::text(&Ok(p), Default::default());
-    assert!(text.contains("upgrade k3s on b from v1.28.5+k3s1 to v1.29.0+k3s1"), "{text}");
+    assert!(
+        text.contains("upgrade k3s on b from v1.28.5+k3s1 to v1.29.0+k3s1"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -236,6 +243,32 @@ fn issue15_host_and_node_versions_disagreeing_is_reported() {
     assert!(upgrade_order(&p).contains(&"b".to_string()));
 }
 
+/// Installed by hand and not restarted, with nothing else to upgrade: reported (a warning,
+/// the version drift unplanned), not restarted by the plan.
+#[test]
+fn issue15_installed_not_restarted_alone_is_only_reported() {
+    let (t, mut o) = cluster_at(NEW, 0);
+    for n in ["a", "b", "c"] {
+        set_host_version(&mut o, n, NEW, true);
+    }
+    kube_node(&mut o, "c").version = Some(NEW.into());
+    kube_node(&mut o, "a").version = Some(NEW.into());
+    let p = plan(&t, &o, &PlanOptions::default()).expect("plan");
+    assert!(p.steps.is_empty(), "{:#?}", p.steps);
+    assert!(
+        p.drift
+            .iter()
+            .any(|d| d.address == "node.b" && d.attribute == "version" && !d.planned),
+        "{:?}",
+        p.drift
+    );
+    assert!(
+        p.warnings.iter().any(|w| w.contains("node.b")),
+        "{:?}",
+        p.warnings
+    );
+}
+
 /// Resume: b's upgrade was interrupted after the installer restarted it (host at NEW, its
 /// member not back, its Node still OLD, cordoned by k3splan): b is waited on first, without
 /// a second restart, and nothing else restarts before it is back.
@@ -318,12 +351,20 @@ fn issue15_agents_in_batches_of_max_unavailable() {
 #[test]
 fn issue15_per_node_override_is_a_canary() {
     let (mut t, o) = cluster_at(OLD, 2);
-    t.nodes.iter_mut().find(|n| n.name == "b").unwrap().k3s_version = Some(NEW.into());
+    t.nodes
+        .iter_mut()
+        .find(|n| n.name == "b")
+        .unwrap()
+        .k3s_version = Some(NEW.into());
     let p = plan(&t, &o, &PlanOptions::default()).expect("plan");
     assert_eq!(upgrade_order(&p), ["b"]);
     // An agent newer than the servers is refused.
     let (mut t, o) = cluster_at(OLD, 1);
-    t.nodes.iter_mut().find(|n| n.name == "w1").unwrap().k3s_version = Some(NEW.into());
+    t.nodes
+        .iter_mut()
+        .find(|n| n.name == "w1")
+        .unwrap()
+        .k3s_version = Some(NEW.into());
     let r = refused(plan(&t, &o, &PlanOptions::default()));
     assert!(
         r.violations
