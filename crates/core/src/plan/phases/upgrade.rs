@@ -59,6 +59,10 @@ enum Stage {
     Restarting,
     /// The host has the new version but k3s is not active: start it through the installer.
     Stopped,
+    /// Back at the new version, still cordoned by the interrupted apply: confirmed and
+    /// uncordoned first (only while the rollout goes on; else the `leftover_cordons` phase
+    /// undoes the cordon).
+    Finish,
 }
 
 /// A node to upgrade.
@@ -139,7 +143,12 @@ fn collect(cx: &mut PlanCx<'_>) -> Vec<Todo> {
                 }
                 Stage::Stopped
             }
-            Some(_) if member_back && node_back => continue,
+            Some(_) if member_back && node_back => {
+                if !own_cordon {
+                    continue;
+                }
+                Stage::Finish
+            }
             // Installed at the target, the old binary still running (never restarted).
             Some(_) if member_back && !node_at_target && v.kube.is_some_and(|k| k.ready) => {
                 restart_only = !own_cordon;
@@ -162,7 +171,10 @@ fn collect(cx: &mut PlanCx<'_>) -> Vec<Todo> {
         });
     }
     cx.warnings.extend(warnings);
-    if todo.iter().all(|t| t.restart_only) {
+    if todo
+        .iter()
+        .all(|t| t.restart_only || t.stage == Stage::Finish)
+    {
         todo.clear();
     }
     todo
@@ -368,6 +380,17 @@ fn plan_steps(cx: &mut PlanCx<'_>, todo: Vec<Todo>) {
         .collect();
     agents.sort_by_key(|(i, t)| (t.stage == Stage::Due, *i));
     for t in &todo {
+        if t.stage == Stage::Finish {
+            cx.drift.push(Drift {
+                address: Address::node(&t.name).to_string(),
+                attribute: "unschedulable".into(),
+                declared: Some("false".into()),
+                observed: Some("true".into()),
+                planned: true,
+                note: Some("cordoned by an interrupted upgrade".into()),
+            });
+            continue;
+        }
         let observed = t.host_version.clone().or(t.node_version.clone());
         cx.drift.push(Drift {
             address: Address::node(&t.name).to_string(),
@@ -381,6 +404,7 @@ fn plan_steps(cx: &mut PlanCx<'_>, todo: Vec<Todo>) {
                     "an interrupted upgrade: installed, restart in progress".into()
                 }
                 Stage::Stopped => "an interrupted upgrade: installed, k3s not running".into(),
+                Stage::Finish => unreachable!("recorded above"),
             }),
         });
     }
@@ -442,7 +466,7 @@ fn first_half(t: &Todo) -> Vec<Operation> {
             });
         }
     }
-    if t.stage != Stage::Restarting {
+    if matches!(t.stage, Stage::Due | Stage::Stopped) {
         ops.push(Operation::UpgradeK3s {
             node: t.name.clone(),
             from: t.host_version.clone().or(t.node_version.clone()),
@@ -484,6 +508,10 @@ fn push_step(cx: &mut PlanCx<'_>, t: &Todo, ops: Vec<Operation>, label: String) 
         ),
         Stage::Stopped => format!(
             "an interrupted apply installed {} but k3s is not running; the installer starts it ({label})",
+            t.target
+        ),
+        Stage::Finish => format!(
+            "an interrupted apply upgraded it to {} and did not uncordon it; finished before anything else restarts ({label})",
             t.target
         ),
     };

@@ -320,6 +320,51 @@ fn issue15_interrupted_upgrade_resumes_with_the_node_in_flight() {
     assert_eq!(q[0], ("after".to_string(), 3), "{q:?}");
 }
 
+/// Resume after the node in flight came back (still cordoned by k3splan): its uncordon
+/// comes first, before the next server restarts; without a rollout going on, the same
+/// cordon is the `leftover_cordons` phase's.
+#[test]
+fn issue15_node_back_but_cordoned_is_finished_first() {
+    let (t, mut o) = cluster_at(NEW, 0);
+    set_host_version(&mut o, "b", NEW, true);
+    kube_node(&mut o, "b").version = Some(NEW.into());
+    kube_node(&mut o, "b").unschedulable = true;
+    let opts = PlanOptions {
+        cordoned_by_k3splan: ["b".to_string()].into(),
+        ..PlanOptions::default()
+    };
+    let p = plan(&t, &o, &opts).expect("plan");
+    let first = p
+        .steps
+        .iter()
+        .find(|s| s.reason == ActionReason::UpgradeK3sVersion)
+        .unwrap();
+    assert_eq!(first.address.to_string(), "node.b");
+    assert!(
+        first
+            .operations
+            .contains(&Operation::Uncordon { node: "b".into() })
+    );
+    assert_eq!(upgrade_order(&p), ["c", "a"]);
+    // Everything at NEW: the leftover cordon is undone with its own reason.
+    let mut o2 = o.clone();
+    for n in ["a", "c"] {
+        set_host_version(&mut o2, n, NEW, true);
+        kube_node(&mut o2, n).version = Some(NEW.into());
+    }
+    let p = plan(&t, &o2, &opts).expect("plan");
+    let node_steps: Vec<_> = p
+        .steps
+        .iter()
+        .filter(|s| s.address.to_string().starts_with("node."))
+        .collect();
+    assert_eq!(node_steps.len(), 1, "{:#?}", p.steps);
+    assert_eq!(
+        node_steps[0].reason,
+        ActionReason::UncordonLeftByInterruptedApply
+    );
+}
+
 #[test]
 fn issue15_agents_in_batches_of_max_unavailable() {
     let (mut t, o) = cluster_at(NEW, 5);
