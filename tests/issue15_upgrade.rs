@@ -1,7 +1,7 @@
 //! Issue 15 end to end: a rolling k3s upgrade of a 3-server + 2-agent lab cluster, one
 //! minor version up, with the compiled `k3splan` binary; and the lab's k3s stand-in
 //! behaving like k3s across versions (what `k3s --version` and the Node report, the skew
-//! refusal of a server two minors ahead).
+//! refusal of a server two minors ahead, the installer's env file rewrite).
 
 mod common;
 
@@ -72,6 +72,36 @@ fn issue15_lab_upgrade_one_minor_then_no_changes() {
         "{}",
         combined(&o)
     );
+
+    // The stand-in's skew rule: server-3 installed two minors ahead refuses to start (the
+    // other servers' Nodes say v1.28); back at OLD it rejoins.
+    let standin = lab.files().standin.display().to_string();
+    let join = lab.host("server-1").unwrap().server_url();
+    let install = |v: &str| {
+        lab.ssh(
+            "server-3",
+            &[
+                ("INSTALL_K3S_VERSION", v),
+                ("INSTALL_K3S_EXEC", "server"),
+                ("K3S_TOKEN", lab.token()),
+                ("K3S_URL", join.as_str()),
+            ],
+            &format!("{standin} install"),
+        )
+        .unwrap()
+    };
+    let (code, out) = install("v1.30.2+k3s1");
+    assert_ne!(code, 0, "a server two minors ahead started: {out}");
+    assert!(
+        lab.k3s_log("server-3").contains("version skew: this server runs v1.30.2+k3s1"),
+        "{}",
+        lab.k3s_log("server-3")
+    );
+    let (code, out) = install(OLD);
+    assert_eq!(code, 0, "{out}");
+    lab.wait_voters(3, Duration::from_secs(60)).expect("server-3 back");
+    lab.wait_node_ready("server-3", true, Duration::from_secs(60))
+        .unwrap();
 
     // One minor: the plan shows the order (the etcd leader last), then apply.
     set_version(&topo, "v1.30.2+k3s1", NEW);
