@@ -93,13 +93,15 @@ fn issue15_lab_upgrade_one_minor_then_no_changes() {
     let (code, out) = install("v1.30.2+k3s1");
     assert_ne!(code, 0, "a server two minors ahead started: {out}");
     assert!(
-        lab.k3s_log("server-3").contains("version skew: this server runs v1.30.2+k3s1"),
+        lab.k3s_log("server-3")
+            .contains("version skew: this server runs v1.30.2+k3s1"),
         "{}",
         lab.k3s_log("server-3")
     );
     let (code, out) = install(OLD);
     assert_eq!(code, 0, "{out}");
-    lab.wait_voters(3, Duration::from_secs(60)).expect("server-3 back");
+    lab.wait_voters(3, Duration::from_secs(60))
+        .expect("server-3 back");
     lab.wait_node_ready("server-3", true, Duration::from_secs(60))
         .unwrap();
 
