@@ -273,7 +273,11 @@ fn preflight(cx: &mut PlanCx<'_>, todo: &[Todo]) -> bool {
         }
     }
     // Health: every member a healthy voter (but the node in flight), no learner.
-    let servers_due = todo.iter().any(|t| t.etcd);
+    // Only restarts need the other members healthy: a plan that only waits for (or
+    // uncordons) a server in flight restarts none.
+    let servers_due = todo
+        .iter()
+        .any(|t| t.etcd && matches!(t.stage, Stage::Due | Stage::Stopped));
     if servers_due {
         match cx.etcd {
             None => cx.refuse(
@@ -422,8 +426,9 @@ fn plan_steps(cx: &mut PlanCx<'_>, todo: Vec<Todo>) {
             );
         }
     }
-    let n_agents = agents.len();
-    let batch = cx.t.cluster.upgrade.max_unavailable.batch(n_agents);
+    // A percentage is of the declared agents (docs/configuration.md).
+    let declared_agents = cx.t.nodes.iter().filter(|n| n.roles.is_agent()).count();
+    let batch = cx.t.cluster.upgrade.max_unavailable.batch(declared_agents);
     let agents: Vec<Todo> = agents.into_iter().map(|(_, t)| t).collect();
     let batches = agents.len().div_ceil(batch);
     for (b, chunk) in agents.chunks(batch).enumerate() {
