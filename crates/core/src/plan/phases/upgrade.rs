@@ -184,7 +184,9 @@ fn collect(cx: &mut PlanCx<'_>) -> Vec<Todo> {
 fn preflight(cx: &mut PlanCx<'_>, todo: &[Todo]) -> bool {
     let before = cx.violations.len();
     let fix = "fix it first (a plan without the version change shows what is wrong), then change the version".to_string();
-    // Versions: no downgrade, one minor at a time.
+    // Versions: no downgrade, one minor at a time. The same reason for several nodes (a
+    // cluster-wide version two minors ahead) is one violation naming them all.
+    let mut version_refusals: Vec<(String, Vec<String>)> = Vec::new();
     for t in todo {
         let Some(to) = K3sVersion::parse(&t.target) else {
             cx.refuse(
@@ -223,16 +225,22 @@ fn preflight(cx: &mut PlanCx<'_>, todo: &[Todo]) -> bool {
             k3s_version::upgrade_refusal(oldest, &to)
         };
         if let Some(why) = why {
-            cx.refuse(
-                Rule::UpgradePreflight,
-                format!("node.{}", t.name),
-                why,
-                Some(
-                    "declare a version one minor above the running one at most (or the one it runs)"
-                        .into(),
-                ),
-            );
+            match version_refusals.iter_mut().find(|(w, _)| *w == why) {
+                Some((_, nodes)) => nodes.push(format!("node.{}", t.name)),
+                None => version_refusals.push((why, vec![format!("node.{}", t.name)])),
+            }
         }
+    }
+    for (why, nodes) in version_refusals {
+        cx.refuse(
+            Rule::UpgradePreflight,
+            nodes.join(", "),
+            why,
+            Some(
+                "declare a version one minor above the running one at most (or the one it runs)"
+                    .into(),
+            ),
+        );
     }
     // Skew of the declared versions: servers within one minor; no agent newer than them.
     let declared = |n: &Node| cx.t.k3s_version_of(n).and_then(K3sVersion::parse);

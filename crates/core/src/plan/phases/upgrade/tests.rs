@@ -178,6 +178,9 @@ fn issue15_downgrade_and_minor_jumps_are_refused_with_the_reason() {
         v.message.contains("skips 1 minor version") && v.message.contains("v1.29.x"),
         "{v:?}"
     );
+    // One violation naming every node with that reason.
+    assert_eq!(r.violations.len(), 1, "{r:?}");
+    assert_eq!(v.step.as_deref(), Some("node.a, node.b, node.c"));
     // A patch upgrade is fine.
     let (t, o) = cluster_at("v1.28.9+k3s2", 0);
     plan(&t, &o, &PlanOptions::default()).expect("patch upgrade");
