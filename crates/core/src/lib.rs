@@ -9,6 +9,7 @@
 //! of the secret digests is drawn by the engine and handed in.
 pub mod config;
 pub mod import;
+pub mod k3s_version;
 pub mod observed;
 pub mod plan;
 pub mod render;

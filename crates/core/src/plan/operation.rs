@@ -131,6 +131,27 @@ pub enum Operation {
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         unhealthy_left: Vec<String>,
     },
+    /// Issue 15: re-run the installer on `node` with `INSTALL_K3S_VERSION=version` and the
+    /// options it was installed with (the `K3S_*` variables of its unit's env file, as k3s's
+    /// docs say an upgrade must), which replaces the binary and restarts k3s. The quorum
+    /// simulation counts the node's etcd member as away from here until its
+    /// [`Operation::WaitUpgraded`] (rule 9, restarting a healthy server counts as removing
+    /// its member).
+    UpgradeK3s {
+        node: String,
+        /// The version it runs now (`k3s --version` on the host), when known.
+        from: Option<String>,
+        version: String,
+        /// An agent (`k3s-agent` unit) rather than a server.
+        agent: bool,
+    },
+    /// Issue 15: wait until `node` runs `version`: `k3s --version` on the host says it, its
+    /// etcd member (when it runs etcd) is a healthy voter again, and its Node is Ready with
+    /// `kubeletVersion` = `version` (a server without an agent: its supervisor port answers).
+    WaitUpgraded {
+        node: String,
+        version: String,
+    },
 }
 
 impl Operation {
@@ -145,6 +166,7 @@ impl Operation {
                 | Operation::UninstallK3s { .. }
                 | Operation::RebindVolume { .. }
                 | Operation::RecreateWorkload { .. }
+                | Operation::UpgradeK3s { .. }
         )
     }
 
@@ -210,6 +232,24 @@ impl Operation {
                 ));
                 s
             }
+            Operation::UpgradeK3s {
+                node,
+                from,
+                version,
+                agent,
+            } => {
+                let from = from
+                    .as_deref()
+                    .map(|f| format!(" from {f}"))
+                    .unwrap_or_default();
+                let unit = if *agent { "k3s-agent" } else { "k3s" };
+                format!(
+                    "upgrade k3s on {node}{from} to {version}: re-run the installer with its recorded K3S_* options; {unit} restarts"
+                )
+            }
+            Operation::WaitUpgraded { node, version } => format!(
+                "wait until {node} runs {version}: k3s --version says it, its etcd member (a server's) a healthy voter again, its Node Ready at {version}"
+            ),
         }
     }
 

@@ -244,6 +244,8 @@ pub enum ActionReason {
     SnapshotBeforeDestroy,
     /// Verification after the last step (rule 5, verification after apply).
     VerifyAfterApply,
+    /// The declared k3s version differs from the installed one (issue 15).
+    UpgradeK3sVersion,
 }
 
 impl ActionReason {
@@ -265,6 +267,7 @@ impl ActionReason {
             ActionReason::LearnerPending => "learner_pending",
             ActionReason::SnapshotBeforeDestroy => "snapshot_before_destroy",
             ActionReason::VerifyAfterApply => "verify_after_apply",
+            ActionReason::UpgradeK3sVersion => "upgrade_k3s_version",
         }
     }
 }

@@ -13,6 +13,7 @@ mod etcd;
 mod host;
 mod kube;
 mod server;
+mod upgrade;
 mod verify;
 
 use std::time::Duration;
@@ -205,6 +206,13 @@ impl Executor<'_> {
                 self.verify(*expect_members, *expect_nodes, unhealthy_left)
                     .await
             }
+            O::UpgradeK3s {
+                node,
+                version,
+                agent,
+                ..
+            } => self.upgrade_k3s(node, version, *agent).await,
+            O::WaitUpgraded { node, version } => self.wait_upgraded(node, version).await,
         }
     }
 }

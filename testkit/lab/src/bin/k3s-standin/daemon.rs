@@ -25,6 +25,9 @@ pub(super) fn server(args: &[String], agent: bool) -> ! {
             s.node_ip
         ),
     );
+    if !agent {
+        check_server_skew(&lab, &s.node_name, &version);
+    }
     let mut etcd: Option<Child> = None;
     let mut tls = None;
     let mut member_name = String::new();

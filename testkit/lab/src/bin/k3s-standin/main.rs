@@ -22,6 +22,7 @@ mod install;
 mod kube;
 mod manifests;
 mod service;
+mod skew;
 mod snapshot;
 mod supervisor;
 
@@ -32,6 +33,7 @@ use install::*;
 use kube::*;
 use manifests::*;
 use service::*;
+use skew::*;
 use snapshot::*;
 use supervisor::*;
 
