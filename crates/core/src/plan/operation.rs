@@ -131,6 +131,20 @@ pub enum Operation {
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         unhealthy_left: Vec<String>,
     },
+    /// Stop the k3s server service on `node` if it runs (quorum-loss recovery, issue 16: a
+    /// server left running with the old membership would fight the reset).
+    StopK3s {
+        node: String,
+    },
+    /// `k3s server --cluster-reset` on `node` (with `--cluster-reset-restore-path=PATH` when
+    /// restoring a snapshot), run in the foreground until it exits: the member becomes a
+    /// one-member cluster (etcd `--force-new-cluster`). Skipped when k3s's reset-flag is
+    /// already there (the reset ran and k3s was not started normally since).
+    ClusterReset {
+        node: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        restore_path: Option<String>,
+    },
 }
 
 impl Operation {
@@ -145,6 +159,7 @@ impl Operation {
                 | Operation::UninstallK3s { .. }
                 | Operation::RebindVolume { .. }
                 | Operation::RecreateWorkload { .. }
+                | Operation::ClusterReset { .. }
         )
     }
 
@@ -210,6 +225,19 @@ impl Operation {
                 ));
                 s
             }
+            Operation::StopK3s { node } => format!("stop k3s on {node} if it runs"),
+            Operation::ClusterReset {
+                node,
+                restore_path: None,
+            } => format!(
+                "on {node}: k3s server --cluster-reset (etcd force-new-cluster on its own data: a one-member cluster), until it exits"
+            ),
+            Operation::ClusterReset {
+                node,
+                restore_path: Some(p),
+            } => format!(
+                "on {node}: k3s server --cluster-reset --cluster-reset-restore-path={p} (its data dir moved to etcd-old-<unix>, the snapshot restored as a one-member cluster), until it exits"
+            ),
         }
     }
 

@@ -244,6 +244,8 @@ pub enum ActionReason {
     SnapshotBeforeDestroy,
     /// Verification after the last step (rule 5, verification after apply).
     VerifyAfterApply,
+    /// etcd quorum is lost and the operator asked for a recovery (`--recover`, issue 16).
+    QuorumLossRecovery,
 }
 
 impl ActionReason {
@@ -265,6 +267,7 @@ impl ActionReason {
             ActionReason::LearnerPending => "learner_pending",
             ActionReason::SnapshotBeforeDestroy => "snapshot_before_destroy",
             ActionReason::VerifyAfterApply => "verify_after_apply",
+            ActionReason::QuorumLossRecovery => "quorum_loss_recovery",
         }
     }
 }
