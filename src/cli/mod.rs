@@ -17,6 +17,7 @@ pub mod files;
 pub mod man;
 pub mod ops;
 pub mod plan_cmd;
+pub mod recover_cmd;
 pub mod state_cmd;
 pub mod view;
 

@@ -12,6 +12,7 @@ mod error;
 mod etcd;
 mod host;
 mod kube;
+mod recover;
 mod server;
 mod verify;
 
@@ -204,6 +205,10 @@ impl Executor<'_> {
             } => {
                 self.verify(*expect_members, *expect_nodes, unhealthy_left)
                     .await
+            }
+            O::StopK3s { node } => self.stop_k3s(node).await,
+            O::ClusterReset { node, restore_path } => {
+                self.cluster_reset(node, restore_path.as_deref()).await
             }
         }
     }

@@ -118,6 +118,19 @@ pub(super) fn server(args: &[String], agent: bool) -> ! {
                     "etcd data dir {etcd_dir} is initialized but has no config file {p}"
                 ));
             }
+            // k3s writes etcd's options at every start: `force-new-cluster` only during a
+            // `--cluster-reset` (reset.rs). A reset killed before it finished leaves it in
+            // the file: a normal start drops it.
+            if let Ok(c) = fs::read_to_string(&p)
+                && c.contains("force-new-cluster")
+            {
+                let kept: String = c
+                    .lines()
+                    .filter(|l| !l.starts_with("force-new-cluster"))
+                    .map(|l| format!("{l}\n"))
+                    .collect();
+                let _ = fs::write(&p, kept);
+            }
             p
         } else if let Some(url) = s.server.clone() {
             let own_name = own_name.unwrap_or_else(|| set_name(&etcd_dir, &hostname));
