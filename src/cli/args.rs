@@ -152,7 +152,12 @@ pub struct RecoverArgs {
     pub from_snapshot: Option<String>,
     /// With --recover: reset from this server's own data (needed when the surviving data
     /// belongs to different clusters).
-    #[arg(long, value_name = "NODE", requires = "recover", conflicts_with = "from_snapshot")]
+    #[arg(
+        long,
+        value_name = "NODE",
+        requires = "recover",
+        conflicts_with = "from_snapshot"
+    )]
     pub recover_from: Option<String>,
 }
 

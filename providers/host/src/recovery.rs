@@ -78,7 +78,11 @@ impl HostSession {
             .await
             .unwrap_or(false);
         let out = self
-            .exec(label, &sh_script_command(SURVEY, &[marker.as_str(), data]), b"")
+            .exec(
+                label,
+                &sh_script_command(SURVEY, &[marker.as_str(), data]),
+                b"",
+            )
             .await?;
         let text = out.stdout_str();
         if !text.contains(&format!("{marker} end")) {
@@ -168,10 +172,7 @@ impl HostSession {
         if probe.status == Some(0) {
             return Ok(ResetOutcome::AlreadyReset);
         }
-        let mut cmd = format!(
-            "{} server --cluster-reset",
-            sh_quote(&layout.k3s_bin)
-        );
+        let mut cmd = format!("{} server --cluster-reset", sh_quote(&layout.k3s_bin));
         if let Some(p) = restore_path {
             cmd.push_str(&format!(
                 " {}",

@@ -7,9 +7,7 @@ use futures::StreamExt;
 
 use crate::live::Live;
 use crate::observed::Fact;
-use crate::observed::recovery::{
-    DbRead, EtcdSurvey, SnapshotFile, parse_snapshot_status, wal_ids,
-};
+use crate::observed::recovery::{DbRead, EtcdSurvey, SnapshotFile, parse_snapshot_status, wal_ids};
 
 impl Live {
     /// Surveys every declared etcd server (in parallel); a host that does not answer is
