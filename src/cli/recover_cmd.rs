@@ -31,6 +31,8 @@ pub fn plan(
     state: Option<&State>,
     opts: &PlanOptions,
 ) -> Result<RecoveryRun, CliError> {
+    // A reset left running by a killed apply: its etcd would look like the result.
+    session.rt.block_on(session.live.wait_cluster_resets());
     let observed = session.observe();
     let changed: Vec<String> = observed
         .host_failures

@@ -33,11 +33,12 @@ pub struct EtcdDataSurvey {
 
 /// What [`HostSession::cluster_reset`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ResetOutcome {
-    /// It ran and exited 0; the last lines of its output.
-    Reset(String),
-    /// k3s's reset-flag was there: a reset ran and k3s was not started normally since.
-    AlreadyReset,
+pub struct ResetOutcome {
+    /// The last lines of k3s's output (it exited 0).
+    pub tail: String,
+    /// k3s's reset-flag was there (an earlier reset, maybe interrupted, and no normal start
+    /// since) and was removed first, as k3s's refusal message asks.
+    pub flag_removed: bool,
 }
 
 const SURVEY: &str = r#"M=$1; DATA=$2
@@ -147,7 +148,12 @@ impl HostSession {
 
     /// `k3s server --cluster-reset [--cluster-reset-restore-path=PATH]` in the foreground
     /// (k3s exits once the member runs as a one-member cluster). Refused while the server
-    /// unit is active; skipped when k3s's reset-flag is there.
+    /// unit is active.
+    ///
+    /// k3s writes its reset-flag *before* etcd runs with `--force-new-cluster` (k3s-io/k3s
+    /// pkg/etcd/etcd.go `Reset`), so a flag does not prove the reset finished: an apply killed
+    /// mid-reset leaves it. The flag is removed and the reset run again — harmless on data
+    /// already reset (k3s was not started normally since, or the flag would be gone).
     pub async fn cluster_reset(
         &self,
         layout: &K3sLayout,
@@ -164,15 +170,23 @@ impl HostSession {
         let flag = format!("{data}/server/db/reset-flag");
         let probe = self
             .exec(
-                "check the reset-flag",
-                &format!("test -e {}", sh_quote(&flag)),
+                "remove the reset-flag",
+                &format!(
+                    "if [ -e {f} ]; then rm -f -- {f} && echo removed; fi",
+                    f = sh_quote(&flag)
+                ),
                 b"",
             )
             .await?;
-        if probe.status == Some(0) {
-            return Ok(ResetOutcome::AlreadyReset);
-        }
-        let mut cmd = format!("{} server --cluster-reset", sh_quote(&layout.k3s_bin));
+        let flag_removed = probe.stdout_str().contains("removed");
+        self.wait_cluster_reset(layout, std::time::Duration::from_secs(180))
+            .await?;
+        let pid_file = format!("{data}/server/db/{RESET_PID}");
+        let mut cmd = format!(
+            "echo $$ > {}; exec {} server --cluster-reset",
+            sh_quote(&pid_file),
+            sh_quote(&layout.k3s_bin)
+        );
         if let Some(p) = restore_path {
             cmd.push_str(&format!(
                 " {}",
@@ -183,9 +197,54 @@ impl HostSession {
         let out = self.run(label, &format!("{cmd} 2>&1"), b"").await?;
         let text = out.stdout_str();
         let tail: Vec<&str> = text.lines().rev().take(3).collect();
-        Ok(ResetOutcome::Reset(
-            tail.into_iter().rev().collect::<Vec<_>>().join("\n"),
-        ))
+        Ok(ResetOutcome {
+            tail: tail.into_iter().rev().collect::<Vec<_>>().join("\n"),
+            flag_removed,
+        })
+    }
+}
+
+/// Where [`HostSession::cluster_reset`] records the pid of the reset it runs, under
+/// `<data-dir>/server/db`.
+const RESET_PID: &str = "k3splan-cluster-reset.pid";
+
+impl HostSession {
+    /// Waits while a `k3s server --cluster-reset` started by k3splan still runs on the host
+    /// (an apply killed mid-reset leaves it running: its SSH channel closed, the process did
+    /// not stop). Returns whether one was running. Its etcd answers as a healthy one-member
+    /// cluster meanwhile: observing then would take a transient state for the result.
+    pub async fn wait_cluster_reset(
+        &self,
+        layout: &K3sLayout,
+        timeout: std::time::Duration,
+    ) -> Result<bool, HostError> {
+        let data = layout.data_dir.trim_end_matches('/');
+        let pid_file = sh_quote(&format!("{data}/server/db/{RESET_PID}"));
+        let check = format!(
+            "p=$(cat {pid_file} 2>/dev/null); if [ -n \"$p\" ] && kill -0 \"$p\" 2>/dev/null && tr '\\0' ' ' < /proc/\"$p\"/cmdline 2>/dev/null | grep -q -- --cluster-reset; then echo running; fi"
+        );
+        let start = std::time::Instant::now();
+        let mut was = false;
+        loop {
+            let out = self
+                .exec("check for a running cluster reset", &check, b"")
+                .await?;
+            if !out.stdout_str().contains("running") {
+                return Ok(was);
+            }
+            was = true;
+            if start.elapsed() > timeout {
+                return Err(HostError::Refused {
+                    host: self.name().into(),
+                    action: "run or observe a cluster reset".into(),
+                    reason: format!(
+                        "a k3s server --cluster-reset (pid in {pid_file}) is still running after {}s",
+                        timeout.as_secs()
+                    ),
+                });
+            }
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        }
     }
 }
 

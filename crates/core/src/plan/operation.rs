@@ -138,8 +138,8 @@ pub enum Operation {
     },
     /// `k3s server --cluster-reset` on `node` (with `--cluster-reset-restore-path=PATH` when
     /// restoring a snapshot), run in the foreground until it exits: the member becomes a
-    /// one-member cluster (etcd `--force-new-cluster`). Skipped when k3s's reset-flag is
-    /// already there (the reset ran and k3s was not started normally since).
+    /// one-member cluster (etcd `--force-new-cluster`). A reset-flag left by an earlier
+    /// (maybe interrupted) reset is removed first and the reset run again.
     ClusterReset {
         node: String,
         #[serde(default, skip_serializing_if = "Option::is_none")]

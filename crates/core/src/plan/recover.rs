@@ -99,12 +99,19 @@ pub fn plan_recovery(
             });
         }
         if ro.resuming {
-            // Quorum is back (the recovered server runs); what is left are joins.
-            let mut p = crate::plan::plan(t, o, normal)?;
-            p.warnings.insert(
-                0,
-                format!("etcd has quorum again ({q}): finishing the interrupted recovery with the normal plan"),
-            );
+            // Quorum is back (the recovered server runs): the servers left out rejoin; a
+            // member still listed but down is the normal plan's (its removal first).
+            let p = match finish_rejoins(t, o, survey, q) {
+                Some(p) => p,
+                None => {
+                    let mut p = crate::plan::plan(t, o, normal)?;
+                    p.warnings.insert(
+                        0,
+                        format!("etcd has quorum again ({q}): finishing the interrupted recovery with the normal plan"),
+                    );
+                    p
+                }
+            };
             return Ok(Recovery {
                 plan: p,
                 report: Vec::new(),
@@ -239,69 +246,17 @@ pub fn plan_recovery(
         ],
     );
     // 3. The others rejoin through it, one at a time, as learners promoted in turn.
-    let chosen_node = t.node(&chosen).expect("chosen among the declared servers");
-    let via = format!("https://{}", join_host(chosen_node));
     for (n, s) in &reachable {
         if n.name == chosen {
             continue;
         }
-        let mut ops = Vec::new();
-        if s.etcd_dir {
-            ops.push(Operation::MoveAsideDataDir {
-                node: n.name.clone(),
-                path: format!(
-                    "{}/server/db/etcd",
-                    t.cluster.data_dir.trim_end_matches('/')
-                ),
-            });
-        }
-        let host = o.hosts.get(&n.name).and_then(|h| h.known());
-        let (after, sensitive) = files::config_yaml_for(t, n, &via);
-        let host_secrets = host.and_then(|h| h.config.as_ref()).map(|c| &c.secrets);
-        let after = files::mark_changed_secrets(t, &after, &sensitive, host_secrets);
-        let before = host
-            .and_then(|h| h.config.as_ref())
-            .map(|c| mask_secrets(&c.raw));
-        if before.as_deref() != Some(after.as_str()) {
-            let path = host
-                .and_then(|h| h.config.as_ref())
-                .map(|c| c.path.clone())
-                .filter(|p| !p.is_empty())
-                .unwrap_or_else(|| K3S_CONFIG_PATH.to_string());
-            ops.push(Operation::WriteFile {
-                node: n.name.clone(),
-                path,
-                before,
-                after,
-                sensitive,
-            });
-        }
-        ops.push(Operation::JoinServer {
-            node: n.name.clone(),
-            via: via.clone(),
-            etcd: true,
-            control_plane: n.roles.runs_control_plane(),
-            version: t.cluster.k3s_version.clone(),
-        });
-        ops.push(Operation::WaitLearnerPromoted {
-            node: n.name.clone(),
-        });
-        ops.push(if n.runs_agent() {
-            Operation::WaitNodeReady {
-                node: n.name.clone(),
-            }
-        } else {
-            Operation::WaitServerHealthy {
-                node: n.name.clone(),
-            }
-        });
         push(
             Address::member(&n.name),
             Action::Replace,
             format!(
                 "rejoins the recovered cluster through {chosen} as a new learner; its old etcd data is kept aside (etcd-backup-<unix>), never deleted"
             ),
-            ops,
+            rejoin_ops(t, o, n, s.etcd_dir, &chosen),
         );
     }
     // 4. Verify.
@@ -353,6 +308,154 @@ pub fn plan_recovery(
         },
         report,
         source: Some(source),
+    })
+}
+
+/// A server's rejoin through `chosen`: its etcd data dir moved aside (when there is one),
+/// config.yaml naming `chosen` (never cluster-init), k3s started, the learner promoted, the
+/// Node Ready (or the server healthy without an agent).
+fn rejoin_ops(
+    t: &Topology,
+    o: &Observed,
+    n: &Node,
+    etcd_dir: bool,
+    chosen: &str,
+) -> Vec<Operation> {
+    let chosen_node = t.node(chosen).expect("chosen among the declared servers");
+    let via = format!("https://{}", join_host(chosen_node));
+    let mut ops = Vec::new();
+    if etcd_dir {
+        ops.push(Operation::MoveAsideDataDir {
+            node: n.name.clone(),
+            path: format!(
+                "{}/server/db/etcd",
+                t.cluster.data_dir.trim_end_matches('/')
+            ),
+        });
+    }
+    let host = o.hosts.get(&n.name).and_then(|h| h.known());
+    let (after, sensitive) = files::config_yaml_for(t, n, &via);
+    let host_secrets = host.and_then(|h| h.config.as_ref()).map(|c| &c.secrets);
+    let after = files::mark_changed_secrets(t, &after, &sensitive, host_secrets);
+    let before = host
+        .and_then(|h| h.config.as_ref())
+        .map(|c| mask_secrets(&c.raw));
+    if before.as_deref() != Some(after.as_str()) {
+        let path = host
+            .and_then(|h| h.config.as_ref())
+            .map(|c| c.path.clone())
+            .filter(|p| !p.is_empty())
+            .unwrap_or_else(|| K3S_CONFIG_PATH.to_string());
+        ops.push(Operation::WriteFile {
+            node: n.name.clone(),
+            path,
+            before,
+            after,
+            sensitive,
+        });
+    }
+    ops.push(Operation::JoinServer {
+        node: n.name.clone(),
+        via: via.clone(),
+        etcd: true,
+        control_plane: n.roles.runs_control_plane(),
+        version: t.cluster.k3s_version.clone(),
+    });
+    ops.push(Operation::WaitLearnerPromoted {
+        node: n.name.clone(),
+    });
+    ops.push(if n.runs_agent() {
+        Operation::WaitNodeReady {
+            node: n.name.clone(),
+        }
+    } else {
+        Operation::WaitServerHealthy {
+            node: n.name.clone(),
+        }
+    });
+    ops
+}
+
+/// Quorum is back while an interrupted recovery is resumed: the recovered cluster's healthy
+/// members stay, and every declared etcd server without a member rejoins through one of them
+/// (stopped first: its old data would dial the old peers). `None` when a declared server
+/// still has a member that is not healthy (the normal plan's removals handle that).
+fn finish_rejoins(
+    t: &Topology,
+    o: &Observed,
+    survey: &BTreeMap<String, Fact<EtcdSurvey>>,
+    q: &Quorum,
+) -> Option<Plan> {
+    let e = o.etcd.known()?;
+    let member_of = |n: &Node| {
+        e.members
+            .iter()
+            .find(|m| m.peer_address() == Some(n.address))
+    };
+    let servers: Vec<&Node> = t.etcd_nodes().filter(|n| n.roles.is_server()).collect();
+    let via = servers
+        .iter()
+        .find(|n| member_of(n).is_some_and(|m| m.is_healthy() && !m.is_learner))?;
+    let mut steps: Vec<Step> = Vec::new();
+    for n in &servers {
+        match member_of(n) {
+            Some(m) if m.is_healthy() => continue,
+            Some(_) => return None,
+            None => {}
+        }
+        let etcd_dir = match survey.get(&n.name) {
+            Some(Fact::Known(s)) => s.etcd_dir,
+            _ => return None,
+        };
+        let mut ops = vec![Operation::StopK3s {
+            node: n.name.clone(),
+        }];
+        ops.extend(rejoin_ops(t, o, n, etcd_dir, &via.name));
+        let id = steps.len() + 1;
+        steps.push(Step {
+            id,
+            address: Address::member(&n.name),
+            action: Action::Replace,
+            reason: ActionReason::QuorumLossRecovery,
+            why: format!(
+                "the interrupted recovery left it out of the recovered cluster: it rejoins through {} as a new learner; its old etcd data is kept aside, never deleted",
+                via.name
+            ),
+            operations: ops,
+            before: None,
+            after: None,
+            depends_on: if id > 1 { vec![id - 1] } else { vec![] },
+            quorum: vec![],
+            notes: vec![],
+        });
+    }
+    let id = steps.len() + 1;
+    steps.push(Step {
+        id,
+        address: Address::Verify,
+        action: Action::Read,
+        reason: ActionReason::VerifyAfterApply,
+        why: "the recovery changed the cluster; this checks the result".into(),
+        operations: vec![Operation::Verify {
+            expect_members: servers.len(),
+            expect_nodes: t.nodes.iter().filter(|d| d.runs_agent()).count(),
+            unhealthy_left: vec![],
+        }],
+        before: None,
+        after: None,
+        depends_on: if id > 1 { vec![id - 1] } else { vec![] },
+        quorum: vec![],
+        notes: vec![],
+    });
+    Some(Plan {
+        steps,
+        drift: vec![],
+        warnings: vec![format!(
+            "etcd has quorum again ({q}): finishing the interrupted recovery (the servers left out rejoin through {})",
+            via.name
+        )],
+        quorum_before: Some(q.clone()),
+        unknown: vec![],
     })
 }
 

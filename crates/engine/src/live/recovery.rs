@@ -38,6 +38,28 @@ impl Live {
     }
 }
 
+impl Live {
+    /// Waits until no `k3s server --cluster-reset` started by an earlier (killed) apply runs
+    /// on any declared etcd server. Hosts that do not answer are skipped (the survey says so).
+    pub async fn wait_cluster_resets(&self) {
+        let names: Vec<String> = self
+            .topology()
+            .etcd_nodes()
+            .filter(|n| n.roles.is_server())
+            .map(|n| n.name.clone())
+            .collect();
+        futures::stream::iter(names)
+            .for_each_concurrent(8, |n| async move {
+                if let Ok(s) = self.hosts().session(&n).await {
+                    let _ = s
+                        .wait_cluster_reset(self.layout(), std::time::Duration::from_secs(180))
+                        .await;
+                }
+            })
+            .await;
+    }
+}
+
 fn read(r: &Result<String, String>) -> DbRead {
     match r {
         Ok(json) => match parse_snapshot_status(json) {

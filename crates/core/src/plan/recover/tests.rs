@@ -401,3 +401,50 @@ fn issue16_nothing_to_recover_from_is_refused() {
     let e = run(&t, &o, &s, &RecoverOptions::default()).unwrap_err();
     assert!(format!("{:?}", e.violations).contains("nothing to recover from"));
 }
+
+/// Resuming after the recovered server started: it is the only member; the others are not
+/// listed. They rejoin through it (stopped first), and nothing is reset again.
+#[test]
+fn issue16_resumed_recovery_rejoins_the_servers_left_out_without_a_second_reset() {
+    let t = servers(3);
+    let mut o = observed_matching(&t);
+    if let Fact::Known(e) = &mut o.etcd {
+        e.members.truncate(1);
+    }
+    let s = survey(vec![("s1", member(30)), ("s2", lost()), ("s3", member(20))]);
+    let resume = RecoverOptions {
+        resuming: true,
+        ..Default::default()
+    };
+    let r = run(&t, &o, &s, &resume).unwrap();
+    let ops = ops(&r.plan);
+    assert!(
+        !ops.iter()
+            .any(|o| matches!(o, Operation::ClusterReset { .. }))
+    );
+    let joins: Vec<&str> = ops
+        .iter()
+        .filter_map(|o| match o {
+            Operation::JoinServer { node, via, .. } => {
+                assert_eq!(via, "https://10.0.0.1:6443");
+                Some(node.as_str())
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(joins, ["s2", "s3"]);
+    assert!(
+        ops.iter()
+            .any(|o| matches!(o, Operation::StopK3s { node } if node == "s3"))
+    );
+    assert!(
+        ops.iter()
+            .any(|o| matches!(o, Operation::MoveAsideDataDir { node, .. } if node == "s3"))
+    );
+    assert!(
+        !ops.iter()
+            .any(|o| matches!(o, Operation::MoveAsideDataDir { node, .. } if node == "s2"))
+    );
+    // Not resuming: the same cluster is refused (quorum holds).
+    assert!(run(&t, &o, &s, &RecoverOptions::default()).is_err());
+}

@@ -1,7 +1,6 @@
 //! The recovery's host operations (issue 16): stopping k3s, `k3s server --cluster-reset`.
 
 use k3splan_host::ServiceAction;
-use k3splan_host::recovery::ResetOutcome;
 
 use super::{ExecError, Executor, OpResult, already, done};
 
@@ -23,14 +22,15 @@ impl Executor<'_> {
         restore_path: Option<&str>,
     ) -> Result<OpResult, ExecError> {
         let s = self.live.hosts().session(node).await?;
-        match s.cluster_reset(self.live.layout(), restore_path).await? {
-            ResetOutcome::AlreadyReset => Ok(already(
-                "k3s's reset-flag is there: the reset already ran (k3s not started normally since)",
-            )),
-            ResetOutcome::Reset(tail) => Ok(done(format!(
-                "reset to a one-member cluster: {}",
-                tail.lines().last().unwrap_or("")
-            ))),
-        }
+        let r = s.cluster_reset(self.live.layout(), restore_path).await?;
+        let again = if r.flag_removed {
+            " (an earlier reset's flag was there: removed, reset run again)"
+        } else {
+            ""
+        };
+        Ok(done(format!(
+            "reset to a one-member cluster{again}: {}",
+            r.tail.lines().last().unwrap_or("")
+        )))
     }
 }
