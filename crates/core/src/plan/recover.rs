@@ -303,7 +303,9 @@ pub fn plan_recovery(
             steps,
             drift: vec![],
             warnings,
-            quorum_before: quorum,
+            // Not a quorum-kept plan: the renderer's quorum line would claim the membership
+            // stays; the report and the warnings say what happens instead.
+            quorum_before: None,
             unknown,
         },
         report,
@@ -454,7 +456,7 @@ fn finish_rejoins(
             "etcd has quorum again ({q}): finishing the interrupted recovery (the servers left out rejoin through {})",
             via.name
         )],
-        quorum_before: Some(q.clone()),
+        quorum_before: None,
         unknown: vec![],
     })
 }
