@@ -18,6 +18,53 @@ k3splan_testkit_caps::main! {
     issue16_three_servers_two_dead_survivor_intact needs [lab],
     issue16_three_servers_all_data_lost_snapshot_restored needs [lab],
     issue16_five_servers_three_dead_most_advanced_survivor_chosen needs [lab],
+    issue16_recover_flags_are_checked_before_anything_is_read,
+}
+
+/// `--from-snapshot`/`--recover-from` need `--recover`; a recovery cannot be saved. Both are
+/// usage errors (exit 1) before any host is dialled.
+fn issue16_recover_flags_are_checked_before_anything_is_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let topo = dir.path().join("main.hcl");
+    std::fs::write(
+        &topo,
+        "cluster \"lab\" {\n  token = \"K10-test-token\"\n}\n\nnode \"s1\" {\n  address = \"10.255.255.1\"\n  roles   = [\"server\", \"etcd\"]\n}\n",
+    )
+    .unwrap();
+    let state = dir.path().join("state.json");
+    for (args, want) in [
+        (vec!["plan", "--from-snapshot", "x"], "--recover"),
+        (vec!["apply", "--recover-from", "s1"], "--recover"),
+        (
+            vec![
+                "plan",
+                "--recover",
+                "--from-snapshot",
+                "x",
+                "--recover-from",
+                "s1",
+            ],
+            "cannot be used with",
+        ),
+        (
+            vec!["plan", "--recover", "-out=plan.json"],
+            "--recover cannot be combined with a saved plan",
+        ),
+    ] {
+        let o = common::k3splan()
+            .args(&args)
+            .arg("-c")
+            .arg(&topo)
+            .arg("--state")
+            .arg(&state)
+            .env("NO_COLOR", "1")
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_ne!(o.status.code(), Some(0), "{args:?}: {err}");
+        assert!(err.contains(want), "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{err}");
+    }
 }
 
 const ETCD_DIR: &str = "/var/lib/rancher/k3s/server/db/etcd";
