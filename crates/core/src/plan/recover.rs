@@ -13,9 +13,11 @@
 //!    config.yaml naming the recovered server, k3s started as a learner, promoted; verify.
 //!
 //! Refusals: etcd still has quorum and some declared server is not a healthy voter (the
-//! normal plan handles that), no source of truth, or two candidates whose data belongs to
-//! different clusters (different WAL cluster IDs) unless the operator names the source.
-//! A healthy cluster (every declared etcd server a healthy voter) gives an empty plan.
+//! normal plan handles that; unless an interrupted recovery is resumed, see
+//! [`RecoverOptions::resuming`]), a declared server whose host does not answer (unless
+//! accepted with `--allow-unreachable`), no source of truth, or two candidates whose data
+//! belongs to different clusters (different WAL cluster IDs) unless the operator names the
+//! source. A healthy cluster (every declared etcd server a healthy voter) gives an empty plan.
 //!
 //! Pure, like the rest of the planner: the survey comes from the engine.
 
@@ -39,8 +41,10 @@ pub struct RecoverOptions {
     pub from_snapshot: Option<String>,
     /// `--recover-from NODE`: reset this server's own data.
     pub from_node: Option<String>,
-    /// An interrupted apply is being resumed: once quorum is back, the normal plan finishes
-    /// the recovery (the servers left to rejoin are plain joins then).
+    /// An interrupted apply is being resumed: once quorum is back (the recovered server
+    /// runs), the declared etcd servers left out of it rejoin through it (stopped first, their
+    /// old data moved aside); a declared server whose member is listed but down goes to the
+    /// normal plan instead.
     pub resuming: bool,
 }
 
