@@ -19,6 +19,47 @@ k3splan_testkit_caps::main! {
     issue16_three_servers_all_data_lost_snapshot_restored needs [lab],
     issue16_five_servers_three_dead_most_advanced_survivor_chosen needs [lab],
     issue16_recover_flags_are_checked_before_anything_is_read,
+    issue16_data_of_two_clusters_is_refused_unless_the_source_is_named needs [lab],
+}
+
+/// server-3 holds another cluster's etcd data (seed 002's planted dir, a real etcd's WAL):
+/// the survey reads two cluster IDs and the recovery is refused until the source is named.
+fn issue16_data_of_two_clusters_is_refused_unless_the_source_is_named() {
+    let lab = Lab::start(LabSpec {
+        servers: 3,
+        verbose: true,
+        ..LabSpec::default()
+    })
+    .expect("lab");
+    stop(&lab, "server-2");
+    stop(&lab, "server-3");
+    wipe(&lab, "server-2");
+    wipe(&lab, "server-3");
+    lab.plant_stale_etcd_data("server-3").unwrap();
+    stop(&lab, "server-1");
+    let t = topo(&lab, 3);
+    let o = lab_k3splan(&lab, &t, &["plan", "--recover"]);
+    let out = combined(&o);
+    assert_eq!(o.status.code(), Some(1), "{out}");
+    assert!(out.contains("different etcd clusters"), "{out}");
+    assert!(out.contains("--recover-from NODE"), "{out}");
+    let o = lab_k3splan(
+        &lab,
+        &t,
+        &[
+            "plan",
+            "--recover",
+            "--recover-from",
+            "server-1",
+            "--detailed-exitcode",
+        ],
+    );
+    let out = combined(&o);
+    assert_eq!(o.status.code(), Some(2), "{out}");
+    assert!(
+        out.contains("Source of truth: server-1's own etcd data"),
+        "{out}"
+    );
 }
 
 /// `--from-snapshot`/`--recover-from` need `--recover`; a recovery cannot be saved. Both are
