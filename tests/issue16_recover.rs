@@ -42,6 +42,8 @@ fn issue16_data_of_two_clusters_is_refused_unless_the_source_is_named() {
     let out = combined(&o);
     assert_eq!(o.status.code(), Some(1), "{out}");
     assert!(out.contains("different etcd clusters"), "{out}");
+    // The refusal is shown with the survey it rests on.
+    assert!(out.contains("Quorum-loss recovery: what survives"), "{out}");
     assert!(out.contains("--recover-from NODE"), "{out}");
     let o = lab_k3splan(
         &lab,

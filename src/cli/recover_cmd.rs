@@ -7,7 +7,7 @@
 
 use crate::config::Topology;
 use crate::observed::{HostUnknown, Observed};
-use crate::plan::recover::{RecoverOptions, plan_recovery};
+use crate::plan::recover::{RecoverOptions, plan_recovery, survey_table};
 use crate::plan::{Plan, PlanOptions, Refusal};
 use crate::state::State;
 
@@ -56,7 +56,8 @@ pub fn plan(
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0);
-    let mut report = Vec::new();
+    // A refusal is shown with the survey it rests on.
+    let mut report = survey_table(t, &survey, now);
     let result = plan_recovery(t, &observed, &survey, opts, &ro, now).map(|r| {
         report = r.report;
         let mut p = r.plan;

@@ -131,20 +131,13 @@ pub fn plan_recovery(
         ));
     }
 
-    let mut report = vec![
-        "Quorum-loss recovery: what survives on each declared etcd server".to_string(),
-        format!(
-            "  {:<14} {:<8} {:<26} {:<12} {:<18} snapshots",
-            "server", "k3s", "etcd data dir", "revision", "cluster id"
-        ),
-    ];
+    let mut report = survey_table(t, survey, now_unix);
     let mut unknown = Vec::new();
     let mut cands: Vec<(&Node, &EtcdSurvey)> = Vec::new();
     let mut reachable: Vec<(&Node, &EtcdSurvey)> = Vec::new();
     for n in &servers {
         match survey.get(&n.name) {
             Some(Fact::Known(s)) => {
-                report.push(survey_line(&n.name, s, now_unix));
                 reachable.push((n, s));
                 if s.member_dir && s.db.status().is_some() {
                     cands.push((n, s));
@@ -155,10 +148,6 @@ pub fn plan_recovery(
                     Some(Fact::Unknown { reason }) => reason.clone(),
                     _ => "not surveyed".into(),
                 };
-                report.push(format!(
-                    "  {:<14} unknown: its host did not answer ({why})",
-                    n.name
-                ));
                 unknown.push(UnknownSource {
                     address: format!("host.{}", n.name),
                     reason: why,
@@ -530,6 +519,33 @@ fn refusal(
         }],
         quorum_before: q,
     }
+}
+
+/// The survey, side by side: a header, then one line per declared etcd server (what its
+/// host shows, or why it is unknown). The CLI shows it before a recovery plan or refusal.
+pub fn survey_table(
+    t: &Topology,
+    survey: &BTreeMap<String, Fact<EtcdSurvey>>,
+    now_unix: u64,
+) -> Vec<String> {
+    let mut out = vec![
+        "Quorum-loss recovery: what survives on each declared etcd server".to_string(),
+        format!(
+            "  {:<14} {:<8} {:<26} {:<12} {:<18} snapshots",
+            "server", "k3s", "etcd data dir", "revision", "cluster id"
+        ),
+    ];
+    for n in t.etcd_nodes().filter(|n| n.roles.is_server()) {
+        out.push(match survey.get(&n.name) {
+            Some(Fact::Known(s)) => survey_line(&n.name, s, now_unix),
+            Some(Fact::Unknown { reason }) => format!(
+                "  {:<14} unknown: its host did not answer ({reason})",
+                n.name
+            ),
+            None => format!("  {:<14} unknown: not surveyed", n.name),
+        });
+    }
+    out
 }
 
 fn survey_line(name: &str, s: &EtcdSurvey, now: u64) -> String {
