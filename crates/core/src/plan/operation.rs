@@ -152,6 +152,20 @@ pub enum Operation {
         node: String,
         version: String,
     },
+    /// Stop the k3s server service on `node` if it runs (quorum-loss recovery, issue 16: a
+    /// server left running with the old membership would fight the reset).
+    StopK3s {
+        node: String,
+    },
+    /// `k3s server --cluster-reset` on `node` (with `--cluster-reset-restore-path=PATH` when
+    /// restoring a snapshot), run in the foreground until it exits: the member becomes a
+    /// one-member cluster (etcd `--force-new-cluster`). A reset-flag left by an earlier
+    /// (maybe interrupted) reset is removed first and the reset run again.
+    ClusterReset {
+        node: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        restore_path: Option<String>,
+    },
 }
 
 impl Operation {
@@ -167,6 +181,7 @@ impl Operation {
                 | Operation::RebindVolume { .. }
                 | Operation::RecreateWorkload { .. }
                 | Operation::UpgradeK3s { .. }
+                | Operation::ClusterReset { .. }
         )
     }
 
@@ -249,6 +264,19 @@ impl Operation {
             }
             Operation::WaitUpgraded { node, version } => format!(
                 "wait until {node} runs {version}: k3s --version says it, its etcd member (a server's) a healthy voter again, its Node Ready at {version}"
+            ),
+            Operation::StopK3s { node } => format!("stop k3s on {node} if it runs"),
+            Operation::ClusterReset {
+                node,
+                restore_path: None,
+            } => format!(
+                "on {node}: k3s server --cluster-reset (etcd force-new-cluster on its own data: a one-member cluster), until it exits"
+            ),
+            Operation::ClusterReset {
+                node,
+                restore_path: Some(p),
+            } => format!(
+                "on {node}: k3s server --cluster-reset --cluster-reset-restore-path={p} (its data dir moved to etcd-old-<unix>, the snapshot restored as a one-member cluster), until it exits"
             ),
         }
     }

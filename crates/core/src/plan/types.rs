@@ -246,6 +246,8 @@ pub enum ActionReason {
     VerifyAfterApply,
     /// The declared k3s version differs from the installed one (issue 15).
     UpgradeK3sVersion,
+    /// etcd quorum is lost and the operator asked for a recovery (`--recover`, issue 16).
+    QuorumLossRecovery,
 }
 
 impl ActionReason {
@@ -268,6 +270,7 @@ impl ActionReason {
             ActionReason::SnapshotBeforeDestroy => "snapshot_before_destroy",
             ActionReason::VerifyAfterApply => "verify_after_apply",
             ActionReason::UpgradeK3sVersion => "upgrade_k3s_version",
+            ActionReason::QuorumLossRecovery => "quorum_loss_recovery",
         }
     }
 }

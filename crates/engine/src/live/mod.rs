@@ -16,6 +16,7 @@ mod api;
 mod map;
 mod observe;
 pub mod pool;
+mod recovery;
 pub mod supervisor;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};

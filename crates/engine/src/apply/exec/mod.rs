@@ -12,6 +12,7 @@ mod error;
 mod etcd;
 mod host;
 mod kube;
+mod recover;
 mod server;
 mod upgrade;
 mod verify;
@@ -213,6 +214,10 @@ impl Executor<'_> {
                 ..
             } => self.upgrade_k3s(node, version, *agent).await,
             O::WaitUpgraded { node, version } => self.wait_upgraded(node, version).await,
+            O::StopK3s { node } => self.stop_k3s(node).await,
+            O::ClusterReset { node, restore_path } => {
+                self.cluster_reset(node, restore_path.as_deref()).await
+            }
         }
     }
 }

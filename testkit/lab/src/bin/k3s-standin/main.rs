@@ -5,6 +5,7 @@
 //! k3s-standin install                         # env: INSTALL_K3S_VERSION INSTALL_K3S_EXEC K3S_URL K3S_TOKEN
 //! k3s --version
 //! k3s server [--config FILE] [--KEY VALUE]... # the daemon (normally started by `service`)
+//! k3s server --cluster-reset [--cluster-reset-restore-path=SNAPSHOT]   # foreground, exits
 //! k3s agent  [--config FILE] [--KEY VALUE]...
 //! k3s etcd-snapshot save [--data-dir D] [--name N] [--dir D]
 //! k3s-standin service is-active|start|stop|restart k3s|k3s-agent
@@ -21,6 +22,7 @@ mod etcd;
 mod install;
 mod kube;
 mod manifests;
+mod reset;
 mod service;
 mod skew;
 mod snapshot;
@@ -32,6 +34,7 @@ use etcd::*;
 use install::*;
 use kube::*;
 use manifests::*;
+use reset::*;
 use service::*;
 use skew::*;
 use snapshot::*;
