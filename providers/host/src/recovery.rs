@@ -194,8 +194,21 @@ impl HostSession {
             ));
         }
         let label = "k3s server --cluster-reset";
-        let out = self.run(label, &format!("{cmd} 2>&1"), b"").await?;
+        let out = self.exec(label, &format!("{cmd} 2>&1"), b"").await?;
         let text = out.stdout_str();
+        if out.status != Some(0) {
+            // k3s logs to stderr, merged into stdout here: its last lines say why.
+            let last: Vec<&str> = text.lines().rev().take(8).collect();
+            return Err(HostError::CommandFailed {
+                host: self.name().into(),
+                command: label.into(),
+                status: out.status.map_or_else(
+                    || "no exit status (signal)".into(),
+                    |s| format!("status {s}"),
+                ),
+                stderr: last.into_iter().rev().collect::<Vec<_>>().join("\n"),
+            });
+        }
         let tail: Vec<&str> = text.lines().rev().take(3).collect();
         Ok(ResetOutcome {
             tail: tail.into_iter().rev().collect::<Vec<_>>().join("\n"),

@@ -8,12 +8,21 @@ impl Executor<'_> {
     pub(super) async fn stop_k3s(&self, node: &str) -> Result<OpResult, ExecError> {
         let s = self.live.hosts().session(node).await?;
         let layout = self.live.layout();
-        if !s.service_active(layout, &layout.server_unit).await? {
-            return Ok(already(format!("k3s is not running on {node}")));
-        }
+        let was_active = s.service_active(layout, &layout.server_unit).await?;
+        // Always stop, even when the unit is not active: after a quorum loss k3s exits and
+        // systemd starts it again 5 s later (the installer's unit has `Restart=always`,
+        // `RestartSec=5s`), so "not active" may be a pending automatic restart that would
+        // start k3s with the old membership in the middle of the reset. `systemctl stop`
+        // cancels it, and is a no-op on a stopped unit.
         s.service(layout, &layout.server_unit, ServiceAction::Stop)
             .await?;
-        Ok(done(format!("k3s stopped on {node}")))
+        Ok(if was_active {
+            done(format!("k3s stopped on {node}"))
+        } else {
+            already(format!(
+                "k3s was not active on {node}; stopped anyway (cancels an automatic restart)"
+            ))
+        })
     }
 
     pub(super) async fn cluster_reset(
