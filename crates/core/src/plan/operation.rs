@@ -152,7 +152,8 @@ pub enum Operation {
         node: String,
         version: String,
     },
-    /// Stop the k3s server service on `node` if it runs (quorum-loss recovery, issue 16: a
+    /// Stop the k3s server service on `node`, also when it is not active (a pending automatic
+    /// restart is cancelled) (quorum-loss recovery, issue 16: a
     /// server left running with the old membership would fight the reset).
     StopK3s {
         node: String,
