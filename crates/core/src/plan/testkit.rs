@@ -75,6 +75,7 @@ pub fn topology(cluster: Cluster, nodes: Vec<Node>) -> Topology {
         storage: vec![],
         addons: vec![],
         backend: None,
+        check: Default::default(),
     }
 }
 
