@@ -394,7 +394,8 @@ fn etcd_checks(t: &Topology, o: &Observed, f: &CheckFacts, s: &CheckSettings, ou
         let peer = m.peer_urls.join(",");
         let owner = claimant(t, m);
         // Learners.
-        if m.is_learner {
+        // A learner no node claims is reported as orphaned below: its age cannot be read.
+        if m.is_learner && owner.is_some() {
             let mtime = owner.and_then(|n| match f.servers.get(n) {
                 Some(Fact::Known(sf)) => sf.member_dir_mtime,
                 _ => None,

@@ -1,0 +1,208 @@
+//! Issue 17 end to end: `k3splan check` (the compiled binary) against the lab — real sshd
+//! hosts with the k3s data dir layout, real etcd members, the in-memory Kubernetes API. Each
+//! finding comes from a cluster set up to have it (a certificate written with a chosen
+//! expiry by the openssl CLI, a snapshot made 10 days old, a corrupt snapshot, the k3s remove
+//! annotation on a Node, a member no node claims), the fix clears it and a second check is
+//! clean.
+
+mod common;
+
+use common::{lab_k3splan, stdout};
+use k3splan_lab::{Lab, LabSpec, TopologyNode};
+use k3splan_testkit_caps::lab;
+use serde_json::Value;
+
+k3splan_testkit_caps::main! {
+    issue17_check_finds_expiring_cert_old_and_corrupt_snapshots_and_remove_annotation_then_clean needs [lab],
+    issue17_check_finds_an_orphaned_member_and_is_clean_once_it_is_removed needs [lab],
+}
+
+const DATA: &str = "/var/lib/rancher/k3s";
+const SERVERS: [&str; 3] = ["server-1", "server-2", "server-3"];
+
+fn servers() -> Vec<TopologyNode> {
+    SERVERS.iter().map(|n| TopologyNode::server(n)).collect()
+}
+
+fn run(lab: &Lab, host: &str, script: &str) -> String {
+    let (code, out) = lab.ssh(host, &[], script).expect("ssh");
+    assert_eq!(code, 0, "{host}: {script}\n{out}");
+    out
+}
+
+/// `k3s etcd-snapshot save` on every server (the stand-in runs `etcdctl snapshot save`).
+fn snapshot_all(lab: &Lab) {
+    for s in SERVERS {
+        run(lab, s, &format!("{} etcd-snapshot save", k3splan_lab::hostcfg::K3S_BIN));
+    }
+}
+
+/// A self-signed certificate valid for `days`, written by the openssl CLI on the host into
+/// the k3s TLS dir under `name`.
+fn write_cert(lab: &Lab, host: &str, name: &str, days: u32) {
+    run(
+        lab,
+        host,
+        &format!(
+            "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout /dev/null \
+             -subj /CN=kube-apiserver -days {days} -out {DATA}/server/tls/{name} 2>&1"
+        ),
+    );
+}
+
+fn check_json(lab: &Lab, topo: &std::path::Path) -> (Option<i32>, Value) {
+    let o = lab_k3splan(lab, topo, &["check", "--json"]);
+    let v: Value = serde_json::from_str(&stdout(&o))
+        .unwrap_or_else(|e| panic!("check --json is JSON: {e}\n{}", stdout(&o)));
+    (o.status.code(), v)
+}
+
+fn findings<'a>(v: &'a Value, check: &str) -> Vec<&'a Value> {
+    v["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["check"] == check)
+        .collect()
+}
+
+fn issue17_check_finds_expiring_cert_old_and_corrupt_snapshots_and_remove_annotation_then_clean()
+{
+    let lab = Lab::start(LabSpec {
+        servers: 3,
+        verbose: true,
+        ..LabSpec::default()
+    })
+    .expect("lab");
+    let topo = lab.write_topology("check/main.hcl", &servers(), "").unwrap();
+    // A fresh cluster has no snapshot: critical on every server.
+    let (code, v) = check_json(&lab, &topo);
+    assert_eq!(code, Some(3), "{v:#}");
+    assert_eq!(findings(&v, "snapshot_age").len(), 3, "{v:#}");
+    snapshot_all(&lab);
+    let o = lab_k3splan(&lab, &topo, &["check"]);
+    assert_eq!(o.status.code(), Some(0), "a healthy lab is clean:\n{}", stdout(&o));
+    assert!(stdout(&o).contains("Check: ok."), "{}", stdout(&o));
+
+    // Break it: a certificate 3 days from expiry on server-2, server-3's only snapshot
+    // 10 days old, a corrupt snapshot on server-1, and the remove annotation on server-1's
+    // Node.
+    write_cert(&lab, "server-2", "serving-kube-apiserver.crt", 3);
+    run(
+        &lab,
+        "server-3",
+        &format!("for f in {DATA}/server/db/snapshots/*; do touch -d '10 days ago' \"$f\"; done"),
+    );
+    run(
+        &lab,
+        "server-1",
+        &format!(
+            "f=$(ls {DATA}/server/db/snapshots/* | head -n 1); cp \"$f\" \"$f-copy\"; \
+             printf 'XXXX' | dd of=\"$f-copy\" bs=1 seek=100 conv=notrunc 2>/dev/null"
+        ),
+    );
+    lab.kube()
+        .store()
+        .patch(
+            k3splan_testkit_kubeapi::store::ty("Node"),
+            "",
+            "server-1",
+            "application/merge-patch+json",
+            &serde_json::json!({"metadata": {"annotations": {"etcd.k3s.cattle.io/remove": "true"}}}),
+        )
+        .expect("annotate");
+
+    let (code, v) = check_json(&lab, &topo);
+    assert_eq!(code, Some(3), "{v:#}");
+    assert_eq!(v["format_version"], 1);
+    let cert = findings(&v, "cert_expiry");
+    assert_eq!(cert.len(), 1, "{v:#}");
+    assert_eq!(cert[0]["severity"], "critical");
+    assert_eq!(
+        cert[0]["subject"],
+        format!("node.server-2:{DATA}/server/tls/serving-kube-apiserver.crt")
+    );
+    assert!(cert[0]["deadline"].as_str().is_some(), "{v:#}");
+    let snap = findings(&v, "snapshot_age");
+    assert_eq!(snap.len(), 1, "{v:#}");
+    assert_eq!(snap[0]["subject"], "node.server-3");
+    assert_eq!(snap[0]["severity"], "critical");
+    let bad = findings(&v, "snapshot_unreadable");
+    assert_eq!(bad.len(), 1, "{v:#}");
+    assert!(bad[0]["subject"].as_str().unwrap().ends_with("-copy"), "{v:#}");
+    let ann = findings(&v, "etcd_remove_annotation");
+    assert_eq!(ann.len(), 1, "{v:#}");
+    assert_eq!(ann[0]["subject"], "node.server-1");
+    // The text form says the same, one line per finding.
+    let o = lab_k3splan(&lab, &topo, &["check"]);
+    let text = stdout(&o);
+    assert_eq!(o.status.code(), Some(3));
+    assert!(text.contains("critical cert_expiry node.server-2:"), "{text}");
+    assert!(text.contains("expires in 2d") || text.contains("expires in 3d"), "{text}");
+
+    // The fixes: a renewed certificate, a new snapshot, the corrupt one deleted, the
+    // annotation removed. A second check is clean.
+    write_cert(&lab, "server-2", "serving-kube-apiserver.crt", 365);
+    run(&lab, "server-3", &format!("{} etcd-snapshot save", k3splan_lab::hostcfg::K3S_BIN));
+    run(&lab, "server-1", &format!("rm -f {DATA}/server/db/snapshots/*-copy"));
+    lab.kube()
+        .store()
+        .patch(
+            k3splan_testkit_kubeapi::store::ty("Node"),
+            "",
+            "server-1",
+            "application/merge-patch+json",
+            &serde_json::json!({"metadata": {"annotations": {"etcd.k3s.cattle.io/remove": null}}}),
+        )
+        .expect("annotate");
+    let (code, v) = check_json(&lab, &topo);
+    assert_eq!(code, Some(0), "{v:#}");
+    assert_eq!(v["status"], "ok");
+}
+
+fn issue17_check_finds_an_orphaned_member_and_is_clean_once_it_is_removed() {
+    let lab = Lab::start(LabSpec {
+        servers: 3,
+        verbose: true,
+        ..LabSpec::default()
+    })
+    .expect("lab");
+    let topo = lab.write_topology("check/main.hcl", &servers(), "").unwrap();
+    snapshot_all(&lab);
+    // A learner at an address no node declares (what a join that died half-way leaves).
+    let ghost = format!("https://{}:2380", lab.host("server-1").unwrap().address()).replace(
+        &lab.host("server-1").unwrap().address().to_string(),
+        "127.77.250.250",
+    );
+    let ep = lab.host("server-1").unwrap().etcd_endpoint();
+    let etcdctl = format!(
+        "ETCDCTL_API=3 etcdctl --endpoints={ep} --cacert={DATA}/server/tls/etcd/server-ca.crt \
+         --cert={DATA}/server/tls/etcd/client.crt --key={DATA}/server/tls/etcd/client.key"
+    );
+    let out = run(
+        &lab,
+        "server-1",
+        // etcd refuses a member change for 5 s after a member (re)connects ("unhealthy
+        // cluster", etcd's strict reconfig check): retried until it is accepted, 60 s at most.
+        &format!(
+            "i=0; until OUT=$({etcdctl} member add ghost --learner --peer-urls={ghost} 2>&1); do \
+               i=$((i+1)); [ $i -ge 60 ] && {{ echo \"$OUT\"; exit 1; }}; sleep 1; done; echo \"$OUT\""
+        ),
+    );
+    let id = out
+        .split_whitespace()
+        .skip_while(|w| *w != "Member")
+        .nth(1)
+        .unwrap_or_else(|| panic!("member add output: {out}"))
+        .to_string();
+    let (code, v) = check_json(&lab, &topo);
+    assert_eq!(code, Some(2), "{v:#}");
+    let orphan = findings(&v, "etcd_orphaned_member");
+    assert_eq!(orphan.len(), 1, "{v:#}");
+    assert!(orphan[0]["message"].as_str().unwrap().contains("127.77.250.250"), "{v:#}");
+    assert!(orphan[0]["subject"].as_str().unwrap().ends_with(&id), "{id} {v:#}");
+    // Removed: clean.
+    run(&lab, "server-1", &format!("{etcdctl} member remove {id}"));
+    let (code, v) = check_json(&lab, &topo);
+    assert_eq!(code, Some(0), "{v:#}");
+}
