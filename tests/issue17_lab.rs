@@ -15,6 +15,7 @@ use serde_json::Value;
 k3splan_testkit_caps::main! {
     issue17_check_finds_expiring_cert_old_and_corrupt_snapshots_and_remove_annotation_then_clean needs [lab],
     issue17_check_finds_an_orphaned_member_and_is_clean_once_it_is_removed needs [lab],
+    issue17_plan_shows_findings_and_apply_fixes_them_one_server_at_a_time needs [lab],
 }
 
 const DATA: &str = "/var/lib/rancher/k3s";
@@ -205,4 +206,68 @@ fn issue17_check_finds_an_orphaned_member_and_is_clean_once_it_is_removed() {
     run(&lab, "server-1", &format!("{etcdctl} member remove {id}"));
     let (code, v) = check_json(&lab, &topo);
     assert_eq!(code, Some(0), "{v:#}");
+}
+
+/// With a `check` block, `plan` shows the findings beside the plan and plans the fixes it can
+/// make (certificates rotated on the server, a snapshot on the server whose newest is old,
+/// the leftover annotation removed), each "because check X found …"; `apply` carries them out
+/// and a second `check` and `plan` are clean.
+fn issue17_plan_shows_findings_and_apply_fixes_them_one_server_at_a_time() {
+    let lab = Lab::start(LabSpec {
+        servers: 3,
+        verbose: true,
+        ..LabSpec::default()
+    })
+    .expect("lab");
+    let topo = lab
+        .write_topology("check/main.hcl", &servers(), "check {\n  cert_expiry_warn = \"30d\"\n}\n")
+        .unwrap();
+    snapshot_all(&lab);
+    let o = lab_k3splan(&lab, &topo, &["plan", "--detailed-exitcode"]);
+    assert_eq!(o.status.code(), Some(0), "clean before:\n{}", stdout(&o));
+
+    write_cert(&lab, "server-2", "serving-kube-apiserver.crt", 3);
+    write_cert(&lab, "server-3", "client-admin.crt", 20);
+    run(
+        &lab,
+        "server-3",
+        &format!("for f in {DATA}/server/db/snapshots/*; do touch -d '10 days ago' \"$f\"; done"),
+    );
+    lab.kube()
+        .store()
+        .patch(
+            k3splan_testkit_kubeapi::store::ty("Node"),
+            "",
+            "server-1",
+            "application/merge-patch+json",
+            &serde_json::json!({"metadata": {"annotations": {"etcd.k3s.cattle.io/remove": "true"}}}),
+        )
+        .expect("annotate");
+
+    let o = lab_k3splan(&lab, &topo, &["plan", "--detailed-exitcode"]);
+    let plan = stdout(&o);
+    assert_eq!(o.status.code(), Some(2), "{plan}");
+    assert!(plan.contains("because check cert_expiry found"), "{plan}");
+    assert!(plan.contains("on server-2: stop k3s, k3s certificate rotate"), "{plan}");
+    assert!(plan.contains("on server-3: stop k3s, k3s certificate rotate"), "{plan}");
+    assert!(plan.contains("because check snapshot_age found"), "{plan}");
+    assert!(plan.contains("take an etcd snapshot on server-3"), "{plan}");
+    assert!(
+        plan.contains("remove annotation etcd.k3s.cattle.io/remove from Node server-1"),
+        "{plan}"
+    );
+    // The findings beside the plan.
+    assert!(plan.contains("check cert_expiry found (critical) node.server-2:"), "{plan}");
+
+    let o = lab_k3splan(&lab, &topo, &["apply", "-auto-approve"]);
+    assert_eq!(o.status.code(), Some(0), "{}", common::combined(&o));
+    // The rotated certificate is new (365 days) and the old one backed up, as k3s does.
+    let (_, ls) = lab
+        .ssh("server-2", &[], &format!("ls -d {DATA}/server/tls-*"))
+        .unwrap();
+    assert!(ls.contains("/server/tls-"), "backup of the TLS dir: {ls}");
+    let (code, v) = check_json(&lab, &topo);
+    assert_eq!(code, Some(0), "{v:#}");
+    let o = lab_k3splan(&lab, &topo, &["plan", "--detailed-exitcode"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
 }

@@ -85,7 +85,8 @@ fn apply(
     }
     let mut session = Session::new(&l.t, &g.config, &a.live, Some(&l.state))?;
     let observed = session.observe_checked(&l.t, &a.live, true)?;
-    let opts = apply_options(a, l.saved.as_ref(), replace, &l.state);
+    let mut opts = apply_options(a, l.saved.as_ref(), replace, &l.state);
+    opts.check = super::check_cmd::report_for_plan(&l.t, &session, &observed);
     let mut result = plan::plan(&l.t, &observed, &opts);
     // The kubeconfig's server did not answer and another address did: say which (apply
     // observes again, and may find another answer than the plan did).

@@ -29,7 +29,21 @@ pub fn cmd_check(g: &GlobalArgs, a: &CheckArgs, palette: Palette) -> Result<u8, 
     Ok(report.exit_code())
 }
 
-/// Observes and judges (what `plan` also shows beside a plan).
+/// The check report `plan` and `apply` plan with, from their observation: only when the
+/// topology has a `check` block (as Terraform shows the results of declared `check` blocks).
+pub fn report_for_plan(
+    t: &crate::config::Topology,
+    session: &Session,
+    observed: &crate::observed::Observed,
+) -> Option<Report> {
+    if !t.check.declared {
+        return None;
+    }
+    let facts = session.rt.block_on(session.live.observe_check(observed));
+    Some(check::evaluate(t, observed, &facts))
+}
+
+/// Observes and judges.
 pub fn run_check(t: &crate::config::Topology, session: &mut Session) -> Report {
     let observed = session.observe();
     let facts = session.rt.block_on(session.live.observe_check(&observed));

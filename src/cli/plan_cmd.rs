@@ -32,12 +32,13 @@ pub fn cmd_plan(
     let interrupted = interrupted_note(state.as_ref());
     let mut session = Session::new(&t, &g.config, &a.live, state.as_ref())?;
     let observed = session.observe_checked(&t, &a.live, false)?;
-    let opts = plan_options(
+    let mut opts = plan_options(
         &a.live.allow_unreachable,
         replace,
         state.as_ref(),
         a.live.rebind_min_not_ready,
     );
+    opts.check = super::check_cmd::report_for_plan(&t, &session, &observed);
     let mut result = plan::plan(&t, &observed, &opts);
     if let Ok(p) = &mut result {
         // The kubeconfig's server did not answer and another address did: say which.

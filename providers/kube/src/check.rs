@@ -74,3 +74,33 @@ impl KubeProvider {
         Ok(r)
     }
 }
+
+impl KubeProvider {
+    /// Removes the annotation `key` from Node `node` (merge patch to null). A Node without it
+    /// (or no Node) is `AlreadyDone`.
+    pub async fn remove_node_annotation(
+        &self,
+        node: &str,
+        key: &str,
+    ) -> Result<crate::ActOutcome, KubeError> {
+        let path = format!("/api/v1/nodes/{node}");
+        let Some(v) = self
+            .raw(http::Method::GET, &path, "application/json", None)
+            .await?
+        else {
+            return Ok(crate::ActOutcome::AlreadyDone);
+        };
+        if v["metadata"]["annotations"].get(key).is_none() {
+            return Ok(crate::ActOutcome::AlreadyDone);
+        }
+        let patch = serde_json::json!({"metadata": {"annotations": {key: null}}});
+        self.raw(
+            http::Method::PATCH,
+            &path,
+            "application/merge-patch+json",
+            Some(&patch),
+        )
+        .await?;
+        Ok(crate::ActOutcome::Changed)
+    }
+}

@@ -24,6 +24,10 @@ pub struct CheckSettings {
     pub db_size_warn_percent: u8,
     /// … at or above this percent is critical (default 95).
     pub db_size_critical_percent: u8,
+    /// The topology has a `check` block: `plan` and `apply` then run the checks too, show
+    /// their findings beside the plan and plan the fixes they can make (issue 17).
+    #[serde(default)]
+    pub declared: bool,
 }
 
 /// Seconds in a day.
@@ -40,6 +44,7 @@ impl Default for CheckSettings {
             etcd_quota_bytes: 2 * 1024 * 1024 * 1024,
             db_size_warn_percent: 80,
             db_size_critical_percent: 95,
+            declared: false,
         }
     }
 }

@@ -131,6 +131,18 @@ pub enum Operation {
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         unhealthy_left: Vec<String>,
     },
+    /// Issue 17: on `node`, stop k3s, `k3s certificate rotate` (k3s backs up `server/tls` and
+    /// deletes the leaf certificates, `pkg/cli/cert/cert.go`), start k3s (which issues new
+    /// ones) and wait until it is healthy again. A restart: one server at a time.
+    RotateCertificates {
+        node: String,
+    },
+    /// Issue 17: remove the annotation `key` from Node `node` (a leftover
+    /// `etcd.k3s.cattle.io/remove`, which k3s acts on at every Node update).
+    RemoveNodeAnnotation {
+        node: String,
+        key: String,
+    },
 }
 
 impl Operation {
@@ -209,6 +221,12 @@ impl Operation {
                     ", one leader, equal HashKV at a common revision; {expect_nodes} nodes Ready"
                 ));
                 s
+            }
+            Operation::RotateCertificates { node } => format!(
+                "on {node}: stop k3s, k3s certificate rotate, start k3s and wait until it is healthy again"
+            ),
+            Operation::RemoveNodeAnnotation { node, key } => {
+                format!("remove annotation {key} from Node {node}")
             }
         }
     }

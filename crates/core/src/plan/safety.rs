@@ -84,7 +84,9 @@ impl Sim {
                 }
                 Ok(Effect::None)
             }
-            Operation::RestartService { node } => self.restart(node),
+            Operation::RestartService { node } | Operation::RotateCertificates { node } => {
+                self.restart(node)
+            }
             Operation::UninstallK3s { node } | Operation::MoveAsideDataDir { node, .. } => {
                 self.stop_member(node)
             }

@@ -11,6 +11,7 @@ impl Loader<'_> {
         let Some(b) = top.iter().find(|b| b.is(&schema::CHECK)) else {
             return s;
         };
+        s.declared = true;
         let v = self.eval_block(b, ctx);
         for key in [
             attr::CERT_EXPIRY_WARN,

@@ -8,6 +8,7 @@
 //! is what makes a killed apply safe to run again: the next run re-observes, re-plans, and
 //! repeats nothing that took effect.
 
+mod check;
 mod error;
 mod etcd;
 mod host;
@@ -205,6 +206,8 @@ impl Executor<'_> {
                 self.verify(*expect_members, *expect_nodes, unhealthy_left)
                     .await
             }
+            O::RotateCertificates { node } => self.rotate_certificates(node).await,
+            O::RemoveNodeAnnotation { node, key } => self.remove_node_annotation(node, key).await,
         }
     }
 }

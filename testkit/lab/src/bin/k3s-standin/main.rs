@@ -7,6 +7,7 @@
 //! k3s server [--config FILE] [--KEY VALUE]... # the daemon (normally started by `service`)
 //! k3s agent  [--config FILE] [--KEY VALUE]...
 //! k3s etcd-snapshot save [--data-dir D] [--name N] [--dir D]
+//! k3s certificate rotate [--data-dir D]
 //! k3s-standin service is-active|start|stop|restart k3s|k3s-agent
 //! k3s uninstall | agent-uninstall
 //! ```
@@ -15,6 +16,7 @@
 //! One module per part of k3s it stands in for; their items are shared with each other through
 //! the glob imports below (a test binary, not an API).
 
+mod certs;
 mod config;
 mod daemon;
 mod etcd;
@@ -25,6 +27,7 @@ mod service;
 mod snapshot;
 mod supervisor;
 
+use certs::*;
 use config::*;
 use daemon::*;
 use etcd::*;
@@ -111,6 +114,7 @@ fn main() {
         Some("server") => server(&rest, false),
         Some("agent") => server(&rest, true),
         Some("etcd-snapshot") => std::process::exit(etcd_snapshot(&rest)),
+        Some("certificate") => std::process::exit(certificate(&rest)),
         Some("uninstall") => std::process::exit(uninstall(false)),
         Some("agent-uninstall") => std::process::exit(uninstall(true)),
         _ => {
