@@ -112,7 +112,12 @@ fn issue17_cert_expiry_warns_then_goes_critical_with_a_deadline() {
     assert_eq!(certs[1].0, Severity::Warning);
     let crit = &r.findings[0];
     assert_eq!(crit.deadline.as_deref(), Some("2026-12-05T00:00:00Z"));
-    assert!(crit.fix.as_deref().unwrap().contains("k3s certificate rotate"));
+    assert!(
+        crit.fix
+            .as_deref()
+            .unwrap()
+            .contains("k3s certificate rotate")
+    );
     assert_eq!(r.exit_code(), 3);
     // An expired one is critical too, and says so.
     *server(&mut f, "b") = server_facts(-DAY, 3600);
@@ -135,7 +140,9 @@ check {
 }
 "#;
     let l = load_str("t.hcl", hcl);
-    let t = l.topology.unwrap_or_else(|| panic!("{:?}", l.diagnostics.0));
+    let t = l
+        .topology
+        .unwrap_or_else(|| panic!("{:?}", l.diagnostics.0));
     assert_eq!(t.check.cert_expiry_warn, 90 * 86_400);
     assert_eq!(t.check.etcd_quota_bytes, 100 << 20);
     let o = observed_matching(&t);
@@ -167,10 +174,7 @@ fn issue17_bad_check_block_is_a_clear_error() {
         let l = load_str("t.hcl", &hcl);
         assert!(l.topology.is_none(), "{attr} = {value} must be refused");
         let msgs: Vec<String> = l.diagnostics.0.iter().map(|d| d.message.clone()).collect();
-        assert!(
-            msgs.iter().any(|m| m.contains(says)),
-            "{attr}: {msgs:?}"
-        );
+        assert!(msgs.iter().any(|m| m.contains(says)), "{attr}: {msgs:?}");
     }
 }
 
@@ -200,11 +204,17 @@ fn issue17_even_and_two_voter_counts() {
     let mut t = three();
     t.nodes.push(node("d", "10.0.0.4", &S));
     let r = evaluate(&t, &observed_matching(&t), &healthy(&t));
-    assert_eq!(only(&r, ids::MEMBER_COUNT), vec![(Severity::Warning, "cluster".into())]);
+    assert_eq!(
+        only(&r, ids::MEMBER_COUNT),
+        vec![(Severity::Warning, "cluster".into())]
+    );
     t.nodes.truncate(2);
     let r = evaluate(&t, &observed_matching(&t), &healthy(&t));
     assert_eq!(only(&r, ids::MEMBER_COUNT)[0].0, Severity::Critical);
-    assert!(r.findings[0].message.contains("tolerates 0 failures"), "{r:#?}");
+    assert!(
+        r.findings[0].message.contains("tolerates 0 failures"),
+        "{r:#?}"
+    );
 }
 
 #[test]
@@ -212,7 +222,9 @@ fn issue17_stuck_learner_orphaned_member_and_db_size() {
     let t = three();
     let mut o = observed_matching(&t);
     let mut f = healthy(&t);
-    let Fact::Known(e) = &mut o.etcd else { unreachable!() };
+    let Fact::Known(e) = &mut o.etcd else {
+        unreachable!()
+    };
     // c is a learner since its member dir was made 2 hours ago.
     e.members[2].is_learner = true;
     server(&mut f, "c").member_dir_mtime = Some(NOW - 7200);
@@ -229,12 +241,18 @@ fn issue17_stuck_learner_orphaned_member_and_db_size() {
     let r = evaluate(&t, &o, &f);
     assert_eq!(
         only(&r, ids::STUCK_LEARNER),
-        vec![(Severity::Critical, format!("member.{:016x}", member_id("c")))],
+        vec![(
+            Severity::Critical,
+            format!("member.{:016x}", member_id("c"))
+        )],
         "{r:#?}"
     );
     assert_eq!(
         only(&r, ids::ORPHANED_MEMBER),
-        vec![(Severity::Warning, format!("member.{:016x}", member_id("ghost")))]
+        vec![(
+            Severity::Warning,
+            format!("member.{:016x}", member_id("ghost"))
+        )]
     );
     assert_eq!(only(&r, ids::DB_SIZE)[0].0, Severity::Critical, "{r:#?}");
     // A fresh learner (5 minutes) is not stuck.
@@ -248,7 +266,9 @@ fn issue17_remove_annotation_rancher_labels_and_suc_plans() {
     let t = three();
     let o = observed_matching(&t);
     let mut f = healthy(&t);
-    let Fact::Known(k) = &mut f.kube else { unreachable!() };
+    let Fact::Known(k) = &mut f.kube else {
+        unreachable!()
+    };
     k.node_marks
         .get_mut("b")
         .unwrap()
@@ -283,16 +303,28 @@ fn issue17_vip_held_by_none_or_two() {
         server(&mut f, n).holds_vip = Some(holds);
     }
     let r = evaluate(&t, &o, &f);
-    assert_eq!(only(&r, ids::VIP_HOLDERS), vec![(Severity::Critical, "cluster".into())]);
-    assert!(r.findings.iter().any(|x| x.message.contains("held by 2 hosts")));
+    assert_eq!(
+        only(&r, ids::VIP_HOLDERS),
+        vec![(Severity::Critical, "cluster".into())]
+    );
+    assert!(
+        r.findings
+            .iter()
+            .any(|x| x.message.contains("held by 2 hosts"))
+    );
     server(&mut f, "a").holds_vip = Some(false);
     let r = evaluate(&t, &o, &f);
     assert!(only(&r, ids::VIP_HOLDERS).is_empty(), "{r:#?}");
     server(&mut f, "b").holds_vip = Some(false);
     let r = evaluate(&t, &o, &f);
-    assert!(r.findings.iter().any(|x| x.message.contains("no host holds")));
+    assert!(
+        r.findings
+            .iter()
+            .any(|x| x.message.contains("no host holds"))
+    );
     // Nobody seen holding it and one host unread: unknown, not "nobody".
-    f.servers.insert("c".into(), Fact::unknown("ssh: connection refused"));
+    f.servers
+        .insert("c".into(), Fact::unknown("ssh: connection refused"));
     let r = evaluate(&t, &o, &f);
     assert!(
         only(&r, ids::VIP_HOLDERS)
@@ -307,14 +339,25 @@ fn issue17_version_skew_between_nodes_and_hosts() {
     let mut t = three();
     t.cluster.k3s_version = Some("v1.30.4+k3s1".into());
     let mut o = observed_matching(&t);
-    let Fact::Known(k) = &mut o.kube else { unreachable!() };
+    let Fact::Known(k) = &mut o.kube else {
+        unreachable!()
+    };
     k.nodes[1].version = Some("v1.29.9+k3s1".into());
     let r = evaluate(&t, &o, &healthy(&t));
-    assert_eq!(only(&r, ids::VERSION_SKEW), vec![(Severity::Warning, "cluster".into())]);
-    let Fact::Known(k) = &mut o.kube else { unreachable!() };
+    assert_eq!(
+        only(&r, ids::VERSION_SKEW),
+        vec![(Severity::Warning, "cluster".into())]
+    );
+    let Fact::Known(k) = &mut o.kube else {
+        unreachable!()
+    };
     k.nodes[1].version = Some("v1.27.1+k3s1".into());
     let r = evaluate(&t, &o, &healthy(&t));
-    assert_eq!(only(&r, ids::VERSION_SKEW)[0].0, Severity::Critical, "{r:#?}");
+    assert_eq!(
+        only(&r, ids::VERSION_SKEW)[0].0,
+        Severity::Critical,
+        "{r:#?}"
+    );
 }
 
 #[test]
@@ -324,7 +367,8 @@ fn issue17_unknown_sources_are_never_ok() {
     o.etcd = Fact::unknown("etcd: every endpoint refused");
     let mut f = healthy(&t);
     f.kube = Fact::unknown("Kubernetes API: connection refused");
-    f.servers.insert("a".into(), Fact::unknown("ssh: timed out"));
+    f.servers
+        .insert("a".into(), Fact::unknown("ssh: timed out"));
     let r = evaluate(&t, &o, &f);
     assert_eq!(r.status, Severity::Unknown, "{r:#?}");
     assert_eq!(r.exit_code(), 1);
@@ -357,7 +401,9 @@ fn issue17_json_report_has_the_documented_fields() {
     assert_eq!(v["checks"]["cert_expiry"], "critical");
     assert_eq!(v["checks"]["snapshot_age"], "ok");
     let f0 = &v["findings"][0];
-    for k in ["check", "severity", "subject", "message", "evidence", "deadline", "fix"] {
+    for k in [
+        "check", "severity", "subject", "message", "evidence", "deadline", "fix",
+    ] {
         assert!(f0.get(k).is_some(), "{k} missing: {f0}");
     }
     assert_eq!(f0["evidence"]["not_after"], "2026-12-05T00:00:00Z");

@@ -34,7 +34,11 @@ fn run(lab: &Lab, host: &str, script: &str) -> String {
 /// `k3s etcd-snapshot save` on every server (the stand-in runs `etcdctl snapshot save`).
 fn snapshot_all(lab: &Lab) {
     for s in SERVERS {
-        run(lab, s, &format!("{} etcd-snapshot save", k3splan_lab::hostcfg::K3S_BIN));
+        run(
+            lab,
+            s,
+            &format!("{} etcd-snapshot save", k3splan_lab::hostcfg::K3S_BIN),
+        );
     }
 }
 
@@ -67,22 +71,28 @@ fn findings<'a>(v: &'a Value, check: &str) -> Vec<&'a Value> {
         .collect()
 }
 
-fn issue17_check_finds_expiring_cert_old_and_corrupt_snapshots_and_remove_annotation_then_clean()
-{
+fn issue17_check_finds_expiring_cert_old_and_corrupt_snapshots_and_remove_annotation_then_clean() {
     let lab = Lab::start(LabSpec {
         servers: 3,
         verbose: true,
         ..LabSpec::default()
     })
     .expect("lab");
-    let topo = lab.write_topology("check/main.hcl", &servers(), "").unwrap();
+    let topo = lab
+        .write_topology("check/main.hcl", &servers(), "")
+        .unwrap();
     // A fresh cluster has no snapshot: critical on every server.
     let (code, v) = check_json(&lab, &topo);
     assert_eq!(code, Some(3), "{v:#}");
     assert_eq!(findings(&v, "snapshot_age").len(), 3, "{v:#}");
     snapshot_all(&lab);
     let o = lab_k3splan(&lab, &topo, &["check"]);
-    assert_eq!(o.status.code(), Some(0), "a healthy lab is clean:\n{}", stdout(&o));
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "a healthy lab is clean:\n{}",
+        stdout(&o)
+    );
     assert!(stdout(&o).contains("Check: ok."), "{}", stdout(&o));
 
     // Break it: a certificate 3 days from expiry on server-2, server-3's only snapshot
@@ -130,7 +140,10 @@ fn issue17_check_finds_expiring_cert_old_and_corrupt_snapshots_and_remove_annota
     assert_eq!(snap[0]["severity"], "critical");
     let bad = findings(&v, "snapshot_unreadable");
     assert_eq!(bad.len(), 1, "{v:#}");
-    assert!(bad[0]["subject"].as_str().unwrap().ends_with("-copy"), "{v:#}");
+    assert!(
+        bad[0]["subject"].as_str().unwrap().ends_with("-copy"),
+        "{v:#}"
+    );
     let ann = findings(&v, "etcd_remove_annotation");
     assert_eq!(ann.len(), 1, "{v:#}");
     assert_eq!(ann[0]["subject"], "node.server-1");
@@ -138,14 +151,28 @@ fn issue17_check_finds_expiring_cert_old_and_corrupt_snapshots_and_remove_annota
     let o = lab_k3splan(&lab, &topo, &["check"]);
     let text = stdout(&o);
     assert_eq!(o.status.code(), Some(3));
-    assert!(text.contains("critical cert_expiry node.server-2:"), "{text}");
-    assert!(text.contains("expires in 2d") || text.contains("expires in 3d"), "{text}");
+    assert!(
+        text.contains("critical cert_expiry node.server-2:"),
+        "{text}"
+    );
+    assert!(
+        text.contains("expires in 2d") || text.contains("expires in 3d"),
+        "{text}"
+    );
 
     // The fixes: a renewed certificate, a new snapshot, the corrupt one deleted, the
     // annotation removed. A second check is clean.
     write_cert(&lab, "server-2", "serving-kube-apiserver.crt", 365);
-    run(&lab, "server-3", &format!("{} etcd-snapshot save", k3splan_lab::hostcfg::K3S_BIN));
-    run(&lab, "server-1", &format!("rm -f {DATA}/server/db/snapshots/*-copy"));
+    run(
+        &lab,
+        "server-3",
+        &format!("{} etcd-snapshot save", k3splan_lab::hostcfg::K3S_BIN),
+    );
+    run(
+        &lab,
+        "server-1",
+        &format!("rm -f {DATA}/server/db/snapshots/*-copy"),
+    );
     lab.kube()
         .store()
         .patch(
@@ -168,7 +195,9 @@ fn issue17_check_finds_an_orphaned_member_and_is_clean_once_it_is_removed() {
         ..LabSpec::default()
     })
     .expect("lab");
-    let topo = lab.write_topology("check/main.hcl", &servers(), "").unwrap();
+    let topo = lab
+        .write_topology("check/main.hcl", &servers(), "")
+        .unwrap();
     snapshot_all(&lab);
     // A learner at an address no node declares (what a join that died half-way leaves).
     let ghost = format!("https://{}:2380", lab.host("server-1").unwrap().address()).replace(
@@ -200,8 +229,17 @@ fn issue17_check_finds_an_orphaned_member_and_is_clean_once_it_is_removed() {
     assert_eq!(code, Some(2), "{v:#}");
     let orphan = findings(&v, "etcd_orphaned_member");
     assert_eq!(orphan.len(), 1, "{v:#}");
-    assert!(orphan[0]["message"].as_str().unwrap().contains("127.77.250.250"), "{v:#}");
-    assert!(orphan[0]["subject"].as_str().unwrap().ends_with(&id), "{id} {v:#}");
+    assert!(
+        orphan[0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("127.77.250.250"),
+        "{v:#}"
+    );
+    assert!(
+        orphan[0]["subject"].as_str().unwrap().ends_with(&id),
+        "{id} {v:#}"
+    );
     // Removed: clean.
     run(&lab, "server-1", &format!("{etcdctl} member remove {id}"));
     let (code, v) = check_json(&lab, &topo);
@@ -220,7 +258,11 @@ fn issue17_plan_shows_findings_and_apply_fixes_them_one_server_at_a_time() {
     })
     .expect("lab");
     let topo = lab
-        .write_topology("check/main.hcl", &servers(), "check {\n  cert_expiry_warn = \"30d\"\n}\n")
+        .write_topology(
+            "check/main.hcl",
+            &servers(),
+            "check {\n  cert_expiry_warn = \"30d\"\n}\n",
+        )
         .unwrap();
     snapshot_all(&lab);
     let o = lab_k3splan(&lab, &topo, &["plan", "--detailed-exitcode"]);
@@ -248,8 +290,14 @@ fn issue17_plan_shows_findings_and_apply_fixes_them_one_server_at_a_time() {
     let plan = stdout(&o);
     assert_eq!(o.status.code(), Some(2), "{plan}");
     assert!(plan.contains("because check cert_expiry found"), "{plan}");
-    assert!(plan.contains("on server-2: stop k3s, k3s certificate rotate"), "{plan}");
-    assert!(plan.contains("on server-3: stop k3s, k3s certificate rotate"), "{plan}");
+    assert!(
+        plan.contains("on server-2: stop k3s, k3s certificate rotate"),
+        "{plan}"
+    );
+    assert!(
+        plan.contains("on server-3: stop k3s, k3s certificate rotate"),
+        "{plan}"
+    );
     assert!(plan.contains("because check snapshot_age found"), "{plan}");
     assert!(plan.contains("take an etcd snapshot on server-3"), "{plan}");
     assert!(
@@ -257,7 +305,10 @@ fn issue17_plan_shows_findings_and_apply_fixes_them_one_server_at_a_time() {
         "{plan}"
     );
     // The findings beside the plan.
-    assert!(plan.contains("check cert_expiry found (critical) node.server-2:"), "{plan}");
+    assert!(
+        plan.contains("check cert_expiry found (critical) node.server-2:"),
+        "{plan}"
+    );
 
     let o = lab_k3splan(&lab, &topo, &["apply", "-auto-approve"]);
     assert_eq!(o.status.code(), Some(0), "{}", common::combined(&o));

@@ -93,7 +93,11 @@ impl crate::HostSession {
             .unwrap_or(0);
         let marker = format!("K3SPLAN-CHECK-{t:x}{:x}", std::process::id());
         let out = self
-            .run("check: read certificates and snapshots", &check_command(data_dir, vip, &marker), b"")
+            .run(
+                "check: read certificates and snapshots",
+                &check_command(data_dir, vip, &marker),
+                b"",
+            )
             .await?;
         let r = parse_check_output(&out.stdout_str(), &marker);
         if !r.complete {

@@ -191,8 +191,10 @@ pub fn evaluate(t: &Topology, o: &Observed, f: &CheckFacts) -> Report {
             &b.subject,
         ))
     });
-    let mut checks: BTreeMap<String, Severity> =
-        ids::ALL.iter().map(|c| (c.to_string(), Severity::Ok)).collect();
+    let mut checks: BTreeMap<String, Severity> = ids::ALL
+        .iter()
+        .map(|c| (c.to_string(), Severity::Ok))
+        .collect();
     if t.cluster.vip.is_none() {
         checks.remove(ids::VIP_HOLDERS);
     }
@@ -425,13 +427,19 @@ fn etcd_checks(t: &Topology, o: &Observed, f: &CheckFacts, s: &CheckSettings, ou
                     ));
                 }
                 Some(_) => {}
-                None => out.push(
-                    ids::STUCK_LEARNER,
-                    Severity::Unknown,
-                    &subject,
-                    format!("learner {} ({peer}): how long it has been a learner is unknown", m.name),
-                    &[("peer_urls", peer.clone())],
-                ).fix = None,
+                None => {
+                    out.push(
+                        ids::STUCK_LEARNER,
+                        Severity::Unknown,
+                        &subject,
+                        format!(
+                            "learner {} ({peer}): how long it has been a learner is unknown",
+                            m.name
+                        ),
+                        &[("peer_urls", peer.clone())],
+                    )
+                    .fix = None
+                }
             }
         }
         // Orphans.
@@ -586,7 +594,10 @@ fn vip_check(t: &Topology, f: &CheckFacts, out: &mut Out) {
         out.unknown(
             ids::VIP_HOLDERS,
             "cluster",
-            &format!("no host seen holding the VIP, and {} not read", unknown.join(", ")),
+            &format!(
+                "no host seen holding the VIP, and {} not read",
+                unknown.join(", ")
+            ),
         );
     }
 }
@@ -613,7 +624,9 @@ fn version_skew(t: &Topology, o: &Observed, out: &mut Out) {
         if let Some(Fact::Known(h)) = o.hosts.get(&n.name)
             && let Some(v) = h.k3s.as_ref().and_then(|k| k.version.clone())
         {
-            seen.entry(v).or_default().insert(format!("host {}", n.name));
+            seen.entry(v)
+                .or_default()
+                .insert(format!("host {}", n.name));
         }
     }
     let minors: BTreeSet<(u32, u32)> = seen.keys().filter_map(|v| minor(v)).collect();

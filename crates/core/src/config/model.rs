@@ -32,7 +32,10 @@ pub struct Topology {
     /// Where the state lives; `None` = local file.
     pub backend: Option<Backend>,
     /// The thresholds of `k3splan check` (the `check { … }` block; defaults when absent).
-    #[serde(default, skip_serializing_if = "crate::check::CheckSettings::is_default")]
+    #[serde(
+        default,
+        skip_serializing_if = "crate::check::CheckSettings::is_default"
+    )]
     pub check: crate::check::CheckSettings,
 }
 

@@ -69,8 +69,11 @@ impl Live {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs() as i64)
             .unwrap_or(0);
-        let (servers, db_sizes, kube) =
-            tokio::join!(self.check_servers(observed), self.db_sizes(), self.check_kube());
+        let (servers, db_sizes, kube) = tokio::join!(
+            self.check_servers(observed),
+            self.db_sizes(),
+            self.check_kube()
+        );
         CheckFacts {
             now,
             servers,
@@ -102,7 +105,11 @@ impl Live {
                     Ok(raw) => (
                         name,
                         Fact::Known(ServerFacts {
-                            certs: raw.certs.iter().map(|c| parse_cert(&c.path, &c.pem)).collect(),
+                            certs: raw
+                                .certs
+                                .iter()
+                                .map(|c| parse_cert(&c.path, &c.pem))
+                                .collect(),
                             snapshots: raw
                                 .snapshots
                                 .into_iter()

@@ -33,8 +33,8 @@ use crate::config::Topology;
 use crate::observed::{Fact, Observed};
 
 pub use api::api_fallbacks;
-pub use pool::{Hosts, resolve};
 pub use check::parse_cert;
+pub use pool::{Hosts, resolve};
 
 /// Knobs of the live connections (from flags and defaults).
 #[derive(Debug, Clone)]

@@ -28,7 +28,9 @@ impl Executor<'_> {
         let restarted = self.restart(node).await;
         rotated?;
         restarted?;
-        Ok(done("certificates rotated; k3s restarted and healthy again"))
+        Ok(done(
+            "certificates rotated; k3s restarted and healthy again",
+        ))
     }
 
     /// Removes annotation `key` from Node `node`.

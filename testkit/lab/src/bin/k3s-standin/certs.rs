@@ -17,7 +17,9 @@ pub(super) fn certificate(args: &[String]) -> i32 {
     while let Some(a) = it.next() {
         match a.split_once('=') {
             Some(("--data-dir" | "-d", v)) => data_dir = v.to_string(),
-            _ if a == "--data-dir" || a == "-d" => data_dir = it.next().cloned().unwrap_or_default(),
+            _ if a == "--data-dir" || a == "-d" => {
+                data_dir = it.next().cloned().unwrap_or_default()
+            }
             _ if a == "rotate" && sub.is_none() => sub = Some("rotate"),
             _ => {
                 eprintln!("unsupported certificate argument {a} (the lab supports `rotate`)");
@@ -37,7 +39,10 @@ pub(super) fn certificate(args: &[String]) -> i32 {
     let backup = format!("{data_dir}/server/tls-{}", unix_now());
     let copied = Command::new("cp").args(["-a", &tls, &backup]).status();
     if !copied.is_ok_and(|s| s.success()) {
-        log("fatal", &format!("certificate rotate: backing up {tls} to {backup} failed"));
+        log(
+            "fatal",
+            &format!("certificate rotate: backing up {tls} to {backup} failed"),
+        );
         return 1;
     }
     let mut rotated = Vec::new();
@@ -77,7 +82,14 @@ pub(super) fn regenerate_rotated(data_dir: &str) {
     };
     for stem in list.lines().filter(|l| !l.is_empty()) {
         let ok = Command::new("openssl")
-            .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"])
+            .args([
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+            ])
             .args(["-nodes", "-days", "365", "-subj", &format!("/CN={stem}")])
             .arg("-keyout")
             .arg(format!("{tls}/{stem}.key"))
