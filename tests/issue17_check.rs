@@ -408,3 +408,120 @@ fn issue17_json_report_has_the_documented_fields() {
     }
     assert_eq!(f0["evidence"]["not_after"], "2026-12-05T00:00:00Z");
 }
+
+// ------------------------------------------------------------------ fixes as plan steps
+
+use k3splan::plan::{ActionReason, Operation, PlanOptions, plan};
+
+fn with_report(t: &Topology, o: &Observed, f: &CheckFacts) -> PlanOptions {
+    PlanOptions {
+        check: Some(evaluate(t, o, f)),
+        ..PlanOptions::default()
+    }
+}
+
+#[test]
+fn issue17_plan_fixes_findings_with_their_reasons_one_rotation_per_server() {
+    let t = three();
+    let o = observed_matching(&t);
+    let mut f = healthy(&t);
+    *server(&mut f, "b") = server_facts(3 * DAY, 3600);
+    server(&mut f, "b").certs.push(CertFact {
+        path: "/var/lib/rancher/k3s/agent/client-kubelet.crt".into(),
+        subject: None,
+        not_after: Some(NOW + 2 * DAY),
+        error: None,
+    });
+    *server(&mut f, "c") = server_facts(20 * DAY, 9 * DAY);
+    let Fact::Known(k) = &mut f.kube else {
+        unreachable!()
+    };
+    k.node_marks
+        .get_mut("a")
+        .unwrap()
+        .insert(REMOVE_ANNOTATION.into(), "true".into());
+    let p = plan(&t, &o, &with_report(&t, &o, &f)).expect("a plan");
+    let ops: Vec<(&Operation, &str)> = p
+        .steps
+        .iter()
+        .filter(|s| s.reason == ActionReason::CheckFinding)
+        .flat_map(|s| s.operations.iter().map(move |op| (op, s.why.as_str())))
+        .collect();
+    let rotations: Vec<&str> = ops
+        .iter()
+        .filter_map(|(op, _)| match op {
+            Operation::RotateCertificates { node } => Some(node.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        rotations,
+        ["b", "c"],
+        "one rotation per server: {:#?}",
+        p.steps
+    );
+    assert!(ops.iter().any(
+        |(op, why)| matches!(op, Operation::Snapshot { node: Some(n) } if n == "c")
+            && why.starts_with("because check snapshot_age found")
+    ));
+    assert!(ops.iter().any(|(op, _)| matches!(op, Operation::RemoveNodeAnnotation { node, key } if node == "a" && key == REMOVE_ANNOTATION)));
+    assert!(ops.iter().all(|(_, why)| why.starts_with("because check ")));
+    // The findings are beside the plan.
+    assert!(
+        p.warnings
+            .iter()
+            .any(|w| w.starts_with("check cert_expiry found (critical) node.b:")),
+        "{:?}",
+        p.warnings
+    );
+    // The rotations restart servers: the quorum simulation saw each one.
+    assert!(
+        p.steps
+            .iter()
+            .filter(|s| s.reason == ActionReason::CheckFinding)
+            .any(|s| !s.quorum.is_empty()),
+        "{:#?}",
+        p.steps
+    );
+    // Without a report (no check block), nothing of this is planned.
+    let p = plan(&t, &o, &PlanOptions::default()).unwrap();
+    assert!(
+        p.steps
+            .iter()
+            .all(|s| s.reason != ActionReason::CheckFinding)
+    );
+}
+
+#[test]
+fn issue17_rotation_that_would_lose_quorum_is_not_planned() {
+    let t = three();
+    let mut o = observed_matching(&t);
+    let Fact::Known(e) = &mut o.etcd else {
+        unreachable!()
+    };
+    e.members[0].health = MemberHealth::Unreachable {
+        reason: "connection refused".into(),
+    };
+    let mut f = healthy(&t);
+    *server(&mut f, "b") = server_facts(3 * DAY, 3600);
+    let r = plan(&t, &o, &with_report(&t, &o, &f));
+    let p = match r {
+        Ok(p) => p,
+        Err(e) => panic!("an optional fix must not refuse the plan: {e:?}"),
+    };
+    assert!(
+        !p.steps
+            .iter()
+            .flat_map(|s| &s.operations)
+            .any(|op| matches!(op, Operation::RotateCertificates { .. })),
+        "{:#?}",
+        p.steps
+    );
+    assert!(
+        p.warnings
+            .iter()
+            .any(|w| w.contains("certificates on b are not rotated by this plan")),
+        "{:?}",
+        p.warnings
+    );
+}

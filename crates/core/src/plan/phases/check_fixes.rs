@@ -9,7 +9,8 @@
 //!
 //! A fix is planned only on a declared server whose host was read, whose k3s runs and whose
 //! member (if it runs etcd) is healthy, and that no earlier phase removes or joins; otherwise
-//! the finding stays a warning. Stuck learners and orphaned members are not removed here: the
+//! the finding stays a warning. A rotation whose restart would lose quorum (another member is
+//! down) is not planned either: a warning says so. Stuck learners and orphaned members are not removed here: the
 //! `learners` and `failed_removals` phases already decide those from every source.
 
 use std::collections::BTreeSet;
@@ -49,6 +50,15 @@ pub(in crate::plan) fn run(cx: &mut PlanCx<'_>) -> Result<(), Refusal> {
         let because = format!("because check {} found: {}", f.check, f.message);
         match f.check.as_str() {
             ids::CERT_EXPIRY if fixable(cx, node) && rotated.insert(node.to_string()) => {
+                // The rotation restarts k3s: not planned when the restart would lose quorum
+                // (the simulation would refuse the whole plan for an optional fix).
+                let op = Operation::RotateCertificates { node: node.into() };
+                if let Err((_, why)) = cx.sim.clone().apply(&op) {
+                    cx.warnings.push(format!(
+                        "check cert_expiry: certificates on {node} are not rotated by this plan: {why}; rotate them once the cluster can spare {node}"
+                    ));
+                    continue;
+                }
                 cx.push(
                     Address::node(node),
                     Action::Update,
