@@ -16,6 +16,7 @@ k3splan_testkit_caps::main! {
     issue17_check_finds_expiring_cert_old_and_corrupt_snapshots_and_remove_annotation_then_clean needs [lab],
     issue17_check_finds_an_orphaned_member_and_is_clean_once_it_is_removed needs [lab],
     issue17_plan_shows_findings_and_apply_fixes_them_one_server_at_a_time needs [lab],
+    issue17_apply_killed_during_a_rotation_leaves_no_server_stopped_and_converges needs [lab],
 }
 
 const DATA: &str = "/var/lib/rancher/k3s";
@@ -317,6 +318,65 @@ fn issue17_plan_shows_findings_and_apply_fixes_them_one_server_at_a_time() {
         .ssh("server-2", &[], &format!("ls -d {DATA}/server/tls-*"))
         .unwrap();
     assert!(ls.contains("/server/tls-"), "backup of the TLS dir: {ls}");
+    let (code, v) = check_json(&lab, &topo);
+    assert_eq!(code, Some(0), "{v:#}");
+    let o = lab_k3splan(&lab, &topo, &["plan", "--detailed-exitcode"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+}
+
+/// `apply` SIGKILLed right after a server's rotation sequence started (stop, rotate, start,
+/// detached on the host): the server is not left stopped, the certificate is renewed, and a
+/// second apply converges (check and plan clean).
+fn issue17_apply_killed_during_a_rotation_leaves_no_server_stopped_and_converges() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    let lab = Lab::start(LabSpec {
+        servers: 3,
+        verbose: true,
+        ..LabSpec::default()
+    })
+    .expect("lab");
+    let topo = lab
+        .write_topology("check/main.hcl", &servers(), "check {}\n")
+        .unwrap();
+    snapshot_all(&lab);
+    write_cert(&lab, "server-2", "serving-kube-apiserver.crt", 3);
+    let point = "rotate-server-2-started";
+    let mut child = common::lab_cmd(
+        &lab,
+        &topo,
+        &["apply", "--auto-approve", "--lock-timeout", "30s"],
+    )
+    .env("K3SPLAN_TEST_HOLD_AT", point)
+    .stdout(Stdio::piped())
+    .stderr(Stdio::inherit())
+    .spawn()
+    .unwrap();
+    let pid = child.id() as i32;
+    let mut held = false;
+    let mut seen = String::new();
+    for line in BufReader::new(child.stdout.take().unwrap()).lines() {
+        let line = line.unwrap();
+        seen.push_str(&line);
+        seen.push('\n');
+        if line.trim() == format!("k3splan-test-hold: {point}") {
+            // SAFETY: killing the child we spawned.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+            held = true;
+            break;
+        }
+    }
+    let _ = child.wait();
+    assert!(held, "apply never reached {point}:\n{seen}");
+    // The re-run apply resumes and converges; the rotation the host finished is not redone.
+    let o = lab_k3splan(
+        &lab,
+        &topo,
+        &["apply", "-auto-approve", "-lock-timeout=60s"],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", common::combined(&o));
+    let (code, out) = lab.service("server-2", "is-active", "k3s").unwrap();
+    assert_eq!(code, 0, "k3s runs on server-2 again: {out}");
     let (code, v) = check_json(&lab, &topo);
     assert_eq!(code, Some(0), "{v:#}");
     let o = lab_k3splan(&lab, &topo, &["plan", "--detailed-exitcode"]);

@@ -181,3 +181,54 @@ mod tests {
         assert!(!parse_check_output("M cert /x\n", "M").complete);
     }
 }
+
+impl crate::HostSession {
+    /// Starts, detached from this connection (`setsid`, no stdio on the channel), the whole
+    /// certificate rotation of a server: stop k3s, `k3s certificate rotate`, start k3s —
+    /// k3s is started again whatever the rotation did. The host finishes it even when
+    /// k3splan dies half-way, so a server is never left stopped. Returns the path of the
+    /// marker file the sequence writes its rotate exit status to when done
+    /// ([`Self::rotation_status`]).
+    pub async fn start_certificate_rotation(
+        &self,
+        layout: &crate::K3sLayout,
+    ) -> Result<String, crate::HostError> {
+        let data = layout.data_dir.trim_end_matches('/');
+        let marker = format!("{data}/server/k3splan-rotate.status");
+        let log = format!("{data}/server/k3splan-rotate.log");
+        let unit = &layout.server_unit;
+        let seq = format!(
+            "{stop} ; {k3s} certificate rotate --data-dir {d}; r=$?; {start}; s=$?; [ $r -eq 0 ] && r=$s; echo $r > {m}.tmp && mv {m}.tmp {m}",
+            stop = layout.services.command(crate::ServiceAction::Stop, unit),
+            k3s = sh_quote(&layout.k3s_bin),
+            d = sh_quote(data),
+            start = layout.services.command(crate::ServiceAction::Start, unit),
+            m = sh_quote(&marker),
+        );
+        let cmd = format!(
+            "rm -f {m}; setsid sh -c {seq} </dev/null >{log} 2>&1 &",
+            m = sh_quote(&marker),
+            seq = sh_quote(&seq),
+            log = sh_quote(&log),
+        );
+        self.run(
+            "start k3s certificate rotate",
+            &sh_command(&["sh", "-c", &cmd]),
+            b"",
+        )
+        .await?;
+        Ok(marker)
+    }
+
+    /// The exit status the rotation wrote to `marker`, `None` while it runs.
+    pub async fn rotation_status(&self, marker: &str) -> Result<Option<i32>, crate::HostError> {
+        let out = self
+            .run(
+                "read the rotation status",
+                &sh_command(&["sh", "-c", "cat -- \"$1\" 2>/dev/null; true", "sh", marker]),
+                b"",
+            )
+            .await?;
+        Ok(out.stdout_str().trim().parse().ok())
+    }
+}
