@@ -161,27 +161,6 @@ pub fn parse_check_output(out: &str, marker: &str) -> RawCheck {
     r
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn parses_every_section() {
-        let out = "M cert /d/server/tls/a.crt\n-----BEGIN CERTIFICATE-----\nAAA\n-----END CERTIFICATE-----\n\nM snapshot 100 544 intact /d/server/db/snapshots/on-demand-x-1\nM snapshot 90 7 corrupt /d/s 2\nM member 50\nM vip yes\nM end\n";
-        let r = parse_check_output(out, "M");
-        assert!(r.complete);
-        assert_eq!(r.certs.len(), 1);
-        assert!(r.certs[0].pem.contains("AAA"));
-        assert_eq!(r.snapshots.len(), 2);
-        assert_eq!(r.snapshots[0].intact, Some(true));
-        assert_eq!(r.snapshots[1].path, "/d/s 2");
-        assert_eq!(r.snapshots[1].intact, Some(false));
-        assert_eq!(r.member_dir_mtime, Some(50));
-        assert_eq!(r.holds_vip, Some(true));
-        assert!(!parse_check_output("M cert /x\n", "M").complete);
-    }
-}
-
 impl crate::HostSession {
     /// Starts, detached from this connection (`setsid`, no stdio on the channel), the whole
     /// certificate rotation of a server: stop k3s, `k3s certificate rotate`, start k3s —
@@ -230,5 +209,26 @@ impl crate::HostSession {
             )
             .await?;
         Ok(out.stdout_str().trim().parse().ok())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_every_section() {
+        let out = "M cert /d/server/tls/a.crt\n-----BEGIN CERTIFICATE-----\nAAA\n-----END CERTIFICATE-----\n\nM snapshot 100 544 intact /d/server/db/snapshots/on-demand-x-1\nM snapshot 90 7 corrupt /d/s 2\nM member 50\nM vip yes\nM end\n";
+        let r = parse_check_output(out, "M");
+        assert!(r.complete);
+        assert_eq!(r.certs.len(), 1);
+        assert!(r.certs[0].pem.contains("AAA"));
+        assert_eq!(r.snapshots.len(), 2);
+        assert_eq!(r.snapshots[0].intact, Some(true));
+        assert_eq!(r.snapshots[1].path, "/d/s 2");
+        assert_eq!(r.snapshots[1].intact, Some(false));
+        assert_eq!(r.member_dir_mtime, Some(50));
+        assert_eq!(r.holds_vip, Some(true));
+        assert!(!parse_check_output("M cert /x\n", "M").complete);
     }
 }
