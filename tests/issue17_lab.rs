@@ -17,6 +17,7 @@ k3splan_testkit_caps::main! {
     issue17_check_finds_an_orphaned_member_and_is_clean_once_it_is_removed needs [lab],
     issue17_plan_shows_findings_and_apply_fixes_them_one_server_at_a_time needs [lab],
     issue17_apply_killed_during_a_rotation_leaves_no_server_stopped_and_converges needs [lab],
+    issue17_check_finds_a_stuck_learner_and_is_clean_once_it_is_promoted needs [lab],
 }
 
 const DATA: &str = "/var/lib/rancher/k3s";
@@ -381,4 +382,84 @@ fn issue17_apply_killed_during_a_rotation_leaves_no_server_stopped_and_converges
     assert_eq!(code, Some(0), "{v:#}");
     let o = lab_k3splan(&lab, &topo, &["plan", "--detailed-exitcode"]);
     assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+}
+
+/// A learner never promoted (the leader's stand-in promotes every `promote_secs`, here an
+/// hour: what k3s's promotion loop does when it cannot) is critical once older than
+/// `learner_max_age`; promoted, the check is clean.
+fn issue17_check_finds_a_stuck_learner_and_is_clean_once_it_is_promoted() {
+    use k3splan_lab::hostcfg;
+    use std::time::Duration;
+    let lab = Lab::start(LabSpec {
+        servers: 3,
+        spare_hosts: 1,
+        verbose: true,
+        ..LabSpec::default()
+    })
+    .expect("lab");
+    let set_promote = |secs: u64| {
+        for s in SERVERS {
+            let text = lab.read_file(s, hostcfg::HOST_CONFIG).expect("lab.json");
+            let mut cfg: Value = serde_json::from_str(&text).unwrap();
+            cfg["promote_secs"] = serde_json::json!(secs);
+            lab.write_file(s, hostcfg::HOST_CONFIG, &cfg.to_string())
+                .unwrap();
+            let (status, out) = lab.service(s, "restart", "k3s").unwrap();
+            assert_eq!(status, 0, "restart {s}: {out}");
+            // Every voter healthy again (a learner may be listed) before the next restart.
+            lab.wait_etcd("3 healthy etcd voters", Duration::from_secs(60), |o| {
+                o.health.voters >= 3 && o.health.healthy_voters == o.health.voters
+            })
+            .unwrap();
+        }
+    };
+    set_promote(3600);
+    let mut nodes = servers();
+    nodes.push(TopologyNode::server("spare-1"));
+    let topo = lab
+        .write_topology(
+            "check/main.hcl",
+            &nodes,
+            "check {\n  learner_max_age = \"1s\"\n}\n",
+        )
+        .unwrap();
+    let text = std::fs::read_to_string(&topo).unwrap();
+    let close = text.find("\n}\n").expect("end of the cluster block");
+    std::fs::write(
+        &topo,
+        format!(
+            "{}\n  timeouts {{\n    learner_promoted = \"5s\"\n  }}{}",
+            &text[..close],
+            &text[close..]
+        ),
+    )
+    .unwrap();
+    // The join stops at its learner (apply's wait runs out).
+    let o = lab_k3splan(&lab, &topo, &["apply", "--auto-approve"]);
+    assert_ne!(o.status.code(), Some(0), "{}", common::combined(&o));
+    for s in ["server-1", "server-2", "server-3", "spare-1"] {
+        run(
+            &lab,
+            s,
+            &format!(
+                "{} etcd-snapshot save >/dev/null 2>&1 || true",
+                k3splan_lab::hostcfg::K3S_BIN
+            ),
+        );
+    }
+    let (code, v) = check_json(&lab, &topo);
+    assert_eq!(code, Some(3), "{v:#}");
+    let stuck = findings(&v, "etcd_stuck_learner");
+    assert_eq!(stuck.len(), 1, "{v:#}");
+    assert_eq!(stuck[0]["severity"], "critical");
+    assert!(
+        stuck[0]["message"].as_str().unwrap().contains("spare-1"),
+        "{v:#}"
+    );
+    // Promotion works again: the learner becomes a voter, the finding goes.
+    set_promote(2);
+    let o = lab_k3splan(&lab, &topo, &["apply", "--auto-approve"]);
+    assert_eq!(o.status.code(), Some(0), "{}", common::combined(&o));
+    let (_, v) = check_json(&lab, &topo);
+    assert!(findings(&v, "etcd_stuck_learner").is_empty(), "{v:#}");
 }
