@@ -246,6 +246,25 @@ fn issue17_check_finds_an_orphaned_member_and_is_clean_once_it_is_removed() {
     run(&lab, "server-1", &format!("{etcdctl} member remove {id}"));
     let (code, v) = check_json(&lab, &topo);
     assert_eq!(code, Some(0), "{v:#}");
+
+    // DB size against the quota: each member's real `status.dbSize` (far above a 1 KiB
+    // quota), critical for every voter; the default 2 GiB quota is clean again.
+    let small = lab
+        .write_topology(
+            "check/small.hcl",
+            &servers(),
+            "check {\n  etcd_quota = \"1KiB\"\n}\n",
+        )
+        .unwrap();
+    let (code, v) = check_json(&lab, &small);
+    assert_eq!(code, Some(3), "{v:#}");
+    let db = findings(&v, "etcd_db_size");
+    assert_eq!(db.len(), 3, "{v:#}");
+    for f in db {
+        let size: u64 = f["evidence"]["db_size"].as_str().unwrap().parse().unwrap();
+        assert!(size > 1024, "{f:#}");
+        assert_eq!(f["evidence"]["quota"], "1024");
+    }
 }
 
 /// With a `check` block, `plan` shows the findings beside the plan and plans the fixes it can
