@@ -525,3 +525,59 @@ fn issue17_rotation_that_would_lose_quorum_is_not_planned() {
         p.warnings
     );
 }
+
+// ------------------------------------------------------------------ the binary, nothing answering
+
+#[path = "common/mod.rs"]
+#[allow(dead_code)]
+mod common;
+
+/// A cluster where nothing answers (no SSH, no etcd, no API): `check` exits 1 and says which
+/// checks could not be made; it never reports ok.
+#[test]
+fn issue17_check_of_an_unreachable_cluster_exits_1_and_reports_unknown() {
+    let dir = tempfile::tempdir().unwrap();
+    let topo = dir.path().join("main.hcl");
+    std::fs::write(
+        &topo,
+        format!(
+            "cluster \"t\" {{\n  kubeconfig = \"{k}\"\n  ssh {{\n    known_hosts_file = \"{kh}\"\n  }}\n}}\nnode \"a\" {{\n  address = \"127.0.0.1\"\n  roles   = [\"server\"]\n  ssh {{\n    port = 1\n  }}\n}}\ncheck {{}}\n",
+            k = dir.path().join("missing-kubeconfig").display(),
+            kh = dir.path().join("known_hosts").display(),
+        ),
+    )
+    .unwrap();
+    let o = common::k3splan()
+        .args(["check", "--json", "-c"])
+        .arg(&topo)
+        .arg("--state")
+        .arg(dir.path().join("state.json"))
+        .env("HOME", dir.path())
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "{out}\n{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["status"], "unknown", "{v:#}");
+    for c in ["cert_expiry", "etcd_member_count", "etcd_remove_annotation"] {
+        assert_eq!(v["checks"][c], "unknown", "{c}: {v:#}");
+    }
+    // The text form says the same, and never "Check: ok.".
+    let o = common::k3splan()
+        .args(["check", "-c"])
+        .arg(&topo)
+        .arg("--state")
+        .arg(dir.path().join("state.json"))
+        .env("HOME", dir.path())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(!text.contains("Check: ok."), "{text}");
+    assert!(text.contains("unknown"), "{text}");
+}
