@@ -529,7 +529,6 @@ fn issue17_rotation_that_would_lose_quorum_is_not_planned() {
 // ------------------------------------------------------------------ the binary, nothing answering
 
 #[path = "common/mod.rs"]
-#[allow(dead_code)]
 mod common;
 
 /// A cluster where nothing answers (no SSH, no etcd, no API): `check` exits 1 and says which
