@@ -393,6 +393,12 @@ fn etcd_checks(t: &Topology, o: &Observed, f: &CheckFacts, s: &CheckSettings, ou
     }
     for m in &e.members {
         let subject = format!("member.{:016x}", m.id);
+        // A member added but never started has no name yet.
+        let name = if m.name.is_empty() {
+            "(never started)".to_string()
+        } else {
+            m.name.clone()
+        };
         let peer = m.peer_urls.join(",");
         let owner = claimant(t, m);
         // Learners.
@@ -410,11 +416,11 @@ fn etcd_checks(t: &Topology, o: &Observed, f: &CheckFacts, s: &CheckSettings, ou
                         &subject,
                         format!(
                             "learner {} ({peer}) for {}: k3s refuses every later join while it stays",
-                            m.name,
+                            name,
                             days(f.now - since)
                         ),
                         &[
-                            ("name", m.name.clone()),
+                            ("name", name.clone()),
                             ("peer_urls", peer.clone()),
                             ("since", rfc3339(since)),
                             ("health", m.health.describe()),
@@ -433,8 +439,7 @@ fn etcd_checks(t: &Topology, o: &Observed, f: &CheckFacts, s: &CheckSettings, ou
                         Severity::Unknown,
                         &subject,
                         format!(
-                            "learner {} ({peer}): how long it has been a learner is unknown",
-                            m.name
+                            "learner {name} ({peer}): how long it has been a learner is unknown"
                         ),
                         &[("peer_urls", peer.clone())],
                     )
@@ -448,12 +453,9 @@ fn etcd_checks(t: &Topology, o: &Observed, f: &CheckFacts, s: &CheckSettings, ou
                 ids::ORPHANED_MEMBER,
                 Severity::Warning,
                 &subject,
-                format!(
-                    "member {} ({peer}) is claimed by no declared etcd node",
-                    m.name
-                ),
+                format!("member {name} ({peer}) is claimed by no declared etcd node"),
                 &[
-                    ("name", m.name.clone()),
+                    ("name", name.clone()),
                     ("peer_urls", peer.clone()),
                     ("health", m.health.describe()),
                 ],
@@ -491,7 +493,7 @@ fn etcd_checks(t: &Topology, o: &Observed, f: &CheckFacts, s: &CheckSettings, ou
             None if !m.is_learner => out.unknown(
                 ids::DB_SIZE,
                 &subject,
-                &format!("member {} did not report its status", m.name),
+                &format!("member {name} did not report its status"),
             ),
             None => {}
         }
