@@ -8,14 +8,15 @@
 #
 # Environment: CARGO_TARGET_DIR (default target), ROUNDS (3), SIZES (100,1000,5000; the
 # in-memory API server peaks at ~2.4 GB at 5,000 nodes),
-# FANOUT_HOSTS (100), APPLY_ROUNDS (2).
+# FANOUT_HOSTS (100,300,1000: one fleet of real sshd hosts per size; the OpenSSH loop runs at
+# every size, Ansible at the first), APPLY_ROUNDS (2).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 T="${CARGO_TARGET_DIR:-$PWD/target}"
 export CARGO_TARGET_DIR="$T"
 ROUNDS="${ROUNDS:-3}"
 SIZES="${SIZES:-100,1000,5000}"
-FANOUT_HOSTS="${FANOUT_HOSTS:-100}"
+FANOUT_HOSTS="${FANOUT_HOSTS:-100,300,1000}"
 APPLY_ROUNDS="${APPLY_ROUNDS:-2}"
 what=("$@")
 [ ${#what[@]} -eq 0 ] && what=(scale fanout apply startup)
@@ -31,7 +32,7 @@ for w in "${what[@]}"; do
       echo "== 1+2. plan at scale vs the read floor: $B/bench-scale --nodes $SIZES --rounds $ROUNDS"
       "$B/bench-scale" --nodes "$SIZES" --rounds "$ROUNDS" ;;
     fanout)
-      echo "== 3. SSH fan-out vs ansible: $B/bench-fanout --hosts $FANOUT_HOSTS --rounds $ROUNDS"
+      echo "== 3. SSH fan-out vs the OpenSSH loop and ansible: $B/bench-fanout --hosts $FANOUT_HOSTS --rounds $ROUNDS"
       "$B/bench-fanout" --hosts "$FANOUT_HOSTS" --rounds "$ROUNDS" --ansible-rounds 2 ;;
     apply)
       echo "== 4. apply overhead in the lab: $B/bench-apply --rounds $APPLY_ROUNDS"

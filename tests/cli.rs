@@ -180,11 +180,38 @@ fn version_and_completions() {
     );
 }
 
+/// Issue 18: `import` of a cluster that cannot be read fails, says why, and writes no file
+/// and no state (the lab round trips are in tests/issue18_import_e2e.rs).
 #[test]
-fn import_is_not_built_yet_and_says_so() {
-    let o = run(&["import"]);
+fn import_of_an_unreadable_cluster_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let state = dir.path().join("s.json");
+    let o = k3splan()
+        .args(["import", "--kubeconfig", "/nonexistent/kubeconfig", "--out"])
+        .arg(&out)
+        .arg("--state")
+        .arg(&state)
+        .arg("-c")
+        .arg(dir.path())
+        .output()
+        .unwrap();
     assert_eq!(o.status.code(), Some(1));
-    assert!(text(&o.stderr).contains("`k3splan import` is not implemented yet"));
+    let err = text(&o.stderr);
+    assert!(
+        err.contains("could not be read, so nothing was imported")
+            && err.contains("/nonexistent/kubeconfig"),
+        "{err}"
+    );
+    assert!(!out.join("cluster.hcl").exists() && !state.exists());
+    // The etcd TLS files go together.
+    let o = k3splan()
+        .args(["import", "--etcd-ca", "ca.crt", "--out"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    assert!(text(&o.stderr).contains("--etcd-ca, --etcd-cert and --etcd-key go together"));
 }
 
 /// A topology on loopback addresses where nothing listens: every source refuses at once.
@@ -445,6 +472,7 @@ fn man_page_lists_every_command_and_installs_into_a_directory() {
         "state",
         "force-unlock",
         "import",
+        "graph",
         "completions",
         "man",
         "version",

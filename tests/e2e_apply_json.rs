@@ -9,6 +9,12 @@ use k3splan_lab::{Lab, LabSpec, TopologyNode};
 mod common;
 use common::lab_k3splan as k3splan;
 
+use k3splan_testkit_caps::lab;
+
+k3splan_testkit_caps::main! {
+    apply_json_is_a_line_delimited_event_stream needs [lab],
+}
+
 /// Every stdout line as JSON (a line that is not JSON fails the test).
 fn lines(o: &Output) -> Vec<serde_json::Value> {
     String::from_utf8_lossy(&o.stdout)
@@ -17,7 +23,6 @@ fn lines(o: &Output) -> Vec<serde_json::Value> {
         .collect()
 }
 
-#[test]
 fn apply_json_is_a_line_delimited_event_stream() {
     let lab = Lab::start(LabSpec {
         servers: 3,

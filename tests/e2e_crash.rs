@@ -144,7 +144,14 @@ fn seed004_apply_killed_repeatedly_converges_without_double_actions() {
         &format!("spare-1 joined once: {spare_member_ids:?}"),
     );
 
-    // Converged: a final plan is clean, 3 healthy voters.
+    // Converged: 3 healthy voters, and a final plan is clean. The voters are awaited first:
+    // a k3s that exited under load (no leader seen for 10 s) is back after its unit's
+    // RestartSec, as real k3s is, and a plan taken during that restart rightly shows drift.
+    let voters = lab.wait_voters(3, Duration::from_secs(90));
+    log.check(
+        voters.as_ref().is_ok_and(|o| o.health.healthy_voters == 3),
+        &format!("3 healthy voters after the last apply: {voters:?}"),
+    );
     let (code, plan) = run(&lab, &topo, &["plan", "--detailed-exitcode"]);
     if code != Some(0) {
         // For the post-mortem: the end of each server's k3s log (a member that went away

@@ -11,7 +11,24 @@ use std::time::Duration;
 use common::{k3splan_for, lab_k3splan, stdout};
 use k3splan_lab::{Lab, LabSpec, TopologyNode};
 
-#[test]
+use k3splan_testkit_caps::lab;
+
+k3splan_testkit_caps::main! {
+    seed000_first_server_dies_and_is_replaced needs [lab],
+    seed000_agentless_first_server_dies_and_is_replaced needs [lab],
+    seed001_split_roles_join_urls_rewritten needs [lab],
+    seed001_agentless_split_roles_join_urls_rewritten needs [lab],
+    seed002_scale_out_with_stale_data needs [lab],
+    seed002_agentless_scale_out_with_stale_data needs [lab],
+    seed003_addons_scaled_and_spread needs [lab],
+    seed004_control_node_replacement_with_vip_and_volumes needs [lab],
+    unreachable_but_alive_host_is_not_removed_without_the_flag needs [lab],
+    quorum_lost_plan_refuses_with_recovery_advice needs [lab],
+    two_applies_at_once_one_runs_the_other_is_told_who_holds_the_etcd_lock needs [lab],
+    issue9_removed_live_agent_is_uninstalled_at_the_port_the_state_recorded needs [lab],
+    issue13_verify_fails_on_an_undeclared_node needs [lab],
+}
+
 fn seed000_first_server_dies_and_is_replaced() {
     seed000(false)
 }
@@ -19,7 +36,6 @@ fn seed000_first_server_dies_and_is_replaced() {
 /// Seed 000 with agent-less servers (`disable-agent`: no kubelet, no Node; issue 19): the
 /// rebuild joins through a live agent-less server, waits for its member and supervisor
 /// port instead of a Node, and verifies without counting Nodes.
-#[test]
 fn seed000_agentless_first_server_dies_and_is_replaced() {
     seed000(true)
 }
@@ -130,14 +146,12 @@ fn code(o: &Output) -> Option<i32> {
 
 /// Seed 001: control-plane-only servers join through the first server; it dies. Their join
 /// URLs are rewritten to a live server and they restart one at a time.
-#[test]
 fn seed001_split_roles_join_urls_rewritten() {
     seed001(false)
 }
 
 /// Seed 001 with agent-less servers (issue 19): no server has a Node; the rewritten
 /// control-plane servers are waited for by their supervisor port.
-#[test]
 fn seed001_agentless_split_roles_join_urls_rewritten() {
     seed001(true)
 }
@@ -242,14 +256,12 @@ fn seed001(agentless: bool) {
 
 /// Seed 002: etcd from 3 to 5 members; one new host holds another cluster's etcd data. The
 /// stale dir is moved aside (kept), the members join one at a time.
-#[test]
 fn seed002_scale_out_with_stale_data() {
     seed002(false)
 }
 
 /// Seed 002 with agent-less servers (issue 19): the new members are waited for by their
 /// member and supervisor port, not a Node.
-#[test]
 fn seed002_agentless_scale_out_with_stale_data() {
     seed002(true)
 }
@@ -317,7 +329,6 @@ fn seed002(agentless: bool) {
 
 /// Seed 003: CoreDNS, metrics-server and local-path-provisioner at one replica; the topology
 /// asks for 3 / 2 / 2 spread over hosts.
-#[test]
 fn seed003_addons_scaled_and_spread() {
     let lab = Lab::start(LabSpec {
         servers: 3,
@@ -365,7 +376,6 @@ fn seed003_addons_scaled_and_spread() {
 
 /// Seed 004: the full replacement of the first control node, VIP primary moving, MinIO,
 /// monitor-MinIO and victoria-metrics volumes rebound on the new node.
-#[test]
 fn seed004_control_node_replacement_with_vip_and_volumes() {
     let lab = Lab::start(LabSpec {
         servers: 3,
@@ -447,7 +457,6 @@ fn seed004_control_node_replacement_with_vip_and_volumes() {
 
 /// Safety: a host that only lost SSH (its Node is still Ready) is never planned for removal
 /// without --allow-unreachable.
-#[test]
 fn unreachable_but_alive_host_is_not_removed_without_the_flag() {
     let lab = Lab::start(LabSpec {
         servers: 3,
@@ -475,7 +484,6 @@ fn unreachable_but_alive_host_is_not_removed_without_the_flag() {
 
 /// Safety: with two of three members dead, quorum is lost; the plan refuses and says how to
 /// recover instead of planning steps that cannot succeed.
-#[test]
 fn quorum_lost_plan_refuses_with_recovery_advice() {
     let lab = Lab::start(LabSpec {
         servers: 3,
@@ -521,7 +529,6 @@ fn quorum_lost_plan_refuses_with_recovery_advice() {
 /// Issue 7: two applies started together — one runs, the other stops at once and names the
 /// holder of the lock. The state lives in etcd (`backend "etcd"`, lease-held lock), on the
 /// lab's own etcd cluster.
-#[test]
 fn two_applies_at_once_one_runs_the_other_is_told_who_holds_the_etcd_lock() {
     let lab = Lab::start(LabSpec {
         servers: 3,
@@ -619,7 +626,6 @@ fn two_applies_at_once_one_runs_the_other_is_told_who_holds_the_etcd_lock() {
 /// listens (the lab's are not on port 22): the port comes from the state, recorded by the
 /// previous apply. Found while profiling for issue 9: the recorded ports were read from the
 /// state but never used, so such a host was dialled on the cluster's default port.
-#[test]
 fn issue9_removed_live_agent_is_uninstalled_at_the_port_the_state_recorded() {
     let lab = Lab::start(LabSpec {
         servers: 3,
@@ -673,7 +679,6 @@ fn issue9_removed_live_agent_is_uninstalled_at_the_port_the_state_recorded() {
 /// Issue 13, point 2: `verify` counted Ready Nodes only, so a removed node whose kubelet
 /// registered it again ("3 Nodes Ready" while a fourth, undeclared Node existed) passed.
 /// Every Node must be declared; an undeclared one is named.
-#[test]
 fn issue13_verify_fails_on_an_undeclared_node() {
     use k3splan::apply::{Executor, Waits};
     use k3splan::config::load::{EnvSource, load_path};

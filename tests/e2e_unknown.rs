@@ -13,6 +13,15 @@ use std::time::Duration;
 use common::{lab_k3splan, streams};
 use k3splan_lab::{Lab, LabSpec, TopologyNode};
 
+use k3splan_testkit_caps::lab;
+
+k3splan_testkit_caps::main! {
+    issue13_unreadable_hosts_make_plan_exit_1_never_no_changes needs [lab],
+    issue13_changed_host_key_stops_plan_and_apply_before_any_change needs [lab],
+    issue13_undeclared_members_are_read_for_the_quorum needs [lab],
+    issue13_partitioned_host_is_unknown_and_its_removal_needs_the_flag needs [lab],
+}
+
 fn three_servers() -> Lab {
     Lab::start(LabSpec {
         servers: 3,
@@ -43,7 +52,6 @@ fn topology_with(lab: &Lab, file: &str, nodes: &[TopologyNode], from: &str, to: 
 /// missing, the private key missing or a key the hosts do not accept, every host is unknown
 /// and `plan --detailed-exitcode` exits 1 naming each host and why, never "No changes.".
 /// An `--allow-unreachable` name that matches nothing is a usage error.
-#[test]
 fn issue13_unreadable_hosts_make_plan_exit_1_never_no_changes() {
     let lab = three_servers();
     let nodes = all_servers();
@@ -143,7 +151,6 @@ fn issue13_unreadable_hosts_make_plan_exit_1_never_no_changes() {
 
 /// A changed SSH host key may be a man-in-the-middle: plan and apply stop before anything
 /// is planned or changed, naming the host, the expected and the offered fingerprints.
-#[test]
 fn issue13_changed_host_key_stops_plan_and_apply_before_any_change() {
     let lab = three_servers();
     // server-3 leaves the topology: apply would remove it, if it ran.
@@ -181,7 +188,6 @@ fn issue13_changed_host_key_stops_plan_and_apply_before_any_change() {
 /// The quorum simulation reads every member, declared or not: with server-2's block
 /// removed, plan counts its healthy member; with server-3's k3s also stopped, 2 of 3 are
 /// healthy and plan must not claim that quorum is already lost.
-#[test]
 fn issue13_undeclared_members_are_read_for_the_quorum() {
     let lab = three_servers();
     let nodes = vec![
@@ -208,7 +214,6 @@ fn issue13_undeclared_members_are_read_for_the_quorum() {
 /// A removed node whose host does not answer (alive behind a partition) is "unknown", not
 /// "unreachable": removing it needs --allow-unreachable, and then the plan warns that k3s
 /// on it will not be uninstalled.
-#[test]
 fn issue13_partitioned_host_is_unknown_and_its_removal_needs_the_flag() {
     let lab = three_servers();
     let nodes = vec![

@@ -14,7 +14,12 @@ use k3splan_lab::{Lab, LabSpec, TopologyNode};
 mod common;
 use common::lab_k3splan as k3splan;
 
-#[test]
+use k3splan_testkit_caps::lab;
+
+k3splan_testkit_caps::main! {
+    issue13_a_join_in_progress_is_joined_not_moved_aside needs [lab],
+}
+
 fn issue13_a_join_in_progress_is_joined_not_moved_aside() {
     let lab = Lab::start(LabSpec {
         servers: 3,

@@ -39,10 +39,21 @@ fn check_golden(name: &str, result: &Result<Plan, Refusal>) {
     for (ext, got) in [("txt", &text), ("json", &json)] {
         golden::assert_matches(&dir.join(format!("{name}.{ext}")), got);
     }
+    // Issue 18: the merge-request comment and the step graph (their structure is checked by
+    // tests/issue18_markdown.rs and tests/issue18_graph.rs).
+    let md = render::markdown(result, render::MarkdownOptions::default());
+    golden::assert_matches(
+        &root().join(format!("tests/golden/markdown/{name}.md")),
+        &md,
+    );
+    if let Ok(p) = result {
+        let dot = render::dot(p, render::GraphOptions::default());
+        golden::assert_matches(&root().join(format!("tests/golden/graph/{name}.dot")), &dot);
+    }
     // Secrets never appear in any output (rule 7).
     for secret in ["K10secret-token", "MTkyLjE2"] {
         assert!(
-            !text.contains(secret) && !json.contains(secret),
+            !text.contains(secret) && !json.contains(secret) && !md.contains(secret),
             "{name}: secret leaked"
         );
     }

@@ -12,6 +12,21 @@ use k3splan::state::*;
 use k3splan_etcd::etcd_client::{Certificate, Client, ConnectOptions, Identity, TlsOptions};
 use k3splan_testkit_etcd::EtcdCluster;
 
+use k3splan_testkit_caps::etcd;
+
+k3splan_testkit_caps::main! {
+    state_round_trips_and_every_write_bumps_the_serial needs [etcd],
+    a_corrupt_state_value_is_refused_and_left_untouched needs [etcd],
+    another_lineage_is_never_overwritten needs [etcd],
+    two_concurrent_writers_never_interleave needs [etcd],
+    a_second_run_is_told_who_holds_the_lock_and_waits_up_to_its_timeout needs [etcd],
+    force_unlock_needs_the_right_id_and_fences_the_old_holder needs [etcd],
+    a_killed_holder_loses_the_lock_after_the_lease_ttl needs [etcd],
+    lock_holder_helper_process ignore "helper process, started by a_killed_holder_loses_the_lock_after_the_lease_ttl",
+    errors_name_the_endpoint_and_the_key needs [etcd],
+    issue13_invalid_states_are_refused_and_left_untouched_in_etcd needs [etcd],
+}
+
 /// Short lease for tests (etcd's minimum with the harness's 100 ms heartbeat is 2 s).
 const TEST_TTL: Duration = Duration::from_secs(2);
 
@@ -68,7 +83,6 @@ impl Raw {
     }
 }
 
-#[test]
 fn state_round_trips_and_every_write_bumps_the_serial() {
     let c = cluster();
     let b = StateBackend::Etcd(backend(&c));
@@ -121,7 +135,6 @@ fn state_round_trips_and_every_write_bumps_the_serial() {
     assert_eq!(b.lock_holder().unwrap(), None);
 }
 
-#[test]
 fn a_corrupt_state_value_is_refused_and_left_untouched() {
     let c = cluster();
     let b = backend(&c);
@@ -158,7 +171,6 @@ fn a_corrupt_state_value_is_refused_and_left_untouched() {
     assert_eq!(raw.get("k3splan/state").unwrap(), v.to_string().as_bytes());
 }
 
-#[test]
 fn another_lineage_is_never_overwritten() {
     let c = cluster();
     let b = backend(&c);
@@ -178,7 +190,6 @@ fn another_lineage_is_never_overwritten() {
     assert_eq!(other.serial, 1, "the refused state was not bumped");
 }
 
-#[test]
 fn two_concurrent_writers_never_interleave() {
     let c = cluster();
     let b1 = backend(&c);
@@ -239,7 +250,6 @@ fn two_concurrent_writers_never_interleave() {
     assert_eq!(s.serial, 1 + rounds);
 }
 
-#[test]
 fn a_second_run_is_told_who_holds_the_lock_and_waits_up_to_its_timeout() {
     let c = cluster();
     let b1 = backend(&c);
@@ -286,7 +296,6 @@ fn a_second_run_is_told_who_holds_the_lock_and_waits_up_to_its_timeout() {
     assert!(b1.lock_holder().unwrap().is_none(), "{id} released");
 }
 
-#[test]
 fn force_unlock_needs_the_right_id_and_fences_the_old_holder() {
     let c = cluster();
     let b = backend(&c);
@@ -344,7 +353,6 @@ impl Drop for Killed {
     }
 }
 
-#[test]
 fn a_killed_holder_loses_the_lock_after_the_lease_ttl() {
     let c = cluster();
     let tls = c.client_tls();
@@ -412,8 +420,6 @@ fn a_killed_holder_loses_the_lock_after_the_lease_ttl() {
 
 /// Not a test: the lock holder that `a_killed_holder_loses_the_lock_after_the_lease_ttl`
 /// starts in a child process and SIGKILLs.
-#[test]
-#[ignore = "helper process, started by a_killed_holder_loses_the_lock_after_the_lease_ttl"]
 fn lock_holder_helper_process() {
     let Ok(spec) = std::env::var(HELPER_ENV) else {
         return;
@@ -442,7 +448,6 @@ fn lock_holder_helper_process() {
     drop(lock);
 }
 
-#[test]
 fn errors_name_the_endpoint_and_the_key() {
     let port = {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -474,7 +479,6 @@ fn errors_name_the_endpoint_and_the_key() {
     assert!(err.to_string().contains("/nonexistent/ca.crt"), "{err}");
 }
 
-#[test]
 fn issue13_invalid_states_are_refused_and_left_untouched_in_etcd() {
     let c = cluster();
     let b = backend(&c);

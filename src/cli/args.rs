@@ -82,6 +82,9 @@ pub enum Command {
         /// JSON instead of text.
         #[arg(long)]
         json: bool,
+        /// How to render a saved plan: text, json, or markdown (a merge-request comment).
+        #[arg(long, value_enum, value_name = "FORMAT")]
+        format: Option<PlanFormat>,
     },
     /// Inspect the state.
     #[command(subcommand)]
@@ -91,8 +94,8 @@ pub enum Command {
         /// The lock ID printed by the command that could not take the lock.
         lock_id: String,
     },
-    /// Record existing cluster objects in the state without changing them.
-    Import,
+    /// Write the topology of a running cluster (and record it in a new state).
+    Import(ImportArgs),
     /// Print a shell completion script.
     Completions {
         /// bash, zsh, fish, elvish or powershell.
@@ -110,6 +113,8 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Print the plan's steps and their dependencies as a Graphviz graph.
+    Graph(GraphArgs),
     /// Look for slow outages: certificate expiry, old snapshots, etcd DB size, stuck
     /// learners, orphaned members, leftover remove annotations, VIP holders, other managers,
     /// version skew. Exit 0 ok, 1 error or a check that could not be made, 2 warnings,
@@ -169,6 +174,93 @@ pub struct PlanArgs {
     pub out: Option<PathBuf>,
     #[command(flatten)]
     pub live: LiveArgs,
+    /// Output format: text (default), json (as --json), or markdown (a merge-request
+    /// comment, within GitHub's and GitLab's size limits).
+    #[arg(long, value_enum, value_name = "FORMAT")]
+    pub format: Option<PlanFormat>,
+}
+
+/// How `plan` and `show PLAN_FILE` render a plan (issue 18).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum PlanFormat {
+    Text,
+    Json,
+    Markdown,
+}
+
+impl PlanFormat {
+    /// The format asked for: `--format` wins, `--json` is `json`, else text.
+    pub fn resolve(format: Option<PlanFormat>, json: bool) -> PlanFormat {
+        match (format, json) {
+            (Some(f), _) => f,
+            (None, true) => PlanFormat::Json,
+            (None, false) => PlanFormat::Text,
+        }
+    }
+}
+
+/// `k3splan graph [PLAN_FILE]` (issue 18).
+#[derive(Debug, Args)]
+pub struct GraphArgs {
+    /// A plan saved with `plan -out=FILE` (default: observe the cluster and plan now).
+    pub plan_file: Option<PathBuf>,
+    /// dot (Graphviz source, default) or svg (needs Graphviz's `dot` on PATH).
+    #[arg(long, value_enum, default_value = "dot", value_name = "FORMAT")]
+    pub format: GraphFormat,
+    #[command(flatten)]
+    pub live: LiveArgs,
+}
+
+/// What `graph` prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum GraphFormat {
+    Dot,
+    Svg,
+}
+
+/// `k3splan import [--out DIR]` (issue 18).
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// Directory to write the topology into (`DIR/cluster.hcl`) [default: the current
+    /// directory].
+    #[arg(long = "out", value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Replace an existing state (a new lineage), and an existing cluster.hcl.
+    #[arg(long)]
+    pub force: bool,
+    /// Where the cluster's API is (a kubeconfig; default: KUBECONFIG, else ~/.kube/config).
+    #[arg(long, value_name = "PATH")]
+    pub kubeconfig: Option<PathBuf>,
+    /// etcd client CA (k3s: <data-dir>/server/tls/etcd/server-ca.crt).
+    #[arg(long, value_name = "FILE")]
+    pub etcd_ca: Option<PathBuf>,
+    /// etcd client certificate (k3s: <data-dir>/server/tls/etcd/client.crt).
+    #[arg(long, value_name = "FILE")]
+    pub etcd_cert: Option<PathBuf>,
+    /// etcd client key (k3s: <data-dir>/server/tls/etcd/client.key).
+    #[arg(long, value_name = "FILE")]
+    pub etcd_key: Option<PathBuf>,
+    /// Add unknown SSH host keys to known_hosts (like OpenSSH's accept-new); a changed key
+    /// is still refused.
+    #[arg(long)]
+    pub accept_new_host_keys: bool,
+    /// How many hosts to reach over SSH at once.
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub parallelism: u16,
+}
+
+impl ImportArgs {
+    /// The observation settings `import` shares with `plan` (it plans nothing: no
+    /// `--allow-unreachable`, `-replace` or rebind threshold).
+    pub fn live(&self) -> LiveArgs {
+        LiveArgs {
+            allow_unreachable: Vec::new(),
+            replace: Vec::new(),
+            accept_new_host_keys: self.accept_new_host_keys,
+            parallelism: self.parallelism,
+            rebind_min_not_ready: None,
+        }
+    }
 }
 
 #[derive(Debug, Args)]

@@ -64,6 +64,12 @@ pub enum CliError {
     IncompletePlan,
     #[error("k3splan refuses to plan: {0} safety violation(s); nothing was changed")]
     Refused(usize),
+    /// `graph -format=svg` needs Graphviz's `dot` (issue 18).
+    #[error("{0}")]
+    Graphviz(String),
+    /// `import` cannot write the topology or the state (issue 18).
+    #[error("{0}")]
+    Import(String),
 }
 
 /// Command lines that parse but cannot be carried out.

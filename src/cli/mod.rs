@@ -15,6 +15,8 @@ pub mod args;
 pub mod check_cmd;
 pub mod error;
 pub mod files;
+pub mod graph_cmd;
+pub mod import_cmd;
 pub mod man;
 pub mod ops;
 pub mod plan_cmd;
@@ -95,21 +97,29 @@ pub fn try_main(cli: Cli, palette: Palette) -> Result<u8, CliError> {
             files::cmd_fmt(&paths, *check, *diff)
         }
         Command::Plan(a) => {
-            plan_cmd::cmd_plan(g, a, palette, &mut *view::plan_view(a.json, palette))
+            let format = args::PlanFormat::resolve(a.format, a.json);
+            plan_cmd::cmd_plan(g, a, palette, &mut *view::plan_view_for(format, palette))
         }
         Command::Apply(a) => {
             apply_cmd::cmd_apply(g, a, palette, &mut *view::apply_view(a.json, palette))
         }
-        Command::Show { plan_file, json } => state_cmd::cmd_show(
-            g,
-            plan_file.as_deref(),
-            *json,
-            &mut *view::plan_view(*json, palette),
-        ),
+        Command::Show {
+            plan_file,
+            json,
+            format,
+        } => {
+            let format = args::PlanFormat::resolve(*format, *json);
+            state_cmd::cmd_show(
+                g,
+                plan_file.as_deref(),
+                format == args::PlanFormat::Json,
+                &mut *view::plan_view_for(format, palette),
+            )
+        }
         Command::State(StateCommand::List) => state_cmd::cmd_state(g, None),
         Command::State(StateCommand::Show { address }) => state_cmd::cmd_state(g, Some(address)),
         Command::ForceUnlock { lock_id } => state_cmd::cmd_force_unlock(g, lock_id),
-        Command::Import => Err(CliError::NotImplemented("import")),
+        Command::Import(a) => import_cmd::cmd_import(g, a, palette),
         Command::Completions { shell } => {
             let mut buf = Vec::new();
             clap_complete::generate(*shell, &mut Cli::command(), "k3splan", &mut buf);
@@ -128,6 +138,7 @@ pub fn try_main(cli: Cli, palette: Palette) -> Result<u8, CliError> {
             out(text.as_bytes())?;
             Ok(EXIT_OK)
         }
+        Command::Graph(a) => graph_cmd::cmd_graph(g, a, palette),
     }
 }
 

@@ -9,6 +9,7 @@
 //! of the secret digests is drawn by the engine and handed in.
 pub mod check;
 pub mod config;
+pub mod import;
 pub mod observed;
 pub mod plan;
 pub mod render;

@@ -56,6 +56,13 @@ pub use observe::{
 /// Default per-endpoint timeout of observation and of each request.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// How long an observation in which a majority of voters answer but none knows a leader is
+/// repeated, waiting for the election to end, before it is reported as leaderless: two of
+/// k3s's election timeouts (k3s runs etcd with `ElectionTimeout: 5000`,
+/// `HeartbeatInterval: 500`, k3s-io/k3s pkg/etcd/etcd.go `cluster()`; raft randomizes the
+/// timeout within [T, 2T)) plus a margin.
+pub const DEFAULT_ELECTION_WAIT: Duration = Duration::from_secs(12);
+
 /// An etcd member ID. Displayed and serialized as 16 lowercase hex digits, like
 /// `etcdctl member list` prints it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -114,6 +121,8 @@ pub struct EtcdConfig {
     /// and peer certificates; k3s uses a separate peer CA: `server/tls/etcd/peer-ca.crt`,
     /// `peer-server-client.crt`, `peer-server-client.key`).
     pub peer_tls: Option<TlsFiles>,
+    /// See [`DEFAULT_ELECTION_WAIT`]: an election in progress is not a lost quorum.
+    pub election_wait: Duration,
 }
 
 impl EtcdConfig {
@@ -124,6 +133,7 @@ impl EtcdConfig {
             tls: None,
             timeout: DEFAULT_TIMEOUT,
             peer_tls: None,
+            election_wait: DEFAULT_ELECTION_WAIT,
         }
     }
     /// Sets the peer-port TLS files (see [`EtcdConfig::peer_tls`]).

@@ -263,7 +263,24 @@ impl EtcdProvider {
     /// declared, or was never in the endpoint list) are then asked at their own client
     /// URLs from the member list, so that their health is read rather than assumed: the
     /// quorum simulation must count every healthy voter, declared or not.
+    ///
+    /// An election in progress is not a lost quorum: while a majority of the voters answer
+    /// but none of them knows a leader, the observation is repeated every 500 ms for up to
+    /// [`EtcdConfig::election_wait`](crate::EtcdConfig::election_wait); only a majority that
+    /// still has no leader after it is reported leaderless (`quorum: false`). When fewer
+    /// than a majority answer, nothing is waited for.
     pub async fn observe(&self) -> Observation {
+        let started = Instant::now();
+        loop {
+            let obs = self.observe_once().await;
+            if !electing(&obs) || started.elapsed() >= self.config.election_wait {
+                return obs;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+
+    async fn observe_once(&self) -> Observation {
         let started = Instant::now();
         let mut probes =
             futures::future::join_all(self.config.endpoints.iter().map(|ep| async move {
@@ -294,6 +311,24 @@ impl EtcdProvider {
         probes.extend(more);
         build_observation(&probes, started.elapsed())
     }
+}
+
+/// Whether `obs` looks like an election in progress: a member list was read, no leader is
+/// known, and a majority of the voters answered (so they can elect one).
+fn electing(obs: &Observation) -> bool {
+    let h = &obs.health;
+    let answering = obs
+        .members
+        .iter()
+        .filter(|m| !m.is_learner)
+        .filter(|m| {
+            matches!(
+                m.health,
+                MemberHealth::Healthy { .. } | MemberHealth::NoLeader { .. }
+            )
+        })
+        .count();
+    h.voters > 0 && h.leader.is_none() && answering >= h.quorum_size
 }
 
 /// Alarms of `member` from status errors like `memberID:123 alarm:NOSPACE`.
@@ -560,5 +595,79 @@ mod tests {
             parse_alarms(&["alarm:NOSPACE".into()], MemberId(1)),
             vec![Alarm::Nospace]
         );
+    }
+
+    fn member(id: u64, health: MemberHealth) -> MemberInfo {
+        MemberInfo {
+            id: MemberId(id),
+            name: format!("m{id}"),
+            peer_urls: vec![format!("https://10.0.0.{id}:2380")],
+            client_urls: vec![format!("https://10.0.0.{id}:2379")],
+            is_learner: false,
+            started: true,
+            health,
+        }
+    }
+
+    fn observation(members: Vec<MemberInfo>, leader: Option<u64>) -> Observation {
+        let health = summary(&members, leader.map(MemberId), vec![]);
+        Observation {
+            cluster_id: Some(MemberId(99)),
+            member_list_from: None,
+            members,
+            endpoints: vec![],
+            health,
+            elapsed_ms: 0,
+        }
+    }
+
+    #[test]
+    fn an_election_is_waited_for_only_while_a_majority_answers_without_a_leader() {
+        let no_leader = |id: u64| MemberHealth::NoLeader {
+            endpoint: format!("https://10.0.0.{id}:2379"),
+        };
+        let down = |id: u64| MemberHealth::Unreachable {
+            error: EndpointError {
+                endpoint: format!("https://10.0.0.{id}:2379"),
+                operation: "status".into(),
+                kind: crate::EndpointErrorKind::Unreachable,
+                message: "connection refused".into(),
+            },
+        };
+        // The leader died; the other two answer and are electing: wait.
+        let electing_now = observation(
+            vec![
+                member(1, down(1)),
+                member(2, no_leader(2)),
+                member(3, no_leader(3)),
+            ],
+            None,
+        );
+        assert!(electing(&electing_now));
+        // Two of three dead: the survivor alone cannot elect anyone: report at once.
+        let lost = observation(
+            vec![
+                member(1, down(1)),
+                member(2, down(2)),
+                member(3, no_leader(3)),
+            ],
+            None,
+        );
+        assert!(!electing(&lost));
+        // A leader is known: nothing to wait for.
+        let healthy = MemberHealth::Healthy {
+            endpoint: "https://10.0.0.2:2379".into(),
+        };
+        let led = observation(
+            vec![
+                member(1, down(1)),
+                member(2, healthy.clone()),
+                member(3, healthy),
+            ],
+            Some(2),
+        );
+        assert!(!electing(&led));
+        // No member list at all (nothing answered): unknown, not an election.
+        assert!(!electing(&observation(vec![], None)));
     }
 }

@@ -14,7 +14,6 @@ use sha2::Digest;
 
 const TIMEOUT: Duration = Duration::from_secs(2);
 
-#[tokio::test]
 async fn observe_healthy_three_member_cluster() {
     let c = start_cluster(3).await;
     let p = provider(&c, &[0, 1, 2], common_timeout());
@@ -65,7 +64,6 @@ fn common_timeout() -> Duration {
     Duration::from_secs(5)
 }
 
-#[tokio::test]
 async fn observe_with_leader_killed_holds_quorum_and_lists_dead_member() {
     let mut c = start_cluster(3).await;
     let p = provider(&c, &[0, 1, 2], TIMEOUT);
@@ -99,7 +97,38 @@ async fn observe_with_leader_killed_holds_quorum_and_lists_dead_member() {
     assert!(!o.endpoints[dead].reachable());
 }
 
-#[tokio::test]
+/// With k3s's etcd timings (election timeout 5 s), the followers of a dead leader answer
+/// "no leader" for 5-10 s. That is an election, not a lost quorum: an observation taken at
+/// once waits for it and reports the new leader, 2 of 3 healthy, quorum held — a plan in
+/// that window must not be refused as "quorum already lost" (nor a recovery accepted).
+async fn an_observation_during_an_election_waits_for_the_new_leader() {
+    let mut c = tokio::task::spawn_blocking(|| {
+        k3splan_testkit_etcd::EtcdCluster::start_with(k3splan_testkit_etcd::ClusterOptions {
+            timing_ms: (500, 5000),
+            ..Default::default()
+        })
+    })
+    .await
+    .expect("join")
+    .expect("etcd cluster with k3s's timings starts");
+    let p = provider(&c, &[0, 1, 2], TIMEOUT);
+    let o = observe_until(&p, "leader known", |o| o.health.leader.is_some()).await;
+    let leader = o.health.leader.unwrap();
+    let dead = o
+        .endpoints
+        .iter()
+        .position(|e| e.state.as_ref().unwrap().member_id == leader)
+        .unwrap();
+    c.kill(dead);
+    let o = p.observe().await;
+    assert!(
+        o.health.quorum && o.health.leader.is_some_and(|l| l != leader),
+        "an election is not a lost quorum: {:#?}",
+        o.health
+    );
+    assert_eq!(o.health.healthy_voters, 2);
+}
+
 async fn observe_with_member_frozen_answers_within_timeout() {
     let mut c = start_cluster(3).await;
     let p = provider(&c, &[0, 1, 2], TIMEOUT);
@@ -127,7 +156,6 @@ async fn observe_with_member_frozen_answers_within_timeout() {
     c.thaw(1);
 }
 
-#[tokio::test]
 async fn observe_with_two_members_killed_reports_quorum_lost() {
     let mut c = start_cluster(3).await;
     let p = provider(&c, &[0, 1, 2], TIMEOUT);
@@ -153,7 +181,6 @@ async fn observe_with_two_members_killed_reports_quorum_lost() {
     assert_eq!(o.health.healthy_voters, 0);
 }
 
-#[tokio::test]
 async fn replace_dead_member_full_cycle() {
     let mut c = start_cluster(3).await;
     let p = provider(&c, &[0, 1, 2], TIMEOUT);
@@ -264,7 +291,6 @@ async fn replace_dead_member_full_cycle() {
     assert!(report.revision > 70);
 }
 
-#[tokio::test]
 async fn member_started_on_stale_data_dir_fails_to_join_with_reason() {
     // An earlier 3-member cluster leaves a data dir behind (seed 002): started on it, the
     // new process keeps its old identity and keeps dialing its old (dead) peers.
@@ -349,7 +375,6 @@ async fn member_started_on_stale_data_dir_fails_to_join_with_reason() {
     assert!(o.health.quorum);
 }
 
-#[tokio::test]
 async fn member_started_on_data_dir_of_a_one_member_cluster_answers_for_its_old_cluster() {
     // A stale data dir of a one-member cluster: the process elects itself and serves
     // clients, for its old cluster; the observation flags the endpoint as foreign.
@@ -396,7 +421,6 @@ async fn member_started_on_data_dir_of_a_one_member_cluster_answers_for_its_old_
     assert_ne!(o.member_list_from.as_deref(), Some(ep.as_str()));
 }
 
-#[tokio::test]
 async fn snapshot_is_written_with_size_and_sha256() {
     let c = start_cluster(3).await;
     let p = provider(&c, &[0, 1, 2], common_timeout());
@@ -441,7 +465,6 @@ async fn assert_tls_error(p: &EtcdProvider, endpoint: &str) {
     assert!(e.to_string().contains(endpoint), "{e}");
 }
 
-#[tokio::test]
 async fn wrong_ca_gives_tls_error_naming_endpoint() {
     let c = start_cluster(1).await;
     let other = Pki::create(&c.root().join("other"), "other-ca").unwrap();
@@ -457,7 +480,6 @@ async fn wrong_ca_gives_tls_error_naming_endpoint() {
     assert_tls_error(&p, &ep).await;
 }
 
-#[tokio::test]
 async fn wrong_client_cert_gives_tls_error_naming_endpoint() {
     let c = start_cluster(1).await;
     let other = Pki::create(&c.root().join("other"), "other-ca").unwrap();
@@ -475,7 +497,6 @@ async fn wrong_client_cert_gives_tls_error_naming_endpoint() {
     assert_tls_error(&p, &ep).await;
 }
 
-#[tokio::test]
 async fn missing_tls_file_is_named() {
     let c = start_cluster(1).await;
     let mut tls = tls_of(c.client_tls());
@@ -485,7 +506,6 @@ async fn missing_tls_file_is_named() {
     assert!(err.to_string().contains("nope.key"), "{err}");
 }
 
-#[tokio::test]
 async fn move_leader_away_transfers_leadership() {
     let c = start_cluster(3).await;
     let p = provider(&c, &[0, 1, 2], common_timeout());
@@ -506,7 +526,6 @@ async fn move_leader_away_transfers_leadership() {
     assert!(o.health.quorum);
 }
 
-#[tokio::test]
 async fn promote_retries_until_learner_in_sync_and_rejects_unknown_member() {
     let mut c = start_cluster(3).await;
     let p = provider(&c, &[0, 1, 2], common_timeout());
@@ -537,7 +556,6 @@ async fn promote_retries_until_learner_in_sync_and_rejects_unknown_member() {
     drop(c);
 }
 
-#[tokio::test]
 async fn nospace_alarm_is_reported_per_endpoint() {
     let c = tokio::task::spawn_blocking(|| {
         k3splan_testkit_etcd::EtcdCluster::start_with(k3splan_testkit_etcd::ClusterOptions {
@@ -579,7 +597,6 @@ async fn nospace_alarm_is_reported_per_endpoint() {
 /// asked at its own client URL from the member list: a healthy one counts as healthy, a
 /// dead one as unreachable — never "not observed", which the planner read as down and
 /// which made plan claim quorum was lost while 2 of 3 members were healthy.
-#[tokio::test]
 async fn issue13_members_without_a_configured_endpoint_are_asked_at_their_client_urls() {
     let mut c = start_cluster(3).await;
     // Only member 0 is configured, as when server-2 and server-3 left the topology.
@@ -624,7 +641,6 @@ async fn issue13_members_without_a_configured_endpoint_are_asked_at_their_client
 
 /// Bad client certificates: each error names the endpoint, the file at fault and the TLS
 /// reason, never just "transport error".
-#[tokio::test]
 async fn issue13_bad_client_certificates_name_endpoint_file_and_reason() {
     let c = start_cluster(1).await;
     let ep = c.member(0).client_url();
@@ -682,4 +698,98 @@ async fn issue13_bad_client_certificates_name_endpoint_file_and_reason() {
             "{what}: {msg}"
         );
     }
+}
+
+// A `harness = false` binary: each test is skipped with the reason when etcd is missing
+// (k3splan_testkit_caps), and runs on its own current-thread runtime as `#[tokio::test]` did.
+fn block_on<F: std::future::Future<Output = ()>>(f: F) {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+        .block_on(f)
+}
+
+mod sync {
+    pub fn an_observation_during_an_election_waits_for_the_new_leader() {
+        super::block_on(super::an_observation_during_an_election_waits_for_the_new_leader());
+    }
+    pub fn observe_healthy_three_member_cluster() {
+        super::block_on(super::observe_healthy_three_member_cluster());
+    }
+    pub fn observe_with_leader_killed_holds_quorum_and_lists_dead_member() {
+        super::block_on(super::observe_with_leader_killed_holds_quorum_and_lists_dead_member());
+    }
+    pub fn observe_with_member_frozen_answers_within_timeout() {
+        super::block_on(super::observe_with_member_frozen_answers_within_timeout());
+    }
+    pub fn observe_with_two_members_killed_reports_quorum_lost() {
+        super::block_on(super::observe_with_two_members_killed_reports_quorum_lost());
+    }
+    pub fn replace_dead_member_full_cycle() {
+        super::block_on(super::replace_dead_member_full_cycle());
+    }
+    pub fn member_started_on_stale_data_dir_fails_to_join_with_reason() {
+        super::block_on(super::member_started_on_stale_data_dir_fails_to_join_with_reason());
+    }
+    pub fn member_started_on_data_dir_of_a_one_member_cluster_answers_for_its_old_cluster() {
+        super::block_on(
+            super::member_started_on_data_dir_of_a_one_member_cluster_answers_for_its_old_cluster(),
+        );
+    }
+    pub fn snapshot_is_written_with_size_and_sha256() {
+        super::block_on(super::snapshot_is_written_with_size_and_sha256());
+    }
+    pub fn wrong_ca_gives_tls_error_naming_endpoint() {
+        super::block_on(super::wrong_ca_gives_tls_error_naming_endpoint());
+    }
+    pub fn wrong_client_cert_gives_tls_error_naming_endpoint() {
+        super::block_on(super::wrong_client_cert_gives_tls_error_naming_endpoint());
+    }
+    pub fn missing_tls_file_is_named() {
+        super::block_on(super::missing_tls_file_is_named());
+    }
+    pub fn move_leader_away_transfers_leadership() {
+        super::block_on(super::move_leader_away_transfers_leadership());
+    }
+    pub fn promote_retries_until_learner_in_sync_and_rejects_unknown_member() {
+        super::block_on(super::promote_retries_until_learner_in_sync_and_rejects_unknown_member());
+    }
+    pub fn nospace_alarm_is_reported_per_endpoint() {
+        super::block_on(super::nospace_alarm_is_reported_per_endpoint());
+    }
+    pub fn issue13_members_without_a_configured_endpoint_are_asked_at_their_client_urls() {
+        super::block_on(
+            super::issue13_members_without_a_configured_endpoint_are_asked_at_their_client_urls(),
+        );
+    }
+    pub fn issue13_bad_client_certificates_name_endpoint_file_and_reason() {
+        super::block_on(super::issue13_bad_client_certificates_name_endpoint_file_and_reason());
+    }
+}
+
+fn main() -> std::process::ExitCode {
+    use k3splan_testkit_caps::{Test, etcd};
+    k3splan_testkit_caps::run(
+        concat!(env!("CARGO_PKG_NAME"), "::", env!("CARGO_CRATE_NAME")),
+        vec![
+            Test::new("observe_healthy_three_member_cluster", sync::observe_healthy_three_member_cluster).needs(etcd),
+            Test::new("observe_with_leader_killed_holds_quorum_and_lists_dead_member", sync::observe_with_leader_killed_holds_quorum_and_lists_dead_member).needs(etcd),
+            Test::new("observe_with_member_frozen_answers_within_timeout", sync::observe_with_member_frozen_answers_within_timeout).needs(etcd),
+            Test::new("an_observation_during_an_election_waits_for_the_new_leader", sync::an_observation_during_an_election_waits_for_the_new_leader).needs(etcd),
+            Test::new("observe_with_two_members_killed_reports_quorum_lost", sync::observe_with_two_members_killed_reports_quorum_lost).needs(etcd),
+            Test::new("replace_dead_member_full_cycle", sync::replace_dead_member_full_cycle).needs(etcd),
+            Test::new("member_started_on_stale_data_dir_fails_to_join_with_reason", sync::member_started_on_stale_data_dir_fails_to_join_with_reason).needs(etcd),
+            Test::new("member_started_on_data_dir_of_a_one_member_cluster_answers_for_its_old_cluster", sync::member_started_on_data_dir_of_a_one_member_cluster_answers_for_its_old_cluster).needs(etcd),
+            Test::new("snapshot_is_written_with_size_and_sha256", sync::snapshot_is_written_with_size_and_sha256).needs(etcd),
+            Test::new("wrong_ca_gives_tls_error_naming_endpoint", sync::wrong_ca_gives_tls_error_naming_endpoint).needs(etcd),
+            Test::new("wrong_client_cert_gives_tls_error_naming_endpoint", sync::wrong_client_cert_gives_tls_error_naming_endpoint).needs(etcd),
+            Test::new("missing_tls_file_is_named", sync::missing_tls_file_is_named).needs(etcd),
+            Test::new("move_leader_away_transfers_leadership", sync::move_leader_away_transfers_leadership).needs(etcd),
+            Test::new("promote_retries_until_learner_in_sync_and_rejects_unknown_member", sync::promote_retries_until_learner_in_sync_and_rejects_unknown_member).needs(etcd),
+            Test::new("nospace_alarm_is_reported_per_endpoint", sync::nospace_alarm_is_reported_per_endpoint).needs(etcd),
+            Test::new("issue13_members_without_a_configured_endpoint_are_asked_at_their_client_urls", sync::issue13_members_without_a_configured_endpoint_are_asked_at_their_client_urls).needs(etcd),
+            Test::new("issue13_bad_client_certificates_name_endpoint_file_and_reason", sync::issue13_bad_client_certificates_name_endpoint_file_and_reason).needs(etcd),
+        ],
+    )
 }

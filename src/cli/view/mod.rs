@@ -13,6 +13,7 @@
 pub mod check;
 mod human;
 mod json;
+mod markdown;
 
 use std::io::{self, IsTerminal, Write};
 use std::path::Path;
@@ -26,6 +27,7 @@ use super::CliError;
 
 pub use human::{HumanApplyView, HumanPlanView};
 pub use json::{JsonApplyView, JsonPlanView};
+pub use markdown::{MarkdownPlanView, plan_view_for};
 
 /// Where a view writes (stdout, or a buffer in tests).
 pub type Out = Box<dyn Write + Send>;

@@ -37,13 +37,32 @@ pub struct Measured {
 /// Runs `cmd` to completion with stdout/stderr captured; measures wall time and peak RSS
 /// with `wait4`. Panics when the process cannot be spawned (a benchmark cannot go on).
 pub fn run_measured(cmd: &mut Command) -> Measured {
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+    run_measured_inner(cmd, None)
+}
+
+/// [`run_measured`] with `input` written to the command's stdin.
+pub fn run_measured_with_stdin(cmd: &mut Command, input: &[u8]) -> Measured {
+    run_measured_inner(cmd, Some(input.to_vec()))
+}
+
+fn run_measured_inner(cmd: &mut Command, input: Option<Vec<u8>>) -> Measured {
+    cmd.stdin(if input.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    })
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
     let t = Instant::now();
     let mut child = cmd
         .spawn()
         .unwrap_or_else(|e| panic!("spawning {cmd:?}: {e}"));
+    if let (Some(input), Some(mut stdin)) = (input, child.stdin.take()) {
+        std::thread::spawn(move || {
+            use std::io::Write;
+            let _ = stdin.write_all(&input);
+        });
+    }
     let out = child.stdout.take().expect("stdout");
     let mut err = child.stderr.take().expect("stderr");
     let to = std::thread::spawn(move || {

@@ -299,6 +299,7 @@ pub struct EtcdCluster {
     members: Vec<Member>,
     etcd_bin: PathBuf,
     quota_backend_bytes: Option<u64>,
+    timing: (u64, u64),
 }
 
 static SEQ: AtomicU64 = AtomicU64::new(0);
@@ -317,6 +318,9 @@ pub struct ClusterOptions {
     pub quota_backend_bytes: Option<u64>,
     /// Wait for every member to be healthy before returning.
     pub wait_healthy: Option<Duration>,
+    /// `(--heartbeat-interval, --election-timeout)` in ms; default `(100, 1000)`. k3s runs
+    /// its etcd with `(500, 5000)` (k3s-io/k3s pkg/etcd/etcd.go `cluster()`).
+    pub timing_ms: (u64, u64),
 }
 
 impl Default for ClusterOptions {
@@ -326,6 +330,7 @@ impl Default for ClusterOptions {
             address: IpAddr::V4(Ipv4Addr::LOCALHOST),
             quota_backend_bytes: None,
             wait_healthy: Some(DEFAULT_HEALTH_WAIT),
+            timing_ms: (100, 1000),
         }
     }
 }
@@ -393,6 +398,7 @@ impl EtcdCluster {
                 .map(PathBuf::from)
                 .unwrap_or_else(|| PathBuf::from("/usr/bin/etcd")),
             quota_backend_bytes: opts.quota_backend_bytes,
+            timing: opts.timing_ms,
         };
         let mut listeners = Vec::new();
         for i in 0..opts.members {
@@ -452,6 +458,7 @@ impl EtcdCluster {
         let ca = self.pki.ca_file().to_path_buf();
         let bin = self.etcd_bin.clone();
         let quota = self.quota_backend_bytes;
+        let (heartbeat, election) = self.timing;
         let m = &mut self.members[i];
         let log = fs::OpenOptions::new()
             .create(true)
@@ -495,9 +502,9 @@ impl EtcdCluster {
             .arg(&ca)
             .arg("--peer-client-cert-auth")
             .arg("--heartbeat-interval")
-            .arg("100")
+            .arg(heartbeat.to_string())
             .arg("--election-timeout")
-            .arg("1000")
+            .arg(election.to_string())
             .arg("--logger")
             .arg("zap")
             .arg("--log-outputs")

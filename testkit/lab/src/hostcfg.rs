@@ -50,6 +50,15 @@ pub fn env_file(unit: &str) -> String {
 pub fn unit_file(unit: &str) -> String {
     format!("{LAB_DIR}/{unit}.service.json")
 }
+/// The pid of the unit's supervisor: the stand-in's systemd, which restarts the daemon 5 s
+/// after it exits (`Restart=always`, `RestartSec=5s` in the unit the official installer
+/// writes) until `service stop`.
+pub fn supervisor_pid_file(unit: &str) -> String {
+    format!("{LAB_DIR}/{unit}.supervisor.pid")
+}
+/// systemd's `RestartSec=5s` of the k3s units (k3s-io/k3s install.sh,
+/// `create_systemd_service_file`).
+pub const RESTART_SECS: u64 = 5;
 /// The pid of the unit's etcd process (servers only).
 pub fn etcd_pid_file(unit: &str) -> String {
     format!("{LAB_DIR}/{unit}.etcd.pid")

@@ -238,7 +238,12 @@ impl LabHost {
     fn pids(&self) -> Vec<i32> {
         let mut v = Vec::new();
         for unit in ["k3s", "k3s-agent"] {
-            for f in [hostcfg::pid_file(unit), hostcfg::etcd_pid_file(unit)] {
+            // The supervisor first: a killed daemon must not be restarted by it.
+            for f in [
+                hostcfg::supervisor_pid_file(unit),
+                hostcfg::pid_file(unit),
+                hostcfg::etcd_pid_file(unit),
+            ] {
                 if let Some(p) = fs::read_to_string(self.path(&f))
                     .ok()
                     .and_then(|s| s.trim().parse::<i32>().ok())

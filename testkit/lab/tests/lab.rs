@@ -13,6 +13,7 @@ k3splan_testkit_caps::main! {
     service_stop_start_and_uninstall needs [lab],
     vip_follows_priority_and_seed_workloads_are_loaded needs [lab],
     agentless_servers_register_no_node_and_serve_cacerts needs [lab],
+    a_k3s_that_exits_is_restarted_until_stopped needs [lab],
 }
 
 fn spec(servers: usize, spares: usize) -> LabSpec {
@@ -356,4 +357,52 @@ fn agentless_servers_register_no_node_and_serve_cacerts() {
         .ssh("server-1", &[], &format!("curl -sfk {url}/readyz"))
         .unwrap();
     assert_eq!((status, body.trim()), (0, "ok"));
+}
+
+/// k3s's unit restarts it whatever way it exits (`Restart=always`, `RestartSec=5s`; k3s-io/k3s
+/// install.sh): a killed k3s (and its in-process etcd) comes back as a voter by itself, and
+/// only `service stop` keeps it down.
+fn a_k3s_that_exits_is_restarted_until_stopped() {
+    let lab = Lab::start(spec(3, 0)).expect("lab starts");
+    lab.wait_voters(3, Duration::from_secs(60))
+        .expect("3 voters");
+    let pid_of = |f: &str| -> i32 {
+        lab.read_file("server-2", f)
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{f} on server-2"))
+    };
+    let daemon = pid_of("/var/lib/rancher/lab/k3s.pid");
+    let etcd = pid_of("/var/lib/rancher/lab/k3s.etcd.pid");
+    // SAFETY: SIGKILL of two processes of this lab (k3s dies with its embedded etcd).
+    unsafe {
+        libc::kill(etcd, libc::SIGKILL);
+        libc::kill(daemon, libc::SIGKILL);
+    }
+    let ep2 = lab.host("server-2").unwrap().address().to_string();
+    lab.wait_etcd("server-2's member down", Duration::from_secs(30), |o| {
+        o.member_by_address(&ep2).is_some_and(|m| !m.is_healthy())
+    })
+    .unwrap();
+    // Back by itself: a healthy voter again, the unit active, a new daemon.
+    lab.wait_voters(3, Duration::from_secs(90))
+        .expect("server-2 restarted by its unit");
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while lab.service("server-2", "is-active", "k3s").unwrap().0 != 0 {
+        assert!(std::time::Instant::now() < deadline, "k3s active again");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_ne!(pid_of("/var/lib/rancher/lab/k3s.pid"), daemon);
+    assert!(
+        lab.k3s_log("server-2")
+            .contains("k3s.service: Scheduled restart job, restart counter is at 1."),
+        "{}",
+        lab.k3s_log("server-2")
+    );
+    // `service stop` is final: nothing starts it again after RestartSec.
+    assert_eq!(lab.service("server-2", "stop", "k3s").unwrap().0, 0);
+    std::thread::sleep(Duration::from_secs(
+        2 * k3splan_lab::hostcfg::RESTART_SECS + 1,
+    ));
+    let (code, out) = lab.service("server-2", "is-active", "k3s").unwrap();
+    assert_eq!((code, out.trim()), (3, "inactive"));
 }

@@ -5,10 +5,14 @@
 //! in a plan are already masked by the planner (`(sensitive)`), and the renderers print
 //! only what the plan holds.
 
+mod graph;
 mod json;
+mod markdown;
 mod text;
 
+pub use graph::{GraphOptions, dot};
 pub use json::{FORMAT_VERSION, json, json_value};
+pub use markdown::{GITHUB_COMMENT_LIMIT, GITLAB_COMMENT_LIMIT, MarkdownOptions, markdown};
 pub use text::{TextOptions, text};
 
 use crate::plan::{Plan, Refusal};

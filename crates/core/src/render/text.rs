@@ -355,3 +355,20 @@ fn refusal_text(r: &Refusal, st: &Style) -> String {
     }
     o
 }
+
+/// A step's attribute lines without colour and without indentation (the Markdown view
+/// shows them in a `diff` block).
+pub(super) fn attribute_lines_plain(s: &Step) -> String {
+    let mut o = String::new();
+    attributes(&mut o, s, &Style { on: false });
+    o.lines().map(|l| format!("{}\n", l.trim_start())).collect()
+}
+
+/// A file write's diff without colour and without indentation (as the text view shows it).
+pub(super) fn file_diff_plain(before: Option<&str>, after: &str) -> String {
+    let mut o = String::new();
+    file_diff(&mut o, before, after, &Style { on: false });
+    o.lines()
+        .map(|l| format!("{}\n", l.strip_prefix("        ").unwrap_or(l)))
+        .collect()
+}

@@ -2,13 +2,19 @@
 //! figure 3).
 //!
 //! ```text
-//! bench-fanout [--hosts 100] [--rounds 3] [--ansible-rounds 2] [--forks 16] [--no-ansible]
+//! bench-fanout [--hosts 100[,300,1000]] [--rounds 3] [--ansible-rounds 2] [--forks 16] [--no-ansible]
 //! ```
+//! `--hosts` takes a comma-separated series: each size gets its own fleet and its own
+//! measurements (the OpenSSH loop at every size, ansible only at the first).
 //! Starts `--hosts` real sshd hosts (`testkit/sshd`: own 127.0.0.x address, own `/root`,
 //! `/etc/rancher`, `/var/lib/rancher`), one client key and one known_hosts file. Then, each as
 //! a separate process (wall from spawn to reap, peak RSS from `wait4`):
 //! - `bench-fanout observe`: `HostPool::observe_all` from a fresh pool (TCP + SSH handshake +
 //!   publickey auth + the observe script on every host), at parallelism `--forks`;
+//! - a parallel OpenSSH loop: `xargs -P FORKS` running one `ssh` per host (same key, same
+//!   known_hosts, strict host key checking, `BatchMode`) with the very command the provider
+//!   sends (`k3splan_host::observe_command`), so that the provider is compared with the
+//!   floor of "the same work over OpenSSH";
 //! - `ansible all -i INVENTORY -m setup -f FORKS` (ansible-core, same key, same known_hosts,
 //!   strict host key checking, `/usr/bin/python3` on the hosts), output to /dev/null.
 
@@ -17,7 +23,9 @@ use std::process::Command;
 use std::time::Instant;
 
 use k3splan_bench::{arg, flag, loadavg, min_median, run_measured, today};
-use k3splan_host::{HostObservation, HostPool, K3sLayout, ObserveSpec, SshSettings};
+use k3splan_host::{
+    HostObservation, HostPool, K3sLayout, ObserveSpec, SshSettings, observe_command,
+};
 use serde_json::{Value, json};
 
 async fn observe(dir: &Path) {
@@ -70,7 +78,16 @@ fn main() {
             .expect("tokio");
         return rt.block_on(observe(Path::new(&args[2])));
     }
-    let n: usize = arg("--hosts", "100").parse().expect("--hosts");
+    let sizes: Vec<usize> = arg("--hosts", "100")
+        .split(',')
+        .map(|v| v.trim().parse().expect("--hosts: numbers, comma-separated"))
+        .collect();
+    for (i, n) in sizes.iter().enumerate() {
+        bench_size(*n, i == 0 && !flag("--no-ansible"));
+    }
+}
+
+fn bench_size(n: usize, with_ansible: bool) {
     let rounds: usize = arg("--rounds", "3").parse().expect("--rounds");
     let arounds: usize = arg("--ansible-rounds", "2")
         .parse()
@@ -164,7 +181,13 @@ fn main() {
             .map(|m| format!("{:.2}", m.wall.as_secs_f64()))
             .collect::<Vec<_>>()
     );
-    if flag("--no-ansible") {
+    let (smin, smed) = openssh_loop(&fleet, &key, &kh, forks, rounds);
+    println!(
+        "k3splan vs the OpenSSH loop ({n} hosts): {:.2}× (medians), {:.2}× (minima) of its time",
+        omed / smed,
+        omin / smin
+    );
+    if !with_ansible {
         return;
     }
     let Ok(ansible) = which("ansible") else {
@@ -234,4 +257,58 @@ fn which(name: &str) -> Result<PathBuf, ()> {
     } else {
         Err(())
     }
+}
+
+/// The same observe command over OpenSSH, `FORKS` at a time (`xargs -P`): min and median wall
+/// over `rounds` runs (after one warm-up), each checked to have read every host.
+fn openssh_loop(
+    fleet: &k3splan_testkit_sshd::SshdFleet,
+    key: &Path,
+    kh: &Path,
+    forks: usize,
+    rounds: usize,
+) -> (f64, f64) {
+    let marker = "K3SPLAN-BENCH-OBSERVE";
+    let spec = ObserveSpec {
+        layout: K3sLayout::default(),
+        keepalived_manifest: None,
+        raw_files: false,
+    };
+    let remote = observe_command(&spec, marker);
+    let input: String = fleet
+        .hosts
+        .iter()
+        .map(|h| format!("{} {}\n", h.addr().ip(), h.addr().port()))
+        .collect();
+    let ssh = format!(
+        "exec ssh -n -i {} -o UserKnownHostsFile={} -o GlobalKnownHostsFile=/dev/null \
+         -o StrictHostKeyChecking=yes -o IdentitiesOnly=yes -o BatchMode=yes \
+         -o ControlMaster=no -p \"$1\" root@\"$0\" \"$K3SPLAN_BENCH_CMD\"",
+        key.display(),
+        kh.display()
+    );
+    let n = fleet.hosts.len();
+    let run = || {
+        let mut c = Command::new("xargs");
+        c.args(["-P", &forks.to_string(), "-n", "2", "sh", "-c", &ssh])
+            .env("K3SPLAN_BENCH_CMD", &remote)
+            .env_remove("SSH_AUTH_SOCK");
+        let m = k3splan_bench::run_measured_with_stdin(&mut c, input.as_bytes());
+        let read = m.stdout.matches(&format!("{marker} end")).count();
+        assert!(
+            m.code == Some(0) && read == n,
+            "OpenSSH loop: exit {:?}, {read}/{n} hosts read: {}",
+            m.code,
+            m.stderr.chars().take(2000).collect::<String>()
+        );
+        m
+    };
+    let _ = run(); // warm-up
+    let runs: Vec<f64> = (0..rounds).map(|_| run().wall.as_secs_f64()).collect();
+    let (min, med) = min_median(&runs);
+    println!(
+        "OpenSSH loop (xargs -P {forks} ssh, the same observe command, {n} hosts): min {min:.2}s, median {med:.2}s; runs {:?}",
+        runs.iter().map(|r| format!("{r:.2}")).collect::<Vec<_>>()
+    );
+    (min, med)
 }

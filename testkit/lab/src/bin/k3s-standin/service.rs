@@ -22,6 +22,10 @@ pub(super) fn unit_pid(unit: &str) -> Option<i32> {
     read_pid(&hostcfg::pid_file(unit)).filter(|p| pid_alive(*p))
 }
 
+pub(super) fn supervisor_pid(unit: &str) -> Option<i32> {
+    read_pid(&hostcfg::supervisor_pid_file(unit)).filter(|p| pid_alive(*p))
+}
+
 pub(super) fn service(args: &[String]) -> i32 {
     let (Some(verb), Some(unit)) = (args.first(), args.get(1)) else {
         eprintln!("usage: service is-active|start|stop|restart k3s|k3s-agent");
@@ -37,7 +41,9 @@ pub(super) fn service(args: &[String]) -> i32 {
             if unit_pid(unit).is_some() && Path::new(&hostcfg::ready_file(unit)).exists() {
                 println!("active");
                 0
-            } else if unit_pid(unit).is_some() {
+            } else if unit_pid(unit).is_some() || supervisor_pid(unit).is_some() {
+                // Starting, or waiting out `RestartSec` after an exit (systemd's
+                // "activating (auto-restart)").
                 println!("activating");
                 3
             } else {
@@ -54,6 +60,8 @@ pub(super) fn service(args: &[String]) -> i32 {
             stop_unit(unit);
             start_unit(unit)
         }
+        // Internal: the unit's supervisor, spawned by `start` (not a systemctl verb).
+        "supervise" => supervise(unit),
         _ => {
             eprintln!("unknown service verb {verb}");
             2
@@ -61,7 +69,9 @@ pub(super) fn service(args: &[String]) -> i32 {
     }
 }
 
-pub(super) fn start_unit(unit: &str) -> i32 {
+/// The unit's `ExecStart` (from the unit file) and its environment (from its env file),
+/// read at every start as systemd does.
+fn unit_command(unit: &str) -> Result<Command, (i32, String)> {
     let unitf = hostcfg::unit_file(unit);
     let svc: ServiceEnv = match fs::read(&unitf)
         .ok()
@@ -69,11 +79,13 @@ pub(super) fn start_unit(unit: &str) -> i32 {
     {
         Some(e) if Path::new(hostcfg::K3S_BIN).exists() => e,
         _ => {
-            eprintln!(
-                "Failed to start {unit}.service: Unit {unit}.service not found (k3s not installed: {} or {unitf} missing).",
-                hostcfg::K3S_BIN
-            );
-            return 5;
+            return Err((
+                5,
+                format!(
+                    "Failed to start {unit}.service: Unit {unit}.service not found (k3s not installed: {} or {unitf} missing).",
+                    hostcfg::K3S_BIN
+                ),
+            ));
         }
     };
     // systemd reads the unit's `EnvironmentFile=-/etc/systemd/system/<unit>.service.env` at
@@ -83,37 +95,60 @@ pub(super) fn start_unit(unit: &str) -> i32 {
     let env = match fs::read_to_string(&envf) {
         Ok(t) => hostcfg::parse_environment_file(&t),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-        Err(e) => {
-            eprintln!("Failed to load environment files: {envf}: {e}");
-            return 1;
-        }
+        Err(e) => return Err((1, format!("Failed to load environment files: {envf}: {e}"))),
     };
+    let mut cmd = Command::new(hostcfg::K3S_BIN);
+    cmd.args(&svc.exec).stdin(Stdio::null());
+    // A unit does not inherit the caller's environment: only its env file's.
+    for (k, _) in std::env::vars() {
+        if k.starts_with("K3S_") || k.starts_with("CONTAINERD_") {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.envs(env);
+    Ok(cmd)
+}
+
+fn open_log(unit: &str) -> Result<(fs::File, fs::File), String> {
+    let logp = hostcfg::log_file(unit);
+    let log = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&logp)
+        .map_err(|e| format!("opening {logp}: {e}"))?;
+    let log2 = log.try_clone().map_err(|e| format!("dup {logp}: {e}"))?;
+    Ok((log, log2))
+}
+
+/// `systemctl start`: starts the unit's supervisor unless it runs, then waits as a
+/// `Type=notify` start job does: until the daemon is ready, or exits, or fails.
+pub(super) fn start_unit(unit: &str) -> i32 {
+    if let Err((rc, msg)) = unit_command(unit) {
+        eprintln!("{msg}");
+        return rc;
+    }
     let cfg = lab_config();
-    if unit_pid(unit).is_none() {
+    // The job fails when the daemon exits before it is ready: the supervisor says so in the
+    // log ("Main process exited"); only what is written after this point counts.
+    let logp = hostcfg::log_file(unit);
+    let log_from = fs::metadata(&logp).map(|m| m.len()).unwrap_or(0);
+    if supervisor_pid(unit).is_none() && unit_pid(unit).is_none() {
         let _ = fs::remove_file(hostcfg::ready_file(unit));
         let _ = fs::remove_file(hostcfg::failed_file(unit));
-        let logp = hostcfg::log_file(unit);
-        let log = match fs::OpenOptions::new().create(true).append(true).open(&logp) {
-            Ok(f) => f,
+        let (log, log2) = match open_log(unit) {
+            Ok(l) => l,
             Err(e) => {
-                eprintln!("opening {logp}: {e}");
+                eprintln!("{e}");
                 return 1;
             }
         };
-        let log2 = log.try_clone().expect("dup log fd");
         let mut cmd = Command::new(hostcfg::K3S_BIN);
-        cmd.args(&svc.exec)
+        cmd.args(["service", "supervise", unit])
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(log2);
-        // A unit does not inherit the caller's environment: only its env file's.
-        for (k, _) in std::env::vars() {
-            if k.starts_with("K3S_") || k.starts_with("CONTAINERD_") {
-                cmd.env_remove(k);
-            }
-        }
-        cmd.envs(env);
-        // SAFETY: setsid() is async-signal-safe; detaches the daemon from the SSH session.
+        // SAFETY: setsid() is async-signal-safe; detaches the supervisor (and the daemon
+        // it starts) from the SSH session, as a unit runs under PID 1, not under the client.
         unsafe {
             cmd.pre_exec(|| {
                 libc::setsid();
@@ -122,8 +157,11 @@ pub(super) fn start_unit(unit: &str) -> i32 {
         }
         match cmd.spawn() {
             Ok(child) => {
-                let _ = fs::write(hostcfg::pid_file(unit), format!("{}\n", child.id()));
-                // The daemon is reaped by init once this process exits.
+                let _ = fs::write(
+                    hostcfg::supervisor_pid_file(unit),
+                    format!("{}\n", child.id()),
+                );
+                // The supervisor is reaped by init once this process exits.
                 std::mem::forget(child);
             }
             Err(e) => {
@@ -132,13 +170,20 @@ pub(super) fn start_unit(unit: &str) -> i32 {
             }
         }
     }
-    // Type=notify: wait until ready, failed, or dead.
+    // Type=notify: wait until ready, failed, or the daemon started for this job is dead.
     let deadline = Instant::now() + Duration::from_secs(cfg.start_timeout_secs);
     loop {
-        if Path::new(&hostcfg::ready_file(unit)).exists() && unit_pid(unit).is_some() {
+        let pid = unit_pid(unit);
+        if Path::new(&hostcfg::ready_file(unit)).exists() && pid.is_some() {
             return 0;
         }
-        if unit_pid(unit).is_none() {
+        let exited = fs::read(&logp).is_ok_and(|b| {
+            b.get(log_from as usize..).is_some_and(|new| {
+                String::from_utf8_lossy(new)
+                    .contains(&format!("{unit}.service: Main process exited"))
+            })
+        });
+        if exited || (supervisor_pid(unit).is_none() && pid.is_none()) {
             eprintln!(
                 "Job for {unit}.service failed because the control process exited with error code.\n{}",
                 tail(&hostcfg::log_file(unit), 8)
@@ -165,6 +210,54 @@ pub(super) fn start_unit(unit: &str) -> i32 {
     }
 }
 
+/// The unit's supervisor (the stand-in's systemd for one unit): starts the daemon, and when
+/// it exits, for whatever reason, starts it again after [`hostcfg::RESTART_SECS`], as the
+/// official installer's unit does (`Restart=always`, `RestartSec=5s`; k3s-io/k3s install.sh
+/// `create_systemd_service_file`). Only `service stop` (which kills the supervisor first)
+/// ends it, or the lab process going away. Its messages go to the unit's log, as systemd's
+/// go to the unit's journal.
+fn supervise(unit: &str) -> i32 {
+    let lab = lab_config();
+    let mut restarts = 0u32;
+    loop {
+        // etcd runs inside real k3s and dies with it; here it is a child process that may
+        // outlive a daemon killed by a signal: never start a second one beside it.
+        if let Some(epid) = read_pid(&hostcfg::etcd_pid_file(unit)).filter(|p| pid_alive(*p)) {
+            // SAFETY: SIGKILL of the unit's own leftover etcd.
+            unsafe { libc::kill(epid, libc::SIGKILL) };
+            let _ = fs::remove_file(hostcfg::etcd_pid_file(unit));
+        }
+        let spawned = unit_command(unit).map_err(|(_, m)| m).and_then(|mut cmd| {
+            let (log, log2) = open_log(unit)?;
+            cmd.stdout(log).stderr(log2);
+            cmd.spawn()
+                .map_err(|e| format!("starting {}: {e}", hostcfg::K3S_BIN))
+        });
+        match spawned {
+            Ok(mut child) => {
+                let _ = fs::write(hostcfg::pid_file(unit), format!("{}\n", child.id()));
+                let status = child.wait();
+                let _ = fs::remove_file(hostcfg::ready_file(unit));
+                let how = match status {
+                    Ok(s) => s.to_string(),
+                    Err(e) => format!("unknown ({e})"),
+                };
+                eprintln!("{unit}.service: Main process exited, {how}");
+            }
+            Err(e) => eprintln!("{unit}.service: Failed to start: {e}"),
+        }
+        if !pid_alive(lab.lab_pid as i32) {
+            return 0;
+        }
+        std::thread::sleep(Duration::from_secs(hostcfg::RESTART_SECS));
+        if !pid_alive(lab.lab_pid as i32) {
+            return 0;
+        }
+        restarts += 1;
+        eprintln!("{unit}.service: Scheduled restart job, restart counter is at {restarts}.");
+    }
+}
+
 pub(super) fn tail(path: &str, n: usize) -> String {
     let t = fs::read_to_string(path).unwrap_or_default();
     let lines: Vec<&str> = t.lines().collect();
@@ -172,6 +265,15 @@ pub(super) fn tail(path: &str, n: usize) -> String {
 }
 
 pub(super) fn stop_unit(unit: &str) {
+    // The supervisor first, so that it does not start the daemon again.
+    if let Some(spid) = supervisor_pid(unit) {
+        // SAFETY: SIGKILL of the unit's supervisor (a stand-in process).
+        unsafe { libc::kill(spid, libc::SIGKILL) };
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while pid_alive(spid) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
     if let Some(pid) = unit_pid(unit) {
         // SAFETY: plain kill(2) of the daemon's pid.
         unsafe { libc::kill(pid, libc::SIGTERM) };
@@ -189,6 +291,7 @@ pub(super) fn stop_unit(unit: &str) {
         unsafe { libc::kill(epid, libc::SIGKILL) };
     }
     for f in [
+        hostcfg::supervisor_pid_file(unit),
         hostcfg::pid_file(unit),
         hostcfg::ready_file(unit),
         hostcfg::etcd_pid_file(unit),
