@@ -165,7 +165,8 @@ impl crate::HostSession {
     /// Starts, detached from this connection (`setsid`, no stdio on the channel), the whole
     /// certificate rotation of a server: stop k3s, `k3s certificate rotate`, start k3s —
     /// k3s is started again whatever the rotation did. The host finishes it even when
-    /// k3splan dies half-way, so a server is never left stopped. Returns the path of the
+    /// k3splan dies half-way, so a server is never left stopped; sequences are serialised
+    /// by a lock file (`flock`, util-linux). Returns the path of the
     /// marker file the sequence writes its rotate exit status to when done
     /// ([`Self::rotation_status`]).
     pub async fn start_certificate_rotation(
@@ -173,8 +174,15 @@ impl crate::HostSession {
         layout: &crate::K3sLayout,
     ) -> Result<String, crate::HostError> {
         let data = layout.data_dir.trim_end_matches('/');
-        let marker = format!("{data}/server/k3splan-rotate.status");
+        // A marker of this launch only: a sequence an earlier (killed) apply started writes
+        // its own, never this one's.
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        let marker = format!("{data}/server/k3splan-rotate-{t:x}.status");
         let log = format!("{data}/server/k3splan-rotate.log");
+        let lock = format!("{data}/server/k3splan-rotate.lock");
         let unit = &layout.server_unit;
         let seq = format!(
             "{stop} ; {k3s} certificate rotate --data-dir {d}; r=$?; {start}; s=$?; [ $r -eq 0 ] && r=$s; echo $r > {m}.tmp && mv {m}.tmp {m}",
@@ -184,9 +192,14 @@ impl crate::HostSession {
             start = layout.services.command(crate::ServiceAction::Start, unit),
             m = sh_quote(&marker),
         );
+        // Serialised on the host (`flock`): a sequence still running from a killed apply
+        // finishes before this one stops k3s again, so two never interleave. `-o`: the lock
+        // stays with flock, never inherited by the k3s daemon the sequence starts (which
+        // would hold it for good).
         let cmd = format!(
-            "rm -f {m}; setsid sh -c {seq} </dev/null >{log} 2>&1 &",
+            "rm -f {m}; setsid flock -o -w 900 {lock} sh -c {seq} </dev/null >>{log} 2>&1 &",
             m = sh_quote(&marker),
+            lock = sh_quote(&lock),
             seq = sh_quote(&seq),
             log = sh_quote(&log),
         );
@@ -199,12 +212,19 @@ impl crate::HostSession {
         Ok(marker)
     }
 
-    /// The exit status the rotation wrote to `marker`, `None` while it runs.
+    /// The exit status the rotation wrote to `marker` (which is then removed), `None` while
+    /// it runs.
     pub async fn rotation_status(&self, marker: &str) -> Result<Option<i32>, crate::HostError> {
         let out = self
             .run(
                 "read the rotation status",
-                &sh_command(&["sh", "-c", "cat -- \"$1\" 2>/dev/null; true", "sh", marker]),
+                &sh_command(&[
+                    "sh",
+                    "-c",
+                    "cat -- \"$1\" 2>/dev/null && rm -f -- \"$1\"; true",
+                    "sh",
+                    marker,
+                ]),
                 b"",
             )
             .await?;

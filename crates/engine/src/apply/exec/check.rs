@@ -18,7 +18,10 @@ impl Executor<'_> {
         let layout = self.live.layout();
         let marker = s.start_certificate_rotation(layout).await?;
         crate::apply::test_hold(&format!("rotate-{node}-started"));
-        let log = marker.replace(".status", ".log");
+        let log = format!(
+            "{}/server/k3splan-rotate.log",
+            layout.data_dir.trim_end_matches('/')
+        );
         let fail = |what: String| ExecError::RotationFailed {
             node: node.into(),
             what,
