@@ -61,6 +61,9 @@ fn apply(
     // The lock first: nothing is observed or changed before this run owns the state.
     let lock = backend.lock(LockInfo::for_operation("apply"), a.lock_timeout)?;
     let state = backend.read()?.unwrap_or_else(|| State::new(random_id()));
+    if a.live.recover.recover && a.plan_file.is_some() {
+        return Err(UsageError::RecoverWithSavedPlan.into());
+    }
     let saved = a.plan_file.as_deref().map(read_saved_plan).transpose()?;
     if saved.is_some() && !requested.is_empty() {
         return Err(UsageError::ReplaceWithSavedPlan.into());
@@ -84,10 +87,20 @@ fn apply(
         check_saved_plan(sp, &l.t, &l.backend, &l.state)?;
     }
     let mut session = Session::new(&l.t, &g.config, &a.live, Some(&l.state))?;
-    let observed = session.observe_checked(&l.t, &a.live, true)?;
     let mut opts = apply_options(a, l.saved.as_ref(), replace, &l.state);
-    opts.check = super::check_cmd::report_for_plan(&l.t, &session, &observed);
-    let mut result = plan::plan(&l.t, &observed, &opts);
+    let (observed, mut result) = if a.live.recover.recover {
+        // Quorum-loss recovery (issue 16): the survey first, then its plan.
+        let run = super::recover_cmd::plan(&mut session, &l.t, &a.live, Some(&l.state), &opts)?;
+        if !run.report.is_empty() {
+            view.note(&format!("{}\n", run.report.join("\n")))?;
+        }
+        (run.observed, run.result)
+    } else {
+        let observed = session.observe_checked(&l.t, &a.live, true)?;
+        opts.check = super::check_cmd::report_for_plan(&l.t, &session, &observed);
+        let result = plan::plan(&l.t, &observed, &opts);
+        (observed, result)
+    };
     // The kubeconfig's server did not answer and another address did: say which (apply
     // observes again, and may find another answer than the plan did).
     let failover = session.live.kube_failover_note();

@@ -159,6 +159,30 @@ pub struct LiveArgs {
     /// turns a Node NotReady within ~50 s).
     #[arg(long, value_name = "SECONDS", env = "K3SPLAN_REBIND_MIN_NOT_READY")]
     pub rebind_min_not_ready: Option<u64>,
+    #[command(flatten)]
+    pub recover: RecoverArgs,
+}
+
+/// Quorum-loss recovery (issue 16, docs/recovery.md).
+#[derive(Debug, Args, Default)]
+pub struct RecoverArgs {
+    /// Plan (or apply) a quorum-loss recovery instead of the normal plan: survey what
+    /// survives, reset etcd from the most advanced member (or a snapshot), rejoin the others.
+    #[arg(long)]
+    pub recover: bool,
+    /// With --recover: restore this snapshot (its file name in a server's
+    /// <data-dir>/server/db/snapshots, or its path) instead of a member's own data.
+    #[arg(long, value_name = "NAME", requires = "recover")]
+    pub from_snapshot: Option<String>,
+    /// With --recover: reset from this server's own data (needed when the surviving data
+    /// belongs to different clusters).
+    #[arg(
+        long,
+        value_name = "NODE",
+        requires = "recover",
+        conflicts_with = "from_snapshot"
+    )]
+    pub recover_from: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -259,6 +283,7 @@ impl ImportArgs {
             accept_new_host_keys: self.accept_new_host_keys,
             parallelism: self.parallelism,
             rebind_min_not_ready: None,
+            recover: RecoverArgs::default(),
         }
     }
 }

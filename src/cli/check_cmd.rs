@@ -21,6 +21,7 @@ pub fn cmd_check(g: &GlobalArgs, a: &CheckArgs, palette: Palette) -> Result<u8, 
         accept_new_host_keys: a.accept_new_host_keys,
         parallelism: a.parallelism,
         rebind_min_not_ready: None,
+        recover: Default::default(),
     };
     let mut session = Session::new(&t, &g.config, &flags, state.as_ref())?;
     let report = run_check(&t, &mut session);

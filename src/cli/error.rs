@@ -99,6 +99,10 @@ pub enum UsageError {
         "usage: apply --json cannot ask for approval: add --auto-approve, or apply a saved plan (plan -out=FILE)"
     )]
     JsonNeedsApproval,
+    #[error(
+        "usage: --recover cannot be combined with a saved plan (plan -out=FILE / apply FILE): the recovery is planned and applied in one `k3splan apply --recover`"
+    )]
+    RecoverWithSavedPlan,
 }
 
 /// A saved plan that cannot be applied.

@@ -20,6 +20,7 @@ pub mod import_cmd;
 pub mod man;
 pub mod ops;
 pub mod plan_cmd;
+pub mod recover_cmd;
 pub mod state_cmd;
 pub mod view;
 

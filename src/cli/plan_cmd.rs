@@ -31,13 +31,16 @@ pub fn cmd_plan(
     let (replace, notes) = resume_replacements(state.as_ref(), &requested);
     let interrupted = interrupted_note(state.as_ref());
     let mut session = Session::new(&t, &g.config, &a.live, state.as_ref())?;
-    let observed = session.observe_checked(&t, &a.live, false)?;
     let mut opts = plan_options(
         &a.live.allow_unreachable,
         replace,
         state.as_ref(),
         a.live.rebind_min_not_ready,
     );
+    if a.live.recover.recover {
+        return plan_recovery(a, &t, &mut session, state.as_ref(), &opts, view);
+    }
+    let observed = session.observe_checked(&t, &a.live, false)?;
     opts.check = super::check_cmd::report_for_plan(&t, &session, &observed);
     let mut result = plan::plan(&t, &observed, &opts);
     if let Ok(p) = &mut result {
@@ -103,4 +106,30 @@ fn save_plan(path: &Path, saved: &SavedPlan) -> Result<(), CliError> {
     bytes.push(b'\n');
     write_atomic_private(path, &bytes)?;
     Ok(())
+}
+
+/// `plan --recover` (issue 16): the survey, then the recovery plan (never saved: it is
+/// planned again and applied by `apply --recover`).
+fn plan_recovery(
+    a: &PlanArgs,
+    t: &Topology,
+    session: &mut Session,
+    state: Option<&State>,
+    opts: &PlanOptions,
+    view: &mut dyn PlanView,
+) -> Result<u8, CliError> {
+    if a.out.is_some() {
+        return Err(super::error::UsageError::RecoverWithSavedPlan.into());
+    }
+    let run = super::recover_cmd::plan(session, t, &a.live, state, opts)?;
+    if !a.json && !run.report.is_empty() {
+        println!("{}\n", run.report.join("\n"));
+    }
+    view.plan(&run.result)?;
+    Ok(match &run.result {
+        Err(_) => EXIT_ERROR,
+        Ok(p) if !p.is_complete() => EXIT_ERROR,
+        Ok(_) if a.detailed_exitcode => render::detailed_exitcode(&run.result) as u8,
+        Ok(_) => EXIT_OK,
+    })
 }

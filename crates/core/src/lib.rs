@@ -10,6 +10,7 @@
 pub mod check;
 pub mod config;
 pub mod import;
+pub mod k3s_version;
 pub mod observed;
 pub mod plan;
 pub mod render;

@@ -16,6 +16,7 @@
 //!   (rule 11, members matched by peer URL).
 
 mod digests;
+pub mod recovery;
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;

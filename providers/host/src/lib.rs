@@ -21,6 +21,7 @@ pub mod error;
 pub mod keepalived;
 pub mod observe;
 pub mod quote;
+pub mod recovery;
 pub mod ssh;
 
 pub use act::{

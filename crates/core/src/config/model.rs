@@ -50,6 +50,13 @@ impl Topology {
         self.nodes.iter().filter(|n| n.roles.runs_etcd())
     }
 
+    /// The k3s version `node` should run: its own `k3s_version`, else the cluster's.
+    pub fn k3s_version_of<'a>(&'a self, node: &'a Node) -> Option<&'a str> {
+        node.k3s_version
+            .as_deref()
+            .or(self.cluster.k3s_version.as_deref())
+    }
+
     /// Nodes that run a k3s server (etcd and/or control plane), in declaration order.
     pub fn server_nodes(&self) -> impl Iterator<Item = &Node> {
         self.nodes.iter().filter(|n| n.roles.is_server())
@@ -100,6 +107,43 @@ pub struct Cluster {
     /// The `timeouts { … }` block: bounds of apply's waits (unset: the defaults).
     #[serde(default)]
     pub timeouts: Timeouts,
+    /// The `upgrade { … }` block: how a k3s version change is rolled out (issue 15).
+    #[serde(default)]
+    pub upgrade: UpgradeSettings,
+}
+
+/// The `upgrade { … }` block of `cluster` (issue 15): servers are always upgraded one at a
+/// time; agents in batches of `max_unavailable`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UpgradeSettings {
+    /// How many agents may be cordoned and restarting at once (default 1).
+    #[serde(default)]
+    pub max_unavailable: MaxUnavailable,
+}
+
+/// `max_unavailable = N` or `"N%"` (of the agents, rounded down, at least 1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MaxUnavailable {
+    Count(u32),
+    Percent(u32),
+}
+
+impl Default for MaxUnavailable {
+    fn default() -> Self {
+        MaxUnavailable::Count(1)
+    }
+}
+
+impl MaxUnavailable {
+    /// The batch size for `agents` agents: at least 1.
+    pub fn batch(self, agents: usize) -> usize {
+        match self {
+            MaxUnavailable::Count(n) => n as usize,
+            MaxUnavailable::Percent(p) => agents * p as usize / 100,
+        }
+        .max(1)
+    }
 }
 
 /// The `timeouts { … }` block of `cluster`: how long apply waits for each thing. `None`
@@ -292,6 +336,9 @@ pub struct Node {
     /// the command line (`-replace=node.NAME`, [`crate::plan::PlanOptions::replace`]); a
     /// library caller setting this gets the same one-shot treatment for that plan only.
     pub replace: bool,
+    /// `k3s_version` of this node: overrides the cluster's (a canary upgrade, issue 15).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub k3s_version: Option<String>,
 }
 
 impl Node {

@@ -56,6 +56,7 @@ pub mod attr {
     pub const POD_RESCHEDULED: &str = "pod_rescheduled";
     pub const DRAIN: &str = "drain";
     pub const VERIFY: &str = "verify";
+    pub const MAX_UNAVAILABLE: &str = "max_unavailable";
     // `check { … }` (issue 17).
     pub const CERT_EXPIRY_WARN: &str = "cert_expiry_warn";
     pub const CERT_EXPIRY_CRITICAL: &str = "cert_expiry_critical";
@@ -216,6 +217,16 @@ pub static TIMEOUTS: BlockSchema = BlockSchema {
     any_attrs: false,
 };
 
+/// `upgrade { max_unavailable = N | "N%" }`: how a k3s version change rolls out (issue 15).
+pub static UPGRADE: BlockSchema = BlockSchema {
+    ident: "upgrade",
+    labels: &[],
+    repeatable: false,
+    attrs: &[a(attr::MAX_UNAVAILABLE, Ty::Any)],
+    blocks: &[],
+    any_attrs: false,
+};
+
 pub static CLUSTER: BlockSchema = BlockSchema {
     ident: "cluster",
     labels: &["name"],
@@ -229,7 +240,7 @@ pub static CLUSTER: BlockSchema = BlockSchema {
         a(attr::DATA_DIR, Ty::String),
         a(attr::INSTALL_COMMAND, Ty::String),
     ],
-    blocks: &[&ETCD, &VIP, &SSH, &HOST, &TIMEOUTS],
+    blocks: &[&ETCD, &VIP, &SSH, &HOST, &TIMEOUTS, &UPGRADE],
     any_attrs: false,
 };
 
@@ -246,6 +257,7 @@ pub static NODE: BlockSchema = BlockSchema {
         a(attr::TAINTS, Ty::StringList),
         a(attr::K3S_CONFIG, Ty::Any),
         a(attr::REPLACE, Ty::Bool),
+        a(attr::K3S_VERSION, Ty::String),
     ],
     blocks: &[&SSH],
     any_attrs: false,

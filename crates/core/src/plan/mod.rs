@@ -28,6 +28,7 @@ pub mod files;
 mod operation;
 mod phases;
 mod planner;
+pub mod recover;
 mod refusal;
 pub mod safety;
 #[cfg(any(test, feature = "testkit"))]

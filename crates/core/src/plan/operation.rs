@@ -131,6 +131,42 @@ pub enum Operation {
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         unhealthy_left: Vec<String>,
     },
+    /// Issue 15: re-run the installer on `node` with `INSTALL_K3S_VERSION=version` and the
+    /// options it was installed with (the `K3S_*` variables of its unit's env file, as k3s's
+    /// docs say an upgrade must), which replaces the binary and restarts k3s. The quorum
+    /// simulation counts the node's etcd member as away from here until its
+    /// [`Operation::WaitUpgraded`] (rule 9, restarting a healthy server counts as removing
+    /// its member).
+    UpgradeK3s {
+        node: String,
+        /// The version it runs now (`k3s --version` on the host), when known.
+        from: Option<String>,
+        version: String,
+        /// An agent (`k3s-agent` unit) rather than a server.
+        agent: bool,
+    },
+    /// Issue 15: wait until `node` runs `version`: `k3s --version` on the host says it, its
+    /// etcd member (when it runs etcd) is a healthy voter again, and its Node is Ready with
+    /// `kubeletVersion` = `version` (a server without an agent: its supervisor port answers).
+    WaitUpgraded {
+        node: String,
+        version: String,
+    },
+    /// Stop the k3s server service on `node`, also when it is not active (a pending automatic
+    /// restart is cancelled) (quorum-loss recovery, issue 16: a
+    /// server left running with the old membership would fight the reset).
+    StopK3s {
+        node: String,
+    },
+    /// `k3s server --cluster-reset` on `node` (with `--cluster-reset-restore-path=PATH` when
+    /// restoring a snapshot), run in the foreground until it exits: the member becomes a
+    /// one-member cluster (etcd `--force-new-cluster`). A reset-flag left by an earlier
+    /// (maybe interrupted) reset is removed first and the reset run again.
+    ClusterReset {
+        node: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        restore_path: Option<String>,
+    },
     /// Issue 17: on `node`, stop k3s, `k3s certificate rotate` (k3s backs up `server/tls` and
     /// deletes the leaf certificates, `pkg/cli/cert/cert.go`), start k3s (which issues new
     /// ones) and wait until it is healthy again. A restart: one server at a time.
@@ -157,6 +193,8 @@ impl Operation {
                 | Operation::UninstallK3s { .. }
                 | Operation::RebindVolume { .. }
                 | Operation::RecreateWorkload { .. }
+                | Operation::UpgradeK3s { .. }
+                | Operation::ClusterReset { .. }
         )
     }
 
@@ -222,6 +260,37 @@ impl Operation {
                 ));
                 s
             }
+            Operation::UpgradeK3s {
+                node,
+                from,
+                version,
+                agent,
+            } => {
+                let from = from
+                    .as_deref()
+                    .map(|f| format!(" from {f}"))
+                    .unwrap_or_default();
+                let unit = if *agent { "k3s-agent" } else { "k3s" };
+                format!(
+                    "upgrade k3s on {node}{from} to {version}: re-run the installer with its recorded K3S_* options; {unit} restarts"
+                )
+            }
+            Operation::WaitUpgraded { node, version } => format!(
+                "wait until {node} runs {version}: k3s --version says it, its etcd member (a server's) a healthy voter again, its Node Ready at {version}"
+            ),
+            Operation::StopK3s { node } => format!("stop k3s on {node} if it runs"),
+            Operation::ClusterReset {
+                node,
+                restore_path: None,
+            } => format!(
+                "on {node}: k3s server --cluster-reset (etcd force-new-cluster on its own data: a one-member cluster), until it exits"
+            ),
+            Operation::ClusterReset {
+                node,
+                restore_path: Some(p),
+            } => format!(
+                "on {node}: k3s server --cluster-reset --cluster-reset-restore-path={p} (its data dir moved to etcd-old-<unix>, the snapshot restored as a one-member cluster), until it exits"
+            ),
             Operation::RotateCertificates { node } => format!(
                 "on {node}: stop k3s, k3s certificate rotate, start k3s and wait until it is healthy again"
             ),

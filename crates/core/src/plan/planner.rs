@@ -14,6 +14,8 @@
 //! 6. keepalived manifests (backups first, the primary last: the VIP moves at the end);
 //! 7. volumes of lost nodes rebound with the other nodes cordoned, then uncordoned; cordons
 //!    an interrupted apply left (recorded in the state) undone;
+//! 8. a changed `k3s_version`: servers upgraded one at a time (the etcd leader last), then
+//!    agents in batches (issue 15, `phases/upgrade.rs`);
 //! 8. add-on replicas/spread; drift;
 //! 9. an etcd snapshot first (if anything is destructive), a verification last;
 //! 10. the whole plan checked by the quorum simulation ([`crate::plan::safety::simulate`]).
@@ -42,6 +44,7 @@ const PHASES: &[(&str, Phase)] = &[
     ("join_urls", phases::join_urls::run),
     ("keepalived", phases::keepalived::run),
     ("rebind", phases::rebind::run),
+    ("upgrade", phases::upgrade::run),
     ("leftover_cordons", phases::cordons::run),
     ("addons", phases::addons::run),
     ("unplanned_drift", phases::drift::run_unplanned),

@@ -78,6 +78,9 @@ pub enum Rule {
     NoClusterInitOnJoin,
     /// A step needs a source that is unknown (the API, etcd) to be planned at all.
     SourceUnknown,
+    /// An upgrade's pre-flight check failed (issue 15: a downgrade, a skipped minor, an
+    /// unhealthy member, a learner...).
+    UpgradePreflight,
 }
 
 impl Rule {
@@ -92,6 +95,7 @@ impl Rule {
             Rule::RestartCountsAsRemoval => 9,
             Rule::NoClusterInitOnJoin => 10,
             Rule::SourceUnknown => 0,
+            Rule::UpgradePreflight => 0,
         }
     }
     pub fn title(self) -> &'static str {
@@ -108,6 +112,9 @@ impl Rule {
             }
             Rule::NoClusterInitOnJoin => "a joining server never uses cluster-init",
             Rule::SourceUnknown => "a source needed for this change is unknown",
+            Rule::UpgradePreflight => {
+                "k3s upgrades start from a healthy cluster and move one minor version at a time, servers first"
+            }
         }
     }
     /// `rule 2 (etcd quorum must hold after every step)`.

@@ -87,6 +87,18 @@ impl Sim {
             Operation::RestartService { node } | Operation::RotateCertificates { node } => {
                 self.restart(node)
             }
+            // Issue 15: the member is away from the installer's restart until the wait.
+            Operation::UpgradeK3s { node, .. } => self.upgrade_restart(node),
+            Operation::WaitUpgraded { node, .. } => {
+                if let Some(i) = self.member_of(node)
+                    && self.members[i].voter
+                    && !self.members[i].healthy
+                {
+                    self.members[i].healthy = true;
+                    return Ok(Effect::After(self.quorum()));
+                }
+                Ok(Effect::None)
+            }
             Operation::UninstallK3s { node } | Operation::MoveAsideDataDir { node, .. } => {
                 self.stop_member(node)
             }
@@ -166,6 +178,26 @@ impl Sim {
             ));
         }
         Ok(Effect::During(during))
+    }
+
+    /// An upgrade's restart (issue 15): the member is down until its `WaitUpgraded`, so a
+    /// second restart before that wait sees it missing (rule 9).
+    fn upgrade_restart(&mut self, node: &str) -> Result<Effect, (Rule, String)> {
+        let Some(i) = self.member_of(node) else {
+            return Ok(Effect::None);
+        };
+        if !(self.members[i].voter && self.members[i].healthy) {
+            return Ok(Effect::None);
+        }
+        self.members[i].healthy = false;
+        let q = self.quorum();
+        if !q.ok() {
+            return Err((
+                Rule::RestartCountsAsRemoval,
+                format!("upgrading k3s on {node} restarts it and leaves {q} while it restarts"),
+            ));
+        }
+        Ok(Effect::During(q))
     }
 
     /// k3s stopped for good on `node` (uninstalled, data moved aside): its member is down.

@@ -29,6 +29,7 @@ pub fn node(name: &str, address: &str, roles: &[Role]) -> Node {
         taints: vec![],
         k3s_config: BTreeMap::new(),
         replace: false,
+        k3s_version: None,
     }
 }
 
@@ -51,6 +52,7 @@ pub fn cluster(name: &str) -> Cluster {
         ssh: SshSettings::default(),
         host: crate::config::HostLayout::default(),
         timeouts: crate::config::Timeouts::default(),
+        upgrade: crate::config::UpgradeSettings::default(),
     }
 }
 

@@ -249,6 +249,10 @@ pub enum ActionReason {
     SnapshotBeforeDestroy,
     /// Verification after the last step (rule 5, verification after apply).
     VerifyAfterApply,
+    /// The declared k3s version differs from the installed one (issue 15).
+    UpgradeK3sVersion,
+    /// etcd quorum is lost and the operator asked for a recovery (`--recover`, issue 16).
+    QuorumLossRecovery,
     /// `k3splan check` found something this step fixes (issue 17).
     CheckFinding,
 }
@@ -272,6 +276,8 @@ impl ActionReason {
             ActionReason::LearnerPending => "learner_pending",
             ActionReason::SnapshotBeforeDestroy => "snapshot_before_destroy",
             ActionReason::VerifyAfterApply => "verify_after_apply",
+            ActionReason::UpgradeK3sVersion => "upgrade_k3s_version",
+            ActionReason::QuorumLossRecovery => "quorum_loss_recovery",
             ActionReason::CheckFinding => "check_finding",
         }
     }

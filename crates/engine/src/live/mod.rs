@@ -17,6 +17,7 @@ mod check;
 mod map;
 mod observe;
 pub mod pool;
+mod recovery;
 pub mod supervisor;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};

@@ -57,10 +57,53 @@ impl Loader<'_> {
             install_command: str_of(&v, attr::INSTALL_COMMAND),
             host: self.build_host(b.child(&schema::HOST), ctx),
             timeouts: self.build_timeouts(b.child(&schema::TIMEOUTS), ctx),
+            upgrade: self.build_upgrade(b.child(&schema::UPGRADE), ctx),
             etcd,
             vip,
             ssh,
         })
+    }
+
+    /// The `upgrade` block (issue 15): `max_unavailable` a whole number from 1, or a
+    /// percentage string `"N%"` from 1 to 100.
+    fn build_upgrade(&mut self, ub: Option<&RawBlock>, ctx: &Context) -> UpgradeSettings {
+        let mut u = UpgradeSettings::default();
+        let Some(ub) = ub else {
+            return u;
+        };
+        let v = self.eval_block(ub, ctx);
+        let Some(val) = v.get(attr::MAX_UNAVAILABLE) else {
+            return u;
+        };
+        let parsed = match &val.value {
+            Value::Number(n) => n
+                .as_u64()
+                .filter(|n| (1..=10_000).contains(n))
+                .map(|n| MaxUnavailable::Count(n as u32)),
+            Value::String(s) => s
+                .strip_suffix('%')
+                .and_then(|p| p.trim().parse::<u32>().ok())
+                .filter(|p| (1..=100).contains(p))
+                .map(MaxUnavailable::Percent),
+            _ => None,
+        };
+        match parsed {
+            Some(m) => u.max_unavailable = m,
+            None => {
+                let found = match &val.value {
+                    Value::String(s) => quote(s),
+                    other => other.to_string(),
+                };
+                self.err(
+                    ub.file,
+                    val.attr.expr_span.clone(),
+                    format!(
+                        "`upgrade.max_unavailable` must be a whole number of agents from 1 (such as 2) or a percentage of the agents from \"1%\" to \"100%\" (such as \"25%\"), found {found}"
+                    ),
+                );
+            }
+        }
+        u
     }
 
     /// The `timeouts` block: each attribute a duration string from 1s to 24h.

@@ -35,6 +35,20 @@ impl Loader<'_> {
         let k3s_config = self.node_k3s_config(b, &v, &name, &roles);
         self.replace_attribute(b, &v, &name);
         let ssh = self.build_ssh(b.child(&schema::SSH), ctx, ssh_default);
+        let k3s_version = str_of(&v, attr::K3S_VERSION);
+        if let (Some(ver), Some(val)) = (&k3s_version, v.get(attr::K3S_VERSION))
+            && !is_k3s_version(ver)
+        {
+            self.err(
+                b.file,
+                val.attr.expr_span.clone(),
+                format!(
+                    "node {name_q}: `k3s_version` must look like \"v1.28.5+k3s1\", found {ver_q}",
+                    name_q = quote(&name),
+                    ver_q = quote(ver)
+                ),
+            );
+        }
         Some(Node {
             name,
             address: address?,
@@ -46,6 +60,7 @@ impl Loader<'_> {
             taints,
             k3s_config,
             replace: false,
+            k3s_version,
         })
     }
 

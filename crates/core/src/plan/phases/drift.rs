@@ -25,17 +25,23 @@ fn unplanned_drift(cx: &mut PlanCx<'_>) {
         if cx.joined.contains_key(&d.name) || cx.lost.contains(&d.name) {
             continue;
         }
-        if let (Some(want), Some(k)) = (&cx.t.cluster.k3s_version, v.kube)
+        // Issue 15: a version the `upgrade` phase plans is recorded there already.
+        let upgrade_planned = cx
+            .drift
+            .iter()
+            .any(|x| x.address == Address::node(&d.name).to_string() && x.attribute == "version");
+        if let (Some(want), Some(k)) = (cx.t.k3s_version_of(d), v.kube)
             && let Some(have) = &k.version
-            && have != want
+            && !crate::k3s_version::same(have, want)
+            && !upgrade_planned
         {
             cx.drift.push(Drift {
                 address: Address::node(&d.name).to_string(),
                 attribute: "version".into(),
-                declared: Some(want.clone()),
+                declared: Some(want.to_string()),
                 observed: Some(have.clone()),
                 planned: false,
-                note: Some("upgrades are not planned by k3splan".into()),
+                note: Some("the Node's kubeletVersion differs, but no upgrade is planned for it (see the warnings)".into()),
             });
         }
         if v.kube.is_some_and(|k| k.unschedulable) && !cx.uncordoned.contains(&d.name) {

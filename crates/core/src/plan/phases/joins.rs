@@ -192,7 +192,7 @@ fn join_step(cx: &mut PlanCx<'_>, d: &Node, url: &str, replacing: bool, reason: 
             via: url.to_string(),
             etcd: d.roles.runs_etcd(),
             control_plane: d.roles.runs_control_plane(),
-            version: cx.t.cluster.k3s_version.clone(),
+            version: cx.t.k3s_version_of(d).map(str::to_string),
         });
         if d.roles.runs_etcd() {
             ops.push(Operation::WaitLearnerPromoted { node: n.into() });
@@ -201,7 +201,7 @@ fn join_step(cx: &mut PlanCx<'_>, d: &Node, url: &str, replacing: bool, reason: 
         ops.push(Operation::JoinAgent {
             node: n.into(),
             via: url.to_string(),
-            version: cx.t.cluster.k3s_version.clone(),
+            version: cx.t.k3s_version_of(d).map(str::to_string),
         });
     }
     // A server written with `disable-agent` runs no kubelet and never has a Node: its
@@ -229,7 +229,7 @@ fn join_step(cx: &mut PlanCx<'_>, d: &Node, url: &str, replacing: bool, reason: 
             "address": d.address.to_string(),
             "roles": roles,
             "join_url": url,
-            "version": cx.t.cluster.k3s_version,
+            "version": cx.t.k3s_version_of(d),
         })),
     );
     cx.joined.insert(n.to_string(), id);

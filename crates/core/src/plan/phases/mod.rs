@@ -21,6 +21,7 @@ pub(super) mod rebind;
 pub(super) mod removals;
 pub(super) mod snapshot;
 mod stale_data;
+pub(super) mod upgrade;
 pub(super) mod verify;
 
 /// A step that only reads (the snapshot, the verification), with no dependency of its own.

@@ -35,7 +35,8 @@ fn quorum_lost_refusal(cx: &PlanCx<'_>, q: Quorum) -> Refusal {
                 down.join(", ")
             ),
             advice: Some(format!(
-                "recover first: if a down member's data is intact, start k3s on it again and re-run plan; \
+                "recover first: `k3splan plan --recover` shows the recovery as a plan (docs/recovery.md); \
+                 if a down member's data is intact, start k3s on it again and re-run plan; \
                  otherwise, on {survivor} stop k3s and run `k3s server --cluster-reset` (or \
                  `k3s server --cluster-reset --cluster-reset-restore-path=<snapshot>` to restore a snapshot), \
                  start it, move the other servers' <data-dir>/server/db/etcd aside and let them rejoin; then re-run plan"

@@ -115,6 +115,17 @@ pub enum ExecError {
     /// The final verification still saw these problems when its time ran out.
     #[error("verification failed: {}", problems.join("; "))]
     VerifyFailed { problems: Vec<String> },
+    /// Issue 15: an upgraded node did not come back at its new version in time.
+    #[error(
+        "{node} not back at {version} after {}: last seen {last}; check `journalctl -u k3s` (or `-u k3s-agent`) on {node}, or raise `timeouts.node_ready`",
+        human_secs(*secs)
+    )]
+    NotUpgraded {
+        node: String,
+        version: String,
+        secs: u64,
+        last: String,
+    },
     /// Issue 17: `k3s certificate rotate` on a server failed, or did not finish in time (k3s
     /// was started again either way when the sequence ran to its end).
     #[error(

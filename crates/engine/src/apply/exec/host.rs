@@ -25,10 +25,12 @@ impl Executor<'_> {
     pub(super) async fn move_aside(&self, node: &str) -> Result<OpResult, ExecError> {
         let s = self.session(node).await?;
         let layout = self.live.layout();
-        if s.service_active(layout, &layout.server_unit).await? {
-            s.service(layout, &layout.server_unit, ServiceAction::Stop)
-                .await?;
-        }
+        // Stopped even when not active: a k3s failing on stale data exits and its unit
+        // (Restart=always, RestartSec=5s) starts it again, so "not active" can be a pending
+        // restart, which would find the data dir gone and join on its own. `systemctl stop`
+        // cancels it and is a no-op on a stopped unit.
+        s.service(layout, &layout.server_unit, ServiceAction::Stop)
+            .await?;
         let dest = s.move_etcd_data_aside(layout).await?;
         Ok(done(format!("moved to {dest}")))
     }

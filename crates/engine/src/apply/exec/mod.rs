@@ -13,7 +13,9 @@ mod error;
 mod etcd;
 mod host;
 mod kube;
+mod recover;
 mod server;
+mod upgrade;
 mod verify;
 
 use std::time::Duration;
@@ -205,6 +207,17 @@ impl Executor<'_> {
             } => {
                 self.verify(*expect_members, *expect_nodes, unhealthy_left)
                     .await
+            }
+            O::UpgradeK3s {
+                node,
+                version,
+                agent,
+                ..
+            } => self.upgrade_k3s(node, version, *agent).await,
+            O::WaitUpgraded { node, version } => self.wait_upgraded(node, version).await,
+            O::StopK3s { node } => self.stop_k3s(node).await,
+            O::ClusterReset { node, restore_path } => {
+                self.cluster_reset(node, restore_path.as_deref()).await
             }
             O::RotateCertificates { node } => self.rotate_certificates(node).await,
             O::RemoveNodeAnnotation { node, key } => self.remove_node_annotation(node, key).await,

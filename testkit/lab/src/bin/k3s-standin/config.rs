@@ -36,6 +36,9 @@ pub(super) const KNOWN_KEYS: &[&str] = &[
     "selinux",
     "config",
     "debug",
+    // Issue 16: quorum-loss recovery (reset.rs).
+    "cluster-reset",
+    "cluster-reset-restore-path",
 ];
 
 pub(super) fn yaml_str(v: &serde_yaml::Value) -> Option<String> {
@@ -89,6 +92,10 @@ pub(super) struct Settings {
     /// `disable-agent`: a server without a kubelet, so without a Node.
     pub(super) disable_agent: bool,
     pub(super) node_labels: Vec<String>,
+    /// `--cluster-reset` (issue 16, reset.rs).
+    pub(super) cluster_reset: bool,
+    /// `--cluster-reset-restore-path`.
+    pub(super) cluster_reset_restore_path: Option<String>,
 }
 
 pub(super) fn settings(args: &[String], lab: &HostConfig) -> Settings {
@@ -118,6 +125,7 @@ pub(super) fn settings(args: &[String], lab: &HostConfig) -> Settings {
                 | "debug"
                 | "etcd-expose-metrics"
                 | "selinux"
+                | "cluster-reset"
         );
         let v = match v {
             Some(v) => serde_yaml::Value::String(v),
@@ -167,5 +175,7 @@ pub(super) fn settings(args: &[String], lab: &HostConfig) -> Settings {
         disable_apiserver: yaml_bool(cfg.get("disable-apiserver")),
         disable_agent: yaml_bool(cfg.get("disable-agent")),
         node_labels,
+        cluster_reset: yaml_bool(cfg.get("cluster-reset")),
+        cluster_reset_restore_path: s("cluster-reset-restore-path"),
     }
 }

@@ -25,12 +25,28 @@ pub(super) fn server(args: &[String], agent: bool) -> ! {
             s.node_ip
         ),
     );
+    if !agent {
+        check_server_skew(&lab, &s.node_name, &version);
+    }
     let mut etcd: Option<Child> = None;
     let mut tls = None;
     let mut member_name = String::new();
     let hostname = fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_string())
         .unwrap_or_else(|_| s.node_name.clone());
+    if !agent && s.cluster_reset {
+        cluster_reset(&lab, &s, &hostname);
+    }
+    if !agent && s.cluster_reset_restore_path.is_some() {
+        fatal("--cluster-reset-restore-path requires --cluster-reset");
+    }
+    // k3s-io/k3s pkg/cluster/managed.go `Cluster.start`: a normal start removes the reset-flag.
+    if !agent && fs::remove_file(reset_flag(&s.data_dir)).is_ok() {
+        log(
+            "info",
+            "Removed the cluster-reset flag file: starting normally after a reset",
+        );
+    }
 
     if agent {
         let Some(url) = s.server.clone() else {
@@ -105,6 +121,19 @@ pub(super) fn server(args: &[String], agent: bool) -> ! {
                 fatal(&format!(
                     "etcd data dir {etcd_dir} is initialized but has no config file {p}"
                 ));
+            }
+            // k3s writes etcd's options at every start: `force-new-cluster` only during a
+            // `--cluster-reset` (reset.rs). A reset killed before it finished leaves it in
+            // the file: a normal start drops it.
+            if let Ok(c) = fs::read_to_string(&p)
+                && c.contains("force-new-cluster")
+            {
+                let kept: String = c
+                    .lines()
+                    .filter(|l| !l.starts_with("force-new-cluster"))
+                    .map(|l| format!("{l}\n"))
+                    .collect();
+                let _ = fs::write(&p, kept);
             }
             p
         } else if let Some(url) = s.server.clone() {

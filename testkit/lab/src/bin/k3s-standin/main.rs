@@ -5,6 +5,7 @@
 //! k3s-standin install                         # env: INSTALL_K3S_VERSION INSTALL_K3S_EXEC K3S_URL K3S_TOKEN
 //! k3s --version
 //! k3s server [--config FILE] [--KEY VALUE]... # the daemon (normally started by `service`)
+//! k3s server --cluster-reset [--cluster-reset-restore-path=SNAPSHOT]   # foreground, exits
 //! k3s agent  [--config FILE] [--KEY VALUE]...
 //! k3s etcd-snapshot save [--data-dir D] [--name N] [--dir D]
 //! k3s certificate rotate [--data-dir D]
@@ -23,7 +24,9 @@ mod etcd;
 mod install;
 mod kube;
 mod manifests;
+mod reset;
 mod service;
+mod skew;
 mod snapshot;
 mod supervisor;
 
@@ -34,7 +37,9 @@ use etcd::*;
 use install::*;
 use kube::*;
 use manifests::*;
+use reset::*;
 use service::*;
+use skew::*;
 use snapshot::*;
 use supervisor::*;
 
