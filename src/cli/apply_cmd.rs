@@ -87,7 +87,7 @@ fn apply(
         check_saved_plan(sp, &l.t, &l.backend, &l.state)?;
     }
     let mut session = Session::new(&l.t, &g.config, &a.live, Some(&l.state))?;
-    let opts = apply_options(a, l.saved.as_ref(), replace, &l.state);
+    let mut opts = apply_options(a, l.saved.as_ref(), replace, &l.state);
     let (observed, mut result) = if a.live.recover.recover {
         // Quorum-loss recovery (issue 16): the survey first, then its plan.
         let run = super::recover_cmd::plan(&mut session, &l.t, &a.live, Some(&l.state), &opts)?;
@@ -97,6 +97,7 @@ fn apply(
         (run.observed, run.result)
     } else {
         let observed = session.observe_checked(&l.t, &a.live, true)?;
+        opts.check = super::check_cmd::report_for_plan(&l.t, &session, &observed);
         let result = plan::plan(&l.t, &observed, &opts);
         (observed, result)
     };

@@ -115,6 +115,25 @@ pub enum Command {
     },
     /// Print the plan's steps and their dependencies as a Graphviz graph.
     Graph(GraphArgs),
+    /// Look for slow outages: certificate expiry, old snapshots, etcd DB size, stuck
+    /// learners, orphaned members, leftover remove annotations, VIP holders, other managers,
+    /// version skew. Exit 0 ok, 1 error or a check that could not be made, 2 warnings,
+    /// 3 critical.
+    Check(CheckArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Print the report as JSON (docs/check.md describes the schema).
+    #[arg(long)]
+    pub json: bool,
+    /// Add unknown SSH host keys to known_hosts (like OpenSSH's accept-new); a changed key
+    /// is still refused.
+    #[arg(long)]
+    pub accept_new_host_keys: bool,
+    /// How many hosts to reach over SSH at once.
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub parallelism: u16,
 }
 
 /// Options shared by `plan` and `apply`: what is observed and how the planner may read it.

@@ -12,6 +12,7 @@ use clap::{CommandFactory, Parser};
 
 pub mod apply_cmd;
 pub mod args;
+pub mod check_cmd;
 pub mod error;
 pub mod files;
 pub mod graph_cmd;
@@ -127,6 +128,7 @@ pub fn try_main(cli: Cli, palette: Palette) -> Result<u8, CliError> {
             Ok(EXIT_OK)
         }
         Command::Man { dir } => man::cmd_man(dir.as_deref()),
+        Command::Check(a) => check_cmd::cmd_check(g, a, palette),
         Command::Version { json } => {
             let v = env!("CARGO_PKG_VERSION");
             let text = if *json {

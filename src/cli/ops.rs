@@ -164,6 +164,7 @@ pub fn plan_options(
             .map(|s| s.managed.cordons.keys().cloned().collect())
             .unwrap_or_default(),
         rebind_min_not_ready_secs,
+        check: None,
     }
 }
 

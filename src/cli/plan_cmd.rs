@@ -31,7 +31,7 @@ pub fn cmd_plan(
     let (replace, notes) = resume_replacements(state.as_ref(), &requested);
     let interrupted = interrupted_note(state.as_ref());
     let mut session = Session::new(&t, &g.config, &a.live, state.as_ref())?;
-    let opts = plan_options(
+    let mut opts = plan_options(
         &a.live.allow_unreachable,
         replace,
         state.as_ref(),
@@ -41,6 +41,7 @@ pub fn cmd_plan(
         return plan_recovery(a, &t, &mut session, state.as_ref(), &opts, view);
     }
     let observed = session.observe_checked(&t, &a.live, false)?;
+    opts.check = super::check_cmd::report_for_plan(&t, &session, &observed);
     let mut result = plan::plan(&t, &observed, &opts);
     if let Ok(p) = &mut result {
         // The kubeconfig's server did not answer and another address did: say which.

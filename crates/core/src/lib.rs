@@ -7,6 +7,7 @@
 //! environment are read through [`config::SourceFs`] and [`config::EnvSource`], which
 //! the caller implements (the engine's `sources` module reads the real ones); the random key
 //! of the secret digests is drawn by the engine and handed in.
+pub mod check;
 pub mod config;
 pub mod import;
 pub mod k3s_version;

@@ -16,6 +16,7 @@
 //! - Every value reaching a remote shell goes through [`quote::sh_quote`].
 
 pub mod act;
+pub mod check;
 pub mod error;
 pub mod keepalived;
 pub mod observe;

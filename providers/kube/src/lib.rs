@@ -20,6 +20,7 @@
 #![warn(missing_docs)]
 
 mod act;
+pub mod check;
 mod failover;
 mod model;
 mod observe;

@@ -10,6 +10,7 @@
 //! written (a closed stdout) is dropped, as the engine's [`ApplyEvents`] cannot fail; the
 //! apply goes on and its result is still recorded in the state.
 
+pub mod check;
 mod human;
 mod json;
 mod markdown;

@@ -31,6 +31,12 @@ pub struct Topology {
     pub addons: Vec<Addon>,
     /// Where the state lives; `None` = local file.
     pub backend: Option<Backend>,
+    /// The thresholds of `k3splan check` (the `check { … }` block; defaults when absent).
+    #[serde(
+        default,
+        skip_serializing_if = "crate::check::CheckSettings::is_default"
+    )]
+    pub check: crate::check::CheckSettings,
 }
 
 impl Topology {

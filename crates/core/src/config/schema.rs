@@ -57,6 +57,15 @@ pub mod attr {
     pub const DRAIN: &str = "drain";
     pub const VERIFY: &str = "verify";
     pub const MAX_UNAVAILABLE: &str = "max_unavailable";
+    // `check { … }` (issue 17).
+    pub const CERT_EXPIRY_WARN: &str = "cert_expiry_warn";
+    pub const CERT_EXPIRY_CRITICAL: &str = "cert_expiry_critical";
+    pub const SNAPSHOT_AGE_WARN: &str = "snapshot_age_warn";
+    pub const SNAPSHOT_AGE_CRITICAL: &str = "snapshot_age_critical";
+    pub const LEARNER_MAX_AGE: &str = "learner_max_age";
+    pub const ETCD_QUOTA: &str = "etcd_quota";
+    pub const DB_SIZE_WARN_PERCENT: &str = "db_size_warn_percent";
+    pub const DB_SIZE_CRITICAL_PERCENT: &str = "db_size_critical_percent";
 }
 
 /// Expected type of an attribute value.
@@ -318,6 +327,25 @@ pub static BACKEND: BlockSchema = BlockSchema {
     any_attrs: false,
 };
 
+/// `check { … }`: the thresholds of `k3splan check` (docs/check.md).
+pub static CHECK: BlockSchema = BlockSchema {
+    ident: "check",
+    labels: &[],
+    repeatable: false,
+    attrs: &[
+        a(attr::CERT_EXPIRY_WARN, Ty::String),
+        a(attr::CERT_EXPIRY_CRITICAL, Ty::String),
+        a(attr::SNAPSHOT_AGE_WARN, Ty::String),
+        a(attr::SNAPSHOT_AGE_CRITICAL, Ty::String),
+        a(attr::LEARNER_MAX_AGE, Ty::String),
+        a(attr::ETCD_QUOTA, Ty::String),
+        a(attr::DB_SIZE_WARN_PERCENT, Ty::Int(1, 100)),
+        a(attr::DB_SIZE_CRITICAL_PERCENT, Ty::Int(1, 100)),
+    ],
+    blocks: &[],
+    any_attrs: false,
+};
+
 /// The top level of a topology file.
 pub static ROOT: BlockSchema = BlockSchema {
     ident: "(top level)",
@@ -325,7 +353,7 @@ pub static ROOT: BlockSchema = BlockSchema {
     repeatable: false,
     attrs: &[],
     blocks: &[
-        &CLUSTER, &NODE, &STORAGE, &ADDON, &VARIABLE, &LOCALS, &BACKEND,
+        &CLUSTER, &NODE, &STORAGE, &ADDON, &VARIABLE, &LOCALS, &BACKEND, &CHECK,
     ],
     any_attrs: false,
 };

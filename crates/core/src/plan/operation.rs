@@ -167,6 +167,18 @@ pub enum Operation {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         restore_path: Option<String>,
     },
+    /// Issue 17: on `node`, stop k3s, `k3s certificate rotate` (k3s backs up `server/tls` and
+    /// deletes the leaf certificates, `pkg/cli/cert/cert.go`), start k3s (which issues new
+    /// ones) and wait until it is healthy again. A restart: one server at a time.
+    RotateCertificates {
+        node: String,
+    },
+    /// Issue 17: remove the annotation `key` from Node `node` (a leftover
+    /// `etcd.k3s.cattle.io/remove`, which k3s acts on at every Node update).
+    RemoveNodeAnnotation {
+        node: String,
+        key: String,
+    },
 }
 
 impl Operation {
@@ -279,6 +291,12 @@ impl Operation {
             } => format!(
                 "on {node}: k3s server --cluster-reset --cluster-reset-restore-path={p} (its data dir moved to etcd-old-<unix>, the snapshot restored as a one-member cluster), until it exits"
             ),
+            Operation::RotateCertificates { node } => format!(
+                "on {node}: stop k3s, k3s certificate rotate, start k3s and wait until it is healthy again"
+            ),
+            Operation::RemoveNodeAnnotation { node, key } => {
+                format!("remove annotation {key} from Node {node}")
+            }
         }
     }
 

@@ -50,6 +50,7 @@ const PHASES: &[(&str, Phase)] = &[
     ("unplanned_drift", phases::drift::run_unplanned),
     ("planned_drift", phases::drift::run_planned),
     ("endpoint", phases::endpoint::run),
+    ("check_fixes", phases::check_fixes::run),
     ("snapshot", phases::snapshot::run),
     ("verify", phases::verify::run),
     ("renumber", phases::finish::renumber),

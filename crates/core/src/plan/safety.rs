@@ -84,7 +84,9 @@ impl Sim {
                 }
                 Ok(Effect::None)
             }
-            Operation::RestartService { node } => self.restart(node),
+            Operation::RestartService { node } | Operation::RotateCertificates { node } => {
+                self.restart(node)
+            }
             // Issue 15: the member is away from the installer's restart until the wait.
             Operation::UpgradeK3s { node, .. } => self.upgrade_restart(node),
             Operation::WaitUpgraded { node, .. } => {

@@ -77,6 +77,7 @@ pub fn topology(cluster: Cluster, nodes: Vec<Node>) -> Topology {
         storage: vec![],
         addons: vec![],
         backend: None,
+        check: Default::default(),
     }
 }
 

@@ -28,6 +28,11 @@ pub struct PlanOptions {
     /// deleted (`--rebind-min-not-ready`); `None` = [`DEFAULT_REBIND_MIN_NOT_READY_SECS`].
     #[serde(default)]
     pub rebind_min_not_ready_secs: Option<u64>,
+    /// Issue 17: the `k3splan check` report of the same observation, when the topology has a
+    /// `check` block: its findings are shown beside the plan, and the ones k3splan can fix
+    /// safely become steps (phase `check_fixes`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub check: Option<crate::check::Report>,
 }
 
 /// Default NotReady age (seconds) a node needs before its volumes are rebound: the 300 s
@@ -248,6 +253,8 @@ pub enum ActionReason {
     UpgradeK3sVersion,
     /// etcd quorum is lost and the operator asked for a recovery (`--recover`, issue 16).
     QuorumLossRecovery,
+    /// `k3splan check` found something this step fixes (issue 17).
+    CheckFinding,
 }
 
 impl ActionReason {
@@ -271,6 +278,7 @@ impl ActionReason {
             ActionReason::VerifyAfterApply => "verify_after_apply",
             ActionReason::UpgradeK3sVersion => "upgrade_k3s_version",
             ActionReason::QuorumLossRecovery => "quorum_loss_recovery",
+            ActionReason::CheckFinding => "check_finding",
         }
     }
 }

@@ -13,6 +13,7 @@
 //! three sources, `map` turns what they said into [`Observed`].
 
 mod api;
+mod check;
 mod map;
 mod observe;
 pub mod pool;
@@ -33,6 +34,7 @@ use crate::config::Topology;
 use crate::observed::{Fact, Observed};
 
 pub use api::api_fallbacks;
+pub use check::parse_cert;
 pub use pool::{Hosts, resolve};
 
 /// Knobs of the live connections (from flags and defaults).

@@ -17,6 +17,8 @@ impl Loader<'_> {
             .find(|b| b.is(&schema::BACKEND))
             .and_then(|b| self.build_backend(b, ctx));
 
+        let check = self.build_check(top, ctx);
+
         // Whole-topology rules.
         if let (Some(cb), Some(cluster)) = (cluster_block, cluster.as_ref()) {
             self.topology_rules(cb, cluster, &nodes, &node_blocks, complete);
@@ -29,6 +31,7 @@ impl Loader<'_> {
             storage,
             addons,
             backend,
+            check,
         })
     }
 

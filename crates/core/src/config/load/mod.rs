@@ -27,6 +27,7 @@ use super::model::*;
 use super::schema::{self, BlockSchema, Ty};
 
 mod build;
+mod check_block;
 mod checks;
 mod cluster;
 mod discover;

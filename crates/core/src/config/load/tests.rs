@@ -414,6 +414,7 @@ fn every_schema_attribute_is_consumed_by_the_loader() {
     use crate::config::schema;
     let loader = [
         include_str!("build.rs"),
+        include_str!("check_block.rs"),
         include_str!("cluster.rs"),
         include_str!("node.rs"),
         include_str!("k3s_config.rs"),

@@ -6,6 +6,7 @@
 use crate::plan::{Action, ActionReason, Address, Operation, Step};
 
 pub(super) mod addons;
+pub(super) mod check_fixes;
 pub(super) mod classify;
 pub(super) mod cordons;
 pub(super) mod drift;

@@ -126,6 +126,16 @@ pub enum ExecError {
         secs: u64,
         last: String,
     },
+    /// Issue 17: `k3s certificate rotate` on a server failed, or did not finish in time (k3s
+    /// was started again either way when the sequence ran to its end).
+    #[error(
+        "certificate rotation on {node}: {what}; see {log} on {node}, and `k3s certificate check` there"
+    )]
+    RotationFailed {
+        node: String,
+        what: String,
+        log: String,
+    },
 }
 
 impl From<HostError> for ExecError {

@@ -8,6 +8,7 @@
 //! is what makes a killed apply safe to run again: the next run re-observes, re-plans, and
 //! repeats nothing that took effect.
 
+mod check;
 mod error;
 mod etcd;
 mod host;
@@ -218,6 +219,8 @@ impl Executor<'_> {
             O::ClusterReset { node, restore_path } => {
                 self.cluster_reset(node, restore_path.as_deref()).await
             }
+            O::RotateCertificates { node } => self.rotate_certificates(node).await,
+            O::RemoveNodeAnnotation { node, key } => self.remove_node_annotation(node, key).await,
         }
     }
 }

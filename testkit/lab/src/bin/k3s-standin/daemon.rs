@@ -74,6 +74,7 @@ pub(super) fn server(args: &[String], agent: bool) -> ! {
         tls = Some(t);
     } else {
         let t = ensure_tls(&s.data_dir);
+        regenerate_rotated(&s.data_dir);
         let etcd_dir = format!("{}/server/db/etcd", s.data_dir);
         let tomb = Path::new(&etcd_dir).join("tombstone");
         let move_aside = |why: &str| {

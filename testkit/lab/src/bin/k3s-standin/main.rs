@@ -8,6 +8,7 @@
 //! k3s server --cluster-reset [--cluster-reset-restore-path=SNAPSHOT]   # foreground, exits
 //! k3s agent  [--config FILE] [--KEY VALUE]...
 //! k3s etcd-snapshot save [--data-dir D] [--name N] [--dir D]
+//! k3s certificate rotate [--data-dir D]
 //! k3s-standin service is-active|start|stop|restart k3s|k3s-agent
 //! k3s uninstall | agent-uninstall
 //! ```
@@ -16,6 +17,7 @@
 //! One module per part of k3s it stands in for; their items are shared with each other through
 //! the glob imports below (a test binary, not an API).
 
+mod certs;
 mod config;
 mod daemon;
 mod etcd;
@@ -28,6 +30,7 @@ mod skew;
 mod snapshot;
 mod supervisor;
 
+use certs::*;
 use config::*;
 use daemon::*;
 use etcd::*;
@@ -116,6 +119,7 @@ fn main() {
         Some("server") => server(&rest, false),
         Some("agent") => server(&rest, true),
         Some("etcd-snapshot") => std::process::exit(etcd_snapshot(&rest)),
+        Some("certificate") => std::process::exit(certificate(&rest)),
         Some("uninstall") => std::process::exit(uninstall(false)),
         Some("agent-uninstall") => std::process::exit(uninstall(true)),
         _ => {
