@@ -18,6 +18,7 @@ k3splan_testkit_caps::main! {
     issue17_plan_shows_findings_and_apply_fixes_them_one_server_at_a_time needs [lab],
     issue17_apply_killed_during_a_rotation_leaves_no_server_stopped_and_converges needs [lab],
     issue17_check_finds_a_stuck_learner_and_is_clean_once_it_is_promoted needs [lab],
+    issue17_check_finds_version_skew_and_rancher_labels_then_clean needs [lab],
 }
 
 const DATA: &str = "/var/lib/rancher/k3s";
@@ -508,4 +509,90 @@ fn issue17_check_finds_a_stuck_learner_and_is_clean_once_it_is_promoted() {
     assert_eq!(o.status.code(), Some(0), "{}", common::combined(&o));
     let (_, v) = check_json(&lab, &topo);
     assert!(findings(&v, "etcd_stuck_learner").is_empty(), "{v:#}");
+}
+
+/// Version skew (a host whose installed k3s is a minor ahead of its Node, then of the other
+/// servers once restarted) and Rancher's management labels on a Node, each from a lab set up
+/// to have it; undone, a second check is clean. The installed version is the file the
+/// stand-in's `install` writes (`hostcfg::K3S_VERSION_FILE`, what `k3s --version` prints; the
+/// daemon reports it as the Node's kubeletVersion at its next start).
+fn issue17_check_finds_version_skew_and_rancher_labels_then_clean() {
+    use k3splan_lab::hostcfg;
+    use std::time::Duration;
+    let lab = Lab::start(LabSpec {
+        servers: 3,
+        verbose: true,
+        ..LabSpec::default()
+    })
+    .expect("lab");
+    let topo = lab
+        .write_topology("check/main.hcl", &servers(), "")
+        .unwrap();
+    snapshot_all(&lab);
+    let (code, v) = check_json(&lab, &topo);
+    assert_eq!(code, Some(0), "a healthy lab is clean: {v:#}");
+
+    let install_version = |v: &str| {
+        lab.write_file("server-3", hostcfg::K3S_VERSION_FILE, &format!("{v}\n"))
+            .unwrap();
+    };
+    let restart = || {
+        let (status, out) = lab.service("server-3", "restart", "k3s").unwrap();
+        assert_eq!(status, 0, "restart server-3: {out}");
+        lab.wait_voters(3, Duration::from_secs(60)).unwrap();
+        lab.wait_node_ready("server-3", true, Duration::from_secs(60))
+            .unwrap();
+    };
+    // A newer k3s installed on server-3, not restarted yet: host and Node disagree.
+    install_version("v1.29.0+k3s1");
+    lab.kube()
+        .store()
+        .patch(
+            k3splan_testkit_kubeapi::store::ty("Node"),
+            "",
+            "server-2",
+            "application/merge-patch+json",
+            &serde_json::json!({"metadata": {"labels": {"management.cattle.io/cluster-name": "c-m-4x2kq"}}}),
+        )
+        .expect("label");
+    let (code, v) = check_json(&lab, &topo);
+    assert_eq!(code, Some(2), "warnings: {v:#}");
+    let skew = findings(&v, "version_skew");
+    assert_eq!(skew.len(), 1, "{v:#}");
+    let text = skew[0].to_string();
+    assert!(
+        text.contains("v1.29.0+k3s1") && text.contains("v1.28.5+k3s1") && text.contains("server-3"),
+        "{text}"
+    );
+    let other = findings(&v, "other_manager");
+    assert_eq!(other.len(), 1, "{v:#}");
+    assert!(
+        other[0]
+            .to_string()
+            .contains("management.cattle.io/cluster-name"),
+        "{}",
+        other[0]
+    );
+    // Restarted at the new version: its Node now differs from the other servers'.
+    restart();
+    let node = lab.node("server-3").expect("Node server-3");
+    assert_eq!(node["status"]["nodeInfo"]["kubeletVersion"], "v1.29.0+k3s1");
+    let (_, v) = check_json(&lab, &topo);
+    assert_eq!(findings(&v, "version_skew").len(), 1, "{v:#}");
+
+    // Undone: back at the cluster's version, the label removed: clean again.
+    install_version("v1.28.5+k3s1");
+    restart();
+    lab.kube()
+        .store()
+        .patch(
+            k3splan_testkit_kubeapi::store::ty("Node"),
+            "",
+            "server-2",
+            "application/merge-patch+json",
+            &serde_json::json!({"metadata": {"labels": {"management.cattle.io/cluster-name": null}}}),
+        )
+        .expect("unlabel");
+    let (code, v) = check_json(&lab, &topo);
+    assert_eq!(code, Some(0), "clean again: {v:#}");
 }
