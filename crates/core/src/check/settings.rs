@@ -59,41 +59,7 @@ impl CheckSettings {
 /// Parses a check duration: one or more `<number><unit>` parts with units `s`, `m`, `h`,
 /// `d` (`"30d"`, `"36h"`, `"1d12h"`, `"90s"`).
 pub fn parse_check_duration(s: &str) -> Result<u64, String> {
-    let t = s.trim();
-    if t.is_empty() {
-        return Err("is empty".into());
-    }
-    let (mut total, mut num) = (0u64, String::new());
-    for c in t.chars() {
-        if c.is_ascii_digit() {
-            num.push(c);
-            continue;
-        }
-        let unit = match c {
-            's' => 1,
-            'm' => 60,
-            'h' => 3600,
-            'd' => DAY,
-            _ => {
-                return Err(format!(
-                    "has {c:?} where a digit or a unit (s, m, h, d) belongs"
-                ));
-            }
-        };
-        if num.is_empty() {
-            return Err(format!("has the unit {c:?} without a number before it"));
-        }
-        let n: u64 = num.parse().map_err(|_| "has a number too large")?;
-        total = n
-            .checked_mul(unit)
-            .and_then(|x| total.checked_add(x))
-            .ok_or("is too long")?;
-        num.clear();
-    }
-    if !num.is_empty() {
-        return Err(format!("ends with {num:?} without a unit (s, m, h, d)"));
-    }
-    Ok(total)
+    crate::config::model::parse_duration_units(s, &[('s', 1), ('m', 60), ('h', 3600), ('d', DAY)])
 }
 
 /// Parses a size: a whole number of bytes with an optional unit `KiB`, `MiB`, `GiB`

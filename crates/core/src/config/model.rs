@@ -187,6 +187,17 @@ impl Timeouts {
 /// Parses a duration as Terraform's `timeouts` blocks write them: one or more
 /// `<number><unit>` parts with units `s`, `m`, `h` (`"90s"`, `"3m"`, `"1h30m"`).
 pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    parse_duration_units(s, &[('s', 1), ('m', 60), ('h', 3600)]).map(std::time::Duration::from_secs)
+}
+
+/// Seconds of a duration written as one or more `<number><unit>` parts, `units` giving each
+/// unit letter's seconds (the `timeouts` block's `s`, `m`, `h`; the `check` block adds `d`).
+pub fn parse_duration_units(s: &str, units: &[(char, u64)]) -> Result<u64, String> {
+    let names = units
+        .iter()
+        .map(|(c, _)| c.to_string())
+        .collect::<Vec<_>>()
+        .join(", ");
     let t = s.trim();
     if t.is_empty() {
         return Err("is empty".into());
@@ -198,15 +209,10 @@ pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
             num.push(c);
             continue;
         }
-        let unit = match c {
-            's' => 1,
-            'm' => 60,
-            'h' => 3600,
-            _ => {
-                return Err(format!(
-                    "has {c:?} where a digit or a unit (s, m, h) belongs"
-                ));
-            }
+        let Some(&(_, unit)) = units.iter().find(|(u, _)| *u == c) else {
+            return Err(format!(
+                "has {c:?} where a digit or a unit ({names}) belongs"
+            ));
         };
         if num.is_empty() {
             return Err(format!("has the unit {c:?} without a number before it"));
@@ -221,9 +227,9 @@ pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
         num.clear();
     }
     if !num.is_empty() {
-        return Err(format!("ends with {num:?} without a unit (s, m, h)"));
+        return Err(format!("ends with {num:?} without a unit ({names})"));
     }
-    Ok(std::time::Duration::from_secs(total))
+    Ok(total)
 }
 
 /// The `host { … }` block: where k3s lives on the hosts and how its service is controlled.
