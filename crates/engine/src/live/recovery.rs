@@ -13,13 +13,7 @@ impl Live {
     /// Surveys every declared etcd server (in parallel); a host that does not answer is
     /// unknown with the reason.
     pub async fn survey_etcd(&self) -> BTreeMap<String, Fact<EtcdSurvey>> {
-        let names: Vec<String> = self
-            .topology()
-            .etcd_nodes()
-            .filter(|n| n.roles.is_server())
-            .map(|n| n.name.clone())
-            .collect();
-        futures::stream::iter(names)
+        futures::stream::iter(self.etcd_server_names())
             .map(|n| async move {
                 let r = async {
                     let s = self.hosts().session(&n).await?;
@@ -39,16 +33,19 @@ impl Live {
 }
 
 impl Live {
-    /// Waits until no `k3s server --cluster-reset` started by an earlier (killed) apply runs
-    /// on any declared etcd server. Hosts that do not answer are skipped (the survey says so).
-    pub async fn wait_cluster_resets(&self) {
-        let names: Vec<String> = self
-            .topology()
+    /// The declared servers that run etcd: the recovery's subjects.
+    fn etcd_server_names(&self) -> Vec<String> {
+        self.topology()
             .etcd_nodes()
             .filter(|n| n.roles.is_server())
             .map(|n| n.name.clone())
-            .collect();
-        futures::stream::iter(names)
+            .collect()
+    }
+
+    /// Waits until no `k3s server --cluster-reset` started by an earlier (killed) apply runs
+    /// on any declared etcd server. Hosts that do not answer are skipped (the survey says so).
+    pub async fn wait_cluster_resets(&self) {
+        futures::stream::iter(self.etcd_server_names())
             .for_each_concurrent(8, |n| async move {
                 if let Ok(s) = self.hosts().session(&n).await {
                     let _ = s
