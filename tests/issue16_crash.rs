@@ -9,7 +9,7 @@ mod common;
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
 use common::{combined, lab_cmd, lab_state};
@@ -27,28 +27,6 @@ const ARGS: &[&str] = &[
     "--lock-timeout",
     "30s",
 ];
-
-fn etcdctl(lab: &Lab, host: &str, args: &[&str]) -> Result<String, String> {
-    let f = lab.files();
-    let out = Command::new("etcdctl")
-        .env("ETCDCTL_API", "3")
-        .arg(format!(
-            "--endpoints={}",
-            lab.host(host).unwrap().etcd_endpoint()
-        ))
-        .arg(format!("--cacert={}", f.etcd_ca.display()))
-        .arg(format!("--cert={}", f.etcd_cert.display()))
-        .arg(format!("--key={}", f.etcd_key.display()))
-        .args(["--dial-timeout=2s", "--command-timeout=5s"])
-        .args(args)
-        .output()
-        .map_err(|e| e.to_string())?;
-    if out.status.success() {
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-    } else {
-        Err(String::from_utf8_lossy(&out.stderr).into_owned())
-    }
-}
 
 /// Runs `apply --recover` and SIGKILLs it: at the hold point `point`, or (`None`) one second
 /// after step `mid` starts. Returns its stdout.
@@ -98,7 +76,8 @@ fn issue16_recovery_killed_mid_reset_and_between_steps_converges() {
     })
     .expect("lab");
     for i in 0..10 {
-        etcdctl(&lab, "server-1", &["put", &format!("/k16/crash/{i}"), "v"]).unwrap();
+        lab.etcdctl("server-1", &["put", &format!("/k16/crash/{i}"), "v"])
+            .unwrap();
     }
     for s in ["server-2", "server-3"] {
         let (st, out) = lab.service(s, "stop", "k3s").unwrap();
@@ -130,16 +109,16 @@ fn issue16_recovery_killed_mid_reset_and_between_steps_converges() {
     assert!(out.contains("finishing the interrupted recovery"), "{out}");
     lab.wait_voters(3, Duration::from_secs(60)).unwrap();
     for i in 0..10 {
-        let v = etcdctl(
-            &lab,
-            "server-3",
-            &["get", &format!("/k16/crash/{i}"), "--print-value-only"],
-        )
-        .unwrap();
+        let v = lab
+            .etcdctl(
+                "server-3",
+                &["get", &format!("/k16/crash/{i}"), "--print-value-only"],
+            )
+            .unwrap();
         assert_eq!(v.trim(), "v");
     }
     // One member per server: nobody was added twice.
-    let members = etcdctl(&lab, "server-1", &["member", "list"]).unwrap();
+    let members = lab.etcdctl("server-1", &["member", "list"]).unwrap();
     assert_eq!(
         members.lines().filter(|l| !l.is_empty()).count(),
         3,

@@ -7,7 +7,6 @@
 mod common;
 
 use std::path::PathBuf;
-use std::process::Command;
 use std::time::Duration;
 
 use common::{combined, lab_k3splan};
@@ -112,30 +111,8 @@ fn issue16_recover_flags_are_checked_before_anything_is_read() {
 
 const ETCD_DIR: &str = "/var/lib/rancher/k3s/server/db/etcd";
 
-fn etcdctl(lab: &Lab, host: &str, args: &[&str]) -> Result<String, String> {
-    let f = lab.files();
-    let out = Command::new("etcdctl")
-        .env("ETCDCTL_API", "3")
-        .arg(format!(
-            "--endpoints={}",
-            lab.host(host).unwrap().etcd_endpoint()
-        ))
-        .arg(format!("--cacert={}", f.etcd_ca.display()))
-        .arg(format!("--cert={}", f.etcd_cert.display()))
-        .arg(format!("--key={}", f.etcd_key.display()))
-        .args(["--dial-timeout=2s", "--command-timeout=5s"])
-        .args(args)
-        .output()
-        .map_err(|e| e.to_string())?;
-    if out.status.success() {
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-    } else {
-        Err(String::from_utf8_lossy(&out.stderr).into_owned())
-    }
-}
-
 fn get(lab: &Lab, host: &str, key: &str) -> String {
-    etcdctl(lab, host, &["get", key, "--print-value-only"])
+    lab.etcdctl(host, &["get", key, "--print-value-only"])
         .unwrap_or_else(|e| panic!("get {key} on {host}: {e}"))
         .trim()
         .to_string()
@@ -195,13 +172,17 @@ fn issue16_three_servers_two_dead_survivor_intact() {
     })
     .expect("lab");
     for i in 0..20 {
-        etcdctl(&lab, "server-1", &["put", &format!("/k16/a/{i:02}"), "v"]).unwrap();
+        lab.etcdctl("server-1", &["put", &format!("/k16/a/{i:02}"), "v"])
+            .unwrap();
     }
     stop(&lab, "server-2");
     stop(&lab, "server-3");
     lab.corrupt_data_dir("server-2").unwrap();
     wipe(&lab, "server-3");
-    assert!(etcdctl(&lab, "server-1", &["put", "/k16/a/lost", "x"]).is_err());
+    assert!(
+        lab.etcdctl("server-1", &["put", "/k16/a/lost", "x"])
+            .is_err()
+    );
 
     let plan = recover(&lab, 3, &[]);
     assert!(
@@ -235,7 +216,8 @@ fn issue16_three_servers_all_data_lost_snapshot_restored() {
         ..LabSpec::default()
     })
     .expect("lab");
-    etcdctl(&lab, "server-1", &["put", "/k16/b/in", "yes"]).unwrap();
+    lab.etcdctl("server-1", &["put", "/k16/b/in", "yes"])
+        .unwrap();
     let (st, out) = lab
         .ssh(
             "server-2",
@@ -244,7 +226,8 @@ fn issue16_three_servers_all_data_lost_snapshot_restored() {
         )
         .unwrap();
     assert_eq!(st, 0, "{out}");
-    etcdctl(&lab, "server-1", &["put", "/k16/b/after", "lost"]).unwrap();
+    lab.etcdctl("server-1", &["put", "/k16/b/after", "lost"])
+        .unwrap();
     for s in ["server-1", "server-2", "server-3"] {
         stop(&lab, s);
         wipe(&lab, s);
@@ -277,10 +260,12 @@ fn issue16_five_servers_three_dead_most_advanced_survivor_chosen() {
     })
     .expect("lab");
     for i in 0..10 {
-        etcdctl(&lab, "server-2", &["put", &format!("/k16/c/{i}"), "v"]).unwrap();
+        lab.etcdctl("server-2", &["put", &format!("/k16/c/{i}"), "v"])
+            .unwrap();
     }
     stop(&lab, "server-1");
-    etcdctl(&lab, "server-2", &["put", "/k16/c/late", "only-on-2-to-5"]).unwrap();
+    lab.etcdctl("server-2", &["put", "/k16/c/late", "only-on-2-to-5"])
+        .unwrap();
     for s in ["server-3", "server-4", "server-5"] {
         stop(&lab, s);
     }

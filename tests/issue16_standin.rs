@@ -6,8 +6,6 @@
 
 mod common;
 
-use std::process::Command;
-
 use k3splan_lab::{Lab, LabSpec, hostcfg};
 use k3splan_testkit_caps::lab;
 
@@ -18,36 +16,16 @@ k3splan_testkit_caps::main! {
 
 const DONE: &str = "Etcd is running, restart without --cluster-reset flag now. Backup and delete ${datadir}/server/db on each peer etcd server and rejoin the nodes";
 
-/// `etcdctl ARGS` against `host`'s member, with the lab's client certificate.
-fn etcdctl(lab: &Lab, host: &str, args: &[&str]) -> Result<String, String> {
-    let f = lab.files();
-    let out = Command::new("etcdctl")
-        .env("ETCDCTL_API", "3")
-        .arg(format!(
-            "--endpoints={}",
-            lab.host(host).unwrap().etcd_endpoint()
-        ))
-        .arg(format!("--cacert={}", f.etcd_ca.display()))
-        .arg(format!("--cert={}", f.etcd_cert.display()))
-        .arg(format!("--key={}", f.etcd_key.display()))
-        .args(["--dial-timeout=2s", "--command-timeout=5s"])
-        .args(args)
-        .output()
-        .map_err(|e| e.to_string())?;
-    if out.status.success() {
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-    } else {
-        Err(String::from_utf8_lossy(&out.stderr).into_owned())
-    }
-}
-
 fn lose_quorum(lab: &Lab, survivor: &str, dead: &[&str]) {
     for d in dead {
         let (st, out) = lab.service(d, "stop", "k3s").unwrap();
         assert_eq!(st, 0, "stop {d}: {out}");
     }
     // The survivor has no leader: a write fails.
-    assert!(etcdctl(lab, survivor, &["put", "/k16/after-loss", "x"]).is_err());
+    assert!(
+        lab.etcdctl(survivor, &["put", "/k16/after-loss", "x"])
+            .is_err()
+    );
     let (st, out) = lab.service(survivor, "stop", "k3s").unwrap();
     assert_eq!(st, 0, "stop {survivor}: {out}");
 }
@@ -62,7 +40,7 @@ fn reset(lab: &Lab, host: &str, extra: &str) -> (i32, String) {
 }
 
 fn members(lab: &Lab, host: &str) -> usize {
-    etcdctl(lab, host, &["member", "list"])
+    lab.etcdctl(host, &["member", "list"])
         .unwrap()
         .lines()
         .filter(|l| !l.trim().is_empty())
@@ -76,7 +54,8 @@ fn issue16_standin_cluster_reset_keeps_the_survivors_data_and_refuses_a_second_r
         ..LabSpec::default()
     })
     .expect("lab");
-    etcdctl(&lab, "server-2", &["put", "/k16/before", "kept"]).unwrap();
+    lab.etcdctl("server-2", &["put", "/k16/before", "kept"])
+        .unwrap();
     lose_quorum(&lab, "server-2", &["server-1", "server-3"]);
 
     let (st, out) = reset(&lab, "server-2", "");
@@ -102,16 +81,13 @@ fn issue16_standin_cluster_reset_keeps_the_survivors_data_and_refuses_a_second_r
     assert_eq!(st, 0, "{out}\n{}", lab.k3s_log("server-2"));
     assert_eq!(members(&lab, "server-2"), 1);
     assert_eq!(
-        etcdctl(
-            &lab,
-            "server-2",
-            &["get", "/k16/before", "--print-value-only"]
-        )
-        .unwrap()
-        .trim(),
+        lab.etcdctl("server-2", &["get", "/k16/before", "--print-value-only"])
+            .unwrap()
+            .trim(),
         "kept"
     );
-    etcdctl(&lab, "server-2", &["put", "/k16/after-reset", "ok"]).unwrap();
+    lab.etcdctl("server-2", &["put", "/k16/after-reset", "ok"])
+        .unwrap();
     assert!(
         lab.read_file("server-2", flag).is_none(),
         "reset-flag removed"
@@ -125,7 +101,8 @@ fn issue16_standin_restore_path_restores_the_snapshot_and_nothing_after_it() {
         ..LabSpec::default()
     })
     .expect("lab");
-    etcdctl(&lab, "server-1", &["put", "/k16/in-snapshot", "yes"]).unwrap();
+    lab.etcdctl("server-1", &["put", "/k16/in-snapshot", "yes"])
+        .unwrap();
     let (st, out) = lab
         .ssh(
             "server-1",
@@ -139,7 +116,8 @@ fn issue16_standin_restore_path_restores_the_snapshot_and_nothing_after_it() {
         .find_map(|l| l.split("Saving etcd snapshot to ").nth(1))
         .map(|p| p.trim_end_matches('"').to_string())
         .unwrap_or_else(|| panic!("{out}"));
-    etcdctl(&lab, "server-1", &["put", "/k16/after-snapshot", "lost"]).unwrap();
+    lab.etcdctl("server-1", &["put", "/k16/after-snapshot", "lost"])
+        .unwrap();
     lose_quorum(&lab, "server-1", &["server-2", "server-3"]);
 
     // A missing snapshot: k3s's message, nothing moved.
@@ -165,7 +143,7 @@ fn issue16_standin_restore_path_restores_the_snapshot_and_nothing_after_it() {
     assert_eq!(st, 0, "{out}\n{}", lab.k3s_log("server-1"));
     assert_eq!(members(&lab, "server-1"), 1);
     let get = |k: &str| {
-        etcdctl(&lab, "server-1", &["get", k, "--print-value-only"])
+        lab.etcdctl("server-1", &["get", k, "--print-value-only"])
             .unwrap()
             .trim()
             .to_string()

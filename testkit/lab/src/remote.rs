@@ -152,4 +152,26 @@ impl Lab {
     pub fn write_file(&self, host: &str, in_host: &str, contents: &str) -> Result<()> {
         Ok(self.host(host)?.sshd.write(in_host, contents)?)
     }
+
+    /// `etcdctl ARGS` (API v3) against `host`'s member with the lab's client certificate, as
+    /// an operator would run it: stdout when it succeeds, stderr when it fails.
+    pub fn etcdctl(&self, host: &str, args: &[&str]) -> std::result::Result<String, String> {
+        let f = self.files();
+        let endpoint = self.host(host).map_err(|e| e.to_string())?.etcd_endpoint();
+        let out = std::process::Command::new("etcdctl")
+            .env("ETCDCTL_API", "3")
+            .arg(format!("--endpoints={endpoint}"))
+            .arg(format!("--cacert={}", f.etcd_ca.display()))
+            .arg(format!("--cert={}", f.etcd_cert.display()))
+            .arg(format!("--key={}", f.etcd_key.display()))
+            .args(["--dial-timeout=2s", "--command-timeout=5s"])
+            .args(args)
+            .output()
+            .map_err(|e| e.to_string())?;
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).into_owned())
+        }
+    }
 }
