@@ -322,6 +322,17 @@ fn issue17_vip_held_by_none_or_two() {
             .iter()
             .any(|x| x.message.contains("no host holds"))
     );
+    // One holder seen and one host unread: it may be a second holder, so unknown, not ok.
+    server(&mut f, "a").holds_vip = Some(true);
+    f.servers
+        .insert("c".into(), Fact::unknown("ssh: connection refused"));
+    let r = evaluate(&t, &o, &f);
+    assert_eq!(
+        only(&r, ids::VIP_HOLDERS),
+        vec![(Severity::Unknown, "cluster".into())],
+        "{r:#?}"
+    );
+    server(&mut f, "a").holds_vip = Some(false);
     // Nobody seen holding it and one host unread: unknown, not "nobody".
     f.servers
         .insert("c".into(), Fact::unknown("ssh: connection refused"));

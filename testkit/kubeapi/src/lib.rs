@@ -111,6 +111,8 @@ struct Shared {
     requests: Mutex<Vec<String>>,
     gzip_requests: std::sync::atomic::AtomicUsize,
     expire_continue: std::sync::atomic::AtomicUsize,
+    /// `(group, plural)` the caller may not read: RBAC denies them (403).
+    forbidden: Mutex<Vec<(String, String)>>,
     git_version: String,
     bearer_token: Option<String>,
     /// The CA's PEM (TLS servers), served at `/cacerts` like k3s's supervisor.
@@ -205,6 +207,7 @@ impl KubeApiServer {
             expire_continue: Default::default(),
             git_version: opts.git_version.clone(),
             bearer_token: opts.bearer_token.clone(),
+            forbidden: Mutex::new(Vec::new()),
         });
         let router = Router::new()
             .fallback(handle)
@@ -306,6 +309,27 @@ impl KubeApiServer {
         self.shared
             .expire_continue
             .store(n, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// From now on, every request for `plural` of `group` (`""` core) answers `403
+    /// Forbidden`, as a real API server answers a user whose RBAC role does not grant the
+    /// verb (its message: `plans.upgrade.cattle.io is forbidden: User "…" cannot list
+    /// resource "plans" in API group "upgrade.cattle.io" at the cluster scope`).
+    pub fn forbid(&self, group: &str, plural: &str) {
+        self.shared
+            .forbidden
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((group.to_string(), plural.to_string()));
+    }
+
+    /// Undoes every [`Self::forbid`].
+    pub fn allow_all(&self) {
+        self.shared
+            .forbidden
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
     }
 
     /// Loads a multi-document YAML fixture (documents may be `kind: List`).
@@ -506,9 +530,12 @@ fn resource_list(group: &str, version: &str) -> Value {
     json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": resources})
 }
 
-fn groups() -> Value {
+fn groups(st: &store::Store) -> Value {
     let mut seen: Vec<(&str, &str)> = Vec::new();
-    for t in store::TYPES.iter().filter(|t| !t.group.is_empty()) {
+    for t in store::TYPES
+        .iter()
+        .filter(|t| !t.group.is_empty() && st.serves_group(t.group, t.version))
+    {
         if !seen.contains(&(t.group, t.version)) {
             seen.push((t.group, t.version));
         }
@@ -617,25 +644,47 @@ async fn handle(
                 &json!({"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": []}),
             );
         }
-        ["apis"] => return value_response(StatusCode::OK, &groups()),
+        ["apis"] => {
+            let st = sh.store.lock().unwrap_or_else(|p| p.into_inner());
+            return value_response(StatusCode::OK, &groups(&st));
+        }
         ["api", v] => return value_response(StatusCode::OK, &resource_list("", v)),
-        ["apis", g, v] => return value_response(StatusCode::OK, &resource_list(g, v)),
+        ["apis", g, v] => {
+            // A group whose kinds come from CRDs none of which exists: not served (404).
+            if !sh
+                .store
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .serves_group(g, v)
+            {
+                return error_response(&ApiError {
+                    code: 404,
+                    reason: "NotFound".into(),
+                    message: "the server could not find the requested resource".into(),
+                    causes: vec![],
+                });
+            }
+            return value_response(StatusCode::OK, &resource_list(g, v));
+        }
         _ => {}
     }
+    // What a real API server answers for a path it serves no resource at (also a custom
+    // resource whose CRD does not exist).
+    let not_found = || {
+        error_response(&ApiError {
+            code: 404,
+            reason: "NotFound".into(),
+            message: format!(
+                "the server could not find the requested resource ({})",
+                uri.path()
+            ),
+            causes: vec![],
+        })
+    };
     let (group, version, rest): (&str, &str, &[&str]) = match segs.as_slice() {
         ["api", v, rest @ ..] => ("", v, rest),
         ["apis", g, v, rest @ ..] => (g, v, rest),
-        _ => {
-            return error_response(&ApiError {
-                code: 404,
-                reason: "NotFound".into(),
-                message: format!(
-                    "the server could not find the requested resource ({})",
-                    uri.path()
-                ),
-                causes: vec![],
-            });
-        }
+        _ => return not_found(),
     };
     // (namespace, plural, name, subresource)
     let (ns, plural, name, sub): (Option<&str>, &str, Option<&str>, Option<&str>) = match rest {
@@ -645,29 +694,41 @@ async fn handle(
         [plural] => (None, plural, None, None),
         [plural, name] => (None, plural, Some(name), None),
         [plural, name, sub] => (None, plural, Some(name), Some(sub)),
-        _ => {
-            return error_response(&ApiError {
-                code: 404,
-                reason: "NotFound".into(),
-                message: format!(
-                    "the server could not find the requested resource ({})",
-                    uri.path()
-                ),
-                causes: vec![],
-            });
-        }
+        _ => return not_found(),
     };
     let Some(t) = store::type_by_path(group, version, plural) else {
+        return not_found();
+    };
+    if sh
+        .forbidden
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .iter()
+        .any(|(g, p)| g == group && p == plural)
+    {
+        let resource = if group.is_empty() {
+            plural.to_string()
+        } else {
+            format!("{plural}.{group}")
+        };
         return error_response(&ApiError {
-            code: 404,
-            reason: "NotFound".into(),
+            code: 403,
+            reason: "Forbidden".into(),
             message: format!(
-                "the server could not find the requested resource ({})",
-                uri.path()
+                "{resource} is forbidden: User \"k3splan\" cannot {} resource \"{plural}\" in API group \"{group}\"",
+                if method == Method::GET {
+                    "list"
+                } else {
+                    "change"
+                }
             ),
             causes: vec![],
         });
-    };
+    }
+    if !sh.store.lock().unwrap_or_else(|p| p.into_inner()).serves(t) {
+        // A custom resource whose CRD does not exist (store/crd.rs).
+        return not_found();
+    }
     let tp = store::TYPES[t];
     let ns_s = if tp.namespaced { ns.unwrap_or("") } else { "" };
     let result: Result<Response, ApiError> = (|| match (method.clone(), name, sub) {
@@ -833,6 +894,9 @@ async fn handle(
             match n {
                 Some(n) => {
                     let out = st.delete(t, ns_s, n, &opts)?;
+                    if tp.kind == "CustomResourceDefinition" {
+                        st.purge_custom_resources(n);
+                    }
                     Ok(value_response(StatusCode::OK, &out))
                 }
                 None => {

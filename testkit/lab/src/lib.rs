@@ -14,7 +14,9 @@
 //!   (each a learner promoted to voter before the next joins). Every server runs its host's
 //!   REAL etcd member (`/usr/bin/etcd`, TLS) at `ADDRESS:2379/2380`;
 //! - optionally the keepalived VIP (a TCP forwarder on `VIP:6443` and `VIP:2379` to the live
-//!   server whose keepalived manifest has the highest priority) and the seed 004 workloads.
+//!   server whose keepalived manifest has the highest priority; each host's `ip` answers from
+//!   its own network namespace, which holds the VIP while the host is a VRRP master — see
+//!   `vipns.rs`) and the seed 004 workloads.
 //!
 //! Guarantees: no two labs (threads or processes) share an address block (an `flock`ed lock
 //! file per block under `/tmp`); dropping the [`Lab`] — also while a test panics — kills every
@@ -34,6 +36,7 @@ mod remote;
 mod start;
 mod topology;
 mod vip;
+mod vipns;
 mod workloads;
 
 pub use observe::{describe_etcd, qualified_name};
@@ -127,6 +130,9 @@ pub enum LabError {
     /// An unknown host name was passed.
     #[error("lab: no host named {0}")]
     NoHost(String),
+    /// The hosts' VIP network namespaces could not be set up (`ip netns`).
+    #[error("lab: per-host VIP network namespaces: {0}")]
+    Vip(String),
 }
 
 type Result<T> = std::result::Result<T, LabError>;
@@ -368,6 +374,10 @@ pub struct Lab {
     threads: Vec<JoinHandle<()>>,
     vip_target: Arc<Mutex<Option<String>>>,
     dir: Option<tempfile::TempDir>,
+    /// Each host's own VIP view (`ip` answers from it), with a VIP only.
+    vip_ns: Option<Arc<vipns::VipNetns>>,
+    /// Every host that holds the VIP now (VRRP MASTER of its group), by name.
+    vip_holders: Arc<Mutex<Vec<String>>>,
 }
 
 impl std::fmt::Debug for Lab {

@@ -133,6 +133,49 @@ impl Lab {
             .collect()
     }
 
+    /// Every host that holds the VIP right now (the VRRP master of each
+    /// `virtual_router_id`; two or more is a split brain), highest priority first.
+    pub fn vip_holders(&self) -> Vec<String> {
+        self.vip_holders
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Waits until exactly `hosts` hold the VIP (in any order) and their `ip -o addr show`
+    /// over SSH says so, every other host's not.
+    pub fn wait_vip_holders(&self, hosts: &[&str], timeout: Duration) -> Result<()> {
+        let vip = self.vip.map(|v| format!(" {v}/")).unwrap_or_default();
+        let mut want: Vec<String> = hosts.iter().map(|h| h.to_string()).collect();
+        want.sort();
+        let deadline = Instant::now() + timeout;
+        loop {
+            let mut seen = Vec::new();
+            for h in &self.hosts {
+                if let Ok((0, out)) = self.ssh(&h.name, &[], "ip -o addr show")
+                    && out.contains(&vip)
+                {
+                    seen.push(h.name.clone());
+                }
+            }
+            seen.sort();
+            let mut model = self.vip_holders();
+            model.sort();
+            if seen == want && model == want {
+                return Ok(());
+            }
+            let last = format!("ip addr shows the VIP on {seen:?}, VRRP masters {model:?}");
+            if Instant::now() > deadline {
+                return Err(LabError::Timeout {
+                    what: format!("VIP holders {want:?}"),
+                    waited: timeout,
+                    last,
+                });
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
     /// Which host the VIP forwards to right now (`None`: no live candidate or no VIP).
     pub fn vip_holder(&self) -> Option<String> {
         self.vip_target

@@ -84,12 +84,26 @@ impl Lab {
         kube.write_kubeconfig(&kubeconfig)
             .map_err(|e| LabError::Kube(e.to_string()))?;
 
+        // Each host's own VIP view (vipns.rs): its network namespace must exist before its
+        // sshd (and so its mount namespace) starts.
+        let vip_ns = if spec.vip {
+            let hosts: Vec<(String, Ipv4Addr)> = plan
+                .iter()
+                .map(|(name, _, o)| (name.clone(), block.ip(*o)))
+                .collect();
+            Some(Arc::new(vipns::VipNetns::create(&hosts)?))
+        } else {
+            None
+        };
         // Hosts.
         let opts: Vec<HostOptions> = plan
             .iter()
             .map(|(name, _, o)| {
                 // The installer's unit env files live in /etc/systemd/system: per host.
                 let mut h = HostOptions::new(name.clone()).private_dir(hostcfg::SYSTEMD_DIR);
+                if vip_ns.is_some() {
+                    h = h.private_dir(vipns::WRAPPER_DIR);
+                }
                 h.address = Some(block.ip(*o));
                 h
             })
@@ -137,7 +151,19 @@ impl Lab {
             threads: Vec::new(),
             vip_target: Arc::new(Mutex::new(None)),
             dir: Some(dir),
+            vip_ns,
+            vip_holders: Arc::new(Mutex::new(Vec::new())),
         };
+        if let Some(ns) = &lab.vip_ns {
+            for h in &lab.hosts {
+                if let Some(text) = ns.wrapper(&h.name) {
+                    h.sshd.write(vipns::IP_WRAPPER, text)?;
+                    let p = h.path(vipns::IP_WRAPPER);
+                    fs::set_permissions(&p, fs::Permissions::from_mode(0o755))
+                        .map_err(io_err("chmod", &p))?;
+                }
+            }
+        }
         let kube_ca = lab.kube().ca_pem().unwrap_or_default().to_string();
         let kube_url = lab.kube().url().to_string();
         for h in &lab.hosts {

@@ -9,12 +9,19 @@ impl Lab {
 
     /// Writes the keepalived static pod manifest on a server (providers/host's format).
     pub fn write_keepalived(&self, host: &str, priority: u8) -> Result<()> {
+        self.write_keepalived_vrid(host, priority, 66)
+    }
+
+    /// As [`Self::write_keepalived`] with the VRRP `virtual_router_id` (the lab's manifests
+    /// use 66): hosts of different IDs do not hear each other, each ID elects its own
+    /// master, and both then hold the VIP — the split brain `k3splan check` reports.
+    pub fn write_keepalived_vrid(&self, host: &str, priority: u8, router_id: u8) -> Result<()> {
         let vip = self.vip.map(|v| v.to_string()).unwrap_or_default();
         let spec = k3splan_host::keepalived::KeepalivedSpec {
             image: "osixia/keepalived:2.0.20".into(),
             interface: "lo".into(),
             virtual_ip: vip,
-            router_id: 66,
+            router_id,
             priority,
             state: if priority >= 100 { "MASTER" } else { "BACKUP" }.into(),
             unicast_peers: Vec::new(),
@@ -65,6 +72,9 @@ impl Lab {
         let stop = self.stop.clone();
         let kube = self.kube.clone().expect("kube");
         let target = self.vip_target.clone();
+        let holders_out = self.vip_holders.clone();
+        let vip = self.vip;
+        let vip_ns = self.vip_ns.clone();
         let servers: Vec<(String, Ipv4Addr, PathBuf)> = self
             .hosts
             .iter()
@@ -73,35 +83,52 @@ impl Lab {
         self.threads.push(std::thread::spawn(move || {
             while !stop.load(Ordering::Relaxed) {
                 node_lifecycle(&kube);
-                // VIP: the live host whose manifest has the highest priority.
-                let mut best: Option<(u8, String)> = None;
-                for (name, ip, manifest) in &servers {
-                    let Ok(text) = fs::read_to_string(manifest) else {
-                        continue;
-                    };
-                    let Ok(cfg) =
-                        k3splan_host::keepalived::parse_manifest(KEEPALIVED_MANIFEST, &text)
-                    else {
-                        continue;
-                    };
-                    let prio = cfg.priority.unwrap_or(0);
-                    if best.as_ref().is_some_and(|(b, _)| *b >= prio) {
-                        continue;
-                    }
-                    if TcpStream::connect_timeout(
-                        &SocketAddr::from((*ip, 6443)),
-                        Duration::from_millis(300),
-                    )
-                    .is_ok()
-                    {
-                        best = Some((prio, name.clone()));
+                let masters = vrrp_masters(&servers);
+                let holders: Vec<String> = masters.iter().map(|m| m.2.clone()).collect();
+                if let (Some(vip), Some(ns)) = (vip, &vip_ns) {
+                    for (name, _, _) in &servers {
+                        ns.set(name, vip, holders.contains(name));
                     }
                 }
-                *target.lock().unwrap_or_else(|p| p.into_inner()) = best.map(|b| b.1);
+                // The forwarder follows the master of highest priority (with two, clients
+                // on a real network reach whichever answered ARP last).
+                *target.lock().unwrap_or_else(|p| p.into_inner()) =
+                    masters.first().map(|m| m.2.clone());
+                *holders_out.lock().unwrap_or_else(|p| p.into_inner()) = holders;
                 std::thread::sleep(Duration::from_millis(500));
             }
         }));
     }
+}
+
+/// The VRRP masters: per `virtual_router_id` (instances of different IDs ignore each
+/// other's adverts, RFC 5798 section 7.1, so each ID elects its own master), the live host
+/// whose manifest has the highest priority (a tie: the first host in lab order — real VRRP
+/// prefers the higher primary address). "Live": its `:6443` accepts connections (the
+/// keepalived static pod runs while k3s does). Highest priority first.
+fn vrrp_masters(servers: &[(String, Ipv4Addr, PathBuf)]) -> Vec<(u8, usize, String)> {
+    let mut best: BTreeMap<u8, (u8, usize, String)> = BTreeMap::new();
+    for (i, (name, ip, manifest)) in servers.iter().enumerate() {
+        let Ok(text) = fs::read_to_string(manifest) else {
+            continue;
+        };
+        let Ok(cfg) = k3splan_host::keepalived::parse_manifest(KEEPALIVED_MANIFEST, &text) else {
+            continue;
+        };
+        let prio = cfg.priority.unwrap_or(0);
+        let rid = cfg.router_id.unwrap_or(0);
+        if best.get(&rid).is_some_and(|(b, _, _)| *b >= prio) {
+            continue;
+        }
+        if TcpStream::connect_timeout(&SocketAddr::from((*ip, 6443)), Duration::from_millis(300))
+            .is_ok()
+        {
+            best.insert(rid, (prio, i, name.clone()));
+        }
+    }
+    let mut masters: Vec<(u8, usize, String)> = best.into_values().collect();
+    masters.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+    masters
 }
 
 fn proxy(client: TcpStream, to: SocketAddr) {

@@ -601,6 +601,18 @@ fn vip_check(t: &Topology, f: &CheckFacts, out: &mut Out) {
                 unknown.join(", ")
             ),
         );
+    } else if !unknown.is_empty() {
+        // One holder seen: an unread host may be a second one (split brain), so the check
+        // could not be made — never "ok".
+        out.unknown(
+            ids::VIP_HOLDERS,
+            "cluster",
+            &format!(
+                "the VIP is held by {}, and {} not read (may hold it too)",
+                holders.join(", "),
+                unknown.join(", ")
+            ),
+        );
     }
 }
 

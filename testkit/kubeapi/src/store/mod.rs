@@ -10,11 +10,13 @@ use base64::Engine as _;
 use serde_json::{Value, json};
 
 mod controllers;
+mod crd;
 mod delete;
 mod obj;
 mod types;
 
 use controllers::*;
+pub use crd::{CRD_GROUPS, crd_name};
 use obj::*;
 pub use types::*;
 

@@ -82,6 +82,15 @@ pub const TYPES: &[ResourceType] = &[
         "HelmChartConfig",
         true
     ),
+    rt!(
+        "apiextensions.k8s.io",
+        "v1",
+        "customresourcedefinitions",
+        "CustomResourceDefinition",
+        false
+    ),
+    // Served only once its CRD exists (store/crd.rs).
+    rt!("upgrade.cattle.io", "v1", "plans", "Plan", true),
 ];
 
 /// Index of a type in [`TYPES`].
