@@ -4,7 +4,8 @@
 # for the comparisons ansible-core (pip install ansible-core) and hyperfine (apt).
 #
 #   scripts/bench.sh                 # everything (about 15-25 minutes on 2 cores)
-#   scripts/bench.sh scale fanout    # only some: scale fanout apply startup
+#   scripts/bench.sh scale fanout    # only some: scale fanout apply startup upgrade
+#                                    # (upgrade, issue 15: not in the default set)
 #
 # Environment: CARGO_TARGET_DIR (default target), ROUNDS (3), SIZES (100,1000,5000; the
 # in-memory API server peaks at ~2.4 GB at 5,000 nodes),
@@ -37,6 +38,9 @@ for w in "${what[@]}"; do
     apply)
       echo "== 4. apply overhead in the lab: $B/bench-apply --rounds $APPLY_ROUNDS"
       "$B/bench-apply" --rounds "$APPLY_ROUNDS" ;;
+    upgrade)
+      echo "== 4b. upgrade overhead in the lab (issue 15): $B/bench-apply --scenario upgrade --rounds $APPLY_ROUNDS"
+      "$B/bench-apply" --scenario upgrade --rounds "$APPLY_ROUNDS" ;;
     startup)
       echo "== 5. start-up: k3splan validate on each example"
       for ex in examples/*/; do
@@ -47,7 +51,7 @@ for w in "${what[@]}"; do
           echo "$ex: mean $(( ($(date +%s%N) - s) / 50000 )) µs over 50 runs (no hyperfine)"
         fi
       done ;;
-    *) echo "unknown benchmark $w (scale fanout apply startup)" >&2; exit 2 ;;
+    *) echo "unknown benchmark $w (scale fanout apply startup upgrade)" >&2; exit 2 ;;
   esac
 done
 echo "== done, load average $(cut -d' ' -f1-3 /proc/loadavg)"

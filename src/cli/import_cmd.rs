@@ -278,6 +278,8 @@ fn observe(g: &GlobalArgs, a: &ImportArgs, t: &Topology) -> Result<Observed, Cli
     }
     let t = &t;
     let mut session = Session::new(t, &g.config, &a.live(), None)?;
+    // The storage blocks of the second look name namespaces, not workloads.
+    session.live.read_whole_namespace_pods();
     let o = session.observe();
     drop(session);
     let unread: Vec<String> = [o.kube.unknown_reason(), o.etcd.unknown_reason()]

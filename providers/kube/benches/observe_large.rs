@@ -155,7 +155,7 @@ async fn client_role(mode: &str) {
                 } else {
                     PodScope::All
                 },
-                namespaces: Vec::new(),
+                ..Default::default()
             };
             let obs = kube.observe(&req).await.expect("observe");
             format!(

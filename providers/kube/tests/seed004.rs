@@ -25,7 +25,7 @@ fn request() -> ObserveRequest {
         addons: AddonRef::k3s_defaults(),
         nodes_of_interest: vec![DEAD.into()],
         pods: PodScope::All,
-        namespaces: Vec::new(),
+        ..ObserveRequest::default()
     }
 }
 
@@ -1107,6 +1107,79 @@ async fn observe_namespaces_lists_only_those_pods() {
     assert!(
         !reqs.iter().any(|r| r.starts_with("GET /api/v1/pods")),
         "no cluster-wide pod list: {reqs:#?}"
+    );
+}
+
+/// `PodScope::Workloads` (what `k3splan plan` uses since issue 20: the workloads its
+/// storage blocks name) reads each workload and lists its pods by the workload's own label
+/// selector: the same stateful pods of the dead node as a full read, no pod of another
+/// workload, and no unselected list of a namespace. An absent workload has no pods.
+#[tokio::test]
+async fn observe_workloads_lists_only_their_pods_by_selector() {
+    let t = Target::memory_with(Controllers::default(), KubeSettings::default()).await;
+    let full = t.kube.observe(&request()).await.unwrap();
+    let w = |ns: &str, name: &str, kind| WorkloadPods {
+        namespace: ns.into(),
+        name: name.into(),
+        kind,
+    };
+    let before = t.server().requests().len();
+    let scoped = t
+        .kube
+        .observe(&ObserveRequest {
+            pods: PodScope::Workloads,
+            workloads: vec![
+                w("onecloud-minio", "minio", WorkloadKind::StatefulSet),
+                w(
+                    "onecloud-monitoring",
+                    "monitor-minio",
+                    WorkloadKind::StatefulSet,
+                ),
+                w(
+                    "onecloud",
+                    "default-victoria-metrics",
+                    WorkloadKind::Deployment,
+                ),
+                w("onecloud", "no-such-workload", WorkloadKind::StatefulSet),
+            ],
+            ..request()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        stateful_summary(&scoped, DEAD),
+        stateful_summary(&full, DEAD)
+    );
+    let owners: BTreeSet<String> = scoped
+        .pods
+        .iter()
+        .map(|p| format!("{:?}", p.owner.as_ref().map(|o| (&o.kind, &o.name))))
+        .collect();
+    assert_eq!(
+        owners.len(),
+        3,
+        "only the three workloads' pods: {owners:#?}"
+    );
+    assert!(scoped.pods.len() < full.pods.len());
+    let reqs = t.server().requests()[before..].to_vec();
+    let pod_lists: Vec<&String> = reqs
+        .iter()
+        .filter(|r| r.starts_with("GET /api/v1/namespaces/onecloud") && r.contains("/pods"))
+        .collect();
+    assert_eq!(
+        pod_lists.len(),
+        3,
+        "one list per existing workload: {reqs:#?}"
+    );
+    assert!(
+        pod_lists.iter().all(|r| r.contains("labelSelector=")),
+        "every pod list selects by label: {reqs:#?}"
+    );
+    assert!(
+        reqs.iter().any(
+            |r| r.starts_with("GET /apis/apps/v1/namespaces/onecloud-minio/statefulsets/minio")
+        ),
+        "{reqs:#?}"
     );
 }
 

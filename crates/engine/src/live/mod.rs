@@ -101,6 +101,9 @@ pub struct Live {
     declared: HashMap<String, usize>,
     etcd_config: EtcdConfig,
     kube: tokio::sync::OnceCell<Result<KubeProvider, Arc<KubeError>>>,
+    /// Read every pod of the `storage` blocks' namespaces instead of the declared
+    /// workloads' pods ([`Live::read_whole_namespace_pods`]).
+    whole_namespace_pods: bool,
 }
 
 /// The k3s layout on the hosts, from the topology's `host` block and `data_dir`.
@@ -144,6 +147,13 @@ pub fn observe_spec_of(t: &Topology) -> ObserveSpec {
 }
 
 impl Live {
+    /// Observations read every pod of the `storage` blocks' namespaces, not only the pods
+    /// of the workloads the blocks name: for `import`, which looks for the workloads
+    /// holding local-path volumes before any block names them.
+    pub fn read_whole_namespace_pods(&mut self) {
+        self.whole_namespace_pods = true;
+    }
+
     /// Prepares connections (nothing is dialled yet). Nodes that are not declared but seen
     /// by an observation are added to the pool by [`Live::observe`].
     pub fn new(topology: &Topology, opts: LiveOptions) -> Result<Self, LiveError> {
@@ -181,6 +191,7 @@ impl Live {
             declared,
             etcd_config,
             kube: tokio::sync::OnceCell::new(),
+            whole_namespace_pods: false,
         })
     }
 

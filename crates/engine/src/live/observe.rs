@@ -8,11 +8,14 @@ use std::time::{Duration, Instant};
 
 use k3splan_etcd::EtcdProvider;
 use k3splan_host::{HostObservation, ObserveSpec};
-use k3splan_kube::{AddonRef, ClusterObservation, ObserveRequest, PodScope};
+use k3splan_kube::{
+    AddonRef, ClusterObservation, ObserveRequest, PodScope, WorkloadKind as KubeWorkloadKind,
+    WorkloadPods,
+};
 
 use super::map::{RawFiles, host_unknown, map_etcd, map_host, map_kube, member_node_name};
 use super::{Live, LiveError, observe_spec_of};
-use crate::config::model::DEFAULT_ADDONS;
+use crate::config::model::{DEFAULT_ADDONS, WorkloadKind};
 use crate::observed::{Fact, Observed, url_host};
 use crate::wait::{Check, Wait};
 
@@ -97,19 +100,30 @@ impl Live {
     async fn read_kube(&self) -> KubeRead {
         let kube = self.kube().await?;
         // The planner reads pods only to find the workloads of `storage` blocks (their
-        // PVCs and sibling replicas): read those namespaces, not every pod.
-        let namespaces: Vec<String> = self
-            .topology
-            .storage
-            .iter()
-            .map(|s| s.namespace.clone())
-            .collect();
-        let req = ObserveRequest {
+        // PVCs and sibling replicas): read those workloads' pods (each by its own label
+        // selector), not every pod of their namespaces; `import` reads whole namespaces.
+        let storage = &self.topology.storage;
+        let mut req = ObserveRequest {
             addons: self.addon_refs(),
-            pods: PodScope::Namespaces,
-            namespaces,
             ..ObserveRequest::default()
         };
+        if self.whole_namespace_pods {
+            req.pods = PodScope::Namespaces;
+            req.namespaces = storage.iter().map(|s| s.namespace.clone()).collect();
+        } else {
+            req.pods = PodScope::Workloads;
+            req.workloads = storage
+                .iter()
+                .map(|s| WorkloadPods {
+                    namespace: s.namespace.clone(),
+                    name: s.name.clone(),
+                    kind: match s.kind {
+                        WorkloadKind::StatefulSet => KubeWorkloadKind::StatefulSet,
+                        WorkloadKind::Deployment => KubeWorkloadKind::Deployment,
+                    },
+                })
+                .collect();
+        }
         // A task of its own: reading and decoding the lists is the CPU-heavy part of an
         // observation, and must not hold up the SSH handshakes polled by this task.
         let kube = kube.clone();

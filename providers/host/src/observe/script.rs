@@ -34,9 +34,12 @@ K3S={k3s}
 RAW={raw}
 ENVS={env_server}
 ENVA={env_agent}
-echo "$M hostname"; hostname 2>/dev/null || cat /proc/sys/kernel/hostname
-echo "$M os"; sed -n 's/^PRETTY_NAME=//p' /etc/os-release 2>/dev/null; echo
-echo "$M kernel"; uname -sr 2>/dev/null
+echo "$M hostname"
+if [ -r /proc/sys/kernel/hostname ]; then IFS= read -r h </proc/sys/kernel/hostname; printf '%s\n' "$h"; else hostname 2>/dev/null; fi
+echo "$M os"
+if [ -r /etc/os-release ]; then while IFS= read -r l || [ -n "$l" ]; do case $l in PRETTY_NAME=*) printf '%s\n' "${{l#PRETTY_NAME=}}";; esac; done </etc/os-release; fi; echo
+echo "$M kernel"
+if [ -r /proc/sys/kernel/ostype ] && [ -r /proc/sys/kernel/osrelease ]; then IFS= read -r o </proc/sys/kernel/ostype; IFS= read -r r </proc/sys/kernel/osrelease; printf '%s %s\n' "$o" "$r"; else uname -sr 2>/dev/null; fi
 echo "$M k3s"
 if [ -f "$K3S" ] && [ -x "$K3S" ]; then echo present; "$K3S" --version </dev/null 2>/dev/null | head -n 1; else echo absent; fi
 echo "$M svc-server"; {server_active} </dev/null >/dev/null 2>&1; echo $?
@@ -66,7 +69,7 @@ if [ -d "$E" ]; then
   echo exists
   if [ -d "$E/member" ]; then echo member-dir; fi
   if [ -e "$E/tombstone" ]; then echo tombstone; fi
-  if [ -f "$E/name" ]; then printf 'name %s\n' "$(head -n 1 "$E/name")"; fi
+  if [ -f "$E/name" ]; then n=; IFS= read -r n <"$E/name" || true; printf 'name %s\n' "$n"; fi
   if [ -f "$E/config" ]; then grep -E '^(initial-cluster|initial-cluster-state|initial-advertise-peer-urls):' "$E/config" | sed 's/^/config /'; fi
 else echo missing
 fi

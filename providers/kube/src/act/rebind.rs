@@ -260,12 +260,7 @@ impl KubeProvider {
                 .and_then(|pv| pv.local_node()),
             None => None,
         }
-        .or_else(|| {
-            pvc.metadata
-                .annotations
-                .get("volume.kubernetes.io/selected-node")
-                .cloned()
-        });
+        .or_else(|| pvc.metadata.annotations.selected_node.clone());
         if let Some(n) = &node
             && *n != req.lost_node
             && self.node_readiness(n).await? == Some(Readiness::Ready)

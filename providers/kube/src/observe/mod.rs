@@ -95,14 +95,44 @@ impl KubeProvider {
                 .await?;
                 Ok(lists.into_iter().flatten().collect())
             }
+            PodScope::Workloads => {
+                let lists = futures::future::try_join_all(
+                    req.workloads.iter().map(|w| self.workload_pods(w)),
+                )
+                .await?;
+                Ok(lists.into_iter().flatten().collect())
+            }
+        }
+    }
+
+    /// The pods of one workload, selected as its controller selects them (see
+    /// [`PodScope::Workloads`]).
+    async fn workload_pods(&self, w: &WorkloadPods) -> Result<Vec<SPod>, KubeError> {
+        let ns = &w.namespace;
+        let whole_namespace = format!("/api/v1/namespaces/{ns}/pods");
+        let resource = match w.kind {
+            WorkloadKind::StatefulSet => "statefulsets",
+            WorkloadKind::Deployment => "deployments",
+            _ => return self.list_slim::<SPod>(&whole_namespace, None, None).await,
+        };
+        let path = format!("/apis/apps/v1/namespaces/{ns}/{resource}/{}", w.name);
+        let Some(workload) = self.get_slim::<SSelectorOnly>(&path).await? else {
+            return Ok(Vec::new());
+        };
+        match workload.spec.selector.query() {
+            Some(sel) if !sel.is_empty() => {
+                self.list_slim::<SPod>(&whole_namespace, Some(&sel), None)
+                    .await
+            }
+            _ => self.list_slim::<SPod>(&whole_namespace, None, None).await,
         }
     }
 }
 
-fn pv_info(mut p: SPv) -> PvInfo {
+fn pv_info(p: SPv) -> PvInfo {
     PvInfo {
         local_node: p.local_node(),
-        capacity: p.spec.capacity.remove("storage"),
+        capacity: p.spec.capacity.storage,
         claim: p.spec.claim_ref.map(|c| (c.namespace, c.name)),
         path: p.spec.host_path.or(p.spec.local).map(|h| h.path),
         name: p.metadata.name,
@@ -135,12 +165,7 @@ fn pvc_infos(pvcs: Vec<SPvc>, pv_infos: &[PvInfo], pod_infos: &[PodInfo]) -> Vec
                 .volume_name
                 .as_deref()
                 .and_then(|v| pv_node.get(v).cloned().flatten())
-                .or_else(|| {
-                    c.metadata
-                        .annotations
-                        .get("volume.kubernetes.io/selected-node")
-                        .cloned()
-                });
+                .or_else(|| c.metadata.annotations.selected_node.clone());
             let key = (c.metadata.namespace.clone(), c.metadata.name.clone());
             PvcInfo {
                 used_by: users.remove(&key).unwrap_or_default(),
@@ -153,9 +178,8 @@ fn pvc_infos(pvcs: Vec<SPvc>, pv_infos: &[PvInfo], pod_infos: &[PodInfo]) -> Vec
                 capacity: c
                     .status
                     .capacity
-                    .get("storage")
-                    .cloned()
-                    .or_else(|| c.spec.resources.requests.get("storage").cloned()),
+                    .storage
+                    .or(c.spec.resources.requests.storage),
                 local_node,
                 terminating: c.metadata.deletion_timestamp.is_some(),
             }

@@ -60,19 +60,59 @@ fn objects(
             (format!("\"{}\"", node_name(i)), format!("\"{name}\""))
         })
         .collect();
-    k3splan_testkit_kubeapi::synthetic::objects(nodes, pods, pvcs).map(move |mut o| {
-        let mut text = o.to_string();
-        if renames.iter().any(|(a, _)| text.contains(a.as_str())) {
-            for (a, b) in &renames {
-                text = text.replace(a.as_str(), b);
+    let statefulsets = STORAGE_NAMESPACES.iter().map(|ns| statefulset(ns));
+    k3splan_testkit_kubeapi::synthetic::objects(nodes, pods, pvcs)
+        .chain(statefulsets)
+        .map(move |mut o| {
+            if o["kind"] == "Pod" {
+                own_by_statefulset(&mut o, pvcs);
             }
-            o = serde_json::from_str(&text).expect("json");
-        }
-        if o["kind"] == "Node" {
-            node_addresses(&mut o, servers);
-        }
-        o
-    })
+            let mut text = o.to_string();
+            if renames.iter().any(|(a, _)| text.contains(a.as_str())) {
+                for (a, b) in &renames {
+                    text = text.replace(a.as_str(), b);
+                }
+                o = serde_json::from_str(&text).expect("json");
+            }
+            if o["kind"] == "Node" {
+                node_addresses(&mut o, servers);
+            }
+            o
+        })
+}
+
+/// The label that selects a storage block's StatefulSet pods (its `spec.selector`).
+const STS_LABEL: &str = "bench.k3splan.io/statefulset";
+
+/// The StatefulSet `app-0` of a storage namespace: 3 replicas, each with a local-path PVC.
+fn statefulset(ns: &str) -> Value {
+    json!({"apiVersion": "apps/v1", "kind": "StatefulSet",
+        "metadata": {"name": "app-0", "namespace": ns, "uid": format!("sts-{ns}")},
+        "spec": {"replicas": 3, "serviceName": "app-0",
+            "selector": {"matchLabels": {STS_LABEL: "app-0"}},
+            "template": {"metadata": {"labels": {STS_LABEL: "app-0"}}, "spec": {"containers": [{"name": "app", "image": "app"}]}}},
+        "status": {"replicas": 3, "readyReplicas": 3}})
+}
+
+/// Pods 0–4, 100–104 and 200–204 of the synthetic cluster (three in each storage namespace,
+/// each mounting its own PVC) become the replicas of their namespace's StatefulSet `app-0`:
+/// its label, its owner reference. The other pods of those namespaces belong to other
+/// workloads, as in a shared namespace.
+fn own_by_statefulset(o: &mut Value, pvcs: usize) {
+    let name = o["metadata"]["name"].as_str().unwrap_or_default();
+    let Some(i) = name.get(4..9).and_then(|d| d.parse::<usize>().ok()) else {
+        return;
+    };
+    if i % 100 >= STORAGE_NAMESPACES.len() || i >= 300 || i >= pvcs {
+        return;
+    }
+    o["metadata"]["labels"][STS_LABEL] = json!("app-0");
+    let ns = o["metadata"]["namespace"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    o["metadata"]["ownerReferences"] = json!([{"apiVersion": "apps/v1", "kind": "StatefulSet",
+        "name": "app-0", "uid": format!("sts-{ns}"), "controller": true, "blockOwnerDeletion": true}]);
 }
 
 /// Server role labels and the address of a node: the server's sshd address, or the agent's
@@ -135,8 +175,8 @@ async fn serve_kube(dir: &Path, nodes: usize, pods: usize, pvcs: usize, servers:
 }
 
 /// Child role: the read floor. The same reads k3splan's observe makes, bare and in
-/// parallel: the same 14 API requests (nodes, PVCs, PVs, ReplicaSets, the pods of the storage
-/// namespaces, the HelmCharts and HelmChartConfigs of kube-system — `resourceVersion=0`, gzip,
+/// parallel: the same 19 API requests (nodes, PVCs, PVs, ReplicaSets, each storage block's
+/// StatefulSet and then its pods by its label selector, the HelmCharts and HelmChartConfigs of kube-system — `resourceVersion=0`, gzip,
 /// bodies read and dropped, nothing parsed — and a GET of each default add-on Deployment), a
 /// member list from every etcd endpoint (TLS), and one SSH round per declared host running
 /// the command `plan` sends (16 at a time, k3splan's default).
@@ -154,7 +194,8 @@ async fn floor(dir: &Path) {
         let get = |p: String| {
             let client = client.clone();
             async move {
-                let req = http::Request::get(format!("{p}?resourceVersion=0"))
+                let sep = if p.contains('?') { '&' } else { '?' };
+                let req = http::Request::get(format!("{p}{sep}resourceVersion=0"))
                     .body(Vec::new())
                     .expect("request");
                 let mut body = Box::pin(client.request_stream(req).await.expect("list"));
@@ -169,11 +210,25 @@ async fn floor(dir: &Path) {
                 }
             }
         };
-        let pods = futures::future::join_all(
-            STORAGE_NAMESPACES
-                .iter()
-                .map(|ns| get(format!("/api/v1/namespaces/{ns}/pods"))),
-        );
+        // As `plan`: each storage block's workload read, then its pods listed by its label
+        // selector.
+        let pods = futures::future::join_all(STORAGE_NAMESPACES.iter().map(|ns| {
+            let client = client.clone();
+            let get = &get;
+            async move {
+                let req =
+                    http::Request::get(format!("/apis/apps/v1/namespaces/{ns}/statefulsets/app-0"))
+                        .body(Vec::new())
+                        .expect("request");
+                let sts = client.request_text(req).await.expect("the StatefulSet");
+                sts.len()
+                    + get(format!(
+                        "/api/v1/namespaces/{ns}/pods?labelSelector={}%3Dapp-0",
+                        STS_LABEL.replace('/', "%2F")
+                    ))
+                    .await
+            }
+        }));
         // The add-on Deployments are fetched one by one (404 in this cluster: counted as 0).
         let addon = |name: &'static str| {
             let client = client.clone();
@@ -468,9 +523,9 @@ fn topology(env: &Env, nodes: usize, dir: &Path) -> String {
         })
         .collect();
     let lab_kc = hcl_str(&env.lab.files().kubeconfig.display().to_string());
-    // Five stateful workloads under `storage` blocks: `plan` reads the pods of their
-    // namespaces (the synthetic cluster spreads its pods over ns-000..ns-099), and the
-    // floor lists the same namespaces.
+    // Five stateful workloads under `storage` blocks (a 3-replica StatefulSet `app-0` in
+    // each of ns-000..ns-004, namespaces it shares with 1.5 % of all pods): `plan` reads
+    // each StatefulSet and its pods by its selector, and the floor makes the same requests.
     let storage: String = STORAGE_NAMESPACES
         .iter()
         .map(|ns| {

@@ -17,7 +17,7 @@ pub(super) async fn read_cluster(k: &KubeProvider) -> Result<ClusterObservation,
         addons: Vec::new(),
         nodes_of_interest: Vec::new(),
         pods: PodScope::NodesOfInterest,
-        namespaces: Vec::new(),
+        ..ObserveRequest::default()
     })
     .await
 }
