@@ -328,6 +328,7 @@ fn file_content_and_reasons_cannot_break_the_markdown() {
         warnings: vec!["a | pipe and </details>".into()],
         quorum_before: None,
         unknown: vec![],
+        estimate: None,
     };
     let md = render::markdown(&Ok(p), MarkdownOptions::default());
     let s = shape(&md);

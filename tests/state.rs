@@ -22,6 +22,7 @@ k3splan_testkit_caps::main! {
     issue13_a_serial_at_u64_max_is_refused_not_wrapped,
     issue13_an_empty_lineage_is_refused,
     issue13_a_state_of_a_newer_k3splan_is_refused,
+    issue15_a_version_1_state_still_loads_and_is_written_as_version_2,
     issue13_the_lock_holder_is_named_from_passwd_when_user_is_unset needs [passwd_entry],
     lock_who_helper_process ignore "helper process",
 }
@@ -90,6 +91,10 @@ fn sample() -> State {
         sha256: "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855".into(),
         taken_at: "2026-11-22T01:00:01Z".into(),
     });
+    s.durations_ms = BTreeMap::from([
+        ("drain".into(), vec![41_200, 38_900, 44_100]),
+        ("wait_upgraded".into(), vec![172_400]),
+    ]);
     s
 }
 
@@ -165,12 +170,14 @@ fn an_unknown_version_is_refused() {
     let (_d, b) = backend();
     std::fs::create_dir_all(b.path().parent().unwrap()).unwrap();
     let mut v = serde_json::to_value(State::new("l")).unwrap();
-    v["version"] = 2.into();
+    // Issue 15 made the format version 2: the first unknown version is 3.
+    v["version"] = (STATE_VERSION + 1).into();
     std::fs::write(b.path(), v.to_string()).unwrap();
     let err = b.read().unwrap_err();
     assert!(
-        err.to_string()
-            .contains("state format version 2 is not supported"),
+        err.to_string().contains(
+            "state format version 3 is not supported (this k3splan reads versions 1 to 2)"
+        ),
         "{err}"
     );
 }
@@ -319,6 +326,35 @@ fn issue13_a_state_of_a_newer_k3splan_is_refused() {
     );
     let bytes = stored_state(&b, |v| v["version"] = (STATE_VERSION + 1).into());
     refused_untouched(&b, &bytes, "written by a newer k3splan");
+}
+
+/// Issue 15: the format gained `durations_ms` and became version 2. A version 1 state (the
+/// golden file of version 1, kept as it was) loads, with no durations, and the next write
+/// makes it version 2 with nothing else lost.
+fn issue15_a_version_1_state_still_loads_and_is_written_as_version_2() {
+    let v1 = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/state/v1.json");
+    let bytes = std::fs::read(&v1).unwrap();
+    let parsed = local::parse_state("v1.json", &bytes).unwrap();
+    assert_eq!(parsed.version, 1);
+    assert!(parsed.durations_ms.is_empty());
+    let mut want = sample();
+    want.version = 1;
+    want.durations_ms.clear();
+    assert_eq!(parsed, want);
+
+    let (_d, b) = backend();
+    std::fs::create_dir_all(b.path().parent().unwrap()).unwrap();
+    std::fs::write(b.path(), &bytes).unwrap();
+    let mut s = b.read().unwrap().unwrap();
+    let lock = b
+        .lock(LockInfo::for_operation("test"), Duration::ZERO)
+        .unwrap();
+    b.write(&lock, &mut s).unwrap();
+    let written = b.read().unwrap().unwrap();
+    assert_eq!(written.version, STATE_VERSION);
+    assert_eq!(STATE_VERSION, 2);
+    assert_eq!(written.managed, want.managed);
+    assert_eq!(written.journal, want.journal);
 }
 
 const WHO_HELPER_ENV: &str = "K3SPLAN_TEST_LOCK_WHO_HELPER";

@@ -157,14 +157,15 @@ fn a_corrupt_state_value_is_refused_and_left_untouched() {
         b"{\"version\": 1, \"serial\": "
     );
 
-    // An unknown format version is refused the same way.
+    // An unknown format version is refused the same way (issue 15 made the format version
+    // 2: the first unknown one is 3).
     let mut v = serde_json::to_value(State::new("l")).unwrap();
-    v["version"] = 2.into();
+    v["version"] = (STATE_VERSION + 1).into();
     raw.put("k3splan/state", v.to_string().as_bytes());
     let err = b.read().unwrap_err();
     assert!(
         err.to_string()
-            .contains("state format version 2 is not supported"),
+            .contains("state format version 3 is not supported"),
         "{err}"
     );
     assert!(b.write(&lock, &mut State::new("l")).is_err());

@@ -104,6 +104,10 @@ fn apply(
     // The kubeconfig's server did not answer and another address did: say which (apply
     // observes again, and may find another answer than the plan did).
     let failover = session.live.kube_failover_note();
+    // Issue 15: the time estimate from the durations earlier applies recorded.
+    if let Ok(p) = &mut result {
+        p.estimate = plan::estimate::estimate(p, &l.state.durations_ms);
+    }
     if let (Ok(p), Some(n)) = (&mut result, &failover) {
         p.warnings.insert(0, n.clone());
     }

@@ -44,6 +44,10 @@ pub fn cmd_plan(
     opts.check = super::check_cmd::report_for_plan(&t, &session, &observed);
     let mut result = plan::plan(&t, &observed, &opts);
     if let Ok(p) = &mut result {
+        // Issue 15: the time estimate from the durations earlier applies recorded.
+        if let Some(s) = &state {
+            p.estimate = plan::estimate::estimate(p, &s.durations_ms);
+        }
         // The kubeconfig's server did not answer and another address did: say which.
         if let Some(n) = session.live.kube_failover_note() {
             p.warnings.insert(0, n);

@@ -227,6 +227,7 @@ mod tests {
             warnings: vec![],
             quorum_before: None,
             unknown: vec![],
+            estimate: None,
         };
         v.plan(&Ok(empty)).unwrap();
         v.note("Resuming.\n").unwrap();

@@ -24,6 +24,7 @@
 //! [`Operation::RemoveEtcdMember`] is skipped when k3s already removed the member).
 
 mod cx;
+pub mod estimate;
 pub mod files;
 mod operation;
 mod phases;

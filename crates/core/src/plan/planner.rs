@@ -75,6 +75,7 @@ pub fn plan(desired: &Topology, observed: &Observed, opts: &PlanOptions) -> Resu
         drift: cx.drift,
         warnings: cx.warnings,
         quorum_before: cx.quorum_before,
+        estimate: None,
     })
 }
 

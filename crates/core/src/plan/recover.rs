@@ -300,6 +300,7 @@ pub fn plan_recovery(
             // stays; the report and the warnings say what happens instead.
             quorum_before: None,
             unknown,
+            estimate: None,
         },
         report,
         source: Some(source),
@@ -451,6 +452,7 @@ fn finish_rejoins(
         )],
         quorum_before: None,
         unknown: vec![],
+        estimate: None,
     })
 }
 
@@ -500,6 +502,7 @@ fn empty_plan(q: Option<Quorum>, note: String) -> Plan {
         warnings: vec![note],
         quorum_before: q,
         unknown: vec![],
+        estimate: None,
     }
 }
 

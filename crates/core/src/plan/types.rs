@@ -347,6 +347,11 @@ pub struct Plan {
     /// `plan` exits 1 and never reports "No changes".
     #[serde(default)]
     pub unknown: Vec<UnknownSource>,
+    /// Issue 15: how long the steps should take, from the durations earlier applies
+    /// recorded in the state ([`crate::plan::estimate`]); `None` when no earlier apply
+    /// recorded any (set by the caller after planning: the planner does not see the state).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub estimate: Option<crate::plan::estimate::Estimate>,
 }
 
 /// A declared source the plan could not read.

@@ -2,6 +2,7 @@
 
 use serde_json::{Value, json};
 
+use crate::plan::estimate::Estimate;
 use crate::plan::{Plan, Refusal};
 
 /// Version of the JSON format; bumped on incompatible changes.
@@ -21,7 +22,7 @@ fn plan_value(p: &Plan) -> Value {
         .iter()
         .find(|s| matches!(s.address, crate::plan::Address::EtcdSnapshot))
         .map(|s| s.id);
-    json!({
+    let mut v = json!({
         "format_version": FORMAT_VERSION,
         "complete": p.is_complete(),
         "errored": false,
@@ -36,6 +37,31 @@ fn plan_value(p: &Plan) -> Value {
         "drift": p.drift,
         "warnings": p.warnings,
         "summary": p.summary(),
+    });
+    // Issue 15: only when an earlier apply recorded durations (the document is unchanged
+    // otherwise).
+    if let Some(e) = &p.estimate {
+        v["estimate"] = estimate_value(e);
+    }
+    v
+}
+
+/// Milliseconds as seconds, to a tenth.
+fn seconds(ms: u64) -> Value {
+    json!((ms as f64 / 100.0).round() / 10.0)
+}
+
+fn estimate_value(e: &Estimate) -> Value {
+    json!({
+        "total_seconds": seconds(e.total_ms),
+        "complete": e.complete,
+        "text": e.total_words(),
+        "steps": e.steps.iter().map(|s| json!({
+            "step": s.step,
+            "seconds": s.ms.map(seconds),
+            "missing": s.missing,
+            "text": s.words(),
+        })).collect::<Vec<_>>(),
     })
 }
 

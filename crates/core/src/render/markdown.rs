@@ -91,6 +91,10 @@ fn plan_markdown(p: &Plan, max: usize) -> String {
     unknown_block(&mut head, p);
     destroy_warning(&mut head, p);
     quorum_line(&mut head, p);
+    if let Some(e) = &p.estimate {
+        // Issue 15: the total only (the text and JSON views have one per step).
+        let _ = writeln!(head, "**Estimate:** {}.\n", esc(&e.total_words()));
+    }
     if p.steps.is_empty() && p.is_complete() && p.drift.is_empty() {
         head.push_str("The cluster matches the configuration.\n\n");
     }

@@ -5,6 +5,7 @@ use std::fmt::Write as _;
 use anstyle::{AnsiColor, Style as AStyle};
 use similar::TextDiff;
 
+use crate::plan::estimate::Estimate;
 use crate::plan::{Action, Operation, Plan, Refusal, Step};
 
 /// Text rendering options.
@@ -112,7 +113,7 @@ fn plan_text(p: &Plan, st: &Style) -> String {
         let _ = writeln!(o, "etcd before the plan: {q}.\n");
     }
     for s in &p.steps {
-        step_text(&mut o, s, st);
+        step_text(&mut o, s, p.estimate.as_ref(), st);
     }
     let sum = p.summary();
     let _ = writeln!(
@@ -135,11 +136,14 @@ fn plan_text(p: &Plan, st: &Style) -> String {
         }
         (None, None) => {}
     }
+    if let Some(e) = &p.estimate {
+        let _ = writeln!(o, "{} {}.", st.bold("Estimate:"), e.total_words());
+    }
     drift_and_warnings(&mut o, p, st);
     o
 }
 
-fn step_text(o: &mut String, s: &Step, st: &Style) {
+fn step_text(o: &mut String, s: &Step, estimate: Option<&Estimate>, st: &Style) {
     let heading = format!("# {}. {} {}", s.id, s.address, s.action.verb());
     let _ = writeln!(o, "  {}", st.bold(&heading));
     let _ = writeln!(o, "  #    (because {})", s.why);
@@ -182,6 +186,15 @@ fn step_text(o: &mut String, s: &Step, st: &Style) {
     }
     for n in &s.notes {
         let _ = writeln!(o, "      note: {n}");
+    }
+    match estimate.and_then(|e| e.step(s.id)) {
+        Some(e) if e.ms.is_some() => {
+            let _ = writeln!(o, "      estimate: {}", e.words());
+        }
+        Some(e) => {
+            let _ = writeln!(o, "      {}", e.words());
+        }
+        None => {}
     }
     if !has_file {
         attributes(o, s, st);

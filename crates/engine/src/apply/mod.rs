@@ -353,6 +353,17 @@ impl<B: Backend> PlanRun<'_, '_, B> {
         if let Some(snap) = r.snapshot {
             self.state.last_snapshot = Some(snap);
         }
+        // Issue 15: how long it took, for the estimates of later plans (written with the
+        // step's `done`). Only an operation that took effect: one whose effect was already
+        // there took no time a later plan could expect. The kind and the number only.
+        if matches!(r.outcome, exec::Outcome::Done(_)) {
+            let ms = u64::try_from(t_op.elapsed().as_millis()).unwrap_or(u64::MAX);
+            k3splan_core::plan::estimate::record_duration(
+                &mut self.state.durations_ms,
+                op.duration_kind(),
+                ms,
+            );
+        }
         self.events.event(&ApplyEvent::OperationDone {
             step: i + 1,
             operation: what,

@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::backend::{Attempt, Backend, HeldLock, wait_for_lock};
-use super::model::{STATE_VERSION, State};
+use super::model::{OLDEST_STATE_VERSION, STATE_VERSION, State};
 use super::{LockInfo, StateError};
 
 /// How often a waiting run tries the lock again.
@@ -93,6 +93,7 @@ impl Backend for LocalBackend {
     /// file on disk is unreadable, of another lineage, or was written by someone else since
     /// it was read (its serial is not `state.serial`).
     fn write(&self, _lock: &LocalLock, state: &mut State) -> Result<(), StateError> {
+        let t0 = std::time::Instant::now();
         if let Some(current) = self.read()? {
             if current.lineage != state.lineage {
                 return Err(StateError::LineageMismatch {
@@ -111,10 +112,19 @@ impl Backend for LocalBackend {
         }
         let mut next = state.clone();
         next.serial = state.next_serial(&self.path.display().to_string())?;
+        next.version = STATE_VERSION;
         next.k3splan_version = env!("CARGO_PKG_VERSION").to_string();
         let mut json = serde_json::to_vec_pretty(&next).expect("state serializes");
         json.push(b'\n');
+        let t_checked = t0.elapsed();
         write_atomic_private(&self.path, &json)?;
+        tracing::debug!(
+            "state written: serial {}, {} bytes, {:.1} ms ({:.1} ms reading and checking the file on disk)",
+            next.serial,
+            json.len(),
+            t0.elapsed().as_secs_f64() * 1e3,
+            t_checked.as_secs_f64() * 1e3
+        );
         *state = next;
         Ok(())
     }
@@ -217,7 +227,7 @@ pub fn parse_state(location: &str, bytes: &[u8]) -> Result<State, StateError> {
         source,
     })?;
     match v.version {
-        Some(STATE_VERSION) => {}
+        Some(v) if (OLDEST_STATE_VERSION..=STATE_VERSION).contains(&v) => {}
         other => {
             return Err(StateError::UnsupportedVersion {
                 location: location.to_string(),

@@ -159,7 +159,7 @@ pub enum StateError {
         source: serde_json::Error,
     },
     #[error(
-        "{location}: state format version {} is not supported (this k3splan reads version {STATE_VERSION}){}; it was left untouched",
+        "{location}: state format version {} is not supported (this k3splan reads versions {OLDEST_STATE_VERSION} to {STATE_VERSION}){}; it was left untouched",
         found.map(|v| v.to_string()).unwrap_or_else(|| "(missing)".into()),
         if found.is_some_and(|v| v > STATE_VERSION) { ": it was written by a newer k3splan, use that version or a later one" } else { "" }
     )]

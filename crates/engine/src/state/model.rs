@@ -10,8 +10,13 @@ use serde::{Deserialize, Serialize};
 
 use super::StateError;
 
-/// The only state format version this k3splan reads and writes.
-pub const STATE_VERSION: u32 = 1;
+/// The state format version this k3splan writes. Version 2 (issue 15) added
+/// [`State::durations_ms`]; it reads versions [`OLDEST_STATE_VERSION`] to this one (a
+/// version 1 state has no durations and loads with none).
+pub const STATE_VERSION: u32 = 2;
+
+/// The oldest state format version this k3splan reads.
+pub const OLDEST_STATE_VERSION: u32 = 1;
 
 /// The state document.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -36,6 +41,12 @@ pub struct State {
     /// The etcd snapshot taken before the last destructive apply.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_snapshot: Option<SnapshotRecord>,
+    /// Issue 15: per kind of operation (`drain`, `wait_upgraded`, ...: the `op` tag of the
+    /// plan's JSON), the durations in milliseconds of the last
+    /// [`k3splan_core::plan::estimate::HISTORY_LEN`] that took effect, oldest first. The plan's
+    /// time estimates come from here. Kinds and numbers only: nothing else can be in it.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub durations_ms: k3splan_core::plan::estimate::DurationHistory,
 }
 
 impl State {
@@ -50,6 +61,7 @@ impl State {
             managed: Managed::default(),
             journal: None,
             last_snapshot: None,
+            durations_ms: BTreeMap::new(),
         }
     }
 

@@ -382,6 +382,7 @@ impl Backend for EtcdBackend {
                 Err(e @ StateError::SerialConflict { .. }) if retried => {
                     let mut intended = state.clone();
                     intended.serial = state.next_serial(&self.location())?;
+                    intended.version = crate::state::model::STATE_VERSION;
                     intended.k3splan_version = env!("CARGO_PKG_VERSION").to_string();
                     match self.read() {
                         Ok(Some(stored)) if stored == intended => Ok(intended),
@@ -472,6 +473,7 @@ async fn write_async(inner: Arc<Inner>, lock_rev: i64, state: State) -> Result<S
     }
     let mut next = state.clone();
     next.serial = state.next_serial(&location)?;
+    next.version = crate::state::model::STATE_VERSION;
     next.k3splan_version = env!("CARGO_PKG_VERSION").to_string();
     let mut json = serde_json::to_vec_pretty(&next).expect("state serializes");
     json.push(b'\n');
