@@ -283,9 +283,24 @@ fn apply_killed_at(lab: &Lab, topo: &Path, args: &[&str], point: &str) -> String
     let status = child.wait().unwrap();
     assert!(
         held,
-        "apply never reached {point} (exit {status:?}):\n{seen}"
+        "apply never reached {point} (exit {status:?}):\n{seen}\n{}",
+        k3s_log_tails(lab)
     );
     seen
+}
+
+/// The last lines of every host's k3s log: what the cluster was doing when a run failed.
+fn k3s_log_tails(lab: &Lab) -> String {
+    ["server-1", "server-2", "server-3", "spare-1"]
+        .iter()
+        .map(|h| {
+            let log = lab.k3s_log(h);
+            let lines: Vec<&str> = log.lines().collect();
+            let tail = lines[lines.len().saturating_sub(15)..].join("\n");
+            format!("--- {h}: k3s log, last lines ---\n{tail}")
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 fn state_json(lab: &Lab) -> serde_json::Value {

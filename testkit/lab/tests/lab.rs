@@ -14,6 +14,7 @@ k3splan_testkit_caps::main! {
     vip_follows_priority_and_seed_workloads_are_loaded needs [lab],
     agentless_servers_register_no_node_and_serve_cacerts needs [lab],
     a_k3s_that_exits_is_restarted_until_stopped needs [lab],
+    a_k3s_exits_when_its_member_says_no_leader_not_when_etcdctl_times_out needs [lab],
 }
 
 fn spec(servers: usize, spares: usize) -> LabSpec {
@@ -405,4 +406,93 @@ fn a_k3s_that_exits_is_restarted_until_stopped() {
     ));
     let (code, out) = lab.service("server-2", "is-active", "k3s").unwrap();
     assert_eq!((code, out.trim()), (3, "inactive"));
+}
+
+/// The quorum-loss exit (docs/lab.md "Quorum lost") counts only etcd's own "no leader"
+/// answer. An `etcdctl endpoint status` that fails (a timeout of the forked client on a
+/// loaded machine) for longer than `no_leader_exit_secs` leaves a healthy server up; losing
+/// two of three members makes the survivor exit with "leaderelection lost".
+fn a_k3s_exits_when_its_member_says_no_leader_not_when_etcdctl_times_out() {
+    use std::time::Instant;
+    const LAB: &str = "/var/lib/rancher/lab";
+    let lab = Lab::start(spec(3, 0)).expect("lab starts");
+    lab.wait_voters(3, Duration::from_secs(60))
+        .expect("3 voters");
+    // server-3's etcdctl fails `endpoint status` while a marker file exists, and notes when.
+    let cfg_text = lab
+        .read_file("server-3", k3splan_lab::hostcfg::HOST_CONFIG)
+        .expect("host config");
+    let mut cfg: serde_json::Value = serde_json::from_str(&cfg_text).unwrap();
+    let real = cfg["etcdctl_bin"].as_str().unwrap().to_string();
+    let wrapper = format!("{LAB}/bin/etcdctl-flaky");
+    lab.write_file(
+        "server-3",
+        &wrapper,
+        &format!(
+            "#!/bin/sh\ncase \"$*\" in *'endpoint status'*)\n  if [ -e {LAB}/etcdctl-fail ]; then\n    date +%s >> {LAB}/etcdctl-failed\n    echo 'context deadline exceeded' >&2; exit 1\n  fi;;\nesac\nexec {real} \"$@\"\n"
+        ),
+    )
+    .unwrap();
+    let (code, out) = lab
+        .ssh("server-3", &[], &format!("chmod 755 {wrapper}"))
+        .unwrap();
+    assert_eq!(code, 0, "{out}");
+    cfg["etcdctl_bin"] = serde_json::Value::String(wrapper);
+    lab.write_file(
+        "server-3",
+        k3splan_lab::hostcfg::HOST_CONFIG,
+        &serde_json::to_string_pretty(&cfg).unwrap(),
+    )
+    .unwrap();
+    let (code, out) = lab.service("server-3", "restart", "k3s").unwrap();
+    assert_eq!(code, 0, "restart server-3: {out}");
+    lab.wait_voters(3, Duration::from_secs(90))
+        .expect("3 voters after the restart");
+
+    // Unanswered status calls spanning more than no_leader_exit_secs (10 s): still up.
+    lab.write_file("server-3", &format!("{LAB}/etcdctl-fail"), "")
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let failed: Vec<u64> = lab
+            .read_file("server-3", &format!("{LAB}/etcdctl-failed"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.trim().parse().ok())
+            .collect();
+        if let (Some(first), Some(last)) = (failed.first(), failed.last())
+            && last - first >= 13
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the stand-in stopped asking for status: {failed:?}\n{}",
+            lab.k3s_log("server-3")
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let (code, out) = lab.service("server-3", "is-active", "k3s").unwrap();
+    let log = lab.k3s_log("server-3");
+    assert!(
+        code == 0 && !log.contains("leaderelection lost"),
+        "a failing etcdctl took server-3 down ({code}, {out}):\n{log}"
+    );
+
+    // Two of three members gone: server-3's member answers leader 0 and k3s exits.
+    lab.ssh("server-3", &[], &format!("rm -f {LAB}/etcdctl-fail"))
+        .unwrap();
+    for h in ["server-1", "server-2"] {
+        let (code, out) = lab.service(h, "stop", "k3s").unwrap();
+        assert_eq!(code, 0, "stop {h}: {out}");
+    }
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while !lab.k3s_log("server-3").contains("leaderelection lost") {
+        assert!(
+            Instant::now() < deadline,
+            "server-3 never exited after losing quorum:\n{}",
+            lab.k3s_log("server-3")
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
 }

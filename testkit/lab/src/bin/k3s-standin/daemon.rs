@@ -351,10 +351,19 @@ pub(super) fn server(args: &[String], agent: bool) -> ! {
                         manage_learners(&lab, t, &ep);
                     }
                 }
-                _ => {
+                answer => {
                     datastore_ok = false;
-                    let since = *no_leader_since.get_or_insert_with(Instant::now);
-                    if since.elapsed() > Duration::from_secs(lab.no_leader_exit_secs) {
+                    // The clock starts only when etcd itself answers "no leader": its Status
+                    // RPC needs no quorum and reports `leader: 0` at once (etcd-io/etcd
+                    // server/etcdserver/api/v3rpc/maintenance.go, `Status`, which adds
+                    // "etcdserver: no leader"). An unanswered `etcdctl` (a timeout of the
+                    // forked client on an overloaded test machine) says nothing about the
+                    // cluster; k3s's etcd client is in-process and has no such failure. It
+                    // neither starts nor stops a clock already running.
+                    no_leader_since = no_leader_since.or_else(|| answer.is_ok().then(Instant::now));
+                    if let Some(since) = no_leader_since
+                        && since.elapsed() > Duration::from_secs(lab.no_leader_exit_secs)
+                    {
                         if let Some(c) = etcd.as_mut() {
                             let _ = c.kill();
                             let _ = c.wait();
