@@ -801,3 +801,72 @@ fn observed_state_round_trips_through_json() {
     let back: Observed = serde_json::from_str(&s).unwrap();
     assert_eq!(back, o);
 }
+
+// ---------------------------------------------------------------- text output at scale
+
+/// Issue 20: a plan with many unreadable hosts names the first 10 of each block and counts
+/// the rest by kind (`plan --json` keeps every one); a few are still named one by one.
+#[test]
+fn issue20_many_unreadable_hosts_are_named_up_to_ten_then_counted() {
+    let mut nodes = vec![
+        node("a", "10.0.0.1", &S),
+        node("b", "10.0.0.2", &S),
+        node("c", "10.0.0.3", &S),
+    ];
+    let agents: Vec<String> = (1..=30).map(|i| format!("agent-{i:02}")).collect();
+    for (i, a) in agents.iter().enumerate() {
+        nodes.push(node(a, &format!("10.0.1.{}", i + 1), &[Role::Agent]));
+    }
+    let t = topology(cluster("t"), nodes);
+    let mut o = observed_matching(&t);
+    for a in &agents[..25] {
+        host_refused(&mut o, a, "ssh: connection refused");
+    }
+    // 12 accepted, 13 not.
+    let opts = PlanOptions {
+        allow_unreachable: agents[..12].iter().cloned().collect(),
+        ..PlanOptions::default()
+    };
+    let p = ok(plan(&t, &o, &opts));
+    assert_eq!(p.unknown.len(), 25);
+    let text = render::text(&Ok(p.clone()), TextOptions::default());
+    let named = |prefix: &str| text.lines().filter(|l| l.starts_with(prefix)).count();
+    assert_eq!(named("  - host.agent-"), 10, "{text}");
+    assert!(
+        text.contains("the plan is incomplete: 13 declared sources could not be read."),
+        "{text}"
+    );
+    assert!(
+        text.contains("  - and 3 more (3 unreachable); `k3splan plan --json` lists every one"),
+        "{text}"
+    );
+    assert!(
+        text.contains("or accept each with --allow-unreachable NODE."),
+        "{text}"
+    );
+    assert_eq!(named("Warning: host.agent-"), 10, "{text}");
+    assert!(
+        text.contains(
+            "Warning: 2 more sources could not be read (2 unreachable), each accepted with --allow-unreachable"
+        ),
+        "{text}"
+    );
+    assert!(text.lines().count() < 120, "{} lines", text.lines().count());
+    // JSON keeps every one.
+    let json = render::json_value(&Ok(p));
+    assert_eq!(json["unknown"].as_array().map(Vec::len), Some(25));
+
+    // Ten or fewer: each named, with the exact flags to accept them.
+    let mut o = observed_matching(&t);
+    for a in &agents[..2] {
+        host_refused(&mut o, a, "ssh: connection refused");
+    }
+    let text = render::text(
+        &plan(&t, &o, &PlanOptions::default()),
+        TextOptions::default(),
+    );
+    assert!(
+        text.contains("--allow-unreachable agent-01 --allow-unreachable agent-02."),
+        "{text}"
+    );
+}

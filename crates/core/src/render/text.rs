@@ -6,7 +6,7 @@ use anstyle::{AnsiColor, Style as AStyle};
 use similar::TextDiff;
 
 use crate::plan::estimate::Estimate;
-use crate::plan::{Action, Operation, Plan, Refusal, Step};
+use crate::plan::{Action, Operation, Plan, Refusal, Step, UnknownSource};
 
 /// Text rendering options.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -272,8 +272,31 @@ fn attributes(o: &mut String, s: &Step, st: &Style) {
     }
 }
 
+/// Unknown sources named one by one in the text output; the rest are counted by kind
+/// (`plan --json` lists every one), so a plan with thousands of unreachable hosts stays
+/// readable.
+const MAX_LISTED_UNKNOWNS: usize = 10;
+
+/// "4990 unreachable, 3 unknown": the kinds of `rest`, most frequent first.
+fn count_by_kind(rest: &[&UnknownSource]) -> String {
+    let mut counts: Vec<(&str, usize)> = Vec::new();
+    for u in rest {
+        match counts.iter_mut().find(|(k, _)| *k == u.kind) {
+            Some((_, n)) => *n += 1,
+            None => counts.push((&u.kind, 1)),
+        }
+    }
+    counts.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+    counts
+        .iter()
+        .map(|(k, n)| format!("{n} {k}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// Unknown declared sources: an error block when any is not accepted (the plan is
-/// incomplete), a warning line for each accepted one.
+/// incomplete), a warning line for each accepted one; past [`MAX_LISTED_UNKNOWNS`] of either,
+/// one line counts the rest.
 fn unknown_text(o: &mut String, p: &Plan, st: &Style) {
     let open: Vec<_> = p.unaccepted_unknowns().collect();
     if !open.is_empty() {
@@ -284,20 +307,35 @@ fn unknown_text(o: &mut String, p: &Plan, st: &Style) {
             open.len(),
             if open.len() == 1 { "" } else { "s" }
         );
-        for u in &open {
+        for u in open.iter().take(MAX_LISTED_UNKNOWNS) {
             let _ = writeln!(o, "  - {} is {}: {}", u.address, u.kind, u.reason);
         }
-        let names: Vec<&str> = open
-            .iter()
-            .map(|u| u.address.trim_start_matches("host."))
-            .collect();
-        let _ = writeln!(
-            o,
-            "  Fix access (credentials, known_hosts, network) and re-run, or accept each with --allow-unreachable {}.\n",
-            names.join(" --allow-unreachable ")
-        );
+        if open.len() > MAX_LISTED_UNKNOWNS {
+            let rest = &open[MAX_LISTED_UNKNOWNS..];
+            let _ = writeln!(
+                o,
+                "  - and {} more ({}); `k3splan plan --json` lists every one",
+                rest.len(),
+                count_by_kind(rest)
+            );
+            let _ = writeln!(
+                o,
+                "  Fix access (credentials, known_hosts, network) and re-run, or accept each with --allow-unreachable NODE.\n"
+            );
+        } else {
+            let names: Vec<&str> = open
+                .iter()
+                .map(|u| u.address.trim_start_matches("host."))
+                .collect();
+            let _ = writeln!(
+                o,
+                "  Fix access (credentials, known_hosts, network) and re-run, or accept each with --allow-unreachable {}.\n",
+                names.join(" --allow-unreachable ")
+            );
+        }
     }
-    for u in p.unknown.iter().filter(|u| u.accepted) {
+    let accepted: Vec<_> = p.unknown.iter().filter(|u| u.accepted).collect();
+    for u in accepted.iter().take(MAX_LISTED_UNKNOWNS) {
         let _ = writeln!(
             o,
             "{} {} is {} (accepted with --allow-unreachable): {}\n",
@@ -305,6 +343,17 @@ fn unknown_text(o: &mut String, p: &Plan, st: &Style) {
             u.address,
             u.kind,
             u.reason
+        );
+    }
+    if accepted.len() > MAX_LISTED_UNKNOWNS {
+        let rest = &accepted[MAX_LISTED_UNKNOWNS..];
+        let _ = writeln!(
+            o,
+            "{} {} more source{} could not be read ({}), each accepted with --allow-unreachable; `k3splan plan --json` lists every one\n",
+            st.paint(WARNING, "Warning:"),
+            rest.len(),
+            if rest.len() == 1 { "" } else { "s" },
+            count_by_kind(rest)
         );
     }
 }
