@@ -8,7 +8,7 @@ mod common;
 use std::process::Output;
 use std::time::Duration;
 
-use common::{k3splan_for, lab_k3splan, stdout};
+use common::{combined, k3splan_for, lab_k3splan, stdout};
 use k3splan_lab::{Lab, LabSpec, TopologyNode};
 
 use k3splan_testkit_caps::lab;
@@ -626,10 +626,14 @@ fn two_applies_at_once_one_runs_the_other_is_told_who_holds_the_etcd_lock() {
 /// listens (the lab's are not on port 22): the port comes from the state, recorded by the
 /// previous apply. Found while profiling for issue 9: the recorded ports were read from the
 /// state but never used, so such a host was dialled on the cluster's default port.
+/// A second agent leaves with its k3s-agent stopped: it is still an agent, so its
+/// k3s-agent-uninstall.sh runs (choosing by the running unit ran k3s-uninstall.sh, which
+/// an agent host does not have: "not found", exit 127). The first also has a server unit:
+/// both uninstall scripts run.
 fn issue9_removed_live_agent_is_uninstalled_at_the_port_the_state_recorded() {
     let lab = Lab::start(LabSpec {
         servers: 3,
-        agents: 1,
+        agents: 2,
         seed_workloads: true,
         verbose: true,
         ..LabSpec::default()
@@ -639,6 +643,7 @@ fn issue9_removed_live_agent_is_uninstalled_at_the_port_the_state_recorded() {
     let addon = "addon \"coredns\" {\n  replicas = 2\n}\n";
     let mut all = names(&["server-1", "server-2", "server-3"]);
     all.push(TopologyNode::agent("agent-1"));
+    all.push(TopologyNode::agent("agent-2"));
     let topo = lab
         .write_topology("scale-in/main.hcl", &all, addon)
         .unwrap();
@@ -658,18 +663,45 @@ fn issue9_removed_live_agent_is_uninstalled_at_the_port_the_state_recorded() {
             addon,
         )
         .unwrap();
+    let (rc, out) = lab.service("agent-2", "stop", "k3s-agent").unwrap();
+    assert_eq!(rc, 0, "{out}");
+    // agent-1 also has a (stopped) server unit and its uninstall script, as a host once
+    // installed as a server and then as an agent: each script removes only its own unit while
+    // the other is left, so both must run for k3s to go.
+    use k3splan_lab::hostcfg;
+    lab.write_file(
+        "agent-1",
+        &hostcfg::unit_file("k3s"),
+        &hostcfg::render_unit("k3s", &["server".to_string()]),
+    )
+    .unwrap();
+    lab.write_file("agent-1", &hostcfg::uninstall_script("k3s"), "#!/bin/sh\n")
+        .unwrap();
     let o = lab_k3splan(&lab, &topo, &["plan", "--detailed-exitcode"]);
     assert_eq!(code(&o), Some(2));
     let plan = stdout(&o);
-    assert!(plan.contains("node.agent-1 will be destroyed"), "{plan}");
-    assert!(plan.contains("uninstall k3s on agent-1"), "{plan}");
+    for a in ["agent-1", "agent-2"] {
+        assert!(
+            plan.contains(&format!("node.{a} will be destroyed")),
+            "{plan}"
+        );
+        assert!(plan.contains(&format!("uninstall k3s on {a}")), "{plan}");
+    }
     let o = lab_k3splan(&lab, &topo, &["apply", "--auto-approve"]);
-    assert_eq!(code(&o), Some(0), "{}", stdout(&o));
-    assert!(!lab.nodes().contains(&"agent-1".to_string()));
-    let (rc, _) = lab
-        .ssh("agent-1", &[], "test -e /etc/rancher/k3s/config.yaml")
-        .unwrap();
-    assert_ne!(rc, 0, "k3s is uninstalled on agent-1 (its config is gone)");
+    assert_eq!(code(&o), Some(0), "{}", combined(&o));
+    for a in ["agent-1", "agent-2"] {
+        assert!(!lab.nodes().contains(&a.to_string()));
+        let (rc, _) = lab
+            .ssh(a, &[], "test -e /etc/rancher/k3s/config.yaml")
+            .unwrap();
+        assert_ne!(rc, 0, "k3s is uninstalled on {a} (its config is gone)");
+        for unit in ["k3s", "k3s-agent"] {
+            assert!(
+                lab.read_file(a, &hostcfg::unit_file(unit)).is_none(),
+                "{a}'s {unit} unit removed"
+            );
+        }
+    }
     let obs = lab.etcd();
     assert_eq!(obs.health.healthy_voters, 3, "etcd untouched");
     let o = lab_k3splan(&lab, &topo, &["plan", "--detailed-exitcode"]);

@@ -19,6 +19,34 @@ k3splan_testkit_caps::main! {
 const OLD: &str = "v1.28.5+k3s1";
 const NEW: &str = "v1.29.0+k3s1";
 const SERVERS: [&str; 3] = ["server-1", "server-2", "server-3"];
+/// server-3 is installed by hand with flags on the command line (they live only in its
+/// unit's ExecStart=): the upgrade must keep them.
+const EXEC: &str = "server --node-label=k3splan.test/pinned=yes --kubelet-arg=max-pods=120";
+const ARGS: [&str; 2] = [
+    "--node-label=k3splan.test/pinned=yes",
+    "--kubelet-arg=max-pods=120",
+];
+
+/// The arguments of `host`'s k3s unit, and those of its running k3s process.
+fn unit_and_process_args(lab: &Lab, host: &str) -> (Vec<String>, Vec<String>) {
+    let unit = lab
+        .read_file(host, &hostcfg::unit_file("k3s"))
+        .unwrap_or_default();
+    let unit = k3splan_host::unit::parse_exec_start(&unit)
+        .map(|e| e.args)
+        .unwrap_or_else(|e| panic!("{host}'s unit: {e}\n{unit}"));
+    let pid = lab
+        .read_file(host, &hostcfg::pid_file("k3s"))
+        .unwrap_or_default();
+    let cmdline = std::fs::read(format!("/proc/{}/cmdline", pid.trim())).unwrap_or_default();
+    let process = cmdline
+        .split(|b| *b == 0)
+        .map(|w| String::from_utf8_lossy(w).into_owned())
+        .skip(2)
+        .filter(|w| !w.is_empty())
+        .collect();
+    (unit, process)
+}
 const AGENTS: [&str; 2] = ["agent-1", "agent-2"];
 
 /// `k3s --version` on a lab host, first line.
@@ -82,7 +110,7 @@ fn issue15_lab_upgrade_one_minor_then_no_changes() {
             "server-3",
             &[
                 ("INSTALL_K3S_VERSION", v),
-                ("INSTALL_K3S_EXEC", "server"),
+                ("INSTALL_K3S_EXEC", EXEC),
                 ("K3S_TOKEN", lab.token()),
                 ("K3S_URL", join.as_str()),
             ],
@@ -104,6 +132,12 @@ fn issue15_lab_upgrade_one_minor_then_no_changes() {
         .expect("server-3 back");
     lab.wait_node_ready("server-3", true, Duration::from_secs(60))
         .unwrap();
+    // install.sh's unit: the flags are in ExecStart= and the running k3s has them.
+    let args: Vec<String> = ARGS.map(String::from).to_vec();
+    assert_eq!(
+        unit_and_process_args(&lab, "server-3"),
+        (args.clone(), args.clone())
+    );
 
     // One minor: the plan shows the order (the etcd leader last), then apply.
     set_version(&topo, "v1.30.2+k3s1", NEW);
@@ -133,8 +167,41 @@ fn issue15_lab_upgrade_one_minor_then_no_changes() {
     assert_eq!(&order[3..], &AGENTS, "{plan}");
     assert!(plan.contains("etcd snapshot"), "{plan}");
 
+    // An argument install.sh could not carry unchanged (a blank, hand-edited into server-3's
+    // unit) stops server-3's upgrade before its installer runs; nothing on it changes.
+    let unit_path = hostcfg::unit_file("k3s");
+    let good_unit = lab.read_file("server-3", &unit_path).unwrap();
+    lab.write_file(
+        "server-3",
+        &unit_path,
+        &good_unit.replace("'--kubelet-arg=max-pods=120'", "'--node-label=team=a b'"),
+    )
+    .unwrap();
+    let o = lab_k3splan(&lab, &topo, &["apply", "--auto-approve"]);
+    assert!(!o.status.success(), "{}", combined(&o));
+    assert!(
+        combined(&o).contains("argument 2 of ExecStart contains a blank or a control character")
+            && combined(&o).contains("nothing was changed on server-3"),
+        "{}",
+        combined(&o)
+    );
+    // Refused before its step cordoned or drained anything: schedulable, at its old version.
+    assert!(host_version(&lab, "server-3").contains(OLD));
+    assert!(
+        !lab.node("server-3").unwrap()["spec"]["unschedulable"]
+            .as_bool()
+            .unwrap_or(false),
+        "server-3 cordoned by a refused upgrade"
+    );
+    lab.write_file("server-3", &unit_path, &good_unit).unwrap();
+
     let o = lab_k3splan(&lab, &topo, &["apply", "--auto-approve"]);
     assert!(o.status.success(), "{}", combined(&o));
+    // server-3's flags survived the installer's unit rewrite, and its new k3s runs with them.
+    assert_eq!(
+        unit_and_process_args(&lab, "server-3"),
+        (args.clone(), args)
+    );
 
     for h in SERVERS.iter().chain(&AGENTS) {
         assert!(host_version(&lab, h).contains(NEW), "{h}");

@@ -34,11 +34,13 @@ impl std::fmt::Debug for Secret {
 
 /// Replaces every occurrence of each (non-empty) secret with `<redacted>`.
 pub fn redact(text: &str, secrets: &[Secret]) -> String {
+    // Longest first: a secret that contains a shorter one is replaced whole, not left with
+    // its remainder showing.
+    let mut order: Vec<&Secret> = secrets.iter().filter(|s| !s.0.is_empty()).collect();
+    order.sort_by_key(|s| std::cmp::Reverse(s.0.len()));
     let mut t = text.to_string();
-    for s in secrets {
-        if !s.0.is_empty() {
-            t = t.replace(&s.0, "<redacted>");
-        }
+    for s in order {
+        t = t.replace(&s.0, "<redacted>");
     }
     t
 }
@@ -122,8 +124,21 @@ pub enum K3sRole {
     Agent,
 }
 
-/// Arguments of the k3s installer.
-#[derive(Clone, Debug)]
+/// A unit's state as the service manager's `is-active` reports it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UnitStatus {
+    /// Running.
+    Active,
+    /// Not running now, but starting or about to be restarted (`Restart=always` after an
+    /// exit): it will run again by itself.
+    Activating,
+    /// Stopped, failed, or not installed.
+    Inactive,
+}
+
+/// Arguments of the k3s installer. `Debug` shows how many `exec_args` there are, not their
+/// values (a `--token` among them is a secret).
+#[derive(Clone)]
 pub struct InstallRequest {
     /// Server or agent (`INSTALL_K3S_EXEC`).
     pub role: K3sRole,
@@ -136,6 +151,27 @@ pub struct InstallRequest {
     /// Extra variables (names must be shell identifiers); values are treated as secrets:
     /// never logged.
     pub extra_env: Vec<(String, Secret)>,
+    /// Arguments after `server`/`agent` in `INSTALL_K3S_EXEC`: an upgrade passes the unit's
+    /// current ones ([`crate::unit`]) so the rewritten unit keeps them. An argument install.sh
+    /// could not take back unchanged is refused before anything runs; the values of token and
+    /// password flags are redacted from the output.
+    pub exec_args: Vec<String>,
+}
+
+impl std::fmt::Debug for InstallRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InstallRequest")
+            .field("role", &self.role)
+            .field("k3s_version", &self.k3s_version)
+            .field("server_url", &self.server_url)
+            .field("token", &self.token)
+            .field("extra_env", &self.extra_env)
+            .field(
+                "exec_args",
+                &format!("<{} argument(s)>", self.exec_args.len()),
+            )
+            .finish()
+    }
 }
 
 /// Result of running the installer.
@@ -348,20 +384,28 @@ impl HostSession {
         layout: &K3sLayout,
         req: &InstallRequest,
     ) -> Result<InstallOutcome, HostError> {
-        let mut env: Vec<(String, Secret)> = vec![(
-            "INSTALL_K3S_EXEC".into(),
-            Secret::new(match req.role {
-                K3sRole::Server => "server",
-                K3sRole::Agent => "agent",
-            }),
-        )];
+        let command = match req.role {
+            K3sRole::Server => "server",
+            K3sRole::Agent => "agent",
+        };
+        let exec = crate::unit::install_exec(command, &req.exec_args).map_err(|e| {
+            HostError::InvalidArgument {
+                host: self.name().into(),
+                what: "INSTALL_K3S_EXEC".into(),
+                detail: e.to_string(),
+            }
+        })?;
+        let mut env: Vec<(String, Secret)> = vec![("INSTALL_K3S_EXEC".into(), Secret::new(exec))];
         if let Some(v) = &req.k3s_version {
             env.push(("INSTALL_K3S_VERSION".into(), Secret::new(v.clone())));
         }
         if let Some(u) = &req.server_url {
             env.push(("K3S_URL".into(), Secret::new(u.clone())));
         }
-        let mut secrets = Vec::new();
+        let mut secrets: Vec<Secret> = crate::unit::secret_values(&req.exec_args)
+            .into_iter()
+            .map(Secret::new)
+            .collect();
         if let Some(t) = &req.token {
             env.push(("K3S_TOKEN".into(), t.clone()));
             secrets.push(t.clone());
@@ -379,17 +423,44 @@ impl HostSession {
             &secrets,
         );
         if out.status != Some(0) {
-            let mut e = self.failed(&label, &out);
-            if let HostError::CommandFailed { stderr, .. } = &mut e {
-                *stderr = redact(stderr, &secrets);
-            }
-            return Err(e);
+            return Err(self.failed_redacted(&label, &out, &secrets));
         }
         Ok(InstallOutcome { output })
     }
 
     /// Whether `unit` is active (`layout.services.is_active` exits 0).
     pub async fn service_active(&self, layout: &K3sLayout, unit: &str) -> Result<bool, HostError> {
+        Ok(self.service_status(layout, unit).await? == UnitStatus::Active)
+    }
+
+    /// Refuses `action` unless the server unit is inactive: active, or activating (systemd
+    /// would start it again under the action), is refused with the state.
+    pub(crate) async fn refuse_unless_server_stopped(
+        &self,
+        layout: &K3sLayout,
+        action: String,
+    ) -> Result<(), HostError> {
+        let state = match self.service_status(layout, &layout.server_unit).await? {
+            UnitStatus::Inactive => return Ok(()),
+            UnitStatus::Active => "active",
+            UnitStatus::Activating => "activating (it will be restarted)",
+        };
+        Err(HostError::Refused {
+            host: self.name().into(),
+            action,
+            reason: format!("service {} is {state}; stop it first", layout.server_unit),
+        })
+    }
+
+    /// What `layout.services.is_active` says of `unit`: exit 0 is active; otherwise the
+    /// state it prints: `activating` is a unit starting or waiting out `RestartSec=` before
+    /// systemd starts it again (systemctl(1) `is-active` prints the unit's ActiveState;
+    /// "activating (auto-restart)" in `systemctl status`), anything else is inactive.
+    pub async fn service_status(
+        &self,
+        layout: &K3sLayout,
+        unit: &str,
+    ) -> Result<UnitStatus, HostError> {
         let out = self
             .exec(
                 &format!("is-active {unit}"),
@@ -398,9 +469,12 @@ impl HostSession {
             )
             .await?;
         match out.status {
-            Some(0) => Ok(true),
+            Some(0) => Ok(UnitStatus::Active),
             Some(126) | Some(127) => Err(self.failed(&format!("is-active {unit}"), &out)),
-            _ => Ok(false),
+            _ if out.stdout_str().split_whitespace().next() == Some("activating") => {
+                Ok(UnitStatus::Activating)
+            }
+            _ => Ok(UnitStatus::Inactive),
         }
     }
 
@@ -443,13 +517,8 @@ impl HostSession {
     /// no etcd data dir. Returns the backup path.
     pub async fn move_etcd_data_aside(&self, layout: &K3sLayout) -> Result<String, HostError> {
         self.check_text("data dir", &layout.data_dir)?;
-        if self.service_active(layout, &layout.server_unit).await? {
-            return Err(HostError::Refused {
-                host: self.name().into(),
-                action: format!("move {} aside", layout.etcd_dir()),
-                reason: format!("service {} is active; stop it first", layout.server_unit),
-            });
-        }
+        self.refuse_unless_server_stopped(layout, format!("move {} aside", layout.etcd_dir()))
+            .await?;
         let label = format!("move {} aside", layout.etcd_dir());
         let ts = unix_now().to_string();
         let out = self
@@ -545,6 +614,23 @@ pub fn snapshot_path_from_log(log: &str, snapdir: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `service_status` tells `activating` from `inactive` by what is-active prints:
+    /// `--quiet` would print nothing, and a unit in auto-restart would read as stopped.
+    #[test]
+    fn systemd_is_active_prints_the_state() {
+        let m = crate::observe::ServiceManager::systemd();
+        assert_eq!(m.is_active, ["systemctl", "is-active"]);
+    }
+
+    #[test]
+    fn redaction_replaces_the_longest_secret_whole() {
+        let secrets = [Secret::new("abc"), Secret::new("abcdef")];
+        assert_eq!(
+            redact("t=abcdef u=abc", &secrets),
+            "t=<redacted> u=<redacted>"
+        );
+    }
 
     #[test]
     fn diff_of_new_file_and_redaction() {

@@ -23,10 +23,11 @@ pub mod observe;
 pub mod quote;
 pub mod recovery;
 pub mod ssh;
+pub mod unit;
 
 pub use act::{
-    FileWrite, InstallOutcome, InstallRequest, K3sRole, RemoteFile, Secret, WriteOutcome,
-    unified_diff,
+    FileWrite, InstallOutcome, InstallRequest, K3sRole, RemoteFile, Secret, UnitStatus,
+    WriteOutcome, unified_diff,
 };
 pub use error::HostError;
 pub use keepalived::{KeepalivedConfig, KeepalivedSpec, parse_manifest, render_manifest};

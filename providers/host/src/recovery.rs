@@ -19,6 +19,8 @@ pub type StatusRead = Result<String, String>;
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct EtcdDataSurvey {
     pub k3s_active: bool,
+    /// Not active but starting, or about to be restarted by its service manager.
+    pub k3s_restarting: bool,
     pub etcd_dir: bool,
     pub member_dir: bool,
     pub member_name: Option<String>,
@@ -74,10 +76,10 @@ impl HostSession {
         let data = layout.data_dir.trim_end_matches('/');
         let marker = format!("@@k3splan-{}@@", crate::observe::nonce());
         let label = "survey etcd data";
-        let active = self
-            .service_active(layout, &layout.server_unit)
+        let status = self
+            .service_status(layout, &layout.server_unit)
             .await
-            .unwrap_or(false);
+            .unwrap_or(crate::act::UnitStatus::Inactive);
         let out = self
             .exec(
                 label,
@@ -90,7 +92,8 @@ impl HostSession {
             return Err(self.failed(label, &out));
         }
         let mut s = EtcdDataSurvey {
-            k3s_active: active,
+            k3s_active: status == crate::act::UnitStatus::Active,
+            k3s_restarting: status == crate::act::UnitStatus::Activating,
             ..Default::default()
         };
         let mut section = "";
@@ -160,13 +163,8 @@ impl HostSession {
         restore_path: Option<&str>,
     ) -> Result<ResetOutcome, HostError> {
         let data = layout.data_dir.trim_end_matches('/');
-        if self.service_active(layout, &layout.server_unit).await? {
-            return Err(HostError::Refused {
-                host: self.name().into(),
-                action: "run k3s server --cluster-reset".into(),
-                reason: format!("service {} is active; stop it first", layout.server_unit),
-            });
-        }
+        self.refuse_unless_server_stopped(layout, "run k3s server --cluster-reset".into())
+            .await?;
         let flag = format!("{data}/server/db/reset-flag");
         let probe = self
             .exec(

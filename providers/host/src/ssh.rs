@@ -467,7 +467,18 @@ impl HostSession {
     }
 
     pub(crate) fn failed(&self, label: &str, out: &ExecOutput) -> HostError {
-        let mut stderr = out.stderr_str().trim().to_string();
+        self.failed_redacted(label, out, &[])
+    }
+
+    /// [`Self::failed`] with `secrets` redacted from stderr before it is cut to 2,000
+    /// characters (cut first, a secret across the cut would keep its first part).
+    pub(crate) fn failed_redacted(
+        &self,
+        label: &str,
+        out: &ExecOutput,
+        secrets: &[crate::act::Secret],
+    ) -> HostError {
+        let mut stderr = crate::act::redact(out.stderr_str().trim(), secrets);
         if stderr.len() > 2000 {
             let mut cut = 2000;
             while !stderr.is_char_boundary(cut) {

@@ -4,7 +4,8 @@ mod common;
 
 use common::*;
 use k3splan_host::{
-    FileWrite, HostError, InstallRequest, K3sLayout, K3sRole, Secret, ServiceAction, ServiceManager,
+    FileWrite, HostError, InstallRequest, K3sLayout, K3sRole, Secret, ServiceAction,
+    ServiceManager, UnitStatus,
 };
 use k3splan_testkit_caps::sshd;
 use k3splan_testkit_sshd::SshdFleet;
@@ -140,6 +141,7 @@ printf '%s' "$EXTRA_VAR" > /var/lib/rancher/got-extra
 ps -eo args > /var/lib/rancher/got-ps
 tr '\0' ' ' < /proc/$$/cmdline > /var/lib/rancher/got-cmdline
 printf 'installing with %s\n' "$K3S_TOKEN"
+printf 'exec %s\n' "$INSTALL_K3S_EXEC"
 "#
         .into(),
         ..layout()
@@ -151,13 +153,27 @@ printf 'installing with %s\n' "$K3S_TOKEN"
         server_url: Some(format!("https://10.0.0.1:6443/{HOSTILE}")),
         token: Some(Secret::new(token.clone())),
         extra_env: vec![("EXTRA_VAR".into(), Secret::new(HOSTILE))],
+        exec_args: ["--disable", "traefik", "--token=arg-s3cret"]
+            .map(String::from)
+            .to_vec(),
     };
     let inst = rt.block_on(s.install_k3s(&inst_layout, &req)).unwrap();
     let got = |f: &str| std::fs::read_to_string(h.path(&format!("/var/lib/rancher/{f}"))).unwrap();
     assert_eq!(got("got-token"), token);
     assert_eq!(got("got-url"), format!("https://10.0.0.1:6443/{HOSTILE}"));
     assert_eq!(got("got-version"), format!("v1.28.5+k3s1{HOSTILE}"));
-    assert_eq!(got("got-exec"), "server");
+    assert_eq!(
+        got("got-exec"),
+        "server --disable traefik --token=arg-s3cret"
+    );
+    // The unit's arguments are passed; a token among them is redacted from the output.
+    assert!(
+        inst.output
+            .contains("exec server --disable traefik --token=<redacted>")
+            && !inst.output.contains("arg-s3cret"),
+        "{}",
+        inst.output
+    );
     assert_eq!(got("got-extra"), HOSTILE);
     assert!(!got("got-ps").contains("K10it's"), "token visible in ps");
     assert_eq!(got("got-cmdline").trim(), "sh -s");
@@ -180,6 +196,22 @@ printf 'installing with %s\n' "$K3S_TOKEN"
         "{msg}"
     );
 
+    // An argument install.sh would split or unquote is refused before the installer runs.
+    std::fs::remove_file(h.path("/var/lib/rancher/got-exec")).unwrap();
+    let bad = InstallRequest {
+        exec_args: vec!["--node-label".into(), "team=a b".into()],
+        ..req.clone()
+    };
+    let msg = rt
+        .block_on(s.install_k3s(&inst_layout, &bad))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        msg.contains("invalid INSTALL_K3S_EXEC: argument 2 of ExecStart contains a blank"),
+        "{msg}"
+    );
+    assert!(!h.path("/var/lib/rancher/got-exec").exists());
+
     // 3. service commands: a hostile unit name is one argument, verbatim.
     rt.block_on(s.service(&inst_layout, HOSTILE, ServiceAction::Start))
         .unwrap();
@@ -194,6 +226,26 @@ printf 'installing with %s\n' "$K3S_TOKEN"
         !rt.block_on(s.service_active(&inst_layout, HOSTILE))
             .unwrap()
     );
+    assert_eq!(
+        rt.block_on(s.service_status(&inst_layout, "k3s")).unwrap(),
+        UnitStatus::Inactive
+    );
+    // A unit waiting out RestartSec: not active, but not stopped either.
+    rt.block_on(s.run(
+        "mark k3s activating",
+        &k3splan_host::quote::sh_command(&[
+            "sh",
+            "-c",
+            "touch /var/lib/rancher/svc/activating-$(printf k3s | cksum | cut -d' ' -f1)",
+        ]),
+        b"",
+    ))
+    .unwrap();
+    assert_eq!(
+        rt.block_on(s.service_status(&inst_layout, "k3s")).unwrap(),
+        UnitStatus::Activating
+    );
+    assert!(!rt.block_on(s.service_active(&inst_layout, "k3s")).unwrap());
 
     // 4. etcd snapshot and data-dir move with a hostile data dir and snapshot name.
     let data_dir = format!("/var/lib/rancher/dd {HOSTILE}");

@@ -93,7 +93,24 @@ fn observe_three_hosts_with_different_config_files() {
 
     let fa = obs["srv-a"].facts().expect("srv-a reachable");
     assert_eq!(fa.hostname, "srv-a");
-    assert!(fa.os.is_some());
+    // The OS and kernel read with shell builtins from /etc/os-release and /proc (issue 20:
+    // fewer processes per observe) say what `sed` on os-release and `uname -sr` say.
+    let pretty = std::fs::read_to_string("/etc/os-release")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("PRETTY_NAME=")
+                .map(|v| v.trim_matches('"').to_string())
+        });
+    assert_eq!(fa.os, pretty);
+    let uname = std::process::Command::new("uname")
+        .arg("-sr")
+        .output()
+        .unwrap();
+    assert_eq!(
+        fa.kernel.as_deref(),
+        Some(String::from_utf8_lossy(&uname.stdout).trim())
+    );
     assert!(fa.k3s_binary.present);
     assert_eq!(fa.k3s_binary.version.as_deref(), Some("v1.28.5+k3s1"));
     assert_eq!(fa.server_service, ServiceState::Active);

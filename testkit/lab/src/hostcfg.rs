@@ -45,10 +45,19 @@ pub const SYSTEMD_DIR: &str = "/etc/systemd/system";
 pub fn env_file(unit: &str) -> String {
     format!("{SYSTEMD_DIR}/{unit}.service.env")
 }
-/// The unit's command line (JSON [`ServiceEnv`]): what the installer writes as the unit
-/// file's `ExecStart`.
+/// The unit file the installer writes (install.sh:
+/// `FILE_K3S_SERVICE=${SYSTEMD_DIR}/${SERVICE_K3S}`), rendered by [`render_unit`]; the
+/// stand-in's service manager reads its `ExecStart` at every start with the same reader the
+/// product's upgrade uses (`k3splan_host::unit::parse_exec_start`).
 pub fn unit_file(unit: &str) -> String {
-    format!("{LAB_DIR}/{unit}.service.json")
+    format!("{SYSTEMD_DIR}/{unit}.service")
+}
+/// The uninstall script install.sh writes for `unit` (`create_uninstall`:
+/// `UNINSTALL_K3S_SH=${BIN_DIR}/${SYSTEM_NAME}-uninstall.sh`, so `k3s-uninstall.sh` on a
+/// server, `k3s-agent-uninstall.sh` on an agent). In the lab a marker: the stand-in's
+/// `uninstall` / `agent-uninstall` runs only where its script exists, as on a real host.
+pub fn uninstall_script(unit: &str) -> String {
+    format!("{LAB_DIR}/bin/{unit}-uninstall.sh")
 }
 /// The pid of the unit's supervisor: the stand-in's systemd, which restarts the daemon 5 s
 /// after it exits (`Restart=always`, `RestartSec=5s` in the unit the official installer
@@ -96,12 +105,34 @@ pub struct HostConfig {
     pub etcd_election_ms: u64,
 }
 
-/// A unit's command line (the `ExecStart` the official installer writes; its environment is
-/// in [`env_file`]).
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
-pub struct ServiceEnv {
-    /// `server` or `agent` followed by extra flags from `INSTALL_K3S_EXEC`.
-    pub exec: Vec<String>,
+/// The systemd unit file as install.sh's `create_systemd_service_file` writes it (k3s-io/k3s
+/// `install.sh`): `ExecStart=${BIN_DIR}/k3s \` followed by `    ${CMD_K3S_EXEC}`, where
+/// `CMD_K3S_EXEC` is the command (`server`/`agent`) and, from `quote_indent`, one argument per
+/// line: a tab, the argument in single quotes (a `'` inside as `'\''`), ` \`. The command's
+/// line ends in ` \` too, and the last continuation ends on an empty line. `exec` is the
+/// command and its arguments.
+pub fn render_unit(unit: &str, exec: &[String]) -> String {
+    let (cmd, args) = exec
+        .split_first()
+        .map_or(("server", &[][..]), |(c, a)| (c.as_str(), a));
+    // `$(quote_indent "$@")` is " \\\n" then "\t'ARG' \\\n" per argument, minus the last
+    // newline (command substitution strips it); the heredoc adds "\n\n".
+    let mut exec_start = format!("ExecStart={K3S_BIN} \\\n    {cmd} \\\n");
+    for a in args {
+        exec_start.push_str(&format!("\t'{}' \\\n", a.replace('\'', "'\\''")));
+    }
+    format!(
+        "[Unit]\nDescription=Lightweight Kubernetes\nDocumentation=https://k3s.io\n\
+         Wants=network-online.target\nAfter=network-online.target\n\n\
+         [Install]\nWantedBy=multi-user.target\n\n\
+         [Service]\nType=notify\nEnvironmentFile=-/etc/default/%N\n\
+         EnvironmentFile=-/etc/sysconfig/%N\nEnvironmentFile=-{env}\nKillMode=process\n\
+         Delegate=yes\nLimitNOFILE=1048576\nLimitNPROC=infinity\nLimitCORE=infinity\n\
+         TasksMax=infinity\nTimeoutStartSec=0\nRestart=always\nRestartSec={RESTART_SECS}s\n\
+         ExecStartPre=-/sbin/modprobe br_netfilter\nExecStartPre=-/sbin/modprobe overlay\n\
+         {exec_start}\n",
+        env = env_file(unit),
+    )
 }
 
 /// The variable assignments of a systemd `EnvironmentFile=`, in order (a later assignment of

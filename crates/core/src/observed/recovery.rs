@@ -9,11 +9,28 @@
 
 use serde::{Deserialize, Serialize};
 
+impl EtcdSurvey {
+    /// `running`, `restarting` or `stopped`: the unit's state in the survey.
+    pub fn k3s_state(&self) -> &'static str {
+        if self.k3s_active {
+            "running"
+        } else if self.k3s_restarting {
+            "restarting"
+        } else {
+            "stopped"
+        }
+    }
+}
+
 /// One server's etcd data, as its host shows it.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EtcdSurvey {
     /// The k3s server unit is active.
     pub k3s_active: bool,
+    /// Not active, but its service manager is starting it or will restart it (systemd
+    /// "activating (auto-restart)"): it runs again by itself unless stopped.
+    #[serde(default)]
+    pub k3s_restarting: bool,
     /// `<data-dir>/server/db/etcd` exists.
     pub etcd_dir: bool,
     /// `<data-dir>/server/db/etcd/member` exists (an initialized member).

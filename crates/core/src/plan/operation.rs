@@ -146,8 +146,9 @@ pub enum Operation {
         agent: bool,
     },
     /// Issue 15: wait until `node` runs `version`: `k3s --version` on the host says it, its
-    /// etcd member (when it runs etcd) is a healthy voter again, and its Node is Ready with
-    /// `kubeletVersion` = `version` (a server without an agent: its supervisor port answers).
+    /// etcd member (when it runs etcd) is a healthy voter again and the HashKV of every voter
+    /// is equal at a common revision, and its Node is Ready with `kubeletVersion` = `version`
+    /// (a server without an agent: its supervisor port answers).
     WaitUpgraded {
         node: String,
         version: String,
@@ -272,11 +273,11 @@ impl Operation {
                     .unwrap_or_default();
                 let unit = if *agent { "k3s-agent" } else { "k3s" };
                 format!(
-                    "upgrade k3s on {node}{from} to {version}: re-run the installer with its recorded K3S_* options; {unit} restarts"
+                    "upgrade k3s on {node}{from} to {version}: re-run the installer with its recorded K3S_* options and ExecStart arguments; {unit} restarts"
                 )
             }
             Operation::WaitUpgraded { node, version } => format!(
-                "wait until {node} runs {version}: k3s --version says it, its etcd member (a server's) a healthy voter again, its Node Ready at {version}"
+                "wait until {node} runs {version}: k3s --version says it, its etcd member (a server's) a healthy voter again with HashKV equal to the other voters', its Node Ready at {version}"
             ),
             Operation::StopK3s { node } => format!("stop k3s on {node} if it runs"),
             Operation::ClusterReset {

@@ -208,7 +208,7 @@ pub fn plan_recovery(
             Action::Update,
             format!(
                 "k3s must be down on every server before the reset (it is {})",
-                if s.k3s_active { "running" } else { "stopped" }
+                s.k3s_state()
             ),
             vec![Operation::StopK3s {
                 node: n.name.clone(),
@@ -585,7 +585,7 @@ fn survey_line(name: &str, s: &EtcdSurvey, now: u64) -> String {
     let mut line = format!(
         "  {:<14} {:<8} {:<26} {:<12} {:<18} {snaps}",
         name,
-        if s.k3s_active { "running" } else { "stopped" },
+        s.k3s_state(),
         dir,
         rev,
         cid

@@ -296,6 +296,15 @@ impl<B: Backend> PlanRun<'_, '_, B> {
     /// Step `i`: journaled `started`, its operations run, journaled `done` (or `failed`).
     async fn step(&mut self, i: usize, step: &Step) -> Result<(), ApplyError> {
         let t0 = Instant::now();
+        // An upgrade whose unit cannot go through the installer is refused before the step
+        // cordons and drains the node (issue 15).
+        for op in &step.operations {
+            if let Operation::UpgradeK3s { node, agent, .. } = op
+                && let Err(e) = self.exec.upgrade_preflight(node, *agent).await
+            {
+                return Err(self.failed(i, step, op.describe(), e));
+            }
+        }
         set_status(self.state, i, StepStatus::Started, None);
         // Journaled intent: a cordon is recorded before it is made, so that a kill right
         // after the API call still leaves the record the next plan uncordons from.

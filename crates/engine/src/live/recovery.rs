@@ -72,6 +72,7 @@ fn read(r: &Result<String, String>) -> DbRead {
 fn map(raw: k3splan_host::recovery::EtcdDataSurvey) -> EtcdSurvey {
     EtcdSurvey {
         k3s_active: raw.k3s_active,
+        k3s_restarting: raw.k3s_restarting,
         etcd_dir: raw.etcd_dir,
         member_dir: raw.member_dir,
         member_name: raw.member_name,

@@ -8,7 +8,7 @@ use crate::quote::sh_command;
 /// appended as one more (quoted) argument. `is_active` must exit 0 exactly when the unit runs.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ServiceManager {
-    /// e.g. `["systemctl", "is-active", "--quiet"]`.
+    /// e.g. `["systemctl", "is-active"]` (it prints the state; exit 0 = active).
     pub is_active: Vec<String>,
     /// e.g. `["systemctl", "start"]`.
     pub start: Vec<String>,
@@ -23,7 +23,7 @@ impl ServiceManager {
     pub fn systemd() -> Self {
         let v = |a: &[&str]| a.iter().map(|s| s.to_string()).collect();
         ServiceManager {
-            is_active: v(&["systemctl", "is-active", "--quiet"]),
+            is_active: v(&["systemctl", "is-active"]),
             start: v(&["systemctl", "start"]),
             stop: v(&["systemctl", "stop"]),
             restart: v(&["systemctl", "restart"]),
@@ -139,6 +139,13 @@ impl K3sLayout {
             "{}/{unit}.service.env",
             self.systemd_dir.trim_end_matches('/')
         )
+    }
+
+    /// The unit file the installer writes for `unit`: `<systemd_dir>/<unit>.service`
+    /// (install.sh: `FILE_K3S_SERVICE=${SYSTEMD_DIR}/${SERVICE_K3S}`); its `ExecStart=`
+    /// holds the install's arguments ([`crate::unit`]).
+    pub fn unit_file(&self, unit: &str) -> String {
+        format!("{}/{unit}.service", self.systemd_dir.trim_end_matches('/'))
     }
 
     /// `<data_dir>/server/db/etcd`.

@@ -53,13 +53,16 @@ pub fn spec() -> ObserveSpec {
 }
 
 /// A service manager stand-in: `svc is-active|start|stop|restart UNIT`, state in files.
-/// It records its last unit argument verbatim in /var/lib/rancher/svc/last-unit.
+/// It records its last unit argument verbatim in /var/lib/rancher/svc/last-unit. Like
+/// `systemctl is-active`, it prints the state: `active` (exit 0), `activating` (exit 3) when
+/// /var/lib/rancher/svc/activating-<cksum of UNIT> exists, else `inactive` (exit 3).
 pub const SVC: &str = r#"#!/bin/sh
 verb=$1; unit=$2; d=/var/lib/rancher/svc; mkdir -p "$d"
 printf '%s' "$unit" > "$d/last-unit"
-f="$d/active-$(printf '%s' "$unit" | cksum | cut -d' ' -f1)"
+sum=$(printf '%s' "$unit" | cksum | cut -d' ' -f1)
+f="$d/active-$sum"
 case "$verb" in
-  is-active) [ -e "$f" ];;
+  is-active) if [ -e "$f" ]; then echo active; elif [ -e "$d/activating-$sum" ]; then echo activating; exit 3; else echo inactive; exit 3; fi;;
   start|restart) touch "$f";;
   stop) rm -f "$f";;
   *) echo "svc: unknown verb $verb" >&2; exit 2;;

@@ -50,6 +50,7 @@ fn quorum_lost(t: &Topology, alive: &[&str]) -> Observed {
 fn member(rev: i64) -> EtcdSurvey {
     EtcdSurvey {
         k3s_active: false,
+        k3s_restarting: false,
         etcd_dir: true,
         member_dir: true,
         member_name: Some("x".into()),
@@ -447,4 +448,45 @@ fn issue16_resumed_recovery_rejoins_the_servers_left_out_without_a_second_reset(
     );
     // Not resuming: the same cluster is refused (quorum holds).
     assert!(run(&t, &o, &s, &RecoverOptions::default()).is_err());
+}
+
+/// A unit its service manager is about to restart (systemd "activating (auto-restart)") is
+/// not "stopped": the survey and the stop step say "restarting", and it is stopped like a
+/// running one before the reset.
+#[test]
+fn a_server_in_auto_restart_is_shown_restarting_and_stopped_first() {
+    let t = servers(3);
+    let o = quorum_lost(&t, &["s2"]);
+    let restarting = EtcdSurvey {
+        k3s_restarting: true,
+        ..member(90)
+    };
+    let s = survey(vec![
+        ("s1", restarting),
+        ("s2", member(120)),
+        ("s3", lost()),
+    ]);
+    let table = survey_table(&t, &s, NOW);
+    let line = table
+        .iter()
+        .find(|l| l.trim_start().starts_with("s1"))
+        .unwrap();
+    assert!(line.contains(" restarting "), "{table:?}");
+    let s3 = table
+        .iter()
+        .find(|l| l.trim_start().starts_with("s3"))
+        .unwrap();
+    assert!(s3.contains(" stopped "), "{table:?}");
+    let r = run(&t, &o, &s, &RecoverOptions::default()).expect("plan");
+    let stop = r
+        .plan
+        .steps
+        .iter()
+        .find(|st| {
+            st.operations
+                .iter()
+                .any(|op| matches!(op, Operation::StopK3s { node } if node == "s1"))
+        })
+        .expect("s1 stopped");
+    assert!(stop.why.contains("(it is restarting)"), "{}", stop.why);
 }

@@ -60,6 +60,17 @@ pub enum ExecError {
         path: String,
         key: String,
     },
+    /// Issue 15: the unit's `ExecStart=` could not be read, or holds an argument install.sh
+    /// cannot carry back unchanged, so re-running the installer would drop or change it.
+    /// Raised before the upgrade step cordons the node.
+    #[error(
+        "{path} on {node}: {detail}; the installer rewrites this unit from INSTALL_K3S_EXEC, so upgrading now would drop or change its arguments: fix the unit, or move its flags to config.yaml"
+    )]
+    UnitArgs {
+        node: String,
+        path: String,
+        detail: String,
+    },
     /// Joining needs the cluster's join token.
     #[error("joining {node} needs the join token from {source_name}, which is not set")]
     NoJoinToken { node: String, source_name: String },

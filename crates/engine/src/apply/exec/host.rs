@@ -67,16 +67,40 @@ impl Executor<'_> {
                     source: Box::new(e),
                 })?;
         let layout = self.live.layout();
-        let agent = s
-            .service_active(layout, &layout.agent_unit)
-            .await
-            .unwrap_or(false);
-        let role = if agent {
-            K3sRole::Agent
-        } else {
-            K3sRole::Server
+        // install.sh writes k3s-uninstall.sh with the server unit and k3s-agent-uninstall.sh
+        // with the agent unit, so the unit files present say which scripts exist; a stopped
+        // or crash-looping agent is still an agent. With both, each script removes its own
+        // unit and leaves k3s while another unit remains ("Additional k3s services
+        // installed, skipping uninstall of k3s"), so both run, the server's first. With
+        // neither, the running unit decides.
+        let exists = |unit: &str| {
+            let path = layout.unit_file(unit);
+            let s = &s;
+            async move { s.read_file(&path).await.map(|f| f.is_some()) }
         };
-        let out = s.uninstall_k3s(layout, role).await?;
+        let roles = match (
+            exists(&layout.server_unit).await?,
+            exists(&layout.agent_unit).await?,
+        ) {
+            (true, true) => vec![K3sRole::Server, K3sRole::Agent],
+            (false, true) => vec![K3sRole::Agent],
+            (true, false) => vec![K3sRole::Server],
+            (false, false) => {
+                let agent = s
+                    .service_active(layout, &layout.agent_unit)
+                    .await
+                    .unwrap_or(false);
+                vec![if agent {
+                    K3sRole::Agent
+                } else {
+                    K3sRole::Server
+                }]
+            }
+        };
+        let mut out = String::new();
+        for role in roles {
+            out = s.uninstall_k3s(layout, role).await?;
+        }
         Ok(done(out.lines().last().unwrap_or("uninstalled")))
     }
 
@@ -170,6 +194,7 @@ impl Executor<'_> {
             server_url: Some(via.to_string()),
             token: Some(token),
             extra_env: Vec::new(),
+            exec_args: Vec::new(),
         };
         s.install_k3s(layout, &req).await?;
         if !s.service_active(layout, unit).await.unwrap_or(false) {

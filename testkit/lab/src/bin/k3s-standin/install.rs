@@ -9,7 +9,13 @@ pub(super) fn install() -> i32 {
         .unwrap_or_else(|| hostcfg::DEFAULT_VERSION.to_string());
     let url = std::env::var("K3S_URL").ok().filter(|v| !v.is_empty());
     let exec_s = std::env::var("INSTALL_K3S_EXEC").unwrap_or_default();
-    let mut exec: Vec<String> = exec_s.split_whitespace().map(str::to_string).collect();
+    let mut exec = match install_exec_words(&exec_s) {
+        Ok(w) => w,
+        Err(e) => {
+            eprintln!("[ERROR]  INSTALL_K3S_EXEC: {e}");
+            return 1;
+        }
+    };
     // install.sh: no command given → agent when K3S_URL is set, else server.
     if exec.first().is_none_or(|c| c.starts_with('-')) {
         exec.insert(
@@ -51,9 +57,18 @@ pub(super) fn install() -> i32 {
     let _ = fs::write(hostcfg::K3S_VERSION_FILE, format!("{version}\n"));
     println!("[INFO]  Installing k3s to {}", bin.display());
     let unitf = hostcfg::unit_file(unit);
-    let svc = ServiceEnv { exec };
-    if let Err(e) = write_private(&unitf, &serde_json::to_vec_pretty(&svc).expect("json")) {
+    println!("[INFO]  systemd: Creating service file {unitf}");
+    if let Err(e) = write_private(&unitf, hostcfg::render_unit(unit, &exec).as_bytes()) {
         eprintln!("[ERROR]  writing {unitf}: {e}");
+        return 1;
+    }
+    let script = hostcfg::uninstall_script(unit);
+    println!("[INFO]  Creating uninstall script {script}");
+    if let Err(e) = fs::write(
+        &script,
+        "#!/bin/sh\n# k3splan lab: `k3s uninstall` / `k3s agent-uninstall` runs in its place\n",
+    ) {
+        eprintln!("[ERROR]  writing {script}: {e}");
         return 1;
     }
     let envf = hostcfg::env_file(unit);
@@ -67,6 +82,31 @@ pub(super) fn install() -> i32 {
     }
     println!("[INFO]  service: Starting {unit}");
     service(&["restart".to_string(), unit.to_string()])
+}
+
+/// The words of `INSTALL_K3S_EXEC` as install.sh takes them: `eval set --
+/// $(escape "${INSTALL_K3S_EXEC}")`, where `escape` puts a backslash before each of
+/// `][!#$%&()*;<=>?\_{|}` and the backtick (k3s-io/k3s `install.sh`). The unquoted `$(…)` splits at blanks,
+/// then `eval` removes the backslashes and any quotes: run by `sh` itself, so a value that
+/// install.sh would mangle (a quoted `a=b c` keeps a backslash) is mangled here too.
+fn install_exec_words(exec: &str) -> Result<Vec<String>, String> {
+    const SCRIPT: &str = r#"escape() { printf '%s' "$@" | sed -e 's/\([][!#$%&()*;<=>?\_`{|}]\)/\\\1/g;'; }
+eval set -- $(escape "$1")
+for a in "$@"; do printf '%s\0' "$a"; done"#;
+    let out = Command::new("sh")
+        .args(["-c", SCRIPT, "sh", exec])
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("running sh: {e}"))?;
+    if !out.status.success() {
+        return Err(String::from_utf8_lossy(&out.stderr).trim().to_string());
+    }
+    Ok(out
+        .stdout
+        .split(|b| *b == 0)
+        .filter(|w| !w.is_empty())
+        .map(|w| String::from_utf8_lossy(w).into_owned())
+        .collect())
 }
 
 /// The env file as install.sh's `create_env_file` writes it: `sh -c export | while read x v;
@@ -106,6 +146,13 @@ pub(super) fn write_private(path: &str, data: &[u8]) -> std::io::Result<()> {
 }
 
 pub(super) fn uninstall(agent: bool) -> i32 {
+    // Only the script of an installed unit exists: k3s-uninstall.sh on an agent host is
+    // "not found" (exit 127), as the shell reports it.
+    let own = if agent { "k3s-agent" } else { "k3s" };
+    if !Path::new(&hostcfg::uninstall_script(own)).exists() {
+        eprintln!("sh: 1: {}: not found", hostcfg::uninstall_script(own));
+        return 127;
+    }
     for unit in ["k3s", "k3s-agent"] {
         stop_unit(unit);
     }
@@ -131,16 +178,26 @@ pub(super) fn uninstall(agent: bool) -> i32 {
             }
         }
     };
+    // install.sh's uninstall script (`create_uninstall`): k3s-killall.sh stops every k3s
+    // process (above), then `rm -f ${FILE_K3S_SERVICE}` and `${FILE_K3S_ENV}` of its own
+    // unit, its own script removed on exit; while another k3s*.service is left it stops
+    // there ("Additional k3s services installed, skipping uninstall of k3s", exit 0), else
+    // it removes k3s's directories and binary.
+    let other = if agent { "k3s" } else { "k3s-agent" };
+    remove(&hostcfg::env_file(own));
+    remove(&hostcfg::unit_file(own));
+    remove(&hostcfg::ready_file(own));
+    remove(&hostcfg::failed_file(own));
+    remove(&hostcfg::uninstall_script(own));
+    if Path::new(&hostcfg::unit_file(other)).exists() {
+        println!("Additional k3s services installed, skipping uninstall of k3s");
+        return rc;
+    }
     remove("/etc/rancher/k3s");
     remove(&data_dir);
     remove("/var/lib/rancher/k3s");
-    for unit in ["k3s", "k3s-agent"] {
-        // k3s-uninstall.sh: `rm -f ${FILE_K3S_SERVICE}` and `rm -f ${FILE_K3S_ENV}`.
-        remove(&hostcfg::env_file(unit));
-        remove(&hostcfg::unit_file(unit));
-        remove(&hostcfg::ready_file(unit));
-        remove(&hostcfg::failed_file(unit));
-    }
+    remove(&hostcfg::ready_file(other));
+    remove(&hostcfg::failed_file(other));
     remove(hostcfg::K3S_VERSION_FILE);
     remove(hostcfg::K3S_BIN);
     if agent {

@@ -54,7 +54,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use k3splan_lab::hostcfg::{self, HostConfig, ServiceEnv};
+use k3splan_lab::hostcfg::{self, HostConfig};
 use serde_json::{Value, json};
 
 static TERM: AtomicBool = AtomicBool::new(false);

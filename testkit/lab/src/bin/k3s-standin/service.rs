@@ -73,11 +73,25 @@ pub(super) fn service(args: &[String]) -> i32 {
 /// read at every start as systemd does.
 fn unit_command(unit: &str) -> Result<Command, (i32, String)> {
     let unitf = hostcfg::unit_file(unit);
-    let svc: ServiceEnv = match fs::read(&unitf)
-        .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok())
-    {
-        Some(e) if Path::new(hostcfg::K3S_BIN).exists() => e,
+    let words = match fs::read_to_string(&unitf) {
+        Ok(text) => match k3splan_host::unit::parse_exec_start(&text).map(|e| e.words()) {
+            Ok(w) => Some(w),
+            Err(e) => {
+                return Err((
+                    1,
+                    format!(
+                        "Failed to start {unit}.service: Unit {unit}.service has a bad setting: {unitf}: {e}"
+                    ),
+                ));
+            }
+        },
+        Err(_) => None,
+    };
+    let (program, args) = match words {
+        Some(mut w) if Path::new(&w[0]).exists() => {
+            let program = w.remove(0);
+            (program, w)
+        }
         _ => {
             return Err((
                 5,
@@ -97,8 +111,8 @@ fn unit_command(unit: &str) -> Result<Command, (i32, String)> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
         Err(e) => return Err((1, format!("Failed to load environment files: {envf}: {e}"))),
     };
-    let mut cmd = Command::new(hostcfg::K3S_BIN);
-    cmd.args(&svc.exec).stdin(Stdio::null());
+    let mut cmd = Command::new(program);
+    cmd.args(&args).stdin(Stdio::null());
     // A unit does not inherit the caller's environment: only its env file's.
     for (k, _) in std::env::vars() {
         if k.starts_with("K3S_") || k.starts_with("CONTAINERD_") {
