@@ -534,7 +534,7 @@ pub fn survey_table(
     let mut out = vec![
         "Quorum-loss recovery: what survives on each declared etcd server".to_string(),
         format!(
-            "  {:<14} {:<8} {:<26} {:<12} {:<18} snapshots",
+            "  {:<14} {:<10} {:<26} {:<12} {:<18} snapshots",
             "server", "k3s", "etcd data dir", "revision", "cluster id"
         ),
     ];
@@ -583,7 +583,7 @@ fn survey_line(name: &str, s: &EtcdSurvey, now: u64) -> String {
         None => "none".into(),
     };
     let mut line = format!(
-        "  {:<14} {:<8} {:<26} {:<12} {:<18} {snaps}",
+        "  {:<14} {:<10} {:<26} {:<12} {:<18} {snaps}",
         name,
         s.k3s_state(),
         dir,

@@ -477,6 +477,20 @@ fn a_server_in_auto_restart_is_shown_restarting_and_stopped_first() {
         .find(|l| l.trim_start().starts_with("s3"))
         .unwrap();
     assert!(s3.contains(" stopped "), "{table:?}");
+    // The columns stay aligned: "restarting" fits its column, so the data dir column starts
+    // at the same place on every line, the header's included.
+    let col = |l: &str, word: &str| l.find(word).unwrap_or_else(|| panic!("{word} in {l:?}"));
+    let header = table.iter().find(|l| l.contains("etcd data dir")).unwrap();
+    assert_eq!(
+        col(line, "present"),
+        col(header, "etcd data dir"),
+        "{table:#?}"
+    );
+    assert_eq!(
+        col(s3, "missing"),
+        col(header, "etcd data dir"),
+        "{table:#?}"
+    );
     let r = run(&t, &o, &s, &RecoverOptions::default()).expect("plan");
     let stop = r
         .plan
