@@ -58,6 +58,23 @@ fn host_version(lab: &Lab, host: &str) -> String {
     out.lines().next().unwrap_or_default().to_string()
 }
 
+/// Every server's etcd snapshot files, by host.
+fn snapshots(lab: &Lab) -> Vec<(String, String)> {
+    SERVERS
+        .iter()
+        .map(|h| {
+            let (_, ls) = lab
+                .ssh(
+                    h,
+                    &[],
+                    "ls /var/lib/rancher/k3s/server/db/snapshots 2>/dev/null",
+                )
+                .unwrap();
+            (h.to_string(), ls)
+        })
+        .collect()
+}
+
 fn kubelet_version(lab: &Lab, node: &str) -> String {
     lab.node(node).unwrap()["status"]["nodeInfo"]["kubeletVersion"]
         .as_str()
@@ -171,6 +188,7 @@ fn issue15_lab_upgrade_one_minor_then_no_changes() {
     // unit) stops server-3's upgrade before its installer runs; nothing on it changes.
     let unit_path = hostcfg::unit_file("k3s");
     let good_unit = lab.read_file("server-3", &unit_path).unwrap();
+    let snapshots_before = snapshots(&lab);
     lab.write_file(
         "server-3",
         &unit_path,
@@ -187,6 +205,19 @@ fn issue15_lab_upgrade_one_minor_then_no_changes() {
     );
     // Refused before its step cordoned or drained anything: schedulable, at its old version.
     assert!(host_version(&lab, "server-3").contains(OLD));
+    // Every upgrade's unit is checked before the first step: nothing else ran either — no
+    // snapshot taken, no other node upgraded.
+    for h in SERVERS.iter().chain(&AGENTS) {
+        assert!(
+            host_version(&lab, h).contains(OLD),
+            "{h} upgraded by a refused apply"
+        );
+    }
+    assert_eq!(
+        snapshots(&lab),
+        snapshots_before,
+        "a snapshot taken by a refused apply"
+    );
     assert!(
         !lab.node("server-3").unwrap()["spec"]["unschedulable"]
             .as_bool()

@@ -248,6 +248,7 @@ pub async fn run_plan<B: Backend>(
         events,
     };
     run.start_journal(replacing)?;
+    run.upgrade_preflight().await?;
     test_hold("step-0-done");
     for (i, step) in plan.steps.iter().enumerate() {
         run.step(i, step).await?;
@@ -293,18 +294,34 @@ impl<B: Backend> PlanRun<'_, '_, B> {
         self.backend.write(self.lock, self.state)
     }
 
+    /// Issue 15: the unit of every node the plan upgrades can be carried through the
+    /// installer ([`Executor::upgrade_preflight`]), checked for all of them at once before
+    /// the first step, so a refusal changes nothing at all (no snapshot, no cordon, no other
+    /// node upgraded) and the reads cost one round, not one per upgraded node. The first
+    /// refusal in plan order is journaled as its step's failure; every step stays not done.
+    /// Each upgrade reads its unit again when it runs, so a unit edited in between is still
+    /// refused, then after its step's cordon (journaled: the next plan uncordons).
+    async fn upgrade_preflight(&mut self) -> Result<(), ApplyError> {
+        let exec = self.exec;
+        let checks = self.plan.steps.iter().enumerate().flat_map(|(i, step)| {
+            step.operations.iter().filter_map(move |op| match op {
+                Operation::UpgradeK3s { node, agent, .. } => {
+                    Some(async move { (i, op, exec.upgrade_preflight(node, *agent).await) })
+                }
+                _ => None,
+            })
+        });
+        let results = futures::future::join_all(checks).await;
+        if let Some((i, op, Err(e))) = results.into_iter().find(|(_, _, r)| r.is_err()) {
+            let step = &self.plan.steps[i];
+            return Err(self.failed_from(i, 0, step, op.describe(), e));
+        }
+        Ok(())
+    }
+
     /// Step `i`: journaled `started`, its operations run, journaled `done` (or `failed`).
     async fn step(&mut self, i: usize, step: &Step) -> Result<(), ApplyError> {
         let t0 = Instant::now();
-        // An upgrade whose unit cannot go through the installer is refused before the step
-        // cordons and drains the node (issue 15).
-        for op in &step.operations {
-            if let Operation::UpgradeK3s { node, agent, .. } = op
-                && let Err(e) = self.exec.upgrade_preflight(node, *agent).await
-            {
-                return Err(self.failed(i, step, op.describe(), e));
-            }
-        }
         set_status(self.state, i, StepStatus::Started, None);
         // Journaled intent: a cordon is recorded before it is made, so that a kill right
         // after the API call still leaves the record the next plan uncordons from.
@@ -384,6 +401,18 @@ impl<B: Backend> PlanRun<'_, '_, B> {
 
     /// Journals step `i` as failed and says so; the apply stops.
     fn failed(&mut self, i: usize, step: &Step, operation: String, e: ExecError) -> ApplyError {
+        self.failed_from(i, i, step, operation, e)
+    }
+
+    /// [`Self::failed`], with the steps from `first_not_done` on named as not done.
+    fn failed_from(
+        &mut self,
+        i: usize,
+        first_not_done: usize,
+        step: &Step,
+        operation: String,
+        e: ExecError,
+    ) -> ApplyError {
         let message = e.to_string();
         set_status(self.state, i, StepStatus::Failed, Some(message.clone()));
         if let Err(w) = self.backend.write(self.lock, self.state) {
@@ -397,7 +426,7 @@ impl<B: Backend> PlanRun<'_, '_, B> {
         self.events.event(&ApplyEvent::ApplyStopped {
             index: i + 1,
             total: self.plan.steps.len(),
-            not_done: self.plan.steps[i..]
+            not_done: self.plan.steps[first_not_done..]
                 .iter()
                 .map(|s| format!("{}. {}", s.id, s.address))
                 .collect(),
