@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::{lab_k3splan, stdout};
+use common::{lab_k3splan, ssh_ok as run, stdout};
 use k3splan_lab::{Lab, LabSpec, TopologyNode};
 use k3splan_testkit_caps::lab;
 use serde_json::Value;
@@ -26,23 +26,6 @@ const SERVERS: [&str; 3] = ["server-1", "server-2", "server-3"];
 
 fn servers() -> Vec<TopologyNode> {
     SERVERS.iter().map(|n| TopologyNode::server(n)).collect()
-}
-
-fn run(lab: &Lab, host: &str, script: &str) -> String {
-    let (code, out) = lab.ssh(host, &[], script).expect("ssh");
-    assert_eq!(code, 0, "{host}: {script}\n{out}");
-    out
-}
-
-/// `k3s etcd-snapshot save` on every server (the stand-in runs `etcdctl snapshot save`).
-fn snapshot_all(lab: &Lab) {
-    for s in SERVERS {
-        run(
-            lab,
-            s,
-            &format!("{} etcd-snapshot save", k3splan_lab::hostcfg::K3S_BIN),
-        );
-    }
 }
 
 /// A self-signed certificate valid for `days`, written by the openssl CLI on the host into
@@ -88,7 +71,7 @@ fn issue17_check_finds_expiring_cert_old_and_corrupt_snapshots_and_remove_annota
     let (code, v) = check_json(&lab, &topo);
     assert_eq!(code, Some(3), "{v:#}");
     assert_eq!(findings(&v, "snapshot_age").len(), 3, "{v:#}");
-    snapshot_all(&lab);
+    common::snapshot_all(&lab, &SERVERS);
     let o = lab_k3splan(&lab, &topo, &["check"]);
     assert_eq!(
         o.status.code(),
@@ -201,7 +184,7 @@ fn issue17_check_finds_an_orphaned_member_and_is_clean_once_it_is_removed() {
     let topo = lab
         .write_topology("check/main.hcl", &servers(), "")
         .unwrap();
-    snapshot_all(&lab);
+    common::snapshot_all(&lab, &SERVERS);
     // A learner at an address no node declares (what a join that died half-way leaves).
     let ghost = format!("https://{}:2380", lab.host("server-1").unwrap().address()).replace(
         &lab.host("server-1").unwrap().address().to_string(),
@@ -297,7 +280,7 @@ fn issue17_plan_shows_findings_and_apply_fixes_them_one_server_at_a_time() {
             "check {\n  cert_expiry_warn = \"30d\"\n}\n",
         )
         .unwrap();
-    snapshot_all(&lab);
+    common::snapshot_all(&lab, &SERVERS);
     let o = lab_k3splan(&lab, &topo, &["plan", "--detailed-exitcode"]);
     assert_eq!(o.status.code(), Some(0), "clean before:\n{}", stdout(&o));
 
@@ -371,7 +354,7 @@ fn issue17_apply_killed_during_a_rotation_leaves_no_server_stopped_and_converges
     let topo = lab
         .write_topology("check/main.hcl", &servers(), "check {}\n")
         .unwrap();
-    snapshot_all(&lab);
+    common::snapshot_all(&lab, &SERVERS);
     write_cert(&lab, "server-2", "serving-kube-apiserver.crt", 3);
     let point = "rotate-server-2-started";
     let mut child = common::lab_cmd(
@@ -528,7 +511,7 @@ fn issue17_check_finds_version_skew_and_rancher_labels_then_clean() {
     let topo = lab
         .write_topology("check/main.hcl", &servers(), "")
         .unwrap();
-    snapshot_all(&lab);
+    common::snapshot_all(&lab, &SERVERS);
     let (code, v) = check_json(&lab, &topo);
     assert_eq!(code, Some(0), "a healthy lab is clean: {v:#}");
 

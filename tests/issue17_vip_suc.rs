@@ -9,7 +9,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{lab_k3splan, stdout};
+use common::{lab_k3splan, ssh_ok as run, stdout};
 use k3splan_lab::{KEEPALIVED_MANIFEST, Lab, LabSpec, TopologyNode};
 use k3splan_testkit_caps::lab;
 use serde_json::{Value, json};
@@ -21,24 +21,6 @@ k3splan_testkit_caps::main! {
 
 const SERVERS: [&str; 3] = ["server-1", "server-2", "server-3"];
 const WAIT: Duration = Duration::from_secs(20);
-
-fn run(lab: &Lab, host: &str, script: &str) -> String {
-    let (code, out) = lab.ssh(host, &[], script).expect("ssh");
-    assert_eq!(code, 0, "{host}: {script}\n{out}");
-    out
-}
-
-/// `k3s etcd-snapshot save` on every server: a fresh cluster's missing snapshot is a finding
-/// of its own.
-fn snapshot_all(lab: &Lab) {
-    for s in SERVERS {
-        run(
-            lab,
-            s,
-            &format!("{} etcd-snapshot save", k3splan_lab::hostcfg::K3S_BIN),
-        );
-    }
-}
 
 fn check_json(lab: &Lab, topo: &std::path::Path) -> (Option<i32>, Value) {
     let o = lab_k3splan(lab, topo, &["check", "--json"]);
@@ -78,7 +60,7 @@ fn issue17_check_finds_the_vip_held_by_two_hosts_or_none_then_clean() {
         })
         .collect();
     let topo = lab.write_topology("check/vip.hcl", &nodes, "").unwrap();
-    snapshot_all(&lab);
+    common::snapshot_all(&lab, &SERVERS);
     // One holder: server-1 (priority 100); only its `ip -o addr show` lists the VIP.
     lab.wait_vip_holders(&["server-1"], WAIT)
         .expect("one holder");
@@ -225,7 +207,7 @@ fn issue17_check_finds_a_suc_plan_then_clean_once_deleted() {
     .expect("lab");
     let nodes: Vec<TopologyNode> = SERVERS.iter().map(|n| TopologyNode::server(n)).collect();
     let topo = lab.write_topology("check/suc.hcl", &nodes, "").unwrap();
-    snapshot_all(&lab);
+    common::snapshot_all(&lab, &SERVERS);
     let plans = "/apis/upgrade.cattle.io/v1/namespaces/system-upgrade/plans";
     // SUC not installed: the kind is not served (404), which the check reads as "no plans".
     let (code, _) = kube_call(&lab, "GET", plans, None);

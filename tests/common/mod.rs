@@ -84,3 +84,23 @@ pub fn streams(o: &Output) -> (String, String) {
 pub fn combined(o: &Output) -> String {
     format!("{}{}", text(&o.stdout), text(&o.stderr))
 }
+
+/// Runs `script` on `host` over the lab's SSH and returns its output; panics, naming the
+/// host, the script and its output, unless it exits 0.
+pub fn ssh_ok(lab: &Lab, host: &str, script: &str) -> String {
+    let (code, out) = lab.ssh(host, &[], script).expect("ssh");
+    assert_eq!(code, 0, "{host}: {script}\n{out}");
+    out
+}
+
+/// `k3s etcd-snapshot save` on each of `servers` (the stand-in runs `etcdctl snapshot
+/// save`): a fresh lab cluster has no snapshot, which `check` reports as a finding.
+pub fn snapshot_all(lab: &Lab, servers: &[&str]) {
+    for s in servers {
+        ssh_ok(
+            lab,
+            s,
+            &format!("{} etcd-snapshot save", k3splan_lab::hostcfg::K3S_BIN),
+        );
+    }
+}
