@@ -66,9 +66,10 @@ impl Executor<'_> {
         Ok(Some(e.args))
     }
 
-    /// Checked before an upgrade step cordons anything: the node's unit can be carried
-    /// through the installer ([`Self::unit_exec_args`]). A refusal here leaves the node as it
-    /// was: schedulable, not drained, at its old version.
+    /// Checked for every upgrade of the plan before the apply's first step (the apply's
+    /// `upgrade_preflight`): the node's unit can be carried through the installer
+    /// ([`Self::unit_exec_args`]). A refusal here leaves the cluster as it was: no step has
+    /// run, the node is schedulable, not drained, at its old version.
     pub(crate) async fn upgrade_preflight(&self, node: &str, agent: bool) -> Result<(), ExecError> {
         let (s, unit) = self.upgrade_target(node, agent).await?;
         match self.unit_exec_args(&s, node, unit).await {
